@@ -1,0 +1,177 @@
+"""Batched activation capture: means of block outputs over token spans, padding excluded.
+
+Block outputs are read with forward hooks (``result[i]`` = output of block ``i``); the forward pass
+stops right after the deepest requested block, so later blocks and the unembedding never run.
+Positions are computed from the attention mask, so left- and right-padded batches give the same
+numbers as one example at a time.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from utils.chat import Message, assistant_turn_spans, encode
+from utils.layers import get_layers
+
+Span = tuple[int, int]
+
+
+class _StopForward(Exception):
+    """Raised by the deepest hook to end the forward pass early."""
+
+
+def block_output(output) -> Tensor:
+    """The hidden-state tensor of a block's output (a bare tensor in transformers 5, else a tuple)."""
+    return output if isinstance(output, Tensor) else output[0]
+
+
+@contextmanager
+def capture_block_outputs(model, layers: list[int], stop_after_last: bool = True):
+    """Record the outputs of the given blocks during a forward pass.
+
+    Args:
+        model: the model.
+        layers: block indices to record.
+        stop_after_last: raise inside the deepest block's hook so nothing later is computed
+            (use `run_capturing` to swallow it).
+
+    Yields:
+        dict block index -> output tensor [batch, seq, d_model], filled during the forward pass.
+    """
+    blocks = get_layers(model)
+    deepest = max(layers)
+    store: dict[int, Tensor] = {}
+    handles = []
+
+    def make_hook(i: int):
+        def hook(module, inputs, output):
+            store[i] = block_output(output)
+            if stop_after_last and i == deepest:
+                raise _StopForward
+
+        return hook
+
+    try:
+        for i in sorted(set(layers)):
+            handles.append(blocks[i].register_forward_hook(make_hook(i)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids that skip padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def run_capturing(model, input_ids: Tensor, attention_mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
+    """One forward pass that returns the outputs of ``layers`` and computes nothing deeper."""
+    with capture_block_outputs(model, layers) as store:
+        try:
+            model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=positions_from_mask(attention_mask),
+                use_cache=False,
+            )
+        except _StopForward:
+            pass
+    return store
+
+
+def span_weights(spans: list[list[Span]], seq_len: int, pad_offsets: list[int]) -> Float[Tensor, "batch n_spans seq"]:
+    """Averaging weights: row ``b``, span ``s`` puts 1/len on that span's (shifted) tokens."""
+    n_spans = max(len(s) for s in spans)
+    weights = torch.zeros(len(spans), n_spans, seq_len)
+    for b, example in enumerate(spans):
+        for s, (start, end) in enumerate(example):
+            if end <= start:
+                raise ValueError(f"Empty span {(start, end)} in example {b}: nothing to average")
+            weights[b, s, pad_offsets[b] + start : pad_offsets[b] + end] = 1.0 / (end - start)
+    return weights
+
+
+def mean_over_spans(
+    model,
+    tokenizer,
+    prompts: list[str],
+    spans: list[list[Span]],
+    layers: list[int],
+    batch_size: int = 16,
+    desc: str = "capturing",
+) -> list[Float[Tensor, "n_layers n_spans d_model"]]:
+    """Mean block output over each token span of each prompt.
+
+    Args:
+        model: the model.
+        tokenizer: its tokenizer (its ``padding_side`` is respected).
+        prompts: rendered prompts (tokenized without added special tokens).
+        spans: per prompt, a list of (start, end) token spans, indices into the unpadded prompt.
+        layers: block indices.
+        batch_size: prompts per forward pass.
+        desc: progress bar label.
+
+    Returns:
+        Per prompt, a float32 CPU tensor [len(layers), len(spans[i]), d_model].
+    """
+    lengths = [len(encode(p, tokenizer)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    results: list[Tensor | None] = [None] * len(prompts)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        idx = order[start : start + batch_size]
+        batch = encode([prompts[i] for i in idx], tokenizer, return_tensors="pt", padding=True)
+        seq_len = batch["input_ids"].shape[1]
+        left = tokenizer.padding_side == "left"
+        offsets = [seq_len - lengths[i] if left else 0 for i in idx]
+        weights = span_weights([spans[i] for i in idx], seq_len, offsets).to(model.device)
+        with torch.inference_mode():
+            store = run_capturing(
+                model, batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device), layers
+            )
+            stacked = torch.stack([store[layer] for layer in layers]).float()  # [L, B, T, D]
+            means = torch.einsum("lbtd,bst->blsd", stacked, weights.float()).cpu()
+        for row, i in enumerate(idx):
+            results[i] = means[row, :, : len(spans[i])]
+    return results
+
+
+def response_mean_activations(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    layers: list[int],
+    batch_size: int = 16,
+) -> Float[Tensor, "n_layers n_examples d_model"]:
+    """Mean block output over the last assistant message of each conversation.
+
+    Args:
+        model: the model.
+        tokenizer: its tokenizer.
+        conversations: message lists ending with an assistant message.
+        layers: block indices (``result[k]`` corresponds to ``layers[k]``).
+        batch_size: conversations per forward pass.
+
+    Returns:
+        Tensor [len(layers), len(conversations), d_model] (float32, CPU).
+    """
+    prompts, spans = [], []
+    for messages in conversations:
+        full, turn_spans = assistant_turn_spans(messages, tokenizer)
+        prompts.append(full)
+        spans.append([turn_spans[-1]])
+    means = mean_over_spans(model, tokenizer, prompts, spans, layers, batch_size, desc="response means")
+    return torch.stack([m[:, 0] for m in means], dim=1)
+
+
+def turn_mean_activations(
+    model, tokenizer, messages: list[Message], layers: list[int]
+) -> Float[Tensor, "n_layers n_turns d_model"]:
+    """Mean block output over every assistant turn of one conversation, in one forward pass."""
+    full, spans = assistant_turn_spans(messages, tokenizer)
+    return mean_over_spans(model, tokenizer, [full], [spans], layers, batch_size=1, desc="turn means")[0]

@@ -1,0 +1,128 @@
+"""Chat formatting: prompts from messages, and the token spans of assistant turns.
+
+Spans are found from character offsets of the rendered template, so they are right for any
+template (Qwen, Llama, Gemma) without counting special tokens by hand.
+"""
+
+from __future__ import annotations
+
+Message = dict[str, str]
+
+
+_SYSTEM_ROLE_SUPPORT: dict[tuple[int, str | None], bool] = {}
+
+
+def _probe_system_role(tokenizer) -> bool:
+    try:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "system", "content": "SYSTEM_PROBE"}, {"role": "user", "content": "hi"}],
+            tokenize=False,
+        )
+    except Exception:  # Gemma 2 templates raise on a system message
+        return False
+    return "SYSTEM_PROBE" in rendered
+
+
+def supports_system_role(tokenizer) -> bool:
+    """Whether the tokenizer's chat template accepts a system message."""
+    key = (id(tokenizer), tokenizer.chat_template)
+    if key not in _SYSTEM_ROLE_SUPPORT:
+        _SYSTEM_ROLE_SUPPORT[key] = _probe_system_role(tokenizer)
+    return _SYSTEM_ROLE_SUPPORT[key]
+
+
+def prepare_messages(messages: list[Message], tokenizer) -> list[Message]:
+    """Make messages acceptable to the tokenizer's template.
+
+    A system message is dropped when empty, and merged into the first user turn for templates
+    without a system role (Gemma 2): ``"{system}\\n\\n{user}"``.
+    """
+    messages = [dict(m) for m in messages]
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system = messages[0]["content"]
+    rest = messages[1:]
+    if not system.strip():
+        return rest
+    if supports_system_role(tokenizer):
+        return messages
+    if not rest or rest[0]["role"] != "user":
+        raise ValueError("A system prompt can only be merged into a conversation that starts with a user turn")
+    rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+    return rest
+
+
+def build_messages(question: str, response: str | None = None, system_prompt: str | None = None) -> list[Message]:
+    """Messages for one exchange: optional system prompt, a user question, optional response."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": question})
+    if response is not None:
+        messages.append({"role": "assistant", "content": response})
+    return messages
+
+
+def render(messages: list[Message], tokenizer, add_generation_prompt: bool = False) -> str:
+    """The chat template applied to (prepared) messages, as text."""
+    return tokenizer.apply_chat_template(
+        prepare_messages(messages, tokenizer), tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+def encode(text: str | list[str], tokenizer, **kwargs):
+    """Tokenize rendered prompts. Never adds special tokens: the template already has them."""
+    return tokenizer(text, add_special_tokens=False, **kwargs)
+
+
+def assistant_turn_spans(messages: list[Message], tokenizer) -> tuple[str, list[tuple[int, int]]]:
+    """Render a conversation and find each assistant turn's tokens.
+
+    Args:
+        messages: a conversation (system optional), with one or more assistant turns.
+        tokenizer: the model's tokenizer.
+
+    Returns:
+        (full_prompt, spans): ``spans[k] = (start, end)`` token indices of the content of the
+        k-th assistant message in ``encode(full_prompt)`` (end exclusive; no end-of-turn tokens).
+    """
+    prepared = prepare_messages(messages, tokenizer)
+    full = tokenizer.apply_chat_template(prepared, tokenize=False)
+    offsets = encode(full, tokenizer, return_offsets_mapping=True)["offset_mapping"]
+    spans = []
+    for i, message in enumerate(prepared):
+        if message["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(prepared[:i], tokenize=False, add_generation_prompt=True)
+        if not full.startswith(prefix):
+            raise ValueError("The chat template renders a turn differently in context; cannot locate spans")
+        content = message["content"].strip()
+        char_start = full.find(content, len(prefix)) if content else len(prefix)
+        char_end = char_start + len(content)
+        token_ids = [k for k, (a, b) in enumerate(offsets) if b > char_start and a < char_end and b > a]
+        start = token_ids[0] if token_ids else _first_token_at(offsets, len(prefix))
+        end = token_ids[-1] + 1 if token_ids else start
+        spans.append((start, end))
+    return full, spans
+
+
+def _first_token_at(offsets, char_pos: int) -> int:
+    for k, (a, _) in enumerate(offsets):
+        if a >= char_pos:
+            return k
+    return len(offsets)
+
+
+def format_messages(messages: list[Message], tokenizer) -> tuple[str, int]:
+    """Render a conversation whose last message is the assistant's response.
+
+    Args:
+        messages: the conversation; the last message must have role "assistant".
+        tokenizer: the model's tokenizer.
+
+    Returns:
+        (full_prompt, response_start_idx): the rendered text and the index, in
+        ``encode(full_prompt)``, of the first token of the last assistant message.
+    """
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError("format_messages needs a conversation that ends with an assistant message")
+    full, spans = assistant_turn_spans(messages, tokenizer)
+    return full, spans[-1][0]

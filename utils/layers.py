@@ -1,0 +1,81 @@
+"""Access to a model's decoder blocks, and the two layer-index conventions kept apart.
+
+Convention: a ``layer`` argument is a 0-based index into the decoder blocks; ``result[i]`` of an
+all-layer tensor is the output of block ``i``. ``output_hidden_states=True`` returns one more entry:
+``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of block ``i - 1``.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+# Attribute paths tried, in order, to find the list of decoder blocks.
+LAYER_PATHS = (
+    "model.layers",  # Qwen2/Qwen3, Llama, Gemma2, Gemma3 text (…ForCausalLM)
+    "model.language_model.layers",  # Gemma3 / multimodal wrappers (…ForConditionalGeneration)
+    "language_model.model.layers",  # older multimodal wrappers
+    "model.model.layers",  # PEFT-style wrappers
+    "layers",  # a bare decoder (…Model)
+    "transformer.h",  # GPT-2 style
+)
+
+
+def _follow(obj, path: str):
+    for attr in path.split("."):
+        obj = getattr(obj, attr, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def get_layers(model: nn.Module) -> nn.ModuleList:
+    """Return the decoder blocks of ``model``.
+
+    Args:
+        model: a transformers causal LM (Qwen2/3, Llama, Gemma2/3, including multimodal wrappers).
+
+    Returns:
+        The `nn.ModuleList` of decoder blocks.
+
+    Raises:
+        AttributeError: listing every attribute path tried.
+    """
+    for path in LAYER_PATHS:
+        layers = _follow(model, path)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            return layers
+    raise AttributeError(
+        f"Could not find the decoder blocks of {type(model).__name__}; tried "
+        + ", ".join(f"model.{p}" for p in LAYER_PATHS)
+        + ". Add the right path to utils.layers.LAYER_PATHS."
+    )
+
+
+def num_layers(model: nn.Module) -> int:
+    """Number of decoder blocks."""
+    return len(get_layers(model))
+
+
+def d_model(model: nn.Module) -> int:
+    """Width of the residual stream."""
+    return model.get_input_embeddings().weight.shape[1]
+
+
+def block_to_hidden_states_index(block: int) -> int:
+    """``hidden_states`` index holding the output of decoder block ``block``."""
+    if block < 0:
+        raise ValueError(f"block index must be >= 0, got {block}")
+    return block + 1
+
+
+def hidden_states_to_block_index(hidden_index: int) -> int:
+    """Decoder block whose output is ``hidden_states[hidden_index]``.
+
+    Raises:
+        ValueError: for index 0, which is the embedding output, not a block.
+    """
+    if hidden_index < 1:
+        raise ValueError(
+            f"hidden_states[{hidden_index}] is the embedding output, not the output of a block"
+        )
+    return hidden_index - 1

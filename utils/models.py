@@ -1,0 +1,85 @@
+"""Loading models by name: hub ids, the offline GGUF model, and tiny random models.
+
+All go through `load_model`, so every profile uses the same code paths afterwards.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from utils.profiles import OFFLINE_MODEL
+from utils.tiny import TINY_MODELS, build_tiny_model
+
+
+def default_device() -> str:
+    """``cuda`` when available, else ``mps`` on Apple silicon, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 on GPUs that support it, float32 otherwise (bf16 matmuls are slow on most CPUs)."""
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(name: str, device: str | None = None, dtype: torch.dtype | None = None):
+    """Load a chat model and its tokenizer, ready for inference.
+
+    Args:
+        name: a hub id (``Qwen/Qwen2.5-7B-Instruct``), the offline model
+            (``offline-qwen2.5-coder-0.5b``), or a tiny model (``tiny-qwen2``, ``tiny-gemma2``,
+            ``tiny-llama``, ``tiny-gemma3``).
+        device: where to put the model (default: `default_device`).
+        dtype: weight dtype (default: `default_dtype`; tiny models are always float32).
+
+    Returns:
+        (model, tokenizer): model in eval mode with gradients off; tokenizer with a pad token.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or default_device()
+    if name in TINY_MODELS:
+        model, tokenizer = build_tiny_model(name)
+    else:
+        source = name
+        if name == OFFLINE_MODEL:
+            from utils.offline_model import converted_model_dir
+
+            source = converted_model_dir()
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def free_memory(*objects) -> None:
+    """Drop references to models (pass them in, then ``del`` your own names) and empty caches."""
+    for obj in objects:
+        del obj
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def describe(model) -> str:
+    """One line: class, blocks, width, parameters, dtype and device."""
+    from utils.layers import d_model, num_layers
+
+    params = sum(p.numel() for p in model.parameters())
+    first = next(model.parameters())
+    return (
+        f"{type(model).__name__}: {num_layers(model)} blocks, d_model {d_model(model)}, "
+        f"{params / 1e6:.1f}M parameters, {first.dtype} on {first.device}"
+    )

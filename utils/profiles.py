@@ -1,0 +1,199 @@
+"""Profiles: one switch (``COURSE_PROFILE``) that picks models, sizes and judge for the whole course.
+
+Layer conventions (see DESIGN.md): ``*_layer`` fields are 0-based decoder *block* indices, except
+``trait_vector_layer``, which is a ``hidden_states`` index (``hidden_states[i]`` = output of block
+``i - 1``), kept next to ``steer_layer = trait_vector_layer - 1`` so the two never get mixed up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+PROFILE_ENV = "COURSE_PROFILE"
+OFFLINE_MODEL = "offline-qwen2.5-coder-0.5b"
+
+
+@dataclass(frozen=True)
+class SectionModels:
+    """Model names per section (anything `utils.models.load_model` accepts)."""
+
+    part1: str
+    part2: str
+    part3: str
+    part4: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a notebook needs to know about the machine it runs on.
+
+    Attributes:
+        name: profile name (full, lite, offline, tiny).
+        models: the model of each section.
+        axis_layer: block index where section 1 builds the Assistant Axis.
+        capping_layers: block indices that section 2 caps.
+        capping_percentile: percentile of the default assistant's projections used as the floor.
+        trait_vector_layer: ``hidden_states`` index used for trait vectors (sections 3 and 4).
+        n_questions: questions per trait / role used for extraction.
+        n_eval_questions: held-out questions per trait used for evaluation.
+        n_instruction_pairs: contrastive instruction pairs (or role prompts) used.
+        n_roles: roles used in section 1 (None: all).
+        n_rollouts: samples per prompt.
+        max_new_tokens: generation length.
+        steering_coefficients: coefficients swept in section 4.
+        judge_backend: "auto", "openai", "anthropic" or "local".
+        judge_model: model name for the judge backend (None: the backend's default).
+        generation_backend: "local" (in-process model) or "openai" (an OpenAI-compatible server).
+        batch_size: starting batch size for generation and capture (backs off on OOM).
+    """
+
+    name: str
+    models: SectionModels
+    axis_layer: int
+    capping_layers: tuple[int, ...]
+    capping_percentile: float
+    trait_vector_layer: int
+    n_questions: int
+    n_eval_questions: int
+    n_instruction_pairs: int
+    n_roles: int | None
+    n_rollouts: int
+    max_new_tokens: int
+    steering_coefficients: tuple[float, ...]
+    judge_backend: str = "auto"
+    judge_model: str | None = None
+    generation_backend: str = "local"
+    batch_size: int = 16
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def steer_layer(self) -> int:
+        """Block index whose output equals ``hidden_states[trait_vector_layer]``."""
+        return self.trait_vector_layer - 1
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(
+        name="full",
+        models=SectionModels(
+            part1="google/gemma-2-27b-it",
+            part2="google/gemma-2-27b-it",
+            part3="Qwen/Qwen2.5-7B-Instruct",
+            part4="Qwen/Qwen2.5-7B-Instruct",
+        ),
+        axis_layer=22,
+        capping_layers=tuple(range(18, 26)),
+        capping_percentile=25.0,
+        trait_vector_layer=20,
+        n_questions=20,
+        n_eval_questions=20,
+        n_instruction_pairs=5,
+        n_roles=None,
+        n_rollouts=1,
+        max_new_tokens=256,
+        steering_coefficients=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5),
+        batch_size=32,
+    ),
+    "lite": Profile(
+        name="lite",
+        models=SectionModels(*(["Qwen/Qwen2.5-1.5B-Instruct"] * 4)),
+        axis_layer=14,
+        capping_layers=tuple(range(18, 24)),
+        capping_percentile=25.0,
+        trait_vector_layer=20,
+        n_questions=10,
+        n_eval_questions=10,
+        n_instruction_pairs=5,
+        n_roles=30,
+        n_rollouts=1,
+        max_new_tokens=128,
+        steering_coefficients=(0.0, 2.0, 4.0, 6.0, 8.0),
+        batch_size=16,
+    ),
+    "offline": Profile(
+        name="offline",
+        models=SectionModels(*([OFFLINE_MODEL] * 4)),
+        axis_layer=12,
+        capping_layers=tuple(range(16, 21)),
+        capping_percentile=25.0,
+        trait_vector_layer=18,
+        n_questions=5,
+        n_eval_questions=5,
+        n_instruction_pairs=2,
+        n_roles=10,
+        n_rollouts=1,
+        max_new_tokens=40,
+        steering_coefficients=(0.0, 4.0, 8.0),
+        judge_backend="auto",
+        batch_size=16,
+    ),
+    "tiny": Profile(
+        name="tiny",
+        models=SectionModels(*(["tiny-qwen2"] * 4)),
+        axis_layer=2,
+        capping_layers=(2, 3),
+        capping_percentile=25.0,
+        trait_vector_layer=3,
+        n_questions=3,
+        n_eval_questions=3,
+        n_instruction_pairs=1,
+        n_roles=4,
+        n_rollouts=1,
+        max_new_tokens=8,
+        steering_coefficients=(0.0, 1.0),
+        judge_backend="local",
+        batch_size=8,
+    ),
+}
+
+
+def _auto_choice() -> tuple[str, str]:
+    """Pick a profile for this machine; return (name, reason)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+            if gib >= 70:
+                return "full", f"auto: a {gib:.0f} GiB GPU fits the paper models"
+            return "lite", f"auto: a {gib:.0f} GiB GPU is too small for the paper models"
+    except ImportError:
+        pass
+    from utils.offline_model import offline_model_available
+
+    if offline_model_available():
+        return "offline", "auto: no GPU; the offline GGUF model is installed"
+    return "tiny", "auto: no GPU and no offline model packages; random tiny models only"
+
+
+def get_profile(name: str | None = None, verbose: bool = True) -> Profile:
+    """Return the active profile.
+
+    Args:
+        name: a profile name; None reads ``COURSE_PROFILE`` (default ``auto``).
+        verbose: print the choice and the reason.
+
+    Returns:
+        The chosen `Profile`.
+    """
+    requested = name or os.environ.get(PROFILE_ENV, "auto")
+    if requested == "auto":
+        chosen, reason = _auto_choice()
+    elif requested in PROFILES:
+        chosen = requested
+        reason = "set by argument" if name else f"set by {PROFILE_ENV}={requested}"
+    else:
+        raise ValueError(
+            f"Unknown profile {requested!r} (from {PROFILE_ENV} or the argument); "
+            f"choose one of {sorted(PROFILES) + ['auto']}."
+        )
+    profile = PROFILES[chosen]
+    if verbose:
+        print(f"Profile: {profile.name} ({reason})")
+    return profile
+
+
+def with_overrides(profile: Profile, **changes) -> Profile:
+    """Return a copy of ``profile`` with some fields changed (e.g. a smaller batch size)."""
+    return replace(profile, **changes)
