@@ -139,7 +139,9 @@ def load_questions(path: str | Path) -> list[str]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {n} is not valid JSON ({err})") from None
         text = item if isinstance(item, str) else item.get("question") if isinstance(item, dict) else None
-        _require(isinstance(text, str) and bool(text.strip()), path, f"line {n}: question", "must be a non-empty string")
+        _require(
+            isinstance(text, str) and bool(text.strip()), path, f"line {n}: question", "must be a non-empty string"
+        )
         questions.append(text)
     return questions
 
@@ -159,7 +161,12 @@ def load_transcript(path: str | Path) -> dict:
     for i, turn in enumerate(turns):
         key = f"conversation[{i}]"
         _require(isinstance(turn, dict), path, key, "must be an object with 'role' and 'content'")
-        _require(turn.get("role") in ("user", "assistant", "system"), path, f"{key}.role", "must be user, assistant or system")
+        _require(
+            turn.get("role") in ("user", "assistant", "system"),
+            path,
+            f"{key}.role",
+            "must be user, assistant or system",
+        )
         _check_str(turn.get("content"), path, f"{key}.content", allow_empty=turn.get("role") == "assistant")
     data.setdefault("system_prompt", "")
     data.setdefault("name", path.stem)

@@ -75,7 +75,5 @@ def hidden_states_to_block_index(hidden_index: int) -> int:
         ValueError: for index 0, which is the embedding output, not a block.
     """
     if hidden_index < 1:
-        raise ValueError(
-            f"hidden_states[{hidden_index}] is the embedding output, not the output of a block"
-        )
+        raise ValueError(f"hidden_states[{hidden_index}] is the embedding output, not the output of a block")
     return hidden_index - 1
