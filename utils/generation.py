@@ -16,7 +16,7 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def _generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float):
+def _generate_batch(model, tokenizer, prompts, max_new_tokens: int, temperature: float, top_p: float, **kwargs):
     batch = encode(prompts, tokenizer, return_tensors="pt", padding=True).to(model.device)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
     out = model.generate(
@@ -25,6 +25,7 @@ def _generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int, t
         pad_token_id=tokenizer.pad_token_id,
         top_k=None,
         **sampling,
+        **kwargs,
     )
     new_tokens = out[:, batch["input_ids"].shape[1] :]
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -41,6 +42,7 @@ def generate_replies(
     batch_size: int = 16,
     desc: str = "generating",
     server=None,
+    **generate_kwargs,
 ) -> list[str]:
     """Generate the assistant's next reply for every conversation.
 
@@ -55,6 +57,7 @@ def generate_replies(
         batch_size: starting batch size; halved on out-of-memory.
         desc: progress bar label.
         server: an `OpenAICompatibleGenerator` to send conversations to instead.
+        **generate_kwargs: passed to ``model.generate`` (e.g. ``min_new_tokens``).
 
     Returns:
         One reply per conversation, in input order, without the prompt or special tokens.
@@ -74,7 +77,9 @@ def generate_replies(
             torch.manual_seed(seed + start)
         try:
             with torch.inference_mode():
-                texts = _generate_batch(model, tokenizer, [prompts[i] for i in idx], max_new_tokens, temperature, top_p)
+                texts = _generate_batch(
+                    model, tokenizer, [prompts[i] for i in idx], max_new_tokens, temperature, top_p, **generate_kwargs
+                )
         except (RuntimeError, torch.OutOfMemoryError) as err:
             if not _is_oom(err) or batch_size == 1:
                 raise

@@ -133,6 +133,10 @@ def build_tiny_model(name: str, seed: int = 0):
     # Random init leaves logits nearly flat; larger scales make greedy decoding decisive and varied.
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0, 1.0)
+        # Blocks contribute as much as the embeddings, so replies depend on the whole context.
+        for module in model.model.layers.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0, module.in_features**-0.5)
         model.get_output_embeddings().weight.normal_(0, 1.0)
         # Keep end-of-turn unlikely so mechanics tests see replies of several tokens.
         model.get_output_embeddings().weight[tokenizer.eos_token_id] = 0.0

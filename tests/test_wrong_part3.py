@@ -1,0 +1,413 @@
+"""Section 3: wrong implementations students write, each rejected by its check with a named mistake."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solutions import part3_contrastive as sol
+from tests.wrong import assert_rejected, assert_solution_passes, cases
+from utils.chat import assistant_turn_spans, build_messages, encode
+from utils.generation import generate_replies
+from utils.judge import ADHERENCE_0_3, SCORE_0_100
+from utils.layers import num_layers
+from utils.metrics import auroc, cohens_d, project
+
+SECTION = "part3_contrastive"
+
+
+# construct_system_prompt
+def always_a(name, instruction):
+    return f"You are a {name} assistant. {instruction}"
+
+
+def always_an(name, instruction):
+    return f"You are an {name} assistant. {instruction}"
+
+
+def no_space(name, instruction):
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"You are {article} {name} assistant.{instruction}"
+
+
+def instruction_first(name, instruction):
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{instruction} You are {article} {name} assistant."
+
+
+# generate_contrastive_responses
+def _generate(
+    model,
+    tok,
+    trait_data,
+    trait_name,
+    max_new_tokens=256,
+    temperature=0.7,
+    n_pairs=None,
+    n_questions=None,
+    batch_size=16,
+    names=None,
+    neg_key="neg",
+    order="pair",
+    system_in_user=False,
+    polarities=("pos", "neg"),
+):
+    names = names or {"pos": trait_name, "neg": "helpful"}
+    keys = {"pos": "pos", "neg": neg_key}
+    records = []
+    pairs = list(enumerate(trait_data["instruction"][:n_pairs]))
+    questions = trait_data["questions"][:n_questions]
+    loops = [(i, p, pol, q) for i, p in pairs for pol in polarities for q in questions]
+    if order == "question":
+        loops = [(i, p, pol, q) for q in questions for i, p in pairs for pol in polarities]
+    for idx, pair, polarity, question in loops:
+        sp = sol.construct_system_prompt(names[polarity], pair[keys[polarity]])
+        records.append(dict(question=question, system_prompt=sp, instruction_idx=idx, polarity=polarity))
+    if system_in_user:
+        convs = [build_messages(r["system_prompt"] + " " + r["question"]) for r in records]
+    else:
+        convs = [build_messages(r["question"], system_prompt=r["system_prompt"]) for r in records]
+    replies = generate_replies(model, tok, convs, max_new_tokens=max_new_tokens, temperature=temperature)
+    return [{**r, "response": reply} for r, reply in zip(records, replies)]
+
+
+def swapped_polarity_names(m, t, d, name, **kw):
+    return _generate(m, t, d, name, names={"pos": "helpful", "neg": name}, **kw)
+
+
+def neg_uses_pos_instruction(m, t, d, name, **kw):
+    return _generate(m, t, d, name, neg_key="pos", **kw)
+
+
+def only_positive(m, t, d, name, **kw):
+    return _generate(m, t, d, name, polarities=("pos",), **kw)
+
+
+def questions_outermost(m, t, d, name, **kw):
+    return _generate(m, t, d, name, order="question", **kw)
+
+
+def system_prompt_in_user_turn(m, t, d, name, **kw):
+    return _generate(m, t, d, name, system_in_user=True, **kw)
+
+
+def ignores_temperature(m, t, d, name, **kw):
+    kw["temperature"] = 0.7
+    return _generate(m, t, d, name, **kw)
+
+
+# score_trait_response
+def swapped_question_answer(question, answer, template, judge):
+    return judge.score([template.format(question=answer, answer=question)], SCORE_0_100)[0]
+
+
+def chained_replace(question, answer, template, judge):
+    return judge.score([template.replace("{question}", question).replace("{answer}", answer)], SCORE_0_100)[0]
+
+
+def returns_list(question, answer, template, judge):
+    return judge.score([template.format(question=question, answer=answer)], SCORE_0_100)
+
+
+def wrong_scale(question, answer, template, judge):
+    return judge.score([template.format(question=question, answer=answer)], ADHERENCE_0_3)[0]
+
+
+def none_as_zero(question, answer, template, judge):
+    score = judge.score([template.format(question=question, answer=answer)], SCORE_0_100)[0]
+    return 0 if score is None else score
+
+
+# filter_effective_pairs
+def _filter(
+    responses,
+    trait_data,
+    pos_threshold=50,
+    coherence_threshold=50,
+    neg_ok=None,
+    pos_ok=None,
+    use_coherence=True,
+    none_value=None,
+):
+    def val(x):
+        return none_value if x is None else x
+
+    neg_ok = neg_ok or (lambda s: s is not None and s < pos_threshold)
+    pos_ok = pos_ok or (lambda s: s is not None and s >= pos_threshold)
+    index = {(r["instruction_idx"], r["polarity"], r["question"]): r for r in responses}
+    pairs = []
+    for idx in range(len(trait_data["instruction"])):
+        for q in trait_data["questions"]:
+            pos, neg = index[(idx, "pos", q)], index[(idx, "neg", q)]
+            coherent = not use_coherence or (
+                pos["coherence"] >= coherence_threshold and neg["coherence"] >= coherence_threshold
+            )
+            if pos_ok(val(pos["score"])) and neg_ok(val(neg["score"])) and coherent:
+                pairs.append({"question": q, "instruction_idx": idx, "pos": pos, "neg": neg})
+    return pairs
+
+
+def neg_at_threshold_kept(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    return _filter(responses, trait_data, neg_ok=lambda s: s is not None and s <= pos_threshold)
+
+
+def pos_strictly_above(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    return _filter(responses, trait_data, pos_ok=lambda s: s is not None and s > pos_threshold)
+
+
+def ignores_coherence(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    return _filter(responses, trait_data, use_coherence=False)
+
+
+def none_counts_as_zero(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    return _filter(responses, trait_data, none_value=0)
+
+
+def filters_polarities_separately(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    pos = [r for r in responses if r["polarity"] == "pos" and r["score"] is not None and r["score"] >= pos_threshold]
+    neg = [r for r in responses if r["polarity"] == "neg" and r["score"] is not None and r["score"] < pos_threshold]
+    return [
+        {"question": p["question"], "instruction_idx": p["instruction_idx"], "pos": p, "neg": n}
+        for p, n in zip(pos, neg)
+    ]
+
+
+# extract_contrastive_vectors
+def reversed_sign(model, tok, pairs, batch_size=16):
+    return -sol.extract_contrastive_vectors(model, tok, pairs, batch_size)
+
+
+def normalised(model, tok, pairs, batch_size=16):
+    v = sol.extract_contrastive_vectors(model, tok, pairs, batch_size)
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def _hidden_state_means(model, tok, records, whole_sequence=False):
+    out = []
+    for r in records:
+        full, spans = assistant_turn_spans(build_messages(r["question"], r["response"], r["system_prompt"]), tok)
+        start, end = spans[-1]
+        ids = encode(full, tok, return_tensors="pt")
+        hs = torch.stack(model(**ids, output_hidden_states=True).hidden_states)[:, 0]  # [n+1, T, d]
+        out.append(hs.mean(1) if whole_sequence else hs[:, start:end].mean(1))
+    return torch.stack(out).mean(0)
+
+
+def hidden_states_off_by_one(model, tok, pairs, batch_size=16):
+    diff = _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
+        model, tok, [p["neg"] for p in pairs]
+    )
+    return diff[: num_layers(model)]  # hidden_states[i] is block i - 1
+
+
+def includes_embedding_row(model, tok, pairs, batch_size=16):
+    return _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
+        model, tok, [p["neg"] for p in pairs]
+    )
+
+
+def averages_prompt_tokens(model, tok, pairs, batch_size=16):
+    pos = _hidden_state_means(model, tok, [p["pos"] for p in pairs], whole_sequence=True)
+    neg = _hidden_state_means(model, tok, [p["neg"] for p in pairs], whole_sequence=True)
+    return (pos - neg)[1:]
+
+
+def without_system_prompt(model, tok, pairs, batch_size=16):
+    stripped = [
+        {**p, "pos": {**p["pos"], "system_prompt": ""}, "neg": {**p["neg"], "system_prompt": ""}} for p in pairs
+    ]
+    return sol.extract_contrastive_vectors(model, tok, stripped, batch_size)
+
+
+# layer_separation
+def _separation(
+    pos_acts,
+    neg_acts,
+    vectors,
+    flip_auroc=False,
+    flip_d=False,
+    vector_of=lambda v, i: v[i],
+    norm=lambda v: float(v.norm()),
+):
+    import pandas as pd
+
+    rows = []
+    for i in range(vectors.shape[0]):
+        p, n = project(pos_acts[i], vector_of(vectors, i)).numpy(), project(neg_acts[i], vector_of(vectors, i)).numpy()
+        rows.append(
+            {
+                "layer": i,
+                "auroc": auroc(n, p) if flip_auroc else auroc(p, n),
+                "cohens_d": cohens_d(n, p) if flip_d else cohens_d(p, n),
+                "norm": norm(vectors[i]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def auroc_flipped(pos_acts, neg_acts, vectors):
+    return _separation(pos_acts, neg_acts, vectors, flip_auroc=True)
+
+
+def cohens_d_negative_minus_positive(pos_acts, neg_acts, vectors):
+    return _separation(pos_acts, neg_acts, vectors, flip_d=True)
+
+
+def last_layer_vector_everywhere(pos_acts, neg_acts, vectors):
+    return _separation(pos_acts, neg_acts, vectors, vector_of=lambda v, i: v[-1])
+
+
+def squared_norm(pos_acts, neg_acts, vectors):
+    return _separation(pos_acts, neg_acts, vectors, norm=lambda v: float(v.norm() ** 2))
+
+
+# logit_lens
+def input_embedding_lens(model, tok, vector, k=10):
+    logits = model.get_input_embeddings().weight.float() @ vector.float()
+    return [tok.decode([i]) for i in logits.topk(k).indices], [
+        tok.decode([i]) for i in logits.topk(k, largest=False).indices
+    ]
+
+
+def token_ids(model, tok, vector, k=10):
+    logits = model.get_output_embeddings().weight.float() @ vector.float()
+    return logits.topk(k).indices.tolist(), logits.topk(k, largest=False).indices.tolist()
+
+
+def bottom_least_negative_first(model, tok, vector, k=10):
+    top, bottom = sol.logit_lens(model, tok, vector, k)
+    return top, bottom[::-1]
+
+
+def top_bottom_swapped(model, tok, vector, k=10):
+    top, bottom = sol.logit_lens(model, tok, vector, k)
+    return bottom, top
+
+
+# extract_trait_vectors
+def no_filtering(
+    model,
+    tok,
+    judge,
+    trait_data,
+    trait_name,
+    coherence_prompt,
+    n_pairs=None,
+    n_questions=None,
+    max_new_tokens=256,
+    min_pairs=1,
+):
+    responses = sol.generate_contrastive_responses(model, tok, trait_data, trait_name, max_new_tokens=max_new_tokens)
+    scored = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in responses]
+    pairs = sol.filter_effective_pairs(scored, trait_data)
+    return sol.extract_contrastive_vectors(model, tok, pairs), pairs
+
+
+def never_raises(
+    model,
+    tok,
+    judge,
+    trait_data,
+    trait_name,
+    coherence_prompt,
+    n_pairs=None,
+    n_questions=None,
+    max_new_tokens=256,
+    min_pairs=1,
+):
+    return sol.extract_trait_vectors(
+        model, tok, judge, trait_data, trait_name, coherence_prompt, n_pairs, n_questions, max_new_tokens, min_pairs=0
+    )
+
+
+def coherence_scored_with_trait_prompt(
+    model,
+    tok,
+    judge,
+    trait_data,
+    trait_name,
+    coherence_prompt,
+    n_pairs=None,
+    n_questions=None,
+    max_new_tokens=256,
+    min_pairs=1,
+):
+    return sol.extract_trait_vectors(
+        model,
+        tok,
+        judge,
+        trait_data,
+        trait_name,
+        trait_data["eval_prompt"],
+        n_pairs,
+        n_questions,
+        max_new_tokens,
+        min_pairs,
+    )
+
+
+WRONG = {
+    "construct_system_prompt": [
+        (always_a, "'an' before a vowel"),
+        (always_an, "'a' otherwise"),
+        (no_space, "spacing"),
+        (instruction_first, "after the first sentence"),
+    ],
+    "generate_contrastive_responses": [
+        (swapped_polarity_names, "Positive prompts must name the trait"),
+        (neg_uses_pos_instruction, "neg instruction"),
+        (only_positive, "one record per"),
+        (questions_outermost, "Order records"),
+        (system_prompt_in_user_turn, "system message"),
+        (ignores_temperature, "temperature"),
+    ],
+    "score_trait_response": [
+        (swapped_question_answer, "swapped"),
+        (chained_replace, ".format"),
+        (returns_list, "single score"),
+        (wrong_scale, "0-100"),
+        (none_as_zero, "return None"),
+    ],
+    "filter_effective_pairs": [
+        (neg_at_threshold_kept, "neg < threshold"),
+        (pos_strictly_above, "use >="),
+        (ignores_coherence, "coherent"),
+        (none_counts_as_zero, "None score never passes"),
+        (filters_polarities_separately, None),
+    ],
+    "extract_contrastive_vectors": [
+        (reversed_sign, "sign is reversed"),
+        (normalised, "normalise"),
+        (hidden_states_off_by_one, "off by one"),
+        (includes_embedding_row, "embeddings"),
+        (averages_prompt_tokens, "response tokens only"),
+        (without_system_prompt, "system prompt"),
+    ],
+    "layer_separation": [
+        (auroc_flipped, "flipped"),
+        (cohens_d_negative_minus_positive, "wrong sign"),
+        (last_layer_vector_everywhere, "same layer"),
+        (squared_norm, "L2 norm"),
+    ],
+    "logit_lens": [
+        (input_embedding_lens, "input embedding"),
+        (token_ids, "decoded strings"),
+        (bottom_least_negative_first, "most negative first"),
+        (top_bottom_swapped, "swapped"),
+    ],
+    "extract_trait_vectors": [
+        (no_filtering, "effective pairs differ"),
+        (never_raises, "raise ValueError"),
+        (coherence_scored_with_trait_prompt, "coherence prompt"),
+    ],
+}
+
+
+@pytest.mark.parametrize("exercise,impl,phrase", cases(WRONG))
+def test_wrong_implementation_rejected(exercise, impl, phrase):
+    assert_rejected(SECTION, exercise, impl, phrase)
+
+
+@pytest.mark.parametrize("exercise", list(WRONG))
+def test_solution_passes(exercise):
+    assert_solution_passes(SECTION, exercise)

@@ -1,0 +1,199 @@
+"""Generate each section's notebooks and solutions module from its one source file.
+
+Source: ``<section>/source.py``, jupytext percent format. Cells tagged ``exercise`` hold the
+functions students write, with the solution body between ``# BEGIN SOLUTION`` and
+``# END SOLUTION`` lines; cells tagged ``module`` hold code the solutions module needs too (imports,
+constants). Everything else is shared by both notebooks.
+
+Outputs, per section:
+- ``chapters/<section>_exercises.ipynb``: solution bodies replaced by ``raise NotImplementedError()``,
+  each followed by a collapsed solution dropdown;
+- ``chapters/<section>_solutions.ipynb``: the solutions in place;
+- ``solutions/<section>.py``: the ``module`` and ``exercise`` cells, importable by ``tests.py``.
+
+Usage: ``python -m utils.build_notebooks [--check] [--sections part3_contrastive ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ["part1_assistant_axis", "part2_capping", "part3_contrastive", "part4_steering"]
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+STUB = "raise NotImplementedError()"
+HEADER_WORDS = ("Difficulty", "Importance")
+SETUP_MARKER = "# COURSE SETUP"
+
+SETUP_CELL = """# Set-up: the same generated cell in every notebook (see utils/setup.py).
+import sys
+from pathlib import Path
+
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "utils" / "setup.py").exists()), None)
+if ROOT is None:  # Colab: fetch the course once, next to the notebook
+    import subprocess
+
+    ROOT = Path("persona-course").resolve()
+    if not ROOT.exists():
+        subprocess.run(["git", "clone", "--depth=1", "https://github.com/persona-course/persona-course", str(ROOT)], check=True)
+sys.path.insert(0, str(ROOT))
+from utils.setup import setup_course
+
+profile = setup_course("{section}")"""
+
+
+class SourceError(ValueError):
+    """A section source breaks the format; the message names file and cell."""
+
+
+def exercise_names(code: str) -> list[str]:
+    """Top-level functions and classes defined in a cell."""
+    return [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+
+
+def _strip_markers(code: str) -> str:
+    return "\n".join(line for line in code.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def _stub(code: str, where: str) -> str:
+    out, inside, indent = [], False, ""
+    for line in code.splitlines():
+        if line.strip() == BEGIN:
+            if inside:
+                raise SourceError(f"{where}: nested {BEGIN}")
+            inside, indent = True, line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}{STUB}")
+        elif line.strip() == END:
+            if not inside:
+                raise SourceError(f"{where}: {END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise SourceError(f"{where}: {BEGIN} without {END}")
+    return "\n".join(out)
+
+
+def _solution_dropdown(code: str) -> str:
+    return f"<details><summary>Solution</summary>\n\n```python\n{code}\n```\n\n</details>"
+
+
+def _new_cell(kind: str, source: str, tags: list[str] | None = None):
+    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+    cell.pop("id", None)
+    if tags:
+        cell.metadata["tags"] = tags
+    return cell
+
+
+def _notebook(cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nb.cells = cells
+    nb.nbformat_minor = 4
+    return nb
+
+
+def build_section(section: str) -> dict[Path, str]:
+    """Render one section's generated files: path -> text."""
+    src = ROOT / section / "source.py"
+    source_nb = jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")
+    ex_cells, sol_cells, module_parts = [], [], []
+    last_markdown = ""
+    for i, cell in enumerate(source_nb.cells):
+        where = f"{src.relative_to(ROOT)} cell {i}"
+        tags = list(cell.metadata.get("tags", []))
+        text = cell.source
+        if cell.cell_type == "markdown":
+            last_markdown = text
+            ex_cells.append(_new_cell("markdown", text))
+            sol_cells.append(_new_cell("markdown", text))
+            continue
+        if text.strip() == SETUP_MARKER:
+            text = SETUP_CELL.format(section=section)
+        if "exercise" in tags:
+            if not all(w in last_markdown for w in HEADER_WORDS):
+                raise SourceError(f"{where}: an exercise must follow a markdown header with {HEADER_WORDS}")
+            if not exercise_names(_strip_markers(text)) or BEGIN not in text:
+                raise SourceError(f"{where}: an exercise cell must define a function and mark its solution")
+            solution = _strip_markers(text)
+            ex_cells.append(_new_cell("code", _stub(text, where), ["exercise"]))
+            ex_cells.append(_new_cell("markdown", _solution_dropdown(solution)))
+            sol_cells.append(_new_cell("code", solution, ["exercise"]))
+            module_parts.append(solution)
+        else:
+            if BEGIN in text:
+                raise SourceError(f"{where}: solution markers outside an exercise cell")
+            ex_cells.append(_new_cell("code", text, tags))
+            sol_cells.append(_new_cell("code", text, tags))
+            if "module" in tags:
+                module_parts.append(text)
+    header = f'"""Solutions for {section}. Generated from {section}/source.py by `python -m utils.build_notebooks`; do not edit."""\n\n'
+    module = header + "\n\n\n".join(p.strip() for p in module_parts) + "\n"
+    return {
+        ROOT / "chapters" / f"{section}_exercises.ipynb": nbformat.writes(_notebook(ex_cells)) + "\n",
+        ROOT / "chapters" / f"{section}_solutions.ipynb": nbformat.writes(_notebook(sol_cells)) + "\n",
+        ROOT / "solutions" / f"{section}.py": _format_python(module),
+    }
+
+
+def _format_python(code: str) -> str:
+    """ruff-format generated code so it passes the linters like hand-written code."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--stdin-filename", "solutions/x.py", "-"],
+            input=code,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        return done.stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return code
+
+
+def available_sections() -> list[str]:
+    return [s for s in SECTIONS if (ROOT / s / "source.py").exists()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if any generated file is out of date")
+    parser.add_argument("--sections", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    stale = []
+    for section in args.sections or available_sections():
+        for path, text in build_section(section).items():
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current == text:
+                continue
+            if args.check:
+                stale.append(path.relative_to(ROOT))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("Generated files differ from their sources (run python -m utils.build_notebooks):")
+        for path in stale:
+            print(f"  {path}")
+        return 1
+    if args.check:
+        print("Generated files match their sources.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Helpers for the sections' exercise checks (``<section>/tests.py``)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+
+from utils.judge.judge import Judge
+
+
+class CheckFailed(AssertionError):
+    """An exercise check failed; the message names the likely mistake."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise `CheckFailed` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+def passed(name: str) -> None:
+    print(f"✔ {name} passed")
+
+
+@cache
+def tiny(name: str = "tiny-qwen2"):
+    """A tiny random model and tokenizer, built once per process (checks must not modify it)."""
+    from utils.models import load_model
+
+    return load_model(name, device="cpu")
+
+
+def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol)
+
+
+def hook_counts(model) -> dict[str, int]:
+    """Forward (and pre-forward) hooks registered on every submodule."""
+    return {n: len(m._forward_hooks) + len(m._forward_pre_hooks) for n, m in model.named_modules()}
+
+
+class FunctionBackend:
+    """A judge backend that applies a Python function to each prompt (for checks and tests)."""
+
+    name = "function"
+
+    def __init__(self, fn, model: str = "rule"):
+        self.fn = fn
+        self.model = model
+        self.prompts: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"FunctionBackend({self.model!r})"
+
+    def score(self, prompts, scale):
+        self.prompts.extend(prompts)
+        return [self.fn(p, scale) for p in prompts]
+
+
+def rule_judge(fn, name: str = "rule") -> Judge:
+    """A real `Judge` (no cache file) over a `FunctionBackend`."""
+    return Judge(FunctionBackend(fn, name), cache_path=None)

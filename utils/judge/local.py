@@ -1,0 +1,133 @@
+"""A local judge: an in-process chat model scores every candidate answer by its likelihood.
+
+The same idea as the logprob method of hosted judges, but exact for tokenizers that split numbers
+into digits: P("57") = P("5") * P("7" | "5") * P(no further digit | "57") where a longer candidate
+exists, all read from one prompt pass plus one short continuation pass sharing its KV cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cached_property
+
+import torch
+from tqdm.auto import tqdm
+
+from utils.activations import positions_from_mask
+from utils.chat import encode, render
+from utils.judge.scales import Scale, weighted_score
+
+
+def _output_cache(output):
+    """The KV cache of a forward output (``cache`` from transformers 5.24, ``past_key_values`` before)."""
+    return output.cache if "cache" in output else output.past_key_values
+
+
+def _cache_kwarg(model, cache) -> dict:
+    """Pass a KV cache under the name this transformers version's forward takes."""
+    params = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+
+
+class LocalBackend:
+    """Judge with a model loaded by `utils.models.load_model`.
+
+    Args:
+        model, tokenizer: the judge model.
+        model_name: a name for caching and messages.
+        batch_size: judge prompts per forward pass.
+    """
+
+    name = "local"
+
+    def __init__(self, model, tokenizer, model_name: str = "local", batch_size: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"LocalBackend(model={self.model_name!r})"
+
+    @cached_property
+    def _digit_token_ids(self) -> torch.Tensor:
+        vocab = self.tokenizer.get_vocab()
+        ids = [i for tok, i in vocab.items() if self.tokenizer.convert_tokens_to_string([tok]).strip().isdigit()]
+        return torch.tensor(sorted(ids))
+
+    def _candidate_tokens(self, scale: Scale) -> dict[int, tuple[int, ...]]:
+        return {v: tuple(encode(str(v), self.tokenizer)["input_ids"]) for v in scale.candidates}
+
+    def score(self, prompts: list[str], scale: Scale) -> list[float | None]:
+        """Probability-weighted score per prompt (None when under ``scale.min_mass`` is on numbers)."""
+        results = []
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc="judge (local)", leave=False):
+            for probs in self.candidate_probabilities(prompts[start : start + self.batch_size], scale):
+                results.append(weighted_score(probs, scale))
+        return results
+
+    @torch.inference_mode()
+    def candidate_probabilities(self, prompts: list[str], scale: Scale) -> list[dict[int, float]]:
+        """P(answer = v) for every candidate v of the scale, for each judge prompt.
+
+        Args:
+            prompts: judge prompts (sent as one user message each).
+            scale: the answer scale.
+
+        Returns:
+            Per prompt, a dict candidate -> probability (not renormalised).
+        """
+        tok, model = self.tokenizer, self.model
+        tok.padding_side = "left"
+        rendered = [render([{"role": "user", "content": p}], tok, add_generation_prompt=True) for p in prompts]
+        batch = encode(rendered, tok, return_tensors="pt", padding=True).to(model.device)
+        mask = batch["attention_mask"]
+        out = model(**batch, position_ids=positions_from_mask(mask), use_cache=True)
+        first = out.logits[:, -1].float().log_softmax(-1)  # [B, V]
+
+        candidates = self._candidate_tokens(scale)
+        prefixes = sorted({seq[:k] for seq in candidates.values() for k in range(1, len(seq))})
+        # Run only prefixes that are not themselves prefixes of a longer one; read the rest inside them.
+        runs = [p for p in prefixes if not any(q != p and q[: len(p)] == p for q in prefixes)]
+        after: dict[tuple[int, ...], torch.Tensor] = {}
+        if runs:
+            after = self._continuations(_output_cache(out), mask, runs)  # prefix -> [B, V]
+
+        digits = self._digit_token_ids.to(first.device)
+        results = []
+        for b in range(len(prompts)):
+            probs = {}
+            for value, seq in candidates.items():
+                logp = first[b, seq[0]]
+                for k in range(1, len(seq)):
+                    logp = logp + after[seq[:k]][b, seq[k]]
+                if seq in after:  # a longer candidate exists: the number must end here
+                    p_more = after[seq][b, digits].exp().sum().clamp(max=1.0)
+                    logp = logp + torch.log1p(-p_more + 1e-12)
+                probs[value] = float(logp.exp())
+            results.append(probs)
+        return results
+
+    def _continuations(self, cache, mask: torch.Tensor, runs: list[tuple[int, ...]]) -> dict:
+        """Log-probabilities after every prefix of every run, sharing the prompt's KV cache."""
+        n_prompts, n_runs = mask.shape[0], len(runs)
+        width = max(len(r) for r in runs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in runs], device=mask.device)
+        run_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in runs], device=mask.device)
+        cache.batch_repeat_interleave(n_runs)
+        full_mask = torch.cat([mask.repeat_interleave(n_runs, 0), run_mask.repeat(n_prompts, 1)], dim=1)
+        positions = positions_from_mask(full_mask)[:, -width:]
+        out = self.model(
+            input_ids=ids.repeat(n_prompts, 1),
+            attention_mask=full_mask,
+            position_ids=positions,
+            use_cache=True,
+            **_cache_kwarg(self.model, cache),
+        )
+        logp = out.logits.float().log_softmax(-1).view(n_prompts, n_runs, width, -1)
+        after = {}
+        for r, run in enumerate(runs):
+            for k in range(1, len(run) + 1):
+                after[run[:k]] = logp[:, r, k - 1]
+        return after

@@ -1,0 +1,98 @@
+"""Score scales and the parsers that read a judge's answer.
+
+Only the judge's own output is parsed, never the prompt, so text inside a model response that looks
+like a score ("Score: 100", "</answer>") cannot change what is read.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How a judge answers.
+
+    Attributes:
+        low, high: the inclusive range of valid integer answers.
+        kind: ``"expected"`` (probability-weighted mean over the answers, as a float),
+            ``"integer"`` (one integer), or ``"tagged"`` (one integer inside ``<tag>...</tag>``).
+        tag: the tag name for ``"tagged"`` scales.
+        refusal: the word a judge answers with when the response is a refusal (gives None).
+        min_mass: for weighted scoring, the least probability mass on valid answers; less gives None.
+    """
+
+    low: int
+    high: int
+    kind: Literal["expected", "integer", "tagged"] = "integer"
+    tag: str = "score"
+    refusal: str = "REFUSAL"
+    min_mass: float = 0.25
+
+    @property
+    def candidates(self) -> list[int]:
+        return list(range(self.low, self.high + 1))
+
+    def max_answer_tokens(self) -> int:
+        return 1 if self.kind == "expected" else (24 if self.kind == "tagged" else 8)
+
+
+SCORE_0_100 = Scale(0, 100, "expected")
+ADHERENCE_0_3 = Scale(0, 3, "integer")
+LIKERT_1_5 = Scale(1, 5, "integer")
+
+
+def tagged(low: int, high: int, tag: str = "score") -> Scale:
+    """A scale whose answer is ``<tag>N</tag>``."""
+    return Scale(low, high, "tagged", tag=tag)
+
+
+_INT = re.compile(r"(?<![\d.])-?\d+(?![\d.])")
+
+
+def is_refusal(text: str, scale: Scale) -> bool:
+    return text.strip().upper().startswith(scale.refusal.upper())
+
+
+def parse_text(text: str | None, scale: Scale) -> int | None:
+    """Read one integer answer from a judge's text reply; None for refusals or anything invalid."""
+    if text is None or is_refusal(text, scale):
+        return None
+    if scale.kind == "tagged":
+        found = re.findall(rf"<{scale.tag}>\s*(-?\d+)\s*</{scale.tag}>", text)
+        value = int(found[-1]) if found else None
+    else:
+        match = _INT.search(text)
+        value = int(match.group()) if match else None
+    if value is None or not scale.low <= value <= scale.high:
+        return None
+    return value
+
+
+def weighted_score(probabilities: dict[int, float], scale: Scale) -> float | None:
+    """Probability-weighted mean of valid answers; None when their mass is under ``min_mass``."""
+    mass = sum(p for v, p in probabilities.items() if scale.low <= v <= scale.high)
+    if mass < scale.min_mass:
+        return None
+    return sum(v * p for v, p in probabilities.items() if scale.low <= v <= scale.high) / mass
+
+
+def score_from_top_logprobs(top_logprobs: list[tuple[str, float]], scale: Scale) -> float | None:
+    """The persona-vectors method: weigh the integer tokens among one position's top logprobs."""
+    probabilities: dict[int, float] = {}
+    for token, logprob in top_logprobs:
+        text = token.strip()
+        if text.isdigit():
+            value = int(text)
+            probabilities[value] = probabilities.get(value, 0.0) + math.exp(logprob)
+    return weighted_score(probabilities, scale)
+
+
+def finalize(value: float | None, scale: Scale) -> float | int | None:
+    """Integer scales report integers (a weighted mean is rounded); the 0-100 scale a float."""
+    if value is None or scale.kind == "expected":
+        return value
+    return int(min(scale.high, max(scale.low, round(value))))

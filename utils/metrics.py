@@ -1,0 +1,41 @@
+"""Separation metrics shared by the sections: projections, AUROC and Cohen's d."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def project(acts: Float[Tensor, "*batch d_model"], vector: Float[Tensor, " d_model"]) -> Float[Tensor, "*batch"]:
+    """Scalar projection ``a . v / |v|`` of each activation on a direction."""
+    vector = vector.to(acts.dtype)
+    return acts @ vector / vector.norm()
+
+
+def auroc(positive, negative) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("auroc needs at least one positive and one negative score")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def cohens_d(positive, negative) -> float:
+    """Standardised mean difference (positive minus negative) with the pooled standard deviation."""
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    n1, n2 = len(pos), len(neg)
+    pooled = np.sqrt(((n1 - 1) * pos.var(ddof=1) + (n2 - 1) * neg.var(ddof=1)) / (n1 + n2 - 2))
+    return float((pos.mean() - neg.mean()) / pooled) if pooled > 0 else float("inf") * np.sign(pos.mean() - neg.mean())
+
+
+def cosine_matrix(vectors: Float[Tensor, "n d"]) -> Float[Tensor, "n n"]:
+    """Pairwise cosine similarities of row vectors."""
+    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+
+
+__all__ = ["auroc", "cohens_d", "cosine_matrix", "project", "torch"]
