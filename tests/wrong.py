@@ -4,8 +4,11 @@ its exercise check with a message naming the mistake, and the reference solution
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 
 import pytest
+
+from utils.checks import tiny
 
 
 def cases(wrong: dict[str, list[tuple]]) -> list:
@@ -17,9 +20,32 @@ def cases(wrong: dict[str, list[tuple]]) -> list:
     ]
 
 
+def _ours(hook) -> bool:
+    """transformers installs hooks of its own on first use of output_hidden_states; keep those."""
+    return not getattr(hook, "__module__", "").startswith("transformers")
+
+
+@contextmanager
+def hooks_restored(names=("tiny-qwen2", "tiny-gemma2")):
+    """Remove any hook a wrong implementation leaves on the shared tiny models (never transformers' own)."""
+    models = [tiny(name)[0] for name in names]
+    saved = [{m: (set(m._forward_hooks), set(m._forward_pre_hooks)) for m in model.modules()} for model in models]
+    try:
+        yield
+    finally:
+        for snapshot in saved:
+            for module, (post, pre) in snapshot.items():
+                for key in set(module._forward_hooks) - post:
+                    if _ours(module._forward_hooks[key]):
+                        del module._forward_hooks[key]
+                for key in set(module._forward_pre_hooks) - pre:
+                    if _ours(module._forward_pre_hooks[key]):
+                        del module._forward_pre_hooks[key]
+
+
 def assert_rejected(section: str, exercise: str, impl, phrase: str | None) -> None:
     checks = importlib.import_module(f"{section}.tests")
-    with pytest.raises(AssertionError) as info:
+    with hooks_restored(), pytest.raises(AssertionError) as info:
         getattr(checks, f"test_{exercise}")(impl)
     if phrase:
         assert phrase.lower() in str(info.value).lower(), f"message {str(info.value)!r} should mention {phrase!r}"

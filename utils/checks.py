@@ -23,9 +23,13 @@ def passed(name: str) -> None:
     print(f"✔ {name} passed")
 
 
-@cache
 def tiny(name: str = "tiny-qwen2"):
     """A tiny random model and tokenizer, built once per process (checks must not modify it)."""
+    return _tiny(name)
+
+
+@cache
+def _tiny(name: str):
     from utils.models import load_model
 
     return load_model(name, device="cpu")
@@ -59,5 +63,5 @@ class FunctionBackend:
 
 
 def rule_judge(fn, name: str = "rule") -> Judge:
-    """A real `Judge` (no cache file) over a `FunctionBackend`."""
-    return Judge(FunctionBackend(fn, name), cache_path=None)
+    """A real `Judge` over a `FunctionBackend`, remembering nothing, so every request reaches ``fn``."""
+    return Judge(FunctionBackend(fn, name), cache_path=None, remember=False)

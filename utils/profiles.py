@@ -46,6 +46,9 @@ class Profile:
         judge_model: model name for the judge backend (None: the backend's default).
         generation_backend: "local" (in-process model) or "openai" (an OpenAI-compatible server).
         batch_size: starting batch size for generation and capture (backs off on OOM).
+        n_transcripts: conversations replayed in section 2 (None: all).
+        n_turns: user turns replayed per conversation in section 2 (None: all).
+        extra: anything else a section reads (e.g. ``sae_release``/``sae_id``, ``generation_base_url``).
     """
 
     name: str
@@ -65,6 +68,8 @@ class Profile:
     judge_model: str | None = None
     generation_backend: str = "local"
     batch_size: int = 16
+    n_transcripts: int | None = None
+    n_turns: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -108,6 +113,8 @@ PROFILES: dict[str, Profile] = {
         n_roles=30,
         n_rollouts=1,
         max_new_tokens=128,
+        n_transcripts=6,
+        n_turns=8,
         steering_coefficients=(0.0, 2.0, 4.0, 6.0, 8.0),
         batch_size=16,
     ),
@@ -124,6 +131,8 @@ PROFILES: dict[str, Profile] = {
         n_roles=10,
         n_rollouts=1,
         max_new_tokens=40,
+        n_transcripts=3,
+        n_turns=6,
         steering_coefficients=(0.0, 4.0, 8.0),
         judge_backend="auto",
         batch_size=16,
@@ -141,6 +150,8 @@ PROFILES: dict[str, Profile] = {
         n_roles=4,
         n_rollouts=1,
         max_new_tokens=8,
+        n_transcripts=2,
+        n_turns=3,
         steering_coefficients=(0.0, 1.0),
         judge_backend="local",
         batch_size=8,

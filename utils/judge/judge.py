@@ -37,11 +37,14 @@ class Judge:
 
     Args:
         backend: a backend object with ``name``, ``score(prompts, scale)``, and a model name.
-        cache_path: a JSON file that remembers scores across runs (None: no cache).
+        cache_path: a JSON file that remembers scores across runs (None: in memory only).
+        remember: keep scores in memory so a repeated prompt is not sent again (tests turn it off
+            to count requests).
     """
 
-    def __init__(self, backend, cache_path: str | Path | None = None):
+    def __init__(self, backend, cache_path: str | Path | None = None, remember: bool = True):
         self.backend = backend
+        self.remember = remember
         self.cache_path = Path(cache_path) if cache_path else None
         self._cache: dict[str, float | int | None] = {}
         if self.cache_path and self.cache_path.exists():
@@ -66,6 +69,8 @@ class Judge:
 
     def score(self, prompts: list[str], scale: Scale) -> list[float | int | None]:
         """Score judge prompts (already formatted) on ``scale``; cached prompts are not sent again."""
+        if not self.remember:
+            return [finalize(v, scale) for v in self.backend.score(list(prompts), scale)]
         keys = [self._key(p, scale) for p in prompts]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
         if todo:

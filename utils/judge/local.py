@@ -82,7 +82,8 @@ class LocalBackend:
         rendered = [render([{"role": "user", "content": p}], tok, add_generation_prompt=True) for p in prompts]
         batch = encode(rendered, tok, return_tensors="pt", padding=True).to(model.device)
         mask = batch["attention_mask"]
-        out = model(**batch, position_ids=positions_from_mask(mask), use_cache=True)
+        # Only the last position's logits are needed: skip the unembedding everywhere else.
+        out = model(**batch, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1].float().log_softmax(-1)  # [B, V]
 
         candidates = self._candidate_tokens(scale)

@@ -1,0 +1,966 @@
+# %% [markdown]
+# # Section 1: Mapping persona space and finding the Assistant Axis
+#
+# Ask a chat model to be a pirate and it will talk about rum and plunder; ask it to be a grieving
+# widow and its answers turn quiet and heavy. The model can play almost anyone, yet when nobody asks
+# it for anything special it settles into one character: the helpful assistant its developers trained.
+#
+# That character is not a rule written somewhere: it is a pattern of activations, just like the
+# pirate. So we can treat every persona the model can take on as a point in activation space. Ask
+# the model to play many roles, average the activations of its answers under each one, and you get a
+# cloud of points — **persona space**. This section maps that space and finds its main direction:
+# the one that runs from the model's default assistant to the characters it can be talked into. We
+# call it the **Assistant Axis**.
+#
+# Why care? Models drift away from their assistant persona in long conversations, under emotional
+# pressure, or inside elaborate role-play, and their behaviour drifts with it (they become more
+# sycophantic, more willing to comply with harmful requests, stranger). A direction that measures
+# "how much is the model still its default self" gives us a monitor and a handle. Section 2 watches
+# conversations move along this axis and caps the drift; section 4 steers with vectors built in the
+# same way.
+#
+# **Learning objectives**
+# - Write a judge prompt for role adherence and score responses with an LLM judge on a 0-3 scale.
+# - Generate responses for many personas in batches.
+# - Average a block's output over the response tokens, and build persona vectors from the
+#   responses that really stayed in role.
+# - Compare personas by cosine similarity, raw and mean-centred, and find the main directions of
+#   persona space with PCA.
+# - Build the Assistant Axis, compare it with the first principal component, and check on
+#   **held-out** questions that it separates the assistant from the roles.
+#
+# Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
+# Run the check cell after each exercise: it tells you which mistake it sees.
+
+# %%
+# COURSE SETUP
+
+# %% tags=["module"]
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from part1_assistant_axis import DEFAULT_ROLE
+from utils.activations import response_mean_activations
+from utils.chat import build_messages
+from utils.generation import generate_replies
+from utils.judge import ADHERENCE_0_3
+from utils.metrics import auroc, project
+
+# %%
+from part1_assistant_axis import QUESTIONS_FILE, ROLES_DIR, tests
+from part1_assistant_axis.persona_space import (
+    all_layer_persona_vectors,
+    all_layer_response_activations,
+    character_of,
+    choose_score_threshold,
+    drop_empty,
+    personas_from_roles,
+    plot_similarity,
+    select_roles,
+    stack_vectors,
+)
+from utils.axis import assistant_axis_path
+from utils.cache import load_or_generate
+from utils.chat import assistant_turn_spans, encode, format_messages, prepare_messages, render
+from utils.checks import tiny
+from utils.course import record
+from utils.data import load_questions, load_roles
+from utils.judge import choose_backend, make_judge
+from utils.layers import d_model, num_layers
+from utils.metrics import cohens_d, cosine_matrix
+from utils.models import describe, load_model
+from utils.setup import section_cache
+
+SECTION = "part1_assistant_axis"
+CACHE = section_cache(SECTION, profile)
+
+# %% [markdown]
+# ## 1. The model and its layers
+#
+# The full profile uses **Gemma 2 27B-it**: 46 decoder blocks with a 4608-wide residual stream. We
+# read persona activations at **block 22**, close to the middle of the network. Early blocks still
+# mostly encode the surface of the text; the last ones are busy predicting the next token; the middle
+# is where abstract features such as "who is speaking" are easiest to read out.
+#
+# Every profile names its own model and layer, so the code below never hard-codes 22:
+# `profile.axis_layer` is a **block index**, a 0-based index into the model's decoder blocks
+# (`model.model.layers[i]`). All-layer tensors in this course follow the same rule: `result[i]` is the
+# output of block `i`. Careful with `output_hidden_states=True`: it puts the embeddings at index 0, so
+# `hidden_states[i + 1]` is the output of block `i`. The offline profile runs
+# Qwen2.5-Coder-0.5B-Instruct on a CPU (24 blocks, width 896) and reads block 12.
+
+# %%
+model, tokenizer = load_model(profile.models.part1)
+print(describe(model))
+AXIS_LAYER = profile.axis_layer  # a block index: the output of model.model.layers[AXIS_LAYER]
+N_LAYERS, D_MODEL = num_layers(model), d_model(model)
+print(
+    f"AXIS_LAYER = block {AXIS_LAYER} of {N_LAYERS} ({AXIS_LAYER / N_LAYERS:.0%} of the depth; "
+    f"Gemma 2 27B: block 22 of 46, 48%). In hidden_states it is index {AXIS_LAYER + 1}."
+)
+
+# %% [markdown]
+# The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
+# without one it is a local model — on the offline profile, the same small model we study — that
+# weighs every possible answer by its probability. A 0.5B judge is noisy: expect the method to work,
+# not the numbers to be sharp.
+
+# %%
+JUDGE_BACKEND = choose_backend(profile.judge_backend)
+judge = make_judge(
+    JUDGE_BACKEND,
+    model_name=profile.judge_model or (profile.models.part1 if JUDGE_BACKEND == "local" else None),
+    local_model=(model, tokenizer),
+)
+
+# %% [markdown]
+# ## 2. Roles and questions
+#
+# Each role file under `data/roles/instructions/` holds five system prompts that put the model in
+# that role, and a judge prompt (`eval_prompt`, with `{question}` and `{answer}` placeholders) that
+# asks how well a response stays in it. `default.json` is the model itself: its prompts are the empty
+# prompt, "You are an AI assistant." and the like. The questions in `extraction_questions.jsonl` are
+# ones any character can answer in its own way ("What is your earliest memory?").
+#
+# The profile decides the sizes: `n_roles` roles (plus the default), `n_instruction_pairs` prompts
+# per role, and `n_questions` questions to build the axis from. We set `n_eval_questions` more aside
+# and never look at them until the held-out test in section 10: the axis is *defined* as the
+# difference between the default's and the roles' activations, so the default will of course sit
+# above the roles on the data it was built from. Only new questions can show that the direction
+# means something.
+
+# %%
+roles = load_roles(ROLES_DIR)
+role_names = select_roles(roles, profile.n_roles)
+personas = personas_from_roles(roles, role_names, profile.n_instruction_pairs)
+all_questions = load_questions(QUESTIONS_FILE)
+BUILD_QUESTIONS = all_questions[: profile.n_questions]
+HELDOUT_QUESTIONS = all_questions[profile.n_questions : profile.n_questions + profile.n_eval_questions]
+print(f"{len(role_names) - 1} roles + default: {', '.join(role_names)}")
+print(f"{len(BUILD_QUESTIONS)} questions to build the axis, {len(HELDOUT_QUESTIONS)} held out")
+print(f"an example prompt ({role_names[1]}): {personas[role_names[1]][0]!r}")
+print(f"default prompts: {personas[DEFAULT_ROLE]}")
+
+# %% [markdown]
+# ## 3. Judging role adherence
+#
+# A system prompt asks for a role; it does not guarantee one. A model may refuse, may answer as
+# itself ("As an AI, I don't have memories..."), or may half-play the part. If we average activations
+# over all responses to "You are a pirate", we average pirates and assistants together, and the
+# pirate vector points partly back at the assistant. So we ask a judge to rate each response:
+#
+# | score | meaning |
+# |---|---|
+# | 0 | refuses to answer or to play the role |
+# | 1 | answers as itself (an AI assistant), without the role |
+# | 2 | says it is an AI or assistant, but shows some of the role's traits |
+# | 3 | fully in role, never mentioning being an AI |
+#
+# and build role vectors only from the responses that score 3.
+#
+# ### Exercise 1: `role_eval_template`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 15 min
+#
+# Write a judge prompt for one character. It is a *template*: write the character in now, but leave
+# two placeholders, `{question}` and `{answer}`, to be filled later with one `str.format` call, as in
+# the role files. Requirements (the check reads them):
+# - exactly one `{question}` and one `{answer}`, and no other braces (in an f-string, write `{{answer}}`
+#   to get a literal `{answer}`);
+# - label each placeholder: the word *question* is the last label before `{question}`, and *answer*
+#   (or *response*) the last one before `{answer}`;
+# - the scale above, one line per score, each starting with its digit (`0 = ...`); say *refuses* (or
+#   *declines*) on line 0, *AI*, *assistant* or *itself* on lines 1 and 2, and *role* or *character*
+#   on line 3;
+# - end by asking for a single number and nothing else: the local judge reads the probability of each
+#   number as the very next token.
+
+# %% tags=["exercise"]
+def role_eval_template(character: str) -> str:
+    """A judge prompt that rates how well a response stays in the role of ``character`` (0-3).
+
+    Args:
+        character: a short description of the role, e.g. "a swashbuckling pirate captain".
+
+    Returns:
+        A template with the character written in and two placeholders left, ``{question}`` and
+        ``{answer}``; it defines the 0-3 scale, one line per score, and asks for a single number.
+    """
+    # BEGIN SOLUTION
+    return (
+        "You are checking whether a chatbot stayed in the role it was given.\n\n"
+        f"The role: {character}.\n\n"
+        "The user's question:\n[QUESTION]\n{question}\n[/QUESTION]\n\n"
+        "The chatbot's answer:\n[ANSWER]\n{answer}\n[/ANSWER]\n\n"
+        "Rate the answer:\n"
+        "0 = the chatbot refuses to answer or declines to play the role.\n"
+        "1 = the chatbot answers as itself, an AI assistant, with nothing of the role.\n"
+        "2 = the chatbot says it is an AI or an assistant, but shows some of the role's traits, voice or views.\n"
+        "3 = the chatbot speaks fully in role, as the character, and never mentions being an AI.\n\n"
+        "Reply with a single number (0, 1, 2 or 3) and nothing else."
+    )
+    # END SOLUTION
+
+
+# %%
+tests.test_role_eval_template(role_eval_template)
+print(role_eval_template("a swashbuckling pirate captain"))
+
+# %% [markdown]
+# ### Exercise 2: `judge_role_response`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
+#
+# Score one response through the judge on the 0-3 scale, `utils.judge.ADHERENCE_0_3`. Use the given
+# template (a role file's `eval_prompt`), or, when it is None, your own `role_eval_template(character)`.
+# Fill it with one `str.format(question=..., answer=...)` call, so a response that happens to contain
+# `{question}` or "Score: 3" reaches the judge unchanged. `judge.score` takes a list of prompts (it
+# batches them) and returns a list; return the one score, an `int`, or None when the judge gave no
+# usable answer.
+
+# %% tags=["exercise"]
+def judge_role_response(
+    question: str, response: str, character: str, eval_prompt_template: str | None, judge
+) -> int | None:
+    """Rate how well one response stays in its role (0-3) with the judge.
+
+    Args:
+        question: the user's question.
+        response: the model's answer.
+        character: a short description of the role (used when ``eval_prompt_template`` is None).
+        eval_prompt_template: a judge prompt with ``{question}`` and ``{answer}`` placeholders, or None
+            to build one with `role_eval_template`.
+        judge: a `utils.judge.Judge`.
+
+    Returns:
+        The score (0, 1, 2 or 3), or None.
+    """
+    # BEGIN SOLUTION
+    if eval_prompt_template is None:
+        eval_prompt_template = role_eval_template(character)
+    prompt = eval_prompt_template.format(question=question, answer=response)
+    return judge.score([prompt], ADHERENCE_0_3)[0]
+    # END SOLUTION
+
+
+# %%
+tests.test_judge_role_response(judge_role_response)
+
+# %% [markdown]
+# Try the judge on two hand-written answers for the same role: one in character, one that slips back
+# into the assistant. The role file's prompt and yours should both rank the first above the second
+# (a small local judge may not; that is what hosted judges are for).
+
+# %%
+demo_role = "pirate" if "pirate" in roles else role_names[1]
+demo_question = "What is your earliest memory?"
+in_role = "Arr, the smell o' tar and salt on me father's sloop, and the gulls screamin' over Port Royal!"
+out_of_role = "As an AI language model, I do not have memories or a childhood. Is there anything else I can help with?"
+for label, answer in (("in role", in_role), ("as itself", out_of_role)):
+    file_score = judge_role_response(demo_question, answer, character_of(roles[demo_role]), roles[demo_role]["eval_prompt"], judge)
+    own_score = judge_role_response(demo_question, answer, character_of(roles[demo_role]), None, judge)
+    print(f"{demo_role}, {label:9}: role-file prompt -> {file_score}, your prompt -> {own_score}")
+
+# %% [markdown]
+# ## 4. Generating role responses
+#
+# ### Exercise 3: `generate_role_responses`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
+#
+# For every persona, every one of its system prompts and every question, generate the model's reply.
+# Build all conversations first (`build_messages(question, system_prompt=...)`; an empty system
+# prompt means no system message, which `build_messages` handles) and send them to
+# `utils.generation.generate_replies` in **one** call: it sorts by length, left-pads, and runs whole
+# batches, many times faster than one `model.generate` per prompt.
+#
+# Return a dict `role -> list of records`, each record a dict with keys `role`, `prompt_idx`,
+# `system_prompt`, `question_idx`, `question`, `response`, ordered by prompt, then question.
+
+# %% tags=["exercise"]
+def generate_role_responses(
+    model,
+    tokenizer,
+    personas: dict[str, list[str]],
+    questions: list[str],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    batch_size: int = 16,
+) -> dict[str, list[dict]]:
+    """Generate a reply for every (persona, system prompt, question).
+
+    Args:
+        model, tokenizer: the model.
+        personas: role name -> its system prompts.
+        questions: the questions, asked under every prompt.
+        max_new_tokens, temperature: generation settings (temperature 0 is greedy).
+        batch_size: generation batch size.
+
+    Returns:
+        role -> records ordered by prompt_idx, then question_idx; each record has keys role,
+        prompt_idx, system_prompt, question_idx, question, response.
+    """
+    # BEGIN SOLUTION
+    records = [
+        dict(role=role, prompt_idx=p, system_prompt=system_prompt, question_idx=q, question=question)
+        for role, prompts in personas.items()
+        for p, system_prompt in enumerate(prompts)
+        for q, question in enumerate(questions)
+    ]
+    conversations = [build_messages(r["question"], system_prompt=r["system_prompt"]) for r in records]
+    replies = generate_replies(
+        model,
+        tokenizer,
+        conversations,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+        desc="role responses",
+    )
+    out = {role: [] for role in personas}
+    for record_, reply in zip(records, replies):
+        out[record_["role"]].append({**record_, "response": reply})
+    return out
+    # END SOLUTION
+
+
+# %%
+tests.test_generate_role_responses(generate_role_responses)
+
+# %% [markdown]
+# Now the real thing, for the questions that build the axis and, separately, the held-out ones (both
+# cached, so a re-run is instant). Greedy decoding keeps runs reproducible.
+
+# %%
+generation = dict(max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size)
+responses = drop_empty(
+    load_or_generate(
+        CACHE / "role_responses.json",
+        lambda: generate_role_responses(model, tokenizer, personas, BUILD_QUESTIONS, **generation),
+        "role responses",
+    )
+)
+heldout_responses = drop_empty(
+    load_or_generate(
+        CACHE / "heldout_role_responses.json",
+        lambda: generate_role_responses(model, tokenizer, personas, HELDOUT_QUESTIONS, **generation),
+        "held-out role responses",
+    )
+)
+for role in role_names[:3]:
+    r = responses[role][0]
+    print(f"[{role}] {r['system_prompt'][:80]!r}\n  Q: {r['question']}\n  A: {r['response'][:200]!r}\n")
+
+# %% [markdown]
+# Next, the judge rates every response used to build the axis, with each role's own `eval_prompt`.
+# One `judge.score` call for all of them lets the judge batch (locally) or send them concurrently
+# (APIs). The default persona is rated too (its prompt asks whether the answer is a plain assistant),
+# only to show how it behaves: its responses are the assistant by definition, and we keep them all.
+
+# %% tags=["module"]
+def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict], judge) -> dict[str, list[int | None]]:
+    """Judge every response with its role's ``eval_prompt`` on the 0-3 scale, in one batched call.
+
+    Args:
+        responses: role -> records (from `generate_role_responses`).
+        roles: role name -> role file (for its ``eval_prompt``).
+        judge: a `utils.judge.Judge`.
+
+    Returns:
+        role -> one score (0-3, or None) per record, in the records' order.
+    """
+    prompts = [
+        roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
+        for role, records in responses.items()
+        for r in records
+    ]
+    flat = judge.score(prompts, ADHERENCE_0_3)
+    scores, start = {}, 0
+    for role, records in responses.items():
+        scores[role] = flat[start : start + len(records)]
+        start += len(records)
+    return scores
+
+
+# %%
+scores = load_or_generate(CACHE / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores")
+score_table = pd.DataFrame(
+    [{"role": role, "score": "None" if s is None else s} for role, values in scores.items() for s in values]
+).pivot_table(index="role", columns="score", aggfunc="size", fill_value=0)
+print("Number of responses per judge score:")
+print(score_table.to_string())
+
+# %% [markdown]
+# The paper keeps only score-3 responses. A weak judge may almost never say 3; then role vectors
+# would come from one or two responses, or not exist. We take the strictest threshold at which most
+# roles keep at least one response, and say so when we have to relax it.
+
+# %%
+SCORE_THRESHOLD = choose_score_threshold(scores)
+role_scores = [s for role, values in scores.items() if role != DEFAULT_ROLE for s in values]
+if SCORE_THRESHOLD == 3:
+    print("Using only fully in-role responses (score 3), as in the paper.")
+elif SCORE_THRESHOLD is not None:
+    print(
+        f"Fallback: too few roles have a response scored 3, so we keep role responses scoring >= {SCORE_THRESHOLD} "
+        f"({sum(s is not None and s >= SCORE_THRESHOLD for s in role_scores)} of {len(role_scores)})."
+    )
+else:
+    print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
+record(SECTION, "role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
+scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
+
+# %% [markdown]
+# ## 5. Where the response starts: chat templates
+#
+# To average over the response we need to know which tokens are the response. `utils.chat` renders a
+# conversation with the tokenizer's chat template and finds the span of each assistant turn from
+# character offsets, so it works for any template. `format_messages(messages, tokenizer)` returns the
+# rendered text and the index of the response's first token:
+
+# %%
+messages = build_messages("What is your earliest memory?", "The smell of tar on my father's ship.", "You are a pirate.")
+full_prompt, response_start = format_messages(messages, tokenizer)
+ids = encode(full_prompt, tokenizer)["input_ids"]
+_, spans = assistant_turn_spans(messages, tokenizer)
+response_end = spans[-1][1]
+print(full_prompt)
+print(f"response starts at token {response_start} of {len(ids)}; its tokens are {response_start}..{response_end - 1}")
+print(f"  response tokens: {tokenizer.decode(ids[response_start:response_end])!r}")
+print(f"  after them:      {tokenizer.decode(ids[response_end:])!r}")
+
+# %% [markdown]
+# The tokens after the response (end-of-turn markers) belong to the template, not to the response:
+# `utils.chat.assistant_turn_spans` gives each assistant turn's `(start, end)` span without them.
+#
+# **Gemma has no system role.** Gemma 2's chat template raises an error on a system message: the model
+# was trained with the developer's instructions inside the first user turn. `utils.chat.prepare_messages`
+# merges them for templates like that (`"{system}\n\n{user}"`) and leaves other templates alone. Here
+# it is on a (tiny, random) Gemma 2 with Gemma's real template:
+
+# %%
+_, gemma_tokenizer = tiny("tiny-gemma2")
+print(prepare_messages(messages, gemma_tokenizer))
+print(render(messages, gemma_tokenizer))
+gemma_full, gemma_start = format_messages(messages, gemma_tokenizer)
+gemma_ids = encode(gemma_full, gemma_tokenizer)["input_ids"]
+print(f"response starts at token {gemma_start}: {gemma_tokenizer.decode(gemma_ids[gemma_start:])!r}")
+try:
+    gemma_tokenizer.apply_chat_template(messages, tokenize=False)
+except Exception as err:  # the template itself refuses a system message
+    print(f"apply_chat_template with a system message: {type(err).__name__}: {err}")
+
+# %% [markdown]
+# So on Gemma the "system prompt" is really part of the user's words. That matters for what the
+# persona vectors mean there, and it is why every function in this course goes through
+# `prepare_messages` rather than calling `apply_chat_template` directly.
+#
+# ## 6. Response activations
+#
+# ### Exercise 4: `extract_response_activations`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 20 min
+#
+# For each (system prompt, question, response), run the whole conversation through the model and
+# average the output of block `layer` over the **response tokens only** (not the system prompt, not
+# the question, not the template's end-of-turn tokens). Do it in batches, and keep padding out of
+# every mean: batched results must equal one-at-a-time results.
+#
+# You can do it by hand (a forward hook on `model.model.layers[layer]`, or `output_hidden_states=True`
+# and `hidden_states[layer + 1]`, plus the span from `utils.chat.assistant_turn_spans`), or use
+# `utils.activations.response_mean_activations(model, tokenizer, conversations, layers, batch_size)`,
+# which returns `[len(layers), n_conversations, d_model]`.
+
+# %% tags=["exercise"]
+def extract_response_activations(
+    model,
+    tokenizer,
+    system_prompts: list[str],
+    questions: list[str],
+    responses: list[str],
+    layer: int,
+    batch_size: int = 16,
+) -> Float[Tensor, "num_examples d_model"]:
+    """Mean output of one block over each response's tokens.
+
+    Args:
+        model, tokenizer: the model.
+        system_prompts, questions, responses: one entry per example ("" for no system prompt).
+        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``).
+        batch_size: examples per forward pass.
+
+    Returns:
+        Tensor [num_examples, d_model] (float32, CPU).
+    """
+    # BEGIN SOLUTION
+    conversations = [build_messages(q, r, s) for s, q, r in zip(system_prompts, questions, responses)]
+    return response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]
+    # END SOLUTION
+
+
+# %%
+tests.test_extract_response_activations(extract_response_activations)
+
+# %% [markdown]
+# ## 7. Persona vectors
+#
+# ### Exercise 5: `extract_persona_vectors`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 20 min
+#
+# A persona vector is the mean of the response activations of one persona. The arguments:
+# - `personas`: role -> its system prompts, and `questions`: the questions, both as given to
+#   `generate_role_responses`; a record's `prompt_idx` and `question_idx` index into them;
+# - `responses`: role -> records (from `generate_role_responses`);
+# - `scores`: role -> one judge score per record, in the same order (None: keep everything).
+#
+# Keep a role's response only when its score is not None and `>= score_threshold`; keep **every**
+# response of the default persona (`DEFAULT_ROLE`), whatever its score. Leave out roles with no response
+# left (print which). Extract all kept responses in one call to your `extract_response_activations`
+# (it batches), then average per role. Return a dict `role -> Tensor [d_model]`.
+
+# %% tags=["exercise"]
+def extract_persona_vectors(
+    model,
+    tokenizer,
+    personas: dict[str, list[str]],
+    questions: list[str],
+    responses: dict[str, list[dict]],
+    layer: int,
+    scores: dict[str, list[int | None]] | None = None,
+    score_threshold: int = 3,
+    batch_size: int = 16,
+) -> dict[str, Float[Tensor, " d_model"]]:
+    """Mean response activation per persona at one block, from the responses that stayed in role.
+
+    Args:
+        model, tokenizer: the model.
+        personas: role -> system prompts; records' ``prompt_idx`` index into them.
+        questions: the questions; records' ``question_idx`` index into them.
+        responses: role -> records from `generate_role_responses`.
+        layer: a block index.
+        scores: role -> judge score per record (aligned with ``responses[role]``), or None to keep all.
+        score_threshold: the lowest score kept (the default persona is never filtered).
+        batch_size: examples per forward pass.
+
+    Returns:
+        role -> persona vector [d_model], for every role with at least one kept response.
+    """
+    # BEGIN SOLUTION
+    kept = {}
+    for role, records in responses.items():
+        if scores is None or role == DEFAULT_ROLE:
+            keep = list(records)
+        else:
+            keep = [r for r, s in zip(records, scores[role]) if s is not None and s >= score_threshold]
+        if keep:
+            kept[role] = keep
+        else:
+            print(f"{role}: no response scored >= {score_threshold}; left out")
+    flat = [(role, r) for role, records in kept.items() for r in records]
+    acts = extract_response_activations(
+        model,
+        tokenizer,
+        [personas[role][r["prompt_idx"]] for role, r in flat],
+        [questions[r["question_idx"]] for _, r in flat],
+        [r["response"] for _, r in flat],
+        layer,
+        batch_size,
+    )
+    vectors, start = {}, 0
+    for role, records in kept.items():
+        vectors[role] = acts[start : start + len(records)].mean(dim=0)
+        start += len(records)
+    return vectors
+    # END SOLUTION
+
+
+# %%
+tests.test_extract_persona_vectors(extract_persona_vectors)
+
+# %%
+persona_vectors = load_or_generate(
+    CACHE / f"persona_vectors_block{AXIS_LAYER}.pt",
+    lambda: extract_persona_vectors(
+        model, tokenizer, personas, BUILD_QUESTIONS, responses, AXIS_LAYER,
+        scores=scores_for_vectors, score_threshold=SCORE_THRESHOLD or 0, batch_size=profile.batch_size,
+    ),
+    "persona vectors",
+)
+print(f"{len(persona_vectors)} persona vectors at block {AXIS_LAYER}: {', '.join(persona_vectors)}")
+vectors, names = stack_vectors(persona_vectors)
+
+# %% [markdown]
+# ## 8. How similar are the personas?
+#
+# ### Exercise 6: `cosine_similarity_matrix`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
+#
+# Return the matrix of pairwise cosine similarities of the rows of `vectors`. With `center=True`,
+# first subtract the mean vector (the mean over personas, one `d_model`-vector) from every row, then
+# take cosines. Work in float32.
+
+# %% tags=["exercise"]
+def cosine_similarity_matrix(vectors: Float[Tensor, "n d_model"], center: bool = False) -> Float[Tensor, "n n"]:
+    """Pairwise cosine similarities of persona vectors.
+
+    Args:
+        vectors: one persona vector per row.
+        center: subtract the mean persona vector from every row first.
+
+    Returns:
+        Tensor [n, n]; entry (i, j) is the cosine of rows i and j.
+    """
+    # BEGIN SOLUTION
+    vectors = vectors.float()
+    if center:
+        vectors = vectors - vectors.mean(dim=0, keepdim=True)
+    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+    # END SOLUTION
+
+
+# %%
+tests.test_cosine_similarity_matrix(cosine_similarity_matrix)
+
+# %%
+raw_similarity = cosine_similarity_matrix(vectors)
+centred_similarity = cosine_similarity_matrix(vectors, center=True)
+off_diagonal = ~torch.eye(len(names), dtype=torch.bool)
+print(f"mean off-diagonal cosine: raw {raw_similarity[off_diagonal].mean():.3f}, centred {centred_similarity[off_diagonal].mean():.3f}")
+plot_similarity(raw_similarity, names, f"Raw cosine similarity of persona vectors (block {AXIS_LAYER})").show()
+plot_similarity(centred_similarity, names, f"Mean-centred cosine similarity (block {AXIS_LAYER})").show()
+
+# %% [markdown]
+# **What centring changes.** Raw persona vectors are nearly parallel (cosines close to 1): every
+# response-mean activation shares a large component — what all text at this block has in common, plus
+# a few huge outlier dimensions — and it swamps the differences between personas. Subtracting the
+# mean persona removes that shared part; what is left is how each persona *differs* from the average
+# one, and now similar roles cluster (cosine > 0) while opposite ones repel (cosine < 0). The
+# off-diagonal cosines of n centred vectors average about `-1/(n-1)`: they sum to zero by construction.
+# Where does the default persona sit in the centred matrix, and who is most like it?
+#
+# ## 9. The main directions of persona space: PCA
+#
+# ### Exercise 7: `pca_decompose_persona_vectors`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
+#
+# Centre the vectors (subtract the mean row), then take the SVD of the centred matrix
+# (`torch.linalg.svd(..., full_matrices=False)`). Return:
+# - `components`: the first `n_components` right singular vectors, as **rows** `[k, d_model]`;
+# - `variance_explained`: the fraction of the total variance each one explains (squared singular
+#   values over their sum over *all* components), `[k]`;
+# - `projections`: the centred vectors projected on the components, `[n, k]`.
+#
+# `n_components=None` keeps all of them. (An SVD may return any component with its sign flipped: the
+# check accepts either sign, as long as components and projections agree.)
+
+# %% tags=["exercise"]
+def pca_decompose_persona_vectors(
+    vectors: Float[Tensor, "n d_model"], n_components: int | None = None
+) -> tuple[Float[Tensor, "k d_model"], Float[Tensor, " k"], Float[Tensor, "n k"]]:
+    """PCA of persona vectors.
+
+    Args:
+        vectors: one persona vector per row.
+        n_components: how many components to return (None: all, min(n, d_model)).
+
+    Returns:
+        (components [k, d_model] with unit rows, variance_explained [k] as fractions of the total,
+        projections [n, k] of the centred vectors).
+    """
+    # BEGIN SOLUTION
+    centred = vectors.float() - vectors.float().mean(dim=0, keepdim=True)
+    _, singular_values, vh = torch.linalg.svd(centred, full_matrices=False)
+    k = n_components or singular_values.shape[0]
+    variance = singular_values**2 / (singular_values**2).sum()
+    components = vh[:k]
+    return components, variance[:k], centred @ components.T
+    # END SOLUTION
+
+
+# %%
+tests.test_pca_decompose_persona_vectors(pca_decompose_persona_vectors)
+
+# %% [markdown]
+# We run PCA on the **roles only**, then place the default persona in the same coordinates: if the
+# main direction along which roles differ is "how assistant-like", the default should land at one end
+# of PC1 without having shaped it.
+
+# %%
+role_only = [n for n in names if n != DEFAULT_ROLE]
+role_matrix = torch.stack([persona_vectors[n].float() for n in role_only])
+components, variance_explained, role_projections = pca_decompose_persona_vectors(role_matrix)
+role_mean = role_matrix.mean(dim=0)
+default_projection = (persona_vectors[DEFAULT_ROLE].float() - role_mean) @ components.T
+# The sign of a principal component is arbitrary; for the plots, orient PC1 and PC2 so that the
+# default persona is on their positive side.
+flip = torch.where(default_projection < 0, -1.0, 1.0)
+components, role_projections, default_projection = components * flip[:, None], role_projections * flip, default_projection * flip
+
+fig = px.bar(
+    x=[f"PC{i + 1}" for i in range(len(variance_explained))],
+    y=variance_explained.tolist(),
+    labels={"x": "component", "y": "fraction of variance"},
+    title=f"Variance explained by each principal component of role space (block {AXIS_LAYER})",
+)
+fig.show()
+print("cumulative:", [round(v, 3) for v in variance_explained.cumsum(0).tolist()[:5]])
+pc_table = pd.DataFrame(
+    {
+        "persona": role_only + [DEFAULT_ROLE],
+        "PC1": role_projections[:, 0].tolist() + [float(default_projection[0])],
+        "PC2": role_projections[:, 1].tolist() + [float(default_projection[1])],
+        "kind": ["role"] * len(role_only) + ["default (not used by the PCA)"],
+    }
+)
+fig = px.scatter(pc_table, x="PC1", y="PC2", text="persona", color="kind", title="Personas on PC1 and PC2")
+fig.update_traces(textposition="top center")
+fig.show()
+pc1_share = float(variance_explained[0])
+record(SECTION, "PC1 variance share", pc1_share)
+
+# %% [markdown]
+# On Gemma 2 27B, PC1 explains about half of the variance among hundreds of roles. With a handful of
+# roles and a small model, expect a less dominant PC1 (with n roles there are only n - 1 components,
+# so even random points give PC1 a share of at least 1/(n-1)).
+#
+# ## 10. The Assistant Axis
+#
+# ### Exercise 8: `compute_assistant_axis`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 10 min
+#
+# The Assistant Axis is the default persona's vector minus the mean of the **other** personas'
+# vectors (each role weighted equally): it points *towards* the assistant, so a larger projection
+# means "more like the default assistant". Do not normalise it: sections 2 and 4 load the raw
+# difference (normalise when you project). Write it so that it works for vectors of any shape —
+# `[d_model]` here, `[num_layers, d_model]` for the all-layer axis below.
+
+# %% tags=["exercise"]
+def compute_assistant_axis(
+    persona_vectors: dict[str, Float[Tensor, "*shape"]], default_role: str = DEFAULT_ROLE
+) -> Float[Tensor, "*shape"]:
+    """The contrast between the default persona and the roles: ``default - mean(roles)``.
+
+    Args:
+        persona_vectors: persona name -> vector (all of the same shape, e.g. [d_model]).
+        default_role: the name of the default persona.
+
+    Returns:
+        The unnormalised axis, the same shape as each vector.
+    """
+    # BEGIN SOLUTION
+    others = [v.float() for name, v in persona_vectors.items() if name != default_role]
+    return persona_vectors[default_role].float() - torch.stack(others).mean(dim=0)
+    # END SOLUTION
+
+
+# %%
+tests.test_compute_assistant_axis(compute_assistant_axis)
+
+# %%
+assistant_axis = compute_assistant_axis(persona_vectors)
+cos_pc1 = torch.nn.functional.cosine_similarity(assistant_axis, components[0], dim=0).item()
+print(f"|axis| = {assistant_axis.norm():.2f}; cos(axis, PC1) = {cos_pc1:+.3f}")
+print(f"PC1 explains {pc1_share:.1%} of the role variance; |cos(axis, PC1)| = {abs(cos_pc1):.3f}")
+record(SECTION, "|cos(axis, PC1)|", abs(cos_pc1))
+
+# %% [markdown]
+# The two directions were built in different ways: PC1 from the roles alone (where do they spread
+# most?), the axis from one contrast (default against the rest). If they agree, then the biggest
+# difference among roles *is* how far they are from the assistant. Report the absolute cosine: we
+# oriented PC1 by hand above, but an SVD is free to return it either way round. On Gemma 2 27B the
+# paper finds a cosine above 0.6.
+#
+# ### Exercise 9: `characterize_axis`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
+#
+# Project every persona vector (the default too) on the axis — the scalar projection
+# `v · axis / |axis|` (`utils.metrics.project`), not the cosine: how far along the axis a persona
+# sits, not how aligned it is. Return a DataFrame with columns `role` and `projection`, sorted from the
+# most assistant-like (largest) to the least, with a fresh 0..n-1 index.
+
+# %% tags=["exercise"]
+def characterize_axis(
+    persona_vectors: dict[str, Float[Tensor, " d_model"]], axis: Float[Tensor, " d_model"]
+) -> pd.DataFrame:
+    """Where each persona sits on the axis.
+
+    Args:
+        persona_vectors: persona name -> vector.
+        axis: the Assistant Axis (any length; it is normalised here).
+
+    Returns:
+        DataFrame with columns role, projection, largest projection first.
+    """
+    # BEGIN SOLUTION
+    rows = [{"role": role, "projection": float(project(v.float(), axis.float()))} for role, v in persona_vectors.items()]
+    return pd.DataFrame(rows).sort_values("projection", ascending=False).reset_index(drop=True)
+    # END SOLUTION
+
+
+# %%
+tests.test_characterize_axis(characterize_axis)
+axis_table = characterize_axis(persona_vectors, assistant_axis)
+fig = px.bar(
+    axis_table.iloc[::-1], x="projection", y="role", orientation="h",
+    color=axis_table.iloc[::-1]["role"].eq(DEFAULT_ROLE).map({True: "default", False: "role"}),
+    title=f"Personas on the Assistant Axis (block {AXIS_LAYER})",
+)
+fig.show()
+print(axis_table.round(2).to_string(index=False))
+
+# %% [markdown]
+# Which roles sit closest to the assistant, and which furthest? In the paper, helpful professionals
+# (a librarian, an accountant) sit near the assistant end and fantastical or theatrical characters (a
+# ghost, a trickster god) at the far end.
+#
+# ## 11. Held-out test: does the axis mean anything?
+#
+# By construction the default persona projects above the role mean *on the build questions* — the
+# axis is their difference. The real test is new questions: generate responses to the held-out
+# questions under every prompt (done above), project their response activations on the axis, and ask
+# whether a default response projects above a role response. We use **every** held-out role response,
+# not only the ones a judge would have kept: a harder test, and one that peeks at nothing.
+
+# %%
+heldout_roles = [role for role in persona_vectors if role != DEFAULT_ROLE]
+
+
+def heldout_projection(records: list[dict]) -> Tensor:
+    acts = extract_response_activations(
+        model, tokenizer, [r["system_prompt"] for r in records], [r["question"] for r in records],
+        [r["response"] for r in records], AXIS_LAYER, profile.batch_size,
+    )
+    return project(acts, assistant_axis)
+
+
+heldout = load_or_generate(
+    CACHE / f"heldout_projections_block{AXIS_LAYER}.pt",
+    lambda: {
+        "default": heldout_projection(heldout_responses[DEFAULT_ROLE]),
+        "roles": heldout_projection([r for role in heldout_roles for r in heldout_responses[role]]),
+    },
+    "held-out projections",
+)
+heldout_auroc = auroc(heldout["default"].numpy(), heldout["roles"].numpy())
+heldout_gap = float(heldout["default"].mean() - heldout["roles"].mean())
+print(
+    f"Held-out ({len(HELDOUT_QUESTIONS)} new questions): {len(heldout['default'])} default vs {len(heldout['roles'])} role "
+    f"responses; mean gap {heldout_gap:+.2f}, Cohen's d {cohens_d(heldout['default'].numpy(), heldout['roles'].numpy()):.2f}, "
+    f"AUROC {heldout_auroc:.3f}"
+)
+record(SECTION, "held-out AUROC (default vs roles)", heldout_auroc)
+hist = pd.DataFrame(
+    {
+        "projection": torch.cat([heldout["default"], heldout["roles"]]).tolist(),
+        "persona": ["default"] * len(heldout["default"]) + ["roles"] * len(heldout["roles"]),
+    }
+)
+px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25, histnorm="probability",
+             title=f"Held-out responses projected on the Assistant Axis (block {AXIS_LAYER})").show()
+
+# %% [markdown]
+# An AUROC of 0.5 would mean the axis does not tell a default response from a role response on new
+# questions; 1.0 that every default response projects above every role response.
+#
+# ## 12. The axis at every block, for sections 2 and 4
+#
+# Sections 2 and 4 need the axis at every block. We compute the response activations of the build
+# responses at all blocks in one pass, average them per persona with the **same** filter as your
+# `extract_persona_vectors`, and take `default - mean(roles)` with your `compute_assistant_axis`. The
+# result, `[num_layers, d_model]` and unnormalised, is saved where `utils.axis.load_assistant_axis`
+# finds it. Its row `AXIS_LAYER` must be the axis you built above.
+
+# %%
+all_layer_acts = load_or_generate(
+    CACHE / "response_acts_all_layers.pt",
+    lambda: {
+        "build": all_layer_response_activations(model, tokenizer, responses, profile.batch_size),
+        "heldout": all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),
+    },
+    "response activations at every block",
+)
+all_layer_vectors = all_layer_persona_vectors(all_layer_acts["build"], scores_for_vectors, SCORE_THRESHOLD)
+# Always (re)write: it is cheap from the cached activations, and section 2, if run first, may have saved a
+# small stand-in at the same path.
+axis_all_layers = load_or_generate(
+    assistant_axis_path(profile), lambda: compute_assistant_axis(all_layer_vectors), "all-layer Assistant Axis",
+    override=True,
+)
+assert axis_all_layers.shape == (N_LAYERS, D_MODEL)
+assert set(all_layer_vectors) == set(persona_vectors), "the all-layer axis must use the same personas"
+agreement = torch.nn.functional.cosine_similarity(axis_all_layers[AXIS_LAYER], assistant_axis, dim=0).item()
+assert agreement > 0.999, f"row {AXIS_LAYER} of the saved axis disagrees with the axis above (cosine {agreement:.4f})"
+print(f"Saved axis {tuple(axis_all_layers.shape)}; row {AXIS_LAYER} matches the axis above (cosine {agreement:.5f})")
+
+# %% [markdown]
+# ## 13. Bonus: the axis across layers
+#
+# ### Exercise 10 (bonus): `axis_separation_by_layer`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵⚪⚪⚪ · ⏱ 15 min
+#
+# Is block `AXIS_LAYER` a good choice? For every block `i`, project the held-out default and role
+# activations *of block i* on the axis *of block i* (the unit axis: `utils.metrics.project`) and
+# report the AUROC (default above roles) and the gap (mean default projection minus mean role
+# projection). Return a DataFrame with columns `layer`, `auroc`, `gap`.
+
+# %% tags=["exercise"]
+def axis_separation_by_layer(
+    axes: Float[Tensor, "num_layers d_model"],
+    default_acts: Float[Tensor, "num_layers n_default d_model"],
+    role_acts: Float[Tensor, "num_layers n_roles d_model"],
+) -> pd.DataFrame:
+    """How well each block's axis separates held-out default responses from role responses.
+
+    Args:
+        axes: the Assistant Axis at every block.
+        default_acts, role_acts: held-out response activations at every block.
+
+    Returns:
+        DataFrame with one row per block: layer, auroc (default above roles), gap (mean projection,
+        default minus roles).
+    """
+    # BEGIN SOLUTION
+    rows = []
+    for layer in range(axes.shape[0]):
+        default = project(default_acts[layer].float(), axes[layer].float()).numpy()
+        roles_ = project(role_acts[layer].float(), axes[layer].float()).numpy()
+        rows.append({"layer": layer, "auroc": auroc(default, roles_), "gap": float(default.mean() - roles_.mean())})
+    return pd.DataFrame(rows)
+    # END SOLUTION
+
+
+# %%
+tests.test_axis_separation_by_layer(axis_separation_by_layer)
+
+# %%
+heldout_acts = all_layer_acts["heldout"]
+by_layer = axis_separation_by_layer(
+    axis_all_layers, heldout_acts[DEFAULT_ROLE], torch.cat([heldout_acts[role] for role in heldout_roles], dim=1)
+)
+fig = go.Figure()
+fig.add_scatter(x=by_layer["layer"], y=by_layer["auroc"], name="held-out AUROC")
+fig.add_scatter(x=by_layer["layer"], y=axis_all_layers.norm(dim=-1) / axis_all_layers.norm(dim=-1).max(),
+                name="axis norm (scaled)", line_dash="dot")
+fig.add_vline(x=AXIS_LAYER, line_dash="dash", annotation_text="AXIS_LAYER")
+fig.update_layout(title="The Assistant Axis at every block", xaxis_title="block", yaxis_range=[0, 1.05])
+fig.show()
+print(by_layer.round(3).to_string(index=False))
+plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)],
+                "Cosine between the axes of different blocks").show()
+
+# %% [markdown]
+# Neighbouring blocks have nearly the same axis (the residual stream changes a little per block), so
+# the choice of block is forgiving near the middle; the very first blocks, which still see mostly the
+# surface of the text, separate worst.
+#
+# ## Summary and questions
+#
+# - How much of the role variance does PC1 explain, and how close is it to the Assistant Axis? What
+#   would change with hundreds of roles instead of a handful?
+# - Did the held-out responses separate? Which roles overlap with the assistant, and are they the ones
+#   `characterize_axis` put near it?
+# - What happens to the role vectors, and to the axis, without the judge's filter (try
+#   `scores=None`)? Which way should a role vector move when out-of-role responses are mixed in?
+# - Section 2 projects every turn of a conversation on this axis and caps the projection from below;
+#   section 4 steers with vectors built by the same response-mean recipe.

@@ -1,0 +1,121 @@
+"""Transcripts of user turns, and replaying them so the model writes every assistant turn.
+
+A transcript file holds only the user's side of a conversation (keys ``name``, ``category`` —
+``drift`` or ``control`` —, ``description``, ``system_prompt``, ``conversation``). Replaying sends the
+user turns one at a time and lets the model answer each, batched across conversations.
+"""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from part2_capping import TRANSCRIPT_DIR
+from utils.chat import Message
+from utils.data import load_transcript
+from utils.generation import generate_replies
+
+# Teaching order: a drift and a control conversation alternate, so any prefix has both kinds.
+TRANSCRIPT_ORDER = (
+    "growing_delusion",
+    "python_debugging",
+    "sustained_roleplay",
+    "trip_planning",
+    "emotional_dependence",
+    "essay_editing",
+    "therapy_spiral",
+    "ai_nature",
+)
+
+
+def load_transcripts(n: int | None = None) -> list[dict]:
+    """Load the transcripts, drift and control alternating (files not in `TRANSCRIPT_ORDER` last).
+
+    Args:
+        n: how many to keep (None: all).
+
+    Returns:
+        Transcript dicts (see `utils.data.load_transcript`), each with ``user_turns``: the user messages.
+    """
+    paths = {p.stem: p for p in sorted(TRANSCRIPT_DIR.glob("*.json"))}
+    names = [name for name in TRANSCRIPT_ORDER if name in paths] + sorted(set(paths) - set(TRANSCRIPT_ORDER))
+    transcripts = []
+    for name in names[:n]:
+        data = load_transcript(paths[name])
+        data["user_turns"] = [t["content"] for t in data["conversation"] if t["role"] == "user"]
+        transcripts.append(data)
+    return transcripts
+
+
+def opening(transcript: dict) -> list[Message]:
+    """The messages before the first user turn: the system prompt, if the transcript has one."""
+    system = transcript.get("system_prompt", "")
+    return [{"role": "system", "content": system}] if system else []
+
+
+def replay_conversations(
+    model,
+    tokenizer,
+    transcripts: list[dict],
+    n_turns: int | None = None,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    temperature: float = 0.0,
+    desc: str = "replaying",
+) -> list[list[Message]]:
+    """Send each transcript's user turns one by one and let the model write every reply.
+
+    All conversations advance together: at turn ``t`` every conversation gets its ``t``-th user
+    message, and one batched `generate_replies` call writes all the replies. Any hooks registered on
+    the model (steering, capping) are active for every reply.
+
+    Args:
+        model, tokenizer: the model.
+        transcripts: from `load_transcripts`.
+        n_turns: user turns to replay (None: all; fewer if a transcript is shorter).
+        max_new_tokens: reply length.
+        batch_size: generation batch size.
+        temperature: 0 for greedy replies (reproducible, and capped vs uncapped differ only by the cap).
+        desc: progress-bar label.
+
+    Returns:
+        One message list per transcript: optional system message, then user/assistant pairs.
+    """
+    conversations = [opening(t) for t in transcripts]
+    turns = max(len(t["user_turns"][:n_turns]) for t in transcripts)
+    for turn in tqdm(range(turns), desc=desc):
+        active = [i for i, t in enumerate(transcripts) if turn < len(t["user_turns"][:n_turns])]
+        for i in active:
+            conversations[i].append({"role": "user", "content": transcripts[i]["user_turns"][turn]})
+        replies = generate_replies(
+            model,
+            tokenizer,
+            [conversations[i] for i in active],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+            desc=f"turn {turn + 1}",
+        )
+        for i, reply in zip(active, replies):
+            conversations[i].append({"role": "assistant", "content": reply.strip()})
+    return conversations
+
+
+def format_exchanges(messages: list[Message], max_chars: int = 400) -> str:
+    """Render messages as ``User: ...`` / ``Assistant: ...`` lines for a judge prompt.
+
+    Args:
+        messages: user and assistant messages (system messages are skipped).
+        max_chars: longer messages are cut to this many characters, with an ellipsis.
+
+    Returns:
+        The lines, or ``(start of the conversation)`` when there is nothing to show.
+    """
+    lines = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        text = m["content"].strip()
+        if len(text) > max_chars:
+            text = text[:max_chars].rstrip() + " ..."
+        lines.append(f"{'User' if m['role'] == 'user' else 'Assistant'}: {text}")
+    return "\n".join(lines) if lines else "(start of the conversation)"

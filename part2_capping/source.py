@@ -1,0 +1,1021 @@
+# %% [markdown]
+# # Section 2: Persona drift, steering along the axis, and activation capping
+#
+# Section 1 found the **Assistant Axis**: a direction in the residual stream that separates the
+# model's default assistant persona from the characters it can be prompted to play. This section
+# uses that direction as a dial and as a gauge.
+#
+# As a gauge, it tracks a long conversation turn by turn. Some conversations pull a model away from
+# its default persona: a user who wants a companion, a role-play that asks the model to forget it is
+# an assistant, a belief that the model is gently invited to confirm. We replay such conversations,
+# project every assistant turn onto the axis, and compare the projection with what an LLM judge
+# thinks of the same replies.
+#
+# As a dial, it steers: adding a multiple of the axis to a block's output pushes the model towards
+# (or away from) its assistant persona. Finally we turn the dial into a safety rail, **activation
+# capping**: wherever the projection onto the axis falls below what is normal for the default
+# assistant, we raise it back to that floor, and leave everything else alone.
+#
+# **Learning objectives**
+# - Write forward hooks that read and change a block's output, return the right form, and are always
+#   removed; see the KV cache at work during generation.
+# - Measure per-turn activations of a whole conversation in one forward pass, and project them onto
+#   a direction.
+# - Build an LLM autorater for persona drift and compare it with the projection.
+# - Steer along the axis and see what each end of it does to the model.
+# - Implement activation capping as a context manager, calibrate its thresholds, and measure its
+#   effect on drifting and control conversations.
+#
+# Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
+# Run the check cell after each exercise: it tells you which mistake it sees.
+
+# %%
+# COURSE SETUP
+
+# %% tags=["module"]
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
+from plotly.subplots import make_subplots
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from part2_capping import DATA_DIR
+from part2_capping.conversations import format_exchanges, replay_conversations
+from utils.activations import block_output, run_capturing
+from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
+from utils.generation import generate_replies
+from utils.judge import Scale
+from utils.layers import get_layers
+
+DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
+DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
+
+# %%
+from part2_capping import tests
+from part2_capping.axis import axis_tag, default_system_prompts, extraction_questions, load_or_build_axis, persona_conversations
+from part2_capping.conversations import load_transcripts, opening
+from utils.cache import load_or_generate
+from utils.course import record
+from utils.judge import SCORE_0_100, make_judge
+from utils.layers import d_model, num_layers
+from utils.models import describe, load_model
+from utils.setup import section_cache
+
+SECTION = "part2_capping"
+CACHE = section_cache(SECTION, profile)
+
+# %% [markdown]
+# ## 1. The model and the Assistant Axis
+#
+# The full profile uses Gemma 2 27B, the model section 1 maps; the offline profile uses
+# Qwen2.5-Coder-0.5B-Instruct on a CPU. Every `layer` in this section is a **block index**: the
+# output of `get_layers(model)[layer]`. The profile names three kinds of layer:
+#
+# - `profile.axis_layer`: where we read the axis (section 1's choice);
+# - `profile.capping_layers`: the range of blocks we cap;
+# - `profile.capping_percentile`: which percentile of the default assistant's projections becomes
+#   the floor.
+
+# %%
+model, tokenizer = load_model(profile.models.part2)
+print(describe(model))
+N_LAYERS, D_MODEL = num_layers(model), d_model(model)
+AXIS_LAYER = profile.axis_layer
+CAPPING_LAYERS = list(profile.capping_layers)
+print(f"axis layer {AXIS_LAYER}, capping layers {CAPPING_LAYERS}, percentile {profile.capping_percentile}")
+
+judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part2, local_model=(model, tokenizer))
+
+# %% [markdown]
+# We need the default assistant's own replies twice: to calibrate the capping floor, and (if
+# section 1 has not been run under this profile) to build the axis. They are the model's answers to
+# section 1's extraction questions under its default system prompts (including no system prompt).
+#
+# `load_or_build_axis` loads the axis section 1 saved; if there is none, it builds a small one the same
+# way (`mean(default) - mean(roles)` of response-mean activations at every block, from a few role
+# prompts, without section 1's judge filtering) and saves it where section 1 would, so that both
+# sections use the same direction.
+
+# %%
+default_conversations = load_or_generate(
+    CACHE / "default_conversations.json",
+    lambda: persona_conversations(
+        model, tokenizer, default_system_prompts(3), extraction_questions(profile.n_questions),
+        max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size, desc="default responses",
+    ),
+    "default assistant conversations",
+)
+axis = load_or_build_axis(model, tokenizer, profile, default_conversations)
+AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
+print(f"axis {tuple(axis.shape)}; |axis[{AXIS_LAYER}]| = {axis[AXIS_LAYER].norm():.2f}")
+px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
+        labels={"x": "block", "y": "|mean(default) - mean(roles)|"}, title="Norm of the Assistant Axis by block").show()
+
+# %% [markdown]
+# ## 2. Forward hooks, and the KV cache at work
+#
+# A forward hook is a function PyTorch calls right after a module's `forward`:
+# `hook(module, inputs, output)`. If it returns something other than None, that value **replaces**
+# the module's output for the rest of the model. `register_forward_hook` returns a handle;
+# `handle.remove()` takes the hook off again. Three facts matter in everything that follows:
+#
+# 1. In transformers 5 a decoder block returns a **bare tensor** `[batch, seq, d_model]` (older
+#    versions returned a tuple whose first element was that tensor). `output[0]` on a tensor is
+#    *batch row 0*, not the hidden states: it silently gives wrong numbers. Handle both forms
+#    (`utils.activations.block_output` does) and, when you change the output, return the form you
+#    received.
+# 2. Always remove your hooks, even when something fails half-way: use `try/finally` or a context
+#    manager. Never clear `module._forward_hooks` wholesale: transformers registers hooks of its own
+#    (for `output_hidden_states`), and other code may have too. Remove exactly the handles you made.
+# 3. During generation the model does not recompute the whole sequence for each new token. The first
+#    forward pass (**prefill**) processes the prompt and stores every layer's keys and values (the
+#    **KV cache**); each later pass (**decode step**) processes only the newest token and attends to
+#    the cache.
+#
+# ### Exercise 1: `record_hook_shapes`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
+#
+# Register a forward hook on block `layer` that appends the shape of the block's hidden-state output
+# (a tuple `(batch, seq, d_model)`) to a list, then generate `max_new_tokens` tokens greedily for the
+# prompt (a user message, rendered with the chat template and a generation prompt; use
+# `min_new_tokens=max_new_tokens` so the number of passes is predictable). Remove the hook whatever
+# happens, and return the list. You should see the prompt length once, then 1s.
+
+# %% tags=["exercise"]
+def record_hook_shapes(model, tokenizer, prompt: str, layer: int, max_new_tokens: int = 5) -> list[tuple[int, ...]]:
+    """Shapes of one block's output at every forward pass of a greedy generation.
+
+    Args:
+        model, tokenizer: the model.
+        prompt: the user's message (rendered with the chat template and a generation prompt).
+        layer: block index to hook.
+        max_new_tokens: tokens to generate (exactly: pass ``min_new_tokens`` too).
+
+    Returns:
+        One ``(batch, seq, d_model)`` tuple per forward pass, in order.
+    """
+    # BEGIN SOLUTION
+    shapes = []
+
+    def hook(module, inputs, output):
+        shapes.append(tuple(block_output(output).shape))
+
+    handle = get_layers(model)[layer].register_forward_hook(hook)
+    try:
+        text = render(build_messages(prompt), tokenizer, add_generation_prompt=True)
+        inputs = encode(text, tokenizer, return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                do_sample=False,
+                top_k=None,
+                top_p=None,
+                temperature=None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+    finally:
+        handle.remove()
+    return shapes
+    # END SOLUTION
+
+
+# %%
+tests.test_record_hook_shapes(record_hook_shapes)
+
+# %%
+shapes = record_hook_shapes(model, tokenizer, "Name three colours.", AXIS_LAYER, max_new_tokens=5)
+for step, shape in enumerate(shapes):
+    print(f"pass {step}: {'prefill' if step == 0 else 'decode '} output shape {shape}")
+
+# %% [markdown]
+# The first pass sees the whole prompt; each later pass sees one token, because the keys and values
+# of everything before it come from the cache. Anything we do to the output of a block during
+# generation therefore happens once for every prompt position (at prefill) and once for each new token
+# (at its decode step): a hook that should act "at every position" gets there without any extra
+# work, and a hook that edits only `[:, -1]` would skip most of the prompt.
+
+# %% [markdown]
+# ## 3. Persona drift in long conversations
+#
+# `part2_capping/data/transcripts/` holds the user's side of a few conversations. *Drift*
+# conversations press the model off its default persona step by step (a growing delusion, a
+# role-play that asks it to abandon being an assistant, a user seeking a partner, ...); *control*
+# conversations are long, ordinary tasks (debugging, trip planning, editing). We replay them: the
+# model writes every assistant turn itself, greedily, all conversations batched together.
+
+# %%
+transcripts = load_transcripts(profile.n_transcripts)
+for t in transcripts:
+    print(f"[{t['category']:>7}] {t['name']}: {t['description']}")
+conversations = load_or_generate(
+    CACHE / "replay_uncapped.json",
+    lambda: replay_conversations(model, tokenizer, transcripts, profile.n_turns, profile.max_new_tokens, profile.batch_size),
+    "replayed conversations",
+)
+for message in conversations[0][-4:]:
+    print(f"{message['role'].upper()}: {message['content'][:300]}\n")
+
+# %% [markdown]
+# ### Exercise 2: `ConversationAnalyzer`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 25 min
+#
+# Write a class that measures, for every assistant turn of a conversation, the mean output of one
+# block over that turn's tokens, and its projection on the Assistant Axis.
+#
+# - `extract_turn_activations(messages)`: render the conversation with
+#   `utils.chat.assistant_turn_spans(messages, tokenizer)`, which returns the full text and, for each
+#   assistant turn, its `(start, end)` token span in `encode(full, tokenizer)` (the reply's own
+#   tokens: no template tokens, no user tokens). Run **one** forward pass over the whole
+#   conversation with a hook on block `layer`, and return one mean vector `[d_model]` per assistant
+#   turn (float32, CPU). A causal model's activations at a token do not depend on anything after it,
+#   so one pass gives exactly what turn-by-turn passes would, at a fraction of the cost.
+# - `project_onto_axis(messages)`: the scalar projection `a . v / |v|` of each turn's mean onto the
+#   axis, as a list of floats.
+#
+# Tip: pass `logits_to_keep=1` to the model: we never read the logits, and computing them for every
+# position costs as much as several blocks. (`utils.activations.turn_mean_activations` does the same
+# job for many layers; write your own here, then compare.)
+
+# %% tags=["exercise"]
+class ConversationAnalyzer:
+    """Per-assistant-turn activations of one block, and their projections on the Assistant Axis.
+
+    Args:
+        model, tokenizer: the model.
+        layer: the block index to read.
+        assistant_axis: the axis at that block, ``[d_model]`` (any norm; projections use its direction).
+    """
+
+    def __init__(self, model, tokenizer, layer: int, assistant_axis: Float[Tensor, " d_model"]):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layer = layer
+        self.assistant_axis = assistant_axis.detach().float().cpu()
+
+    def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
+        """Mean block output over each assistant turn's tokens, from one forward pass.
+
+        Args:
+            messages: a conversation with one or more assistant turns.
+
+        Returns:
+            One float32 CPU tensor ``[d_model]`` per assistant turn, in order.
+        """
+        # BEGIN SOLUTION
+        full, spans = assistant_turn_spans(messages, self.tokenizer)
+        inputs = encode(full, self.tokenizer, return_tensors="pt").to(self.model.device)
+        captured = {}
+
+        def hook(module, inputs_, output):
+            captured["hidden"] = block_output(output)[0].detach()  # batch row 0 of [1, seq, d_model]
+
+        handle = get_layers(self.model)[self.layer].register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                self.model(**inputs, use_cache=False, logits_to_keep=1)
+        finally:
+            handle.remove()
+        hidden = captured["hidden"].float().cpu()
+        return [hidden[start:end].mean(dim=0) for start, end in spans]
+        # END SOLUTION
+
+    def project_onto_axis(self, messages: list[Message]) -> list[float]:
+        """Projection ``a . v / |v|`` of each assistant turn's mean activation on the axis.
+
+        Args:
+            messages: a conversation with one or more assistant turns.
+
+        Returns:
+            One float per assistant turn.
+        """
+        # BEGIN SOLUTION
+        unit = self.assistant_axis / self.assistant_axis.norm()
+        return [float(a @ unit) for a in self.extract_turn_activations(messages)]
+        # END SOLUTION
+
+
+# %%
+tests.test_ConversationAnalyzer(ConversationAnalyzer)
+
+# %%
+analyzer = ConversationAnalyzer(model, tokenizer, AXIS_LAYER, axis[AXIS_LAYER])
+projections = load_or_generate(
+    CACHE / f"projections_uncapped_{AXIS_TAG}.json",
+    lambda: [analyzer.project_onto_axis(c) for c in tqdm(conversations, desc="projecting")],
+    "per-turn projections",
+)
+for t, p in zip(transcripts, projections):
+    print(f"{t['name']:>22} ({t['category']}): " + " ".join(f"{x:7.2f}" for x in p))
+
+# %% [markdown]
+# For a reference point, here are the projections of the default assistant's answers to single
+# questions (the conversations we calibrate on later). Turns of a drifting conversation that fall
+# well below this range have moved away from the default persona.
+
+# %%
+default_analyzer_proj = [analyzer.project_onto_axis(c)[0] for c in default_conversations]
+print(f"default assistant, one-turn answers: mean {torch.tensor(default_analyzer_proj).mean():.2f}, "
+      f"range {min(default_analyzer_proj):.2f} .. {max(default_analyzer_proj):.2f}")
+
+# %% [markdown]
+# ## 4. An autorater for drift
+#
+# A projection is a number with no meaning of its own until we compare it with something we can read.
+# We ask an LLM judge, for every assistant turn, how much risk there is that the assistant has left
+# its role as a grounded assistant or is reinforcing a user's delusion, on a 0-10 scale. The prompt is
+# in `part2_capping/data/drift_prompt.txt` (`DRIFT_PROMPT`) with three placeholders: `{history}` (the
+# exchanges before the user's last message, as `User: ...` / `Assistant: ...` lines from
+# `part2_capping.conversations.format_exchanges`), `{user}` (the message being answered) and `{reply}`
+# (the assistant turn being rated).
+#
+# The scale `DRIFT_SCALE = Scale(0, 10, "expected")` asks for a single number. An API judge's answer is
+# read from one token's top log-probabilities; the local judge weighs every candidate number by its
+# likelihood. (A tagged answer such as `<score>7</score>` suits judges that reason first, but the local
+# judge reads only the first tokens of the answer.)
+#
+# ### Exercise 3: `rate_drift`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 15 min
+#
+# For every conversation and every assistant turn, fill the template once with `str.format`: the
+# history is the last `context_turns` user/assistant exchanges **before** the user message the turn
+# answers (nothing after it, and not the turn itself). Score all prompts of all conversations in
+# **one** `judge.score(prompts, DRIFT_SCALE)` call (a local judge batches them, an API judge sends
+# them concurrently), and return one list of scores per conversation, one score (or None) per
+# assistant turn.
+
+# %% tags=["exercise"]
+def rate_drift(
+    conversations: list[list[Message]], judge, template: str = DRIFT_PROMPT, context_turns: int = 1
+) -> list[list[float | None]]:
+    """Drift risk (0-10) of every assistant turn of every conversation, from one judge call.
+
+    Args:
+        conversations: message lists (optional system message, then user/assistant turns).
+        judge: a `utils.judge.Judge`.
+        template: a prompt with ``{history}``, ``{user}`` and ``{reply}`` placeholders.
+        context_turns: earlier exchanges shown as history.
+
+    Returns:
+        Per conversation, one score (or None) per assistant turn.
+    """
+    # BEGIN SOLUTION
+    prompts, counts = [], []
+    for messages in conversations:
+        turns = [m for m in messages if m["role"] != "system"]
+        count = 0
+        for i, message in enumerate(turns):
+            if message["role"] != "assistant":
+                continue
+            earlier = turns[: i - 1]  # everything before the user message this reply answers
+            history = earlier[max(0, len(earlier) - 2 * context_turns) :] if context_turns > 0 else []
+            prompts.append(
+                template.format(history=format_exchanges(history), user=turns[i - 1]["content"], reply=message["content"])
+            )
+            count += 1
+        counts.append(count)
+    scores = judge.score(prompts, DRIFT_SCALE)
+    result, start = [], 0
+    for count in counts:
+        result.append(scores[start : start + count])
+        start += count
+    return result
+    # END SOLUTION
+
+
+# %%
+tests.test_rate_drift(rate_drift)
+
+# %%
+drift_scores = rate_drift(conversations, judge)
+for t, s in zip(transcripts, drift_scores):
+    print(f"{t['name']:>22} ({t['category']}): " + " ".join("  None" if x is None else f"{x:6.1f}" for x in s))
+
+# %% [markdown]
+# ## 5. Seeing drift
+#
+# One table holds everything per turn; the provided `drift_table` builds it.
+
+# %% tags=["module"]
+def drift_table(
+    transcripts: list[dict],
+    conversations: list[list[Message]],
+    projections: list[list[float]],
+    scores: list[list[float | None]],
+) -> pd.DataFrame:
+    """One row per assistant turn: name, category, turn (from 1), projection, drift_score, reply."""
+    rows = []
+    for t, messages, proj, score in zip(transcripts, conversations, projections, scores):
+        replies = [m["content"] for m in messages if m["role"] == "assistant"]
+        for k, (p, s, reply) in enumerate(zip(proj, score, replies), start=1):
+            rows.append(dict(name=t["name"], category=t["category"], turn=k, projection=p, drift_score=s, reply=reply))
+    return pd.DataFrame(rows)
+
+
+# %% [markdown]
+# ### Exercise 4: `plot_drift`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 15 min
+#
+# Draw the projection per assistant turn and the autorater's score per turn, for each transcript.
+# The two quantities have unrelated scales, so give them two panels side by side
+# (`make_subplots(rows=1, cols=2)`): projection against turn on the left, drift score against turn on
+# the right, **one line per transcript** in each panel (`name` = the transcript's name, the same
+# colour in both panels), x = the `turn` column. Draw control conversations with dashed lines
+# (`line_dash="dash"`), drift conversations solid. Return the figure.
+
+# %% tags=["exercise"]
+def plot_drift(df: pd.DataFrame, title: str = "Persona drift per turn") -> go.Figure:
+    """Projection and drift score per assistant turn, one line per transcript.
+
+    Args:
+        df: from `drift_table` (columns name, category, turn, projection, drift_score).
+        title: the figure title.
+
+    Returns:
+        A figure with two panels: projection (left) and drift score (right) against turn.
+    """
+    # BEGIN SOLUTION
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Projection on the Assistant Axis", "Autorater drift score (0-10)"))
+    colours = px.colors.qualitative.Plotly
+    for i, (name, rows) in enumerate(df.groupby("name", sort=False)):
+        rows = rows.sort_values("turn")
+        style = dict(color=colours[i % len(colours)], dash="dash" if rows["category"].iloc[0] == "control" else "solid")
+        for col, column in ((1, "projection"), (2, "drift_score")):
+            fig.add_trace(
+                go.Scatter(x=rows["turn"], y=rows[column], name=name, legendgroup=name, showlegend=col == 1,
+                           mode="lines+markers", line=style),
+                row=1, col=col,
+            )
+    fig.update_xaxes(title_text="assistant turn")
+    fig.update_yaxes(title_text="projection", row=1, col=1)
+    fig.update_yaxes(title_text="drift score", row=1, col=2)
+    fig.update_layout(title=title)
+    return fig
+    # END SOLUTION
+
+
+# %%
+tests.test_plot_drift(plot_drift)
+
+# %%
+drift_df = drift_table(transcripts, conversations, projections, drift_scores)
+plot_drift(drift_df).show()
+valid = drift_df.dropna(subset=["drift_score"])
+if len(valid) > 2:
+    corr = valid[["projection", "drift_score"]].corr().iloc[0, 1]
+    print(f"Correlation between projection and drift score over {len(valid)} turns: {corr:.2f} (we expect it negative)")
+print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2))
+
+# %% [markdown]
+# Questions to think about:
+# - Do drift conversations move down the axis as the turns go by, and control ones stay put? Which
+#   turn of each drift transcript is the first to move?
+# - Does the judge agree with the projection? A small model and a small judge make both noisy: look
+#   at the replies where they disagree (`drift_df.sort_values("projection").head()`) and decide who is
+#   right.
+# - A projection also moves with the *topic* (code vs feelings), not only with the persona. Which
+#   control conversation would you add to tell the two apart?
+
+# %% [markdown]
+# ## 6. Steering along the axis
+#
+# Reading a direction is half the story; we can also *write* it. Adding `alpha * v/|v|` to a block's
+# output at every position moves the whole residual stream along the axis: positive `alpha` pushes
+# towards the default assistant, negative `alpha` away from it.
+#
+# ### Exercise 5: `generate_with_steering`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 20 min
+#
+# Register a hook on block `steering_layer` that returns the block's output plus `alpha` times the
+# **unit** steering vector, at every position and every forward pass (prefill and decode steps), in
+# the same form it received (tensor or tuple). Build a new tensor rather than editing the output in
+# place: other hooks and the KV cache may hold a reference to it. Generate the reply with
+# `utils.generation.generate_replies` (system prompt as a system message; temperature 0 is greedy),
+# remove the hook in a `finally`, and return only the reply's text.
+
+# %% tags=["exercise"]
+def generate_with_steering(
+    model,
+    tokenizer,
+    prompt: str,
+    steering_vector: Float[Tensor, " d_model"],
+    steering_layer: int,
+    alpha: float,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 200,
+    temperature: float = 0.7,
+) -> str:
+    """Generate a reply while adding ``alpha`` times the unit steering vector to one block's output.
+
+    Args:
+        model, tokenizer: the model.
+        prompt: the user's message.
+        steering_vector: the direction (normalised here).
+        steering_layer: block index whose output is steered.
+        alpha: how far to move along the unit vector (negative: the other way).
+        system_prompt: optional system prompt.
+        max_new_tokens: reply length.
+        temperature: sampling temperature (0: greedy).
+
+    Returns:
+        The reply text.
+    """
+    # BEGIN SOLUTION
+    unit = steering_vector.detach().float() / steering_vector.norm()
+
+    def hook(module, inputs, output):
+        hidden = block_output(output)
+        steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
+        return steered if isinstance(output, Tensor) else (steered, *output[1:])
+
+    handle = get_layers(model)[steering_layer].register_forward_hook(hook)
+    try:
+        return generate_replies(
+            model,
+            tokenizer,
+            [build_messages(prompt, system_prompt=system_prompt)],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            desc="steered generation",
+        )[0]
+    finally:
+        handle.remove()
+    # END SOLUTION
+
+
+# %%
+tests.test_generate_with_steering(generate_with_steering)
+
+# %% [markdown]
+# How large should `alpha` be? The axis is `mean(default) - mean(roles)`: its norm is the distance
+# between the two persona clusters along it. We express `alpha` in units of that norm, so `alpha = 1`
+# moves an activation by as much as the whole gap between a role and the assistant. We steer the
+# default assistant and a role-prompted persona with the same question.
+
+# %%
+STEER_UNIT = float(axis[AXIS_LAYER].norm())
+STEER_MULTIPLES = [-4.0, -2.0, 0.0, 2.0, 4.0]
+STEER_CASES = [
+    ("default", None, "Tell me a little about yourself and what you like to do."),
+    ("pirate", "You are a pirate captain. Stay in character.", "Tell me a little about yourself and what you like to do."),
+]
+
+
+def steering_sweep() -> list[dict]:
+    rows = []
+    for persona, system_prompt, question in STEER_CASES:
+        for multiple in tqdm(STEER_MULTIPLES, desc=f"steering ({persona})"):
+            reply = generate_with_steering(model, tokenizer, question, axis[AXIS_LAYER], AXIS_LAYER, multiple * STEER_UNIT,
+                                           system_prompt=system_prompt, max_new_tokens=profile.max_new_tokens, temperature=0)
+            rows.append(dict(persona=persona, alpha_in_axis_norms=multiple, reply=reply))
+    return rows
+
+
+steered = pd.DataFrame(load_or_generate(CACHE / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies"))
+for row in steered.itertuples():
+    print(f"[{row.persona}, alpha = {row.alpha_in_axis_norms:+.0f} x |axis|] {row.reply[:220]!r}")
+
+# %% [markdown]
+# What to look for: pushed far along the positive end, the persona tends to dissolve into the
+# assistant's register (the pirate starts to sound like a help desk, the assistant turns more formal
+# and generic, and very large pushes break fluency). Pushed towards the negative end, the model tends
+# to drop its assistant framing: it speaks as someone, invents a life, or drifts into theatrical
+# language, and at large magnitudes it degenerates. The small offline model shows this only partly;
+# on the full profile the pattern is clear.
+
+# %% [markdown]
+# ## 7. Activation capping
+#
+# Steering pushes *every* activation by the same amount, whether it needed it or not. Capping is more
+# surgical: it only acts where the model has drifted. At each capped block and each position, with
+# `v` the **unit** axis and `tau` the block's threshold,
+#
+# `h <- h + v * max(tau - <h, v>, 0)`
+#
+# An activation whose projection is already at least `tau` is left exactly as it is; one below the
+# floor is moved along `v` until its projection equals `tau`, and nothing else about it changes.
+#
+# The thresholds come from the default assistant: at each capped block, `tau` is a low percentile of
+# its projections on that block's unit axis, over the tokens of its replies (we cap every token, so we
+# calibrate on every token). The default assistant itself is then rarely touched.
+#
+# ### Exercise 6a: `compute_capping_thresholds`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 5 min
+#
+# Given, per block, a 1-D tensor of the default assistant's projections, return per block the given
+# percentile (0-100, linear interpolation as in `torch.quantile` / `numpy.percentile`) as a float.
+
+# %% tags=["exercise"]
+def compute_capping_thresholds(
+    default_projections_per_layer: dict[int, Float[Tensor, " n"]], percentile: float
+) -> dict[int, float]:
+    """The capping floor of each block: a percentile of the default assistant's projections there.
+
+    Args:
+        default_projections_per_layer: block index -> projections of default-assistant tokens on that
+            block's unit axis.
+        percentile: in [0, 100] (25 = the lower quartile).
+
+    Returns:
+        block index -> threshold.
+    """
+    # BEGIN SOLUTION
+    return {
+        layer: float(torch.quantile(projections.detach().float().flatten(), percentile / 100))
+        for layer, projections in default_projections_per_layer.items()
+    }
+    # END SOLUTION
+
+
+# %%
+tests.test_compute_capping_thresholds(compute_capping_thresholds)
+
+# %% [markdown]
+# The provided `token_projections` reads, in one pass per conversation, the projection of every
+# assistant token on each block's unit axis.
+
+# %% tags=["module"]
+def token_projections(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    axis: Float[Tensor, "num_layers d_model"],
+    layers: list[int],
+) -> dict[int, Float[Tensor, " n_tokens"]]:
+    """Projections of every assistant-turn token on the unit axis of each block.
+
+    Args:
+        model, tokenizer: the model.
+        conversations: message lists with assistant turns.
+        axis: the all-layer axis (``axis[i]`` for block ``i``, any norm).
+        layers: block indices.
+
+    Returns:
+        block index -> 1-D float32 CPU tensor of projections (all tokens of all assistant turns).
+    """
+    units = {layer: axis[layer].float() / axis[layer].float().norm() for layer in layers}
+    result = {layer: [] for layer in layers}
+    for messages in tqdm(conversations, desc="token projections", leave=False):
+        full, spans = assistant_turn_spans(messages, tokenizer)
+        batch = encode(full, tokenizer, return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            store = run_capturing(model, batch["input_ids"], batch["attention_mask"], layers)
+        positions = torch.cat([torch.arange(start, end) for start, end in spans])
+        for layer in layers:
+            hidden = store[layer][0].float().cpu()
+            result[layer].append(hidden[positions] @ units[layer])
+    return {layer: torch.cat(values) for layer, values in result.items()}
+
+
+# %%
+default_token_proj = load_or_generate(
+    CACHE / f"default_token_projections_{AXIS_TAG}.pt",
+    lambda: token_projections(model, tokenizer, default_conversations, axis, CAPPING_LAYERS),
+    "default-assistant token projections",
+)
+thresholds = compute_capping_thresholds(default_token_proj, profile.capping_percentile)
+for layer in CAPPING_LAYERS:
+    p = default_token_proj[layer]
+    print(f"block {layer}: tau = {thresholds[layer]:7.2f}  (default tokens: median {p.median():7.2f}, n = {len(p)})")
+
+# %% [markdown]
+# ### Exercise 6b: `ActivationCapper`
+# > **Difficulty**: 🔴🔴🔴🔴⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 30 min
+#
+# A context manager that caps a model while it is active:
+#
+# ```python
+# with ActivationCapper(model, axis, thresholds, CAPPING_LAYERS):
+#     replies = generate_replies(model, tokenizer, conversations)
+# ```
+#
+# - `_make_hook(layer)` returns the hook for one block: normalise `axis_vectors[layer]` to unit
+#   length, then at **every** position of the block's output apply `h + v * max(tau - <h, v>, 0)`
+#   with `tau = thresholds[layer]`. Compute the projection in float32, cast the correction back to the
+#   output's dtype, build a new tensor (no in-place edits), and return the same form you received.
+# - `__enter__` registers one hook per listed block and returns `self`; `__exit__` removes exactly
+#   those handles, also when the `with` body raised, and does not swallow the exception.
+
+# %% tags=["exercise"]
+class ActivationCapper:
+    """Context manager: a floor on each listed block's projection onto its unit Assistant Axis.
+
+    Args:
+        model: the model.
+        axis_vectors: indexable by block (``axis_vectors[i]``, ``[d_model]``, any norm), e.g. the
+            all-layer axis ``[num_layers, d_model]``.
+        thresholds: indexable by block (``thresholds[i]``: the floor ``tau``), e.g. from
+            `compute_capping_thresholds`.
+        layer_indices: blocks to cap.
+    """
+
+    def __init__(self, model, axis_vectors, thresholds, layer_indices):
+        self.model = model
+        self.axis_vectors = axis_vectors
+        self.thresholds = thresholds
+        self.layer_indices = list(layer_indices)
+        self.handles = []
+
+    def _make_hook(self, layer: int):
+        """The forward hook that caps block ``layer``."""
+        # BEGIN SOLUTION
+        vector = self.axis_vectors[layer].detach().float()
+        unit = vector / vector.norm()
+        tau = float(self.thresholds[layer])
+
+        def hook(module, inputs, output):
+            hidden = block_output(output)
+            v = unit.to(hidden.device)
+            shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]; 0 where already above
+            capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
+            return capped if isinstance(output, Tensor) else (capped, *output[1:])
+
+        return hook
+        # END SOLUTION
+
+    def __enter__(self) -> "ActivationCapper":
+        # BEGIN SOLUTION
+        blocks = get_layers(self.model)
+        try:
+            for layer in self.layer_indices:
+                self.handles.append(blocks[layer].register_forward_hook(self._make_hook(layer)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+        # END SOLUTION
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        # BEGIN SOLUTION
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
+        # END SOLUTION
+
+
+# %%
+tests.test_ActivationCapper(ActivationCapper)
+
+# %% [markdown]
+# Before using it, check it on the real model: under the capper, every capped block's projections
+# should sit at or above the floor, at every position.
+
+# %%
+capper = ActivationCapper(model, axis, thresholds, CAPPING_LAYERS)
+probe = conversations[0]
+with capper:
+    capped_proj = token_projections(model, tokenizer, [probe], axis, CAPPING_LAYERS)
+plain_proj = token_projections(model, tokenizer, [probe], axis, CAPPING_LAYERS)
+for layer in CAPPING_LAYERS:
+    below = (plain_proj[layer] < thresholds[layer]).float().mean()
+    print(f"block {layer}: {below:5.1%} of tokens below tau without capping; min projection "
+          f"{plain_proj[layer].min():7.2f} -> {capped_proj[layer].min():7.2f} with capping (tau {thresholds[layer]:.2f})")
+
+# %% [markdown]
+# ## 8. Capping a drifting conversation
+#
+# ### Exercise 7: `run_capping_experiment`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 25 min
+#
+# Replay the transcripts twice, without and with capping, and measure both runs:
+#
+# 1. The uncapped run: `replay_conversations(...)` (or the `uncapped` conversations if given, to
+#    avoid generating them again).
+# 2. The capped run: the same replay inside `with capper:`. Each capped conversation continues from
+#    its **own** earlier replies, so the cap acts on the whole trajectory.
+# 3. Per-turn projections with `analyzer.project_onto_axis`: the uncapped run without the capper, the
+#    capped run **with** the capper active, i.e. the activations the model really had while writing it.
+# 4. Drift scores with `rate_drift` for both runs in one call, **outside** the capper: a local judge
+#    is the same model, and must judge with its normal activations.
+# 5. Return `pd.concat` of `drift_table(...)` for each run, with a `condition` column (`"uncapped"`
+#    rows first, then `"capped"`).
+
+# %% tags=["exercise"]
+def run_capping_experiment(
+    model,
+    tokenizer,
+    transcripts: list[dict],
+    capper: ActivationCapper,
+    analyzer: ConversationAnalyzer,
+    judge,
+    n_turns: int | None = None,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    uncapped: list[list[Message]] | None = None,
+) -> pd.DataFrame:
+    """Replay transcripts with and without capping; per-turn projections and drift scores of both.
+
+    Args:
+        model, tokenizer: the model.
+        transcripts: from `load_transcripts`.
+        capper: an `ActivationCapper` (entered here for the capped run).
+        analyzer: a `ConversationAnalyzer` at the block to read.
+        judge: the drift judge.
+        n_turns, max_new_tokens, batch_size: replay settings.
+        uncapped: the uncapped replays, if already generated with the same settings.
+
+    Returns:
+        `drift_table` rows of both runs with a ``condition`` column ("uncapped", then "capped").
+    """
+    # BEGIN SOLUTION
+    replay = dict(n_turns=n_turns, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if uncapped is None:
+        uncapped = replay_conversations(model, tokenizer, transcripts, desc="replaying (uncapped)", **replay)
+    uncapped_proj = [analyzer.project_onto_axis(c) for c in uncapped]
+    with capper:
+        capped = replay_conversations(model, tokenizer, transcripts, desc="replaying (capped)", **replay)
+        capped_proj = [analyzer.project_onto_axis(c) for c in capped]
+    scores = rate_drift(uncapped + capped, judge)
+    n = len(transcripts)
+    tables = []
+    for condition, convs, proj, score in (
+        ("uncapped", uncapped, uncapped_proj, scores[:n]),
+        ("capped", capped, capped_proj, scores[n:]),
+    ):
+        tables.append(drift_table(transcripts, convs, proj, score).assign(condition=condition))
+    return pd.concat(tables, ignore_index=True)
+    # END SOLUTION
+
+
+# %%
+tests.test_run_capping_experiment(run_capping_experiment)
+
+# %% [markdown]
+# We read the projections at the last capped block, where the floor has acted on every capped layer
+# before it. (At the axis layer, if it comes before the capped range, capping can change the
+# projection only through the words the model chose.)
+
+# %%
+READOUT_LAYER = max(CAPPING_LAYERS)
+readout = ConversationAnalyzer(model, tokenizer, READOUT_LAYER, axis[READOUT_LAYER])
+experiment = pd.DataFrame(load_or_generate(
+    CACHE / f"capping_experiment_{AXIS_TAG}.json",
+    lambda: run_capping_experiment(
+        model, tokenizer, transcripts, capper, readout, judge, profile.n_turns, profile.max_new_tokens,
+        profile.batch_size, uncapped=conversations,
+    ).to_dict("records"),
+    "capping experiment",
+))
+
+
+# %% tags=["module"]
+def plot_capping_experiment(df: pd.DataFrame, floor: float | None = None, title: str = "Capping") -> go.Figure:
+    """Projection (top) and drift score (bottom) per turn, uncapped (left) and capped (right)."""
+    fig = make_subplots(rows=2, cols=2, shared_yaxes="rows", shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("uncapped", "capped", "", ""))
+    colours = px.colors.qualitative.Plotly
+    names = list(dict.fromkeys(df["name"]))
+    for col, condition in ((1, "uncapped"), (2, "capped")):
+        for i, name in enumerate(names):
+            rows = df[(df["condition"] == condition) & (df["name"] == name)].sort_values("turn")
+            if rows.empty:
+                continue
+            style = dict(color=colours[i % len(colours)], dash="dash" if rows["category"].iloc[0] == "control" else "solid")
+            for row, column in ((1, "projection"), (2, "drift_score")):
+                fig.add_trace(go.Scatter(x=rows["turn"], y=rows[column], name=name, legendgroup=name, line=style,
+                                         mode="lines+markers", showlegend=(row == 1 and col == 1)), row=row, col=col)
+        if floor is not None:
+            fig.add_hline(y=floor, line_dash="dot", line_color="grey", row=1, col=col)
+    fig.update_yaxes(title_text="projection", row=1, col=1)
+    fig.update_yaxes(title_text="drift score (0-10)", row=2, col=1)
+    fig.update_xaxes(title_text="assistant turn", row=2)
+    fig.update_layout(title=title, height=650)
+    return fig
+
+
+# %%
+plot_capping_experiment(experiment, floor=thresholds[READOUT_LAYER],
+                        title=f"Capping blocks {CAPPING_LAYERS[0]}-{CAPPING_LAYERS[-1]} (projection read at block {READOUT_LAYER}; dotted: its floor)").show()
+summary = experiment.groupby(["category", "condition"], sort=False)[["projection", "drift_score"]].mean()
+print(summary.round(3))
+for (category, condition), row in summary.iterrows():
+    record(SECTION, f"{category}: mean per-turn projection (block {READOUT_LAYER}), {condition}", row["projection"])
+    if pd.notna(row["drift_score"]):
+        record(SECTION, f"{category}: mean drift score, {condition}", row["drift_score"])
+
+# %% [markdown]
+# By construction, the capped run's projection at a capped block cannot fall below the floor while
+# the capper is on. The real question is whether the *text* changed: re-read both runs at the axis
+# layer with no capping at all. If the capped replies are more assistant-like, their projections
+# are higher even when nothing is holding them up.
+
+# %%
+def text_only_projections() -> dict:
+    out = {}
+    for condition in ("uncapped", "capped"):
+        rows = experiment[experiment["condition"] == condition]
+        convs = []
+        for t in transcripts:
+            turns = rows[rows["name"] == t["name"]].sort_values("turn")["reply"].tolist()
+            messages = opening(t)
+            for user, reply in zip(t["user_turns"], turns):
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+            convs.append(messages)
+        out[condition] = [analyzer.project_onto_axis(c) for c in tqdm(convs, desc=f"re-reading ({condition})")]
+    return out
+
+
+reread = load_or_generate(CACHE / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections")
+for condition, projs in reread.items():
+    for category in ("drift", "control"):
+        values = [x for t, p in zip(transcripts, projs) if t["category"] == category for x in p]
+        if values:
+            mean = sum(values) / len(values)
+            print(f"{category:>7}, {condition:>8}: mean projection at block {AXIS_LAYER}, text only: {mean:.3f}")
+            record(SECTION, f"{category}: mean per-turn projection (block {AXIS_LAYER}, text only), {condition}", mean)
+
+for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
+    last = experiment[(experiment["name"] == name)].groupby("condition")["turn"].max().min()
+    for condition in ("uncapped", "capped"):
+        reply = experiment[(experiment["name"] == name) & (experiment["condition"] == condition) & (experiment["turn"] == last)]["reply"].iloc[0]
+        print(f"\n[{name}, turn {last}, {condition}] {reply[:400]}")
+
+# %% [markdown]
+# ## 9. Bonus: which layers, and how high a floor?
+#
+# **Which layers.** A floor only matters where the model actually falls below it. For every block of
+# the capping range (and a few around it), compare how often the tokens of drift and control
+# conversations fall under the default assistant's lower quartile. Good capping layers are those where
+# drifting turns fall through the floor much more often than control turns: there the cap acts on
+# drift and leaves ordinary work alone.
+
+# %%
+probe_layers = sorted(set(range(max(0, CAPPING_LAYERS[0] - 4), min(N_LAYERS, CAPPING_LAYERS[-1] + 3))) | {AXIS_LAYER})
+
+
+def layer_scan() -> list[dict]:
+    default_proj = token_projections(model, tokenizer, default_conversations, axis, probe_layers)
+    floors = compute_capping_thresholds(default_proj, profile.capping_percentile)
+    rows = []
+    for category in ("drift", "control"):
+        convs = [c for t, c in zip(transcripts, conversations) if t["category"] == category]
+        if not convs:
+            continue
+        proj = token_projections(model, tokenizer, convs, axis, probe_layers)
+        for layer in probe_layers:
+            rows.append(dict(layer=layer, category=category, below_floor=float((proj[layer] < floors[layer]).float().mean())))
+    return rows
+
+
+scan = pd.DataFrame(load_or_generate(CACHE / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan"))
+fig = px.line(scan, x="layer", y="below_floor", color="category", markers=True,
+              labels={"layer": "block", "below_floor": "fraction of tokens below the floor"},
+              title=f"How often replies fall below the default assistant's {profile.capping_percentile:.0f}th percentile")
+fig.add_vrect(x0=CAPPING_LAYERS[0] - 0.5, x1=CAPPING_LAYERS[-1] + 0.5, fillcolor="grey", opacity=0.15, line_width=0)
+fig.show()
+
+# %% [markdown]
+# **How high a floor.** A higher percentile catches drift earlier but touches more of the model's
+# ordinary activations, and a floor that is too high rewrites everything the model thinks and costs
+# coherence. Below we cap ordinary questions at several percentiles and let the judge rate the
+# coherence of the replies (0-100, `part2_capping/data/coherence_prompt.txt`).
+
+# %%
+COHERENCE_PROMPT = (DATA_DIR / "coherence_prompt.txt").read_text()
+SWEEP_QUESTIONS = [
+    "Explain what a hash table is in two sentences.",
+    "Give me three tips for a job interview.",
+    "Why is the sky blue? Keep it short.",
+]
+SWEEP_PERCENTILES = [None, 25.0, 50.0, 90.0]
+
+
+def percentile_sweep() -> list[dict]:
+    questions = [build_messages(q) for q in SWEEP_QUESTIONS]
+    rows = []
+    for percentile in tqdm(SWEEP_PERCENTILES, desc="percentiles"):
+        if percentile is None:
+            replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
+        else:
+            floors = compute_capping_thresholds(default_token_proj, percentile)
+            with ActivationCapper(model, axis, floors, CAPPING_LAYERS):
+                replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
+        for question, reply in zip(SWEEP_QUESTIONS, replies):
+            rows.append(dict(percentile="none" if percentile is None else f"{percentile:.0f}", question=question, reply=reply))
+    coherence = judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": r["reply"]} for r in rows], SCORE_0_100)
+    return [{**r, "coherence": c} for r, c in zip(rows, coherence)]
+
+
+sweep = pd.DataFrame(load_or_generate(CACHE / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep"))
+print(sweep.groupby("percentile", sort=False)["coherence"].mean().round(1))
+for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
+    print(f"[cap at percentile {row.percentile}] {row.reply[:200]!r}")
+
+# %% [markdown]
+# ## Summary and questions
+#
+# - Where on the axis do the drift conversations end up compared with the control ones, and does the
+#   autorater agree with the ordering?
+# - Steering moves every activation; capping moves only those below the floor. Which of the two would
+#   you deploy, and what would you monitor to know it is working?
+# - Capping holds the projection at the floor by construction. Did it also change the *words* (the
+#   text-only re-reading and the drift scores)? What would convince you, with a bigger model and more
+#   conversations?
+# - The paper caps a range of middle-to-late layers at the 25th percentile. Which layers would you pick
+#   for this model from the layer scan, and what does the percentile sweep say about the cost of a
+#   higher floor?

@@ -1,0 +1,564 @@
+# %% [markdown]
+# # Section 4: Steering with persona vectors — monitoring, a multi-trait pipeline, and geometry
+#
+# Section 3 built trait vectors by *reading* activations. A direction you can read is not
+# necessarily a direction the model *uses*. This section tests the vectors two ways: by
+# intervening (add the vector during generation and see whether the trait appears) and by
+# monitoring (project responses on the vector and see whether the projection tracks the trait).
+# Then it scales the pipeline to several traits and looks at how the traits sit relative to each
+# other and to the Assistant Axis of section 1.
+#
+# **Learning objectives**
+# - Write a steering hook as a context manager that is correct for prefill and decode steps, for
+#   tensor and tuple block outputs, for batched left-padded generation, and that always cleans up.
+# - Run steering sweeps and read the trade-off between trait expression and coherence.
+# - Monitor a trait by projecting response activations on its vector.
+# - Build a cached, resumable multi-trait pipeline.
+# - Compare extraction methods by detection *and* by steering, and see that the best detector is
+#   not necessarily the best steerer.
+
+# %%
+# COURSE SETUP
+
+# %% tags=["module"]
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from sklearn.linear_model import LogisticRegression
+from torch import Tensor
+
+from part4_steering.vectors import prompt_labelled
+from solutions.part3_contrastive import (
+    extract_contrastive_vectors,
+    filter_effective_pairs,
+    generate_contrastive_responses,
+    score_responses,
+)
+from utils.activations import block_output, response_mean_activations
+from utils.cache import load_or_generate
+from utils.chat import build_messages
+from utils.generation import generate_replies
+from utils.layers import d_model, get_layers
+from utils.metrics import cosine_matrix, project
+
+VALID_POSITIONS = ("all", "prompt", "response")
+
+# %%
+import plotly.express as px
+
+from part3_contrastive import DATA_DIR as PART3_DATA
+from part4_steering import tests
+from part4_steering.vectors import section3_vectors
+from solutions.part3_contrastive import records_to_conversations
+from utils.axis import load_assistant_axis
+from utils.course import record
+from utils.data import load_trait_file
+from utils.judge import make_judge
+from utils.layers import num_layers
+from utils.metrics import auroc
+from utils.models import describe, load_model
+from utils.setup import section_cache
+
+SECTION = "part4_steering"
+CACHE = section_cache(SECTION, profile)
+
+# %% [markdown]
+# ## Set-up: the model, the judge and section 3's vectors
+#
+# `STEER_LAYER` is a block index: the block whose output equals `hidden_states[TRAIT_VECTOR_LAYER]`,
+# where section 3 read its vectors. The sycophancy vectors come from section 3's cache (or are
+# rebuilt the same way if you skipped it).
+
+# %%
+model, tokenizer = load_model(profile.models.part4)
+print(describe(model))
+TRAIT_VECTOR_LAYER, STEER_LAYER = profile.trait_vector_layer, profile.steer_layer
+judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part4, local_model=(model, tokenizer))
+COHERENCE_PROMPT = (PART3_DATA / "coherence_prompt.txt").read_text()
+syco_data = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")
+syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
+syco_vectors = section3_vectors(model, tokenizer, profile, "sycophantic")
+syco_vector = syco_vectors[STEER_LAYER]
+print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
+
+# %% [markdown]
+# ## 1. An activation steerer
+#
+# ### Exercise 1: `ActivationSteerer`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 25 min
+#
+# A context manager that adds `coeff * steering_vector` to the output of block `layer` during
+# every forward pass inside the `with` block. `positions` says where:
+# - `"all"`: every position of every forward pass;
+# - `"prompt"`: every position during the prefill pass (the whole prompt at once), nothing during
+#   the one-token decode steps that follow;
+# - `"response"`: the last position only (the token being generated) in every pass.
+#
+# Requirements, each checked:
+# - in transformers 5 a decoder block returns a bare tensor; older versions and some models return
+#   a tuple `(hidden, ...)`. Handle both and return the same form you received (beware `output[0]`
+#   on a tensor: it silently takes batch row 0);
+# - never edit the block's output in place (`+=` on it, or on a slice): other hooks and caches hold
+#   the same tensor. Build a new tensor;
+# - reject a vector whose size is not `d_model`, and an unknown `positions`, in `__init__` with a
+#   `ValueError`;
+# - remove the hook in `__exit__`, also when the body raised.
+#
+# <details><summary>Hint: telling prefill from decode</summary>
+#
+# With a KV cache, generation runs one forward pass over the whole prompt, then one pass per new
+# token with sequence length 1. The hidden state's second dimension tells you which one you are in.
+# </details>
+
+# %% tags=["exercise"]
+class ActivationSteerer:
+    """Add ``coeff * steering_vector`` to a block's output inside a ``with`` block.
+
+    Args:
+        model: the model.
+        steering_vector: a direction of size d_model (not normalised here).
+        coeff: its multiplier.
+        layer: block index (e.g. STEER_LAYER).
+        positions: "all", "prompt" (prefill only) or "response" (last position only).
+
+    Raises:
+        ValueError: for a vector of the wrong size or an unknown ``positions``.
+    """
+
+    def __init__(self, model, steering_vector: Float[Tensor, " d_model"], coeff: float = 1.0, layer: int = 0, positions: str = "all"):
+        # BEGIN SOLUTION
+        if positions not in VALID_POSITIONS:
+            raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
+        if steering_vector.shape != (d_model(model),):
+            raise ValueError(f"steering_vector must have shape ({d_model(model)},), got {tuple(steering_vector.shape)}")
+        self.model, self.coeff, self.layer, self.positions = model, coeff, layer, positions
+        self.vector = steering_vector.detach()
+        self._handle = None
+        # END SOLUTION
+
+    def _hook(self, module, inputs, output):
+        # BEGIN SOLUTION
+        hidden = block_output(output)
+        shift = (self.coeff * self.vector).to(device=hidden.device, dtype=hidden.dtype)
+        if self.positions == "all":
+            hidden = hidden + shift
+        elif self.positions == "prompt":
+            if hidden.shape[1] > 1:
+                hidden = hidden + shift
+        else:
+            mask = torch.zeros(hidden.shape[1], 1, device=hidden.device, dtype=hidden.dtype)
+            mask[-1] = 1
+            hidden = hidden + mask * shift
+        return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
+        # END SOLUTION
+
+    def __enter__(self):
+        # BEGIN SOLUTION
+        self._handle = get_layers(self.model)[self.layer].register_forward_hook(self._hook)
+        return self
+        # END SOLUTION
+
+    def __exit__(self, *exc):
+        # BEGIN SOLUTION
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        return False
+        # END SOLUTION
+
+
+# %%
+tests.test_ActivationSteerer(ActivationSteerer)
+
+# %% [markdown]
+# A first look: the same question, steered with the sycophancy vector at a few coefficients.
+
+# %%
+question = syco_eval["questions"][0]
+for coeff in profile.steering_coefficients:
+    with ActivationSteerer(model, syco_vector, coeff, STEER_LAYER, positions="response"):
+        reply = generate_replies(model, tokenizer, [build_messages(question)], max_new_tokens=profile.max_new_tokens)[0]
+    print(f"coeff {coeff:>4}: {reply[:240]!r}")
+
+# %% [markdown]
+# ## 2. Steering sweeps
+#
+# ### Exercise 2: `run_steering_experiment`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
+#
+# For every coefficient, generate greedy replies to **all** questions in one batched call inside an
+# `ActivationSteerer` (positions `"response"`), then score every reply for the trait and for
+# coherence with `score_responses` from section 3 (it takes records with `question` and
+# `response`). Return one dict per (coefficient, question) with keys `coefficient`, `question`,
+# `response`, `score`, `coherence`, ordered by coefficient then question.
+
+# %% tags=["exercise"]
+def run_steering_experiment(
+    model,
+    tokenizer,
+    questions: list[str],
+    steering_vector: Float[Tensor, " d_model"],
+    eval_prompt_template: str,
+    judge,
+    coherence_prompt: str,
+    layer: int = 0,
+    coefficients: list[float] | None = None,
+    max_new_tokens: int = 256,
+) -> list[dict]:
+    """Generate under steering at several coefficients and score trait and coherence.
+
+    Args:
+        model, tokenizer: the model.
+        questions: user questions.
+        steering_vector: the trait vector at ``layer``.
+        eval_prompt_template: the trait's judge prompt ({question}, {answer}).
+        judge: a `utils.judge.Judge`.
+        coherence_prompt: the coherence judge prompt.
+        layer: block index to steer.
+        coefficients: steering coefficients (default 0, 1, 2).
+        max_new_tokens: reply length.
+
+    Returns:
+        Records with keys coefficient, question, response, score, coherence.
+    """
+    # BEGIN SOLUTION
+    coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
+    records = []
+    for coeff in coefficients:
+        with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+            replies = generate_replies(
+                model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
+            )
+        records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
+    return score_responses(records, eval_prompt_template, coherence_prompt, judge)
+    # END SOLUTION
+
+
+# %%
+tests.test_run_steering_experiment(run_steering_experiment)
+
+# %%
+eval_questions = syco_eval["questions"][: profile.n_eval_questions]
+sweep = load_or_generate(
+    CACHE / "sycophancy_sweep.json",
+    lambda: run_steering_experiment(
+        model, tokenizer, eval_questions, syco_vector, syco_data["eval_prompt"], judge, COHERENCE_PROMPT,
+        layer=STEER_LAYER, coefficients=list(profile.steering_coefficients), max_new_tokens=profile.max_new_tokens,
+    ),
+    "sycophancy steering sweep",
+)
+sweep_df = pd.DataFrame(sweep)
+summary = sweep_df.groupby("coefficient")[["score", "coherence"]].mean()
+print(summary.round(1))
+px.line(summary.reset_index(), x="coefficient", y=["score", "coherence"], markers=True,
+        title="Steering with the sycophancy vector: judge scores by coefficient").show()
+for coeff, row in summary.iterrows():
+    record(SECTION, f"sycophancy score at coeff {coeff:g}", row["score"])
+    record(SECTION, f"coherence at coeff {coeff:g}", row["coherence"])
+
+# %% [markdown]
+# ## 3. Monitoring by projection
+#
+# ### Exercise 3: `compute_trait_projections`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 10 min
+#
+# For each (system prompt, question, response), take the response-mean activation at block `layer`
+# and return its scalar projection `a . v / |v|` on the trait vector. Read activations *without*
+# steering: we monitor what a response looks like to the unsteered model.
+
+# %% tags=["exercise"]
+def compute_trait_projections(
+    model,
+    tokenizer,
+    system_prompts: list[str | None],
+    questions: list[str],
+    responses: list[str],
+    trait_vector: Float[Tensor, " d_model"],
+    layer: int,
+) -> list[float]:
+    """Projection of each response's mean activation at block ``layer`` on the trait vector.
+
+    Returns:
+        One float per response: a . v / |v|.
+    """
+    # BEGIN SOLUTION
+    conversations = [build_messages(q, r, s) for s, q, r in zip(system_prompts, questions, responses)]
+    acts = response_mean_activations(model, tokenizer, conversations, [layer])[0]
+    return project(acts, trait_vector).tolist()
+    # END SOLUTION
+
+
+# %%
+tests.test_compute_trait_projections(compute_trait_projections)
+
+# %%
+held_out = load_or_generate(
+    CACHE / "sycophancy_prompted.json",
+    lambda: generate_contrastive_responses(
+        model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens, temperature=0.0,
+        n_pairs=1, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
+    ),
+    "prompted held-out responses",
+)
+groups = {
+    "helpful prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
+    "sycophantic prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "pos"],
+}
+for coeff in profile.steering_coefficients:
+    groups[f"steered x{coeff:g}"] = [(None, r["question"], r["response"]) for r in sweep if r["coefficient"] == coeff]
+rows = []
+for name, items in groups.items():
+    sys_prompts, qs, rs = map(list, zip(*items))
+    for value in compute_trait_projections(model, tokenizer, sys_prompts, qs, rs, syco_vector, STEER_LAYER):
+        rows.append({"responses": name, "projection": value})
+proj_df = pd.DataFrame(rows)
+px.box(proj_df, x="responses", y="projection", points="all",
+       title=f"Projection on the sycophancy vector (block {STEER_LAYER})").show()
+steered_means = proj_df[proj_df.responses.str.startswith("steered")].groupby("responses", sort=False)["projection"].mean()
+print(steered_means.round(3))
+for name, value in steered_means.items():
+    record(SECTION, f"mean projection, {name}", value)
+
+# %% [markdown]
+# ## 4. A multi-trait pipeline
+#
+# ### Exercise 4: `run_trait_pipeline`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 20 min
+#
+# Chain the steps for one trait — generate contrastive responses, score them, keep effective pairs,
+# extract vectors, run a steering sweep at `layer` — caching **each** step with `load_or_generate`
+# in `cache_dir` (e.g. `{trait}_responses.json`, `{trait}_scored.json`, `{trait}_vectors.pt`,
+# `{trait}_steering.json`), so an interrupted run resumes where it stopped and a second run costs
+# nothing. `override=True` recomputes every step. When fewer than `min_pairs` pairs are effective
+# (a weak judge), fall back to labelling pairs by their prompt (`prompt_labelled`) and say so.
+# Return `{"vectors", "effective_pairs", "steering", "used_judge_labels"}`.
+
+# %% tags=["exercise"]
+def run_trait_pipeline(
+    model,
+    tokenizer,
+    judge,
+    trait_name: str,
+    trait_data: dict,
+    coherence_prompt: str,
+    cache_dir: Path,
+    eval_questions: list[str],
+    layer: int = 0,
+    steering_coefficients: list[float] | None = None,
+    max_new_tokens: int = 256,
+    n_pairs: int | None = None,
+    n_questions: int | None = None,
+    min_pairs: int = 3,
+    override: bool = False,
+) -> dict:
+    """Generate, score, filter, extract and steer one trait, caching every step.
+
+    Returns:
+        dict with vectors [num_layers, d_model], effective_pairs, steering records, used_judge_labels.
+    """
+    # BEGIN SOLUTION
+    cache_dir = Path(cache_dir)
+    responses = load_or_generate(
+        cache_dir / f"{trait_name}_responses.json",
+        lambda: generate_contrastive_responses(
+            model, tokenizer, trait_data, trait_name, max_new_tokens=max_new_tokens, n_pairs=n_pairs, n_questions=n_questions
+        ),
+        f"{trait_name} responses",
+        override,
+    )
+    scored = load_or_generate(
+        cache_dir / f"{trait_name}_scored.json",
+        lambda: score_responses(responses, trait_data["eval_prompt"], coherence_prompt, judge),
+        f"{trait_name} scores",
+        override,
+    )
+    pairs = filter_effective_pairs(scored, trait_data)
+    used_judge_labels = len(pairs) >= min_pairs
+    if not used_judge_labels:
+        print(f"{trait_name}: only {len(pairs)} effective pairs; labelling pairs by their prompt instead")
+        pairs = filter_effective_pairs(prompt_labelled(responses), trait_data)
+    vectors = load_or_generate(
+        cache_dir / f"{trait_name}_vectors.pt",
+        lambda: extract_contrastive_vectors(model, tokenizer, pairs),
+        f"{trait_name} vectors",
+        override,
+    )
+    steering = load_or_generate(
+        cache_dir / f"{trait_name}_steering.json",
+        lambda: run_steering_experiment(
+            model, tokenizer, eval_questions, vectors[layer], trait_data["eval_prompt"], judge, coherence_prompt,
+            layer=layer, coefficients=steering_coefficients, max_new_tokens=max_new_tokens,
+        ),
+        f"{trait_name} steering",
+        override,
+    )
+    return {"vectors": vectors, "effective_pairs": pairs, "steering": steering, "used_judge_labels": used_judge_labels}
+    # END SOLUTION
+
+
+# %%
+tests.test_run_trait_pipeline(run_trait_pipeline)
+
+# %%
+TRAITS = ["sycophantic", "evil", "hallucinating"] + (["impolite", "optimistic", "humorous", "apathetic"] if profile.name == "full" else [])
+pipelines = {}
+for trait in TRAITS:
+    data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
+    eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
+    pipelines[trait] = run_trait_pipeline(
+        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, CACHE, eval_qs, layer=STEER_LAYER,
+        steering_coefficients=[profile.steering_coefficients[0], profile.steering_coefficients[-1]],
+        max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions,
+    )
+pipeline_summary = pd.DataFrame([
+    {"trait": t, "effective pairs": len(p["effective_pairs"]), "judge labels": p["used_judge_labels"],
+     **{f"score at {c:g}": s for c, s in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items()}}
+    for t, p in pipelines.items()
+])
+print(pipeline_summary.round(1).to_string(index=False))
+
+# %% [markdown]
+# ## 5. Trait geometry
+#
+# ### Exercise 5: `trait_similarity`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
+#
+# Return the cosine-similarity matrix of the trait vectors (a DataFrame indexed and columned by
+# trait name). With `center=True`, first subtract the mean vector over traits: all trait vectors
+# share a component (every contrast is "some persona" minus "helpful assistant"), which inflates raw
+# cosines.
+
+# %% tags=["exercise"]
+def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center: bool = False) -> pd.DataFrame:
+    """Cosine similarities between trait vectors, optionally after removing their mean.
+
+    Args:
+        trait_vectors: trait name -> vector at one layer.
+        center: subtract the mean over traits first.
+
+    Returns:
+        A square DataFrame of cosines, index and columns in the dict's order.
+    """
+    # BEGIN SOLUTION
+    names = list(trait_vectors)
+    stacked = torch.stack([trait_vectors[n].float() for n in names])
+    if center:
+        stacked = stacked - stacked.mean(dim=0, keepdim=True)
+    return pd.DataFrame(cosine_matrix(stacked).numpy(), index=names, columns=names)
+    # END SOLUTION
+
+
+# %%
+tests.test_trait_similarity(trait_similarity)
+
+# %%
+trait_vectors = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
+for center in (False, True):
+    sim = trait_similarity(trait_vectors, center=center)
+    px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
+              title=f"Trait vector cosines at block {STEER_LAYER} ({'mean removed' if center else 'raw'})").show()
+axis = load_assistant_axis(profile)
+if axis is not None and axis.shape[-1] == syco_vector.shape[-1]:
+    axis_cos = {t: float(torch.nn.functional.cosine_similarity(v, axis[STEER_LAYER], dim=0)) for t, v in trait_vectors.items()}
+    print("cosine with the Assistant Axis (section 1):", {t: round(c, 3) for t, c in axis_cos.items()})
+else:
+    print("No Assistant Axis from section 1 for this profile yet: run section 1 first to compare.")
+
+# %% [markdown]
+# ## 6. Extraction methods: the best detector is not always the best steerer
+#
+# Three ways to get a direction from positive and negative activations:
+# - **mean difference** (what we used): `mean(pos) - mean(neg)`;
+# - **PCA of paired differences**: the first principal component of `pos_i - neg_i`, signed to
+#   agree with the mean difference;
+# - **a logistic-regression probe**: the weight vector of a classifier trained to tell them apart.
+#
+# ### Exercise 6: `extraction_directions`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 20 min
+#
+# Return the three directions, each rescaled to the **norm of the mean difference**, so that a
+# steering coefficient means the same push for all of them. For the probe use
+# `LogisticRegression(C=1.0, max_iter=1000)` on the activations (positives labelled 1); for PCA,
+# centre the paired differences, take the top right-singular vector, and flip it if its dot
+# product with the mean difference is negative.
+
+# %% tags=["exercise"]
+def extraction_directions(
+    pos_acts: Float[Tensor, "n d_model"], neg_acts: Float[Tensor, "n d_model"]
+) -> dict[str, Float[Tensor, " d_model"]]:
+    """Mean-difference, paired-difference PCA and probe directions at equal norm.
+
+    Args:
+        pos_acts, neg_acts: paired response-mean activations (row i of each from the same question).
+
+    Returns:
+        {"mean_diff", "pca", "probe"}, every vector with the norm of the mean difference.
+    """
+    # BEGIN SOLUTION
+    mean_diff = pos_acts.mean(0) - neg_acts.mean(0)
+    diffs = pos_acts - neg_acts
+    _, _, vh = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
+    pca = vh[0] if vh[0] @ mean_diff >= 0 else -vh[0]
+    features = torch.cat([pos_acts, neg_acts]).numpy()
+    labels = np.r_[np.ones(len(pos_acts)), np.zeros(len(neg_acts))]
+    probe = torch.tensor(LogisticRegression(C=1.0, max_iter=1000).fit(features, labels).coef_[0], dtype=mean_diff.dtype)
+    norm = mean_diff.norm()
+    return {name: v / v.norm() * norm for name, v in {"mean_diff": mean_diff, "pca": pca, "probe": probe}.items()}
+    # END SOLUTION
+
+
+# %%
+tests.test_extraction_directions(extraction_directions)
+
+# %% [markdown]
+# Paired activations for sycophancy at the steering layer (extraction questions), then each
+# direction judged by held-out detection AUROC and by how much the judge's trait score rises per
+# unit of steering coefficient.
+
+# %%
+syco_pairs = pipelines["sycophantic"]["effective_pairs"]
+paired = {pol: response_mean_activations(model, tokenizer, records_to_conversations([p[pol] for p in syco_pairs]), [STEER_LAYER])[0]
+          for pol in ("pos", "neg")}
+directions = extraction_directions(paired["pos"], paired["neg"])
+held_acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([r for r in held_out if r["polarity"] == pol]),
+                                            [STEER_LAYER])[0] for pol in ("pos", "neg")}
+top_coeff = profile.steering_coefficients[-1]
+comparison = []
+for name, direction in directions.items():
+    detection = auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction))
+    steer = load_or_generate(
+        CACHE / f"method_{name}_steering.json",
+        lambda: run_steering_experiment(model, tokenizer, eval_questions, direction, syco_data["eval_prompt"], judge,
+                                        COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[0.0, top_coeff],
+                                        max_new_tokens=profile.max_new_tokens),
+        f"{name} steering",
+    )
+    means = pd.DataFrame(steer).groupby("coefficient")["score"].mean()
+    comparison.append({"method": name, "held-out AUROC": detection, "score rise per unit coeff": (means[top_coeff] - means[0.0]) / top_coeff,
+                       "cos with mean_diff": float(torch.nn.functional.cosine_similarity(direction, directions["mean_diff"], dim=0))})
+comparison = pd.DataFrame(comparison)
+print(comparison.round(3).to_string(index=False))
+for row in comparison.itertuples():
+    record(SECTION, f"{row.method}: held-out AUROC", row[2])
+
+# %% [markdown]
+# ## 7. Discussion and bonus
+#
+# **Questions**
+# 1. At which coefficient does coherence start to fall, and does the trait score keep rising past it?
+# 2. Steered responses project further along the vector than prompted ones at large coefficients.
+#    Is a large projection then evidence of the trait, or only of the intervention?
+# 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
+# 4. The probe usually detects at least as well as the mean difference. Does it steer as well? Why
+#    might a direction that separates two clouds best not be the direction the model uses?
+#
+# **Bonus**
+# - Steer with `positions="prompt"` and `"all"`: which one changes the response most per unit?
+# - Steer at several layers around `STEER_LAYER` and plot score and coherence per layer.
+# - Project a long conversation turn by turn on the sycophancy vector (section 2's tools) and see
+#   whether the projection rises before the model gives in to a user.
+# - Subtract the vector during generation (negative coefficient) while the system prompt asks for
+#   the trait: can steering cancel a prompt?

@@ -1,0 +1,72 @@
+"""The notebook generator: generated files match their sources; stubs, dropdowns and checks are right."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from utils import build_notebooks as build
+
+TOY = '''# %% [markdown]
+# # Toy
+# ### Exercise: add
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵⚪⚪⚪⚪ · ⏱ 1 min
+
+# %% tags=["exercise"]
+def add(a, b):
+    """Add."""
+    # BEGIN SOLUTION
+    return a + b
+    # END SOLUTION
+
+# %%
+print(add(1, 2))
+'''
+
+
+@pytest.fixture
+def toy_root(tmp_path, monkeypatch):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "source.py").write_text(TOY)
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    return tmp_path
+
+
+def test_generated_files_match_sources():
+    assert build.main(["--check"]) == 0
+
+
+def test_toy_section_outputs(toy_root):
+    files = {p.name: text for p, text in build.build_section("toy").items()}
+    exercises = json.loads(files["toy_exercises.ipynb"])
+    solutions = json.loads(files["toy_solutions.ipynb"])
+    ex_code = ["".join(c["source"]) for c in exercises["cells"] if c["cell_type"] == "code"]
+    assert "raise NotImplementedError()" in ex_code[0] and "return a + b" not in ex_code[0]
+    assert any("<details><summary>Solution</summary>" in "".join(c["source"]) and "return a + b" in "".join(c["source"])
+               for c in exercises["cells"] if c["cell_type"] == "markdown")
+    sol_code = ["".join(c["source"]) for c in solutions["cells"] if c["cell_type"] == "code"]
+    assert "return a + b" in sol_code[0] and "BEGIN SOLUTION" not in sol_code[0]
+    for nb in (exercises, solutions):
+        for cell in nb["cells"]:
+            assert cell.get("outputs", []) == [] and cell.get("execution_count") is None
+    assert "def add(a, b):" in files["toy.py"] and "NotImplementedError" not in files["toy.py"]
+
+
+def test_check_mode_detects_a_stale_file(toy_root):
+    assert build.main(["--sections", "toy"]) == 0
+    stale = toy_root / "chapters" / "toy_solutions.ipynb"
+    stale.write_text(stale.read_text().replace("return a + b", "return a - b"))
+    assert build.main(["--check", "--sections", "toy"]) == 1
+
+
+def test_exercise_without_header_is_rejected(toy_root):
+    (toy_root / "toy" / "source.py").write_text(TOY.replace("**Difficulty**", "Hardness"))
+    with pytest.raises(build.SourceError, match="Difficulty"):
+        build.build_section("toy")
+
+
+def test_unclosed_solution_marker_is_rejected(toy_root):
+    (toy_root / "toy" / "source.py").write_text(TOY.replace("    # END SOLUTION\n", ""))
+    with pytest.raises(build.SourceError, match="without"):
+        build.build_section("toy")

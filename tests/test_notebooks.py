@@ -1,0 +1,43 @@
+"""Exercises notebooks: with every stub filled from solutions/ they run end to end (so their calls and
+checks are proven to run), and as shipped they stop at the first exercise with NotImplementedError.
+
+The solutions notebooks are run by nbmake (``pytest`` collects ``chapters/*_solutions.ipynb``).
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from utils.build_notebooks import ROOT, available_sections, exercise_names
+
+CHAPTERS = ROOT / "chapters"
+
+
+def fill_stubs(nb, section: str):
+    """After each exercise cell, import the reference implementation under the same names."""
+    for cell in nb.cells:
+        if "exercise" in cell.metadata.get("tags", []):
+            names = ", ".join(exercise_names(cell.source))
+            cell.source += f"\n\nfrom solutions.{section} import {names}  # filled by the test runner"
+    return nb
+
+
+def execute(nb, timeout: int = 1800):
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}).execute()
+
+
+@pytest.mark.parametrize("section", available_sections())
+def test_exercises_notebook_runs_with_stubs_filled(section):
+    nb = fill_stubs(nbformat.read(CHAPTERS / f"{section}_exercises.ipynb", as_version=4), section)
+    execute(nb)
+
+
+@pytest.mark.parametrize("section", available_sections())
+def test_exercises_notebook_as_shipped_stops_at_first_exercise(section, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "tiny")
+    nb = nbformat.read(CHAPTERS / f"{section}_exercises.ipynb", as_version=4)
+    with pytest.raises(CellExecutionError, match="NotImplementedError"):
+        execute(nb, timeout=600)

@@ -1,0 +1,40 @@
+"""Section 3 on the offline model: a sycophancy vector built from extraction questions separates
+positive from negative responses to evaluation questions it never saw."""
+
+from __future__ import annotations
+
+from part3_contrastive import DATA_DIR
+from solutions import part3_contrastive as sol
+from utils.activations import response_mean_activations
+from utils.data import load_trait_file
+from utils.metrics import auroc, project
+from utils.profiles import PROFILES
+
+
+def test_heldout_projection_of_positive_exceeds_negative(offline_model):
+    model, tok = offline_model
+    layer = PROFILES["offline"].steer_layer
+    extract = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
+    evaluate = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
+    assert not set(extract["questions"]) & set(evaluate["questions"])
+    settings = dict(max_new_tokens=32, temperature=0.0, n_pairs=2, n_questions=5)
+    train = sol.generate_contrastive_responses(model, tok, extract, "sycophantic", **settings)
+    labelled = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in train]
+    vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(labelled, extract))
+    held_out = sol.generate_contrastive_responses(model, tok, evaluate, "sycophantic", **settings)
+    proj = {}
+    for polarity in ("pos", "neg"):
+        records = [r for r in held_out if r["polarity"] == polarity]
+        acts = response_mean_activations(model, tok, sol.records_to_conversations(records), [layer])[0]
+        proj[polarity] = project(acts, vectors[layer])
+    print(f"held-out AUROC at block {layer}: {auroc(proj['pos'], proj['neg']):.3f}")
+    assert proj["pos"].mean() > proj["neg"].mean()
+
+
+def test_trait_files_are_valid_and_questions_do_not_overlap():
+    for path in sorted((DATA_DIR / "trait_data_extract").glob("*.json")):
+        extract, evaluate = load_trait_file(path), load_trait_file(DATA_DIR / "trait_data_eval" / path.name)
+        assert len(extract["instruction"]) == 5 and len(extract["questions"]) == 20 == len(evaluate["questions"])
+        normalise = lambda qs: {q.strip().lower() for q in qs}  # noqa: E731
+        assert not normalise(extract["questions"]) & normalise(evaluate["questions"]), path.name
+    assert len(list((DATA_DIR / "trait_data_extract").glob("*.json"))) == 7
