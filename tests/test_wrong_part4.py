@@ -17,7 +17,6 @@ from utils.activations import block_output, mean_over_spans
 from utils.cache import load_or_generate
 from utils.chat import build_messages, encode, render
 from utils.generation import generate_replies
-from utils.layers import get_layers
 from utils.metrics import cosine_matrix
 
 SECTION = "part4_steering"

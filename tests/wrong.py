@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from utils.checks import tiny
+from utils.checks import is_user_hook, tiny
 
 
 def cases(wrong: dict[str, list[tuple]]) -> list:
@@ -18,11 +18,6 @@ def cases(wrong: dict[str, list[tuple]]) -> list:
         for exercise, impls in wrong.items()
         for impl, phrase in impls
     ]
-
-
-def _ours(hook) -> bool:
-    """transformers installs hooks of its own on first use of output_hidden_states; keep those."""
-    return not getattr(hook, "__module__", "").startswith("transformers")
 
 
 @contextmanager
@@ -36,10 +31,10 @@ def hooks_restored(names=("tiny-qwen2", "tiny-gemma2")):
         for snapshot in saved:
             for module, (post, pre) in snapshot.items():
                 for key in set(module._forward_hooks) - post:
-                    if _ours(module._forward_hooks[key]):
+                    if is_user_hook(module._forward_hooks[key]):
                         del module._forward_hooks[key]
                 for key in set(module._forward_pre_hooks) - pre:
-                    if _ours(module._forward_pre_hooks[key]):
+                    if is_user_hook(module._forward_pre_hooks[key]):
                         del module._forward_pre_hooks[key]
 
 

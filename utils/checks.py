@@ -39,9 +39,17 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e
     return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol)
 
 
+def is_user_hook(hook) -> bool:
+    """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
+    return not getattr(hook, "__module__", "").startswith("transformers")
+
+
 def hook_counts(model) -> dict[str, int]:
-    """Forward (and pre-forward) hooks registered on every submodule."""
-    return {n: len(m._forward_hooks) + len(m._forward_pre_hooks) for n, m in model.named_modules()}
+    """Forward and pre-forward hooks registered on every submodule, not counting transformers' own."""
+    return {
+        n: sum(map(is_user_hook, [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]))
+        for n, m in model.named_modules()
+    }
 
 
 class FunctionBackend:
