@@ -597,21 +597,27 @@ tests.test_extract_trait_vectors(extract_trait_vectors)
 
 # %%
 evil_data = load_trait_file(DATA_DIR / "trait_data_extract" / "evil.json")
+evil_settings = dict(n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens)
 try:
     evil_vectors, evil_pairs = load_or_generate(
         CACHE / "evil_vectors.pt",
-        lambda: extract_trait_vectors(
-            model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT,
-            n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens,
-        ),
+        lambda: extract_trait_vectors(model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT, min_pairs=MIN_PAIRS, **evil_settings),
         "evil vectors",
     )
-    cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)
-    print(f"{len(evil_pairs)} effective evil pairs; cosine(evil, sycophantic) at block {STEER_LAYER}: {cos[STEER_LAYER]:.3f}")
-    px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
-            title="Cosine between the evil and sycophancy vectors by layer").show()
 except ValueError as err:
-    print(f"No evil vector on this profile: {err}")
+    # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
+    print(f"{err}; labelling evil pairs by their system prompt.")
+    evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
+    evil_pairs = filter_effective_pairs(
+        [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in evil_responses], evil_data
+    )
+    evil_vectors = load_or_generate(CACHE / "evil_vectors_prompt_labelled.pt",
+                                    lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)")
+cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)
+print(f"{len(evil_pairs)} evil pairs; cosine(evil, sycophantic) at block {STEER_LAYER}: {cos[STEER_LAYER]:.3f}")
+record(SECTION, "cos(evil, sycophancy) at STEER_LAYER", float(cos[STEER_LAYER]))
+px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
+        title="Cosine between the evil and sycophancy vectors by layer").show()
 
 # %% [markdown]
 # ## Summary and questions

@@ -1,0 +1,40 @@
+"""The course runner: a failing cell is named with its section, and what finished is kept."""
+
+from __future__ import annotations
+
+import nbformat
+
+from utils import course
+
+
+def _notebook(cells: list[str]):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    return nb
+
+
+def test_runner_names_failing_cell_and_keeps_finished_sections(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "repo"
+    (root / "chapters").mkdir(parents=True)
+    record = f"import sys; sys.path.insert(0, {str(course.ROOT)!r}); from utils.course import record"
+    good = _notebook([record, "record('part1_assistant_axis', 'PC1 variance explained', 0.5)"])
+    bad = _notebook([record, "record('part2_capping', 'capped turns', 3)", "x = 1", "raise ValueError('broken on purpose')"])
+    nbformat.write(good, root / "chapters" / "part1_assistant_axis_solutions.ipynb")
+    nbformat.write(bad, root / "chapters" / "part2_capping_solutions.ipynb")
+    monkeypatch.setattr(course, "ROOT", root)
+    code = course.main(["--profile", "tiny", "--sections", "1,2", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED part2_capping: failed in cell 3: ValueError: broken on purpose" in out
+    assert "PC1 variance explained" in out and "capped turns" in out
+    assert (tmp_path / "out" / "tiny" / "part1_assistant_axis_solutions.html").exists()
+    executed = nbformat.read(tmp_path / "out" / "tiny" / "part2_capping_solutions.ipynb", as_version=4)
+    assert executed.cells[1].outputs  # the cells that ran before the failure keep their outputs
+
+
+def test_record_rounds_floats_in_the_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv(course.RESULTS_ENV, str(tmp_path))
+    course.record("part3_contrastive", "best layer", 15)
+    course.record("part3_contrastive", "AUROC", 0.123456789)
+    assert course.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
