@@ -600,7 +600,7 @@ evil_data = load_trait_file(DATA_DIR / "trait_data_extract" / "evil.json")
 evil_settings = dict(n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens)
 try:
     evil_vectors, evil_pairs = load_or_generate(
-        CACHE / "evil_vectors.pt",
+        CACHE / "evil_extraction.pt",
         lambda: extract_trait_vectors(model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT, min_pairs=MIN_PAIRS, **evil_settings),
         "evil vectors",
     )
@@ -611,7 +611,7 @@ except ValueError as err:
     evil_pairs = filter_effective_pairs(
         [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in evil_responses], evil_data
     )
-    evil_vectors = load_or_generate(CACHE / "evil_vectors_prompt_labelled.pt",
+    evil_vectors = load_or_generate(CACHE / "evil_extraction_prompt_labelled.pt",
                                     lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)")
 cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)
 print(f"{len(evil_pairs)} evil pairs; cosine(evil, sycophantic) at block {STEER_LAYER}: {cos[STEER_LAYER]:.3f}")

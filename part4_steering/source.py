@@ -64,6 +64,7 @@ from utils.setup import section_cache
 
 SECTION = "part4_steering"
 CACHE = section_cache(SECTION, profile)
+PART3_CACHE = section_cache("part3_contrastive", profile)  # the multi-trait pipeline shares section 3's cache
 
 # %% [markdown]
 # ## Set-up: the model, the judge and section 3's vectors
@@ -295,13 +296,14 @@ def compute_trait_projections(
 tests.test_compute_trait_projections(compute_trait_projections)
 
 # %%
+# Section 3's held-out responses (same call, same cache file): generated here only if section 3 has not run.
 held_out = load_or_generate(
-    CACHE / "sycophancy_prompted.json",
+    PART3_CACHE / "sycophantic_eval_responses.json",
     lambda: generate_contrastive_responses(
-        model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens, temperature=0.0,
-        n_pairs=1, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
+        model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens,
+        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
     ),
-    "prompted held-out responses",
+    "held-out sycophantic responses",
 )
 groups = {
     "helpful prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
@@ -409,7 +411,7 @@ for trait in TRAITS:
     data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
     eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
     pipelines[trait] = run_trait_pipeline(
-        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, CACHE, eval_qs, layer=STEER_LAYER,
+        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, PART3_CACHE, eval_qs, layer=STEER_LAYER,
         steering_coefficients=[profile.steering_coefficients[0], profile.steering_coefficients[-1]],
         max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions,
     )
@@ -526,23 +528,25 @@ directions = extraction_directions(paired["pos"], paired["neg"])
 held_acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([r for r in held_out if r["polarity"] == pol]),
                                             [STEER_LAYER])[0] for pol in ("pos", "neg")}
 top_coeff = profile.steering_coefficients[-1]
+baseline = sweep_df[sweep_df.coefficient == 0.0]["score"].mean()  # unsteered: the same for every method
 comparison = []
 for name, direction in directions.items():
     detection = auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction))
     steer = load_or_generate(
         CACHE / f"method_{name}_steering.json",
         lambda: run_steering_experiment(model, tokenizer, eval_questions, direction, syco_data["eval_prompt"], judge,
-                                        COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[0.0, top_coeff],
+                                        COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[top_coeff],
                                         max_new_tokens=profile.max_new_tokens),
         f"{name} steering",
     )
-    means = pd.DataFrame(steer).groupby("coefficient")["score"].mean()
-    comparison.append({"method": name, "held-out AUROC": detection, "score rise per unit coeff": (means[top_coeff] - means[0.0]) / top_coeff,
+    steered_score = pd.DataFrame(steer)["score"].mean()
+    comparison.append({"method": name, "held-out AUROC": detection, "score rise per unit coeff": (steered_score - baseline) / top_coeff,
                        "cos with mean_diff": float(torch.nn.functional.cosine_similarity(direction, directions["mean_diff"], dim=0))})
 comparison = pd.DataFrame(comparison)
 print(comparison.round(3).to_string(index=False))
 for row in comparison.itertuples():
     record(SECTION, f"{row.method}: held-out AUROC", row[2])
+    record(SECTION, f"{row.method}: score rise per unit coeff", row[3])
 
 # %% [markdown]
 # ## 7. Discussion and bonus

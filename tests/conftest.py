@@ -27,3 +27,21 @@ def tiny_models():
 def offline_model():
     """The offline Qwen2.5-Coder-0.5B-Instruct model and tokenizer."""
     return load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def offline_sycophancy(offline_model):
+    """Sycophancy vectors on the offline model from 2 pairs x 5 extraction questions (prompt labels)."""
+    from part3_contrastive import DATA_DIR
+    from solutions import part3_contrastive as sol
+    from utils.data import load_trait_file
+
+    model, tok = offline_model
+    extract = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
+    evaluate = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
+    train = sol.generate_contrastive_responses(
+        model, tok, extract, "sycophantic", max_new_tokens=32, temperature=0.0, n_pairs=2, n_questions=5
+    )
+    labelled = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in train]
+    vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(labelled, extract))
+    return {"vectors": vectors, "extract": extract, "evaluate": evaluate}

@@ -11,16 +11,12 @@ from utils.metrics import auroc, project
 from utils.profiles import PROFILES
 
 
-def test_heldout_projection_of_positive_exceeds_negative(offline_model):
+def test_heldout_projection_of_positive_exceeds_negative(offline_model, offline_sycophancy):
     model, tok = offline_model
     layer = PROFILES["offline"].steer_layer
-    extract = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
-    evaluate = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
+    extract, evaluate, vectors = (offline_sycophancy[k] for k in ("extract", "evaluate", "vectors"))
     assert not set(extract["questions"]) & set(evaluate["questions"])
     settings = dict(max_new_tokens=32, temperature=0.0, n_pairs=2, n_questions=5)
-    train = sol.generate_contrastive_responses(model, tok, extract, "sycophantic", **settings)
-    labelled = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in train]
-    vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(labelled, extract))
     held_out = sol.generate_contrastive_responses(model, tok, evaluate, "sycophantic", **settings)
     proj = {}
     for polarity in ("pos", "neg"):
