@@ -1,7 +1,9 @@
 """Exercises notebooks: with every stub filled from solutions/ they run end to end (so their calls and
 checks are proven to run), and as shipped they stop at the first exercise with NotImplementedError.
 
-The solutions notebooks are run by nbmake (``pytest`` collects ``chapters/*_solutions.ipynb``).
+Both run under the ``tiny`` profile (random tiny models): they prove the notebook's mechanics. The
+solutions notebooks, run by nbmake (``pytest`` collects ``chapters/*_solutions.ipynb``), use the
+default profile, which is ``offline`` on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def execute(nb, timeout: int = 1800):
 
 
 @pytest.mark.parametrize("section", available_sections())
-def test_exercises_notebook_runs_with_stubs_filled(section):
+def test_exercises_notebook_runs_with_stubs_filled(section, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "tiny")
     nb = fill_stubs(nbformat.read(CHAPTERS / f"{section}_exercises.ipynb", as_version=4), section)
     execute(nb)
 
