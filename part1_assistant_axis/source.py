@@ -16,8 +16,8 @@
 # pressure, or inside elaborate role-play, and their behaviour drifts with it (they become more
 # sycophantic, more willing to comply with harmful requests, stranger). A direction that measures
 # "how much is the model still its default self" gives us a monitor and a handle. Section 2 watches
-# conversations move along this axis and caps the drift; section 4 steers with vectors built in the
-# same way.
+# conversations move along this axis and caps the drift; sections 3 and 4 build trait vectors with the
+# same response-mean recipe and steer with them.
 #
 # **Learning objectives**
 # - Write a judge prompt for role adherence and score responses with an LLM judge on a 0-3 scale.
@@ -405,6 +405,11 @@ elif SCORE_THRESHOLD is not None:
     print(
         f"Fallback: too few roles have a response scored 3, so we keep role responses scoring >= {SCORE_THRESHOLD} "
         f"({sum(s is not None and s >= SCORE_THRESHOLD for s in role_scores)} of {len(role_scores)})."
+    )
+if len(set(role_scores)) == 1:
+    print(
+        f"Note: the judge gave every role response the same score ({role_scores[0]}), so it does not tell them apart "
+        "here and the filter keeps all or nothing. A stronger (hosted) judge makes the filter meaningful."
     )
 else:
     print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
@@ -827,6 +832,7 @@ heldout_roles = [role for role in persona_vectors if role != DEFAULT_ROLE]
 
 
 def heldout_projection(records: list[dict]) -> Tensor:
+    """Projections of the records' response activations (block AXIS_LAYER) on the unit axis."""
     acts = extract_response_activations(
         model, tokenizer, [r["system_prompt"] for r in records], [r["question"] for r in records],
         [r["response"] for r in records], AXIS_LAYER, profile.batch_size,
@@ -950,9 +956,13 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
                 "Cosine between the axes of different blocks").show()
 
 # %% [markdown]
-# Neighbouring blocks have nearly the same axis (the residual stream changes a little per block), so
-# the choice of block is forgiving near the middle; the very first blocks, which still see mostly the
-# surface of the text, separate worst.
+# Read the two figures together. Neighbouring blocks have similar axes (the residual stream changes a
+# little per block) while distant blocks do not, so the axis slowly turns through the network. Its norm
+# grows with depth, as all activations do. Where is held-out separation best? On the offline model it
+# climbs towards the last blocks, but be careful what that means: near the output, activations are
+# mostly about the next words, and a default response *says* different words ("As an AI language
+# model..."). A direction that reads a difference well is not necessarily the one that best changes
+# behaviour when you push along it; section 2 steers and caps in the middle of the network.
 #
 # ## Summary and questions
 #

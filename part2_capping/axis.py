@@ -16,6 +16,7 @@ from pathlib import Path
 from jaxtyping import Float
 from torch import Tensor
 
+from part2_capping import DATA_DIR
 from utils.activations import response_mean_activations
 from utils.cache import load_or_generate
 from utils.chat import Message, build_messages
@@ -51,8 +52,13 @@ def role_system_prompts(roles: tuple[str, ...] | list[str] = AXIS_ROLES) -> list
 
 
 def extraction_questions(n: int | None = None) -> list[str]:
-    """Section 1's extraction questions (the first ``n``)."""
+    """Section 1's extraction questions (the first ``n``): questions about the model itself."""
     return load_questions(QUESTIONS_FILE)[:n]
+
+
+def calibration_questions(n: int | None = None) -> list[str]:
+    """Ordinary requests (code, cooking, advice, explanations): the default assistant at everyday work."""
+    return load_questions(DATA_DIR / "calibration_questions.jsonl")[:n]
 
 
 def persona_conversations(

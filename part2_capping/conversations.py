@@ -16,14 +16,14 @@ from utils.generation import generate_replies
 
 # Teaching order: a drift and a control conversation alternate, so any prefix has both kinds.
 TRANSCRIPT_ORDER = (
-    "growing_delusion",
+    "ai_nature",
     "python_debugging",
-    "sustained_roleplay",
+    "growing_delusion",
     "trip_planning",
     "emotional_dependence",
     "essay_editing",
+    "sustained_roleplay",
     "therapy_spiral",
-    "ai_nature",
 )
 
 
@@ -100,7 +100,7 @@ def replay_conversations(
     return conversations
 
 
-def format_exchanges(messages: list[Message], max_chars: int = 400) -> str:
+def format_exchanges(messages: list[Message], max_chars: int = 200) -> str:
     """Render messages as ``User: ...`` / ``Assistant: ...`` lines for a judge prompt.
 
     Args:

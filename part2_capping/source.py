@@ -55,7 +55,7 @@ DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
 
 # %%
 from part2_capping import tests
-from part2_capping.axis import axis_tag, default_system_prompts, extraction_questions, load_or_build_axis, persona_conversations
+from part2_capping.axis import axis_tag, calibration_questions, default_system_prompts, load_or_build_axis, persona_conversations
 from part2_capping.conversations import load_transcripts, opening
 from utils.cache import load_or_generate
 from utils.course import record
@@ -72,9 +72,9 @@ CACHE = section_cache(SECTION, profile)
 #
 # The full profile uses Gemma 2 27B, the model section 1 maps; the offline profile uses
 # Qwen2.5-Coder-0.5B-Instruct on a CPU. Every `layer` in this section is a **block index**: the
-# output of `get_layers(model)[layer]`. The profile names three kinds of layer:
+# output of `get_layers(model)[layer]`. The profile fixes where we work:
 #
-# - `profile.axis_layer`: where we read the axis (section 1's choice);
+# - `profile.axis_layer`: the block where we read the axis (section 1's choice);
 # - `profile.capping_layers`: the range of blocks we cap;
 # - `profile.capping_percentile`: which percentile of the default assistant's projections becomes
 #   the floor.
@@ -90,25 +90,25 @@ print(f"axis layer {AXIS_LAYER}, capping layers {CAPPING_LAYERS}, percentile {pr
 judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part2, local_model=(model, tokenizer))
 
 # %% [markdown]
-# We need the default assistant's own replies twice: to calibrate the capping floor, and (if
-# section 1 has not been run under this profile) to build the axis. They are the model's answers to
-# section 1's extraction questions under its default system prompts (including no system prompt).
-#
 # `load_or_build_axis` loads the axis section 1 saved; if there is none, it builds a small one the same
 # way (`mean(default) - mean(roles)` of response-mean activations at every block, from a few role
-# prompts, without section 1's judge filtering) and saves it where section 1 would, so that both
-# sections use the same direction.
+# prompts and section 1's extraction questions, without section 1's judge filtering) and saves it
+# where section 1 would, so that both sections use the same direction.
+#
+# We also need the default assistant at ordinary work, to calibrate the capping floor later: its
+# replies to everyday requests (`part2_capping/data/calibration_questions.jsonl`: code, cooking,
+# advice, explanations) under its default system prompts, including no system prompt at all.
 
 # %%
+axis = load_or_build_axis(model, tokenizer, profile)
 default_conversations = load_or_generate(
     CACHE / "default_conversations.json",
     lambda: persona_conversations(
-        model, tokenizer, default_system_prompts(3), extraction_questions(profile.n_questions),
+        model, tokenizer, default_system_prompts(3), calibration_questions(profile.n_questions),
         max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size, desc="default responses",
     ),
     "default assistant conversations",
 )
-axis = load_or_build_axis(model, tokenizer, profile, default_conversations)
 AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
 print(f"axis {tuple(axis.shape)}; |axis[{AXIS_LAYER}]| = {axis[AXIS_LAYER].norm():.2f}")
 px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
@@ -314,8 +314,9 @@ for t, p in zip(transcripts, projections):
 
 # %% [markdown]
 # For a reference point, here are the projections of the default assistant's answers to single
-# questions (the conversations we calibrate on later). Turns of a drifting conversation that fall
-# well below this range have moved away from the default persona.
+# everyday requests (the conversations we calibrate on later). Turns of a drifting conversation that
+# fall well below this range have moved away from the default persona; remember that a projection
+# also depends on the topic and on how far into a conversation we are.
 
 # %%
 default_analyzer_proj = [analyzer.project_onto_axis(c)[0] for c in default_conversations]
@@ -558,18 +559,18 @@ tests.test_generate_with_steering(generate_with_steering)
 
 # %%
 STEER_UNIT = float(axis[AXIS_LAYER].norm())
-STEER_MULTIPLES = [-4.0, -2.0, 0.0, 2.0, 4.0]
-STEER_CASES = [
-    ("default", None, "Tell me a little about yourself and what you like to do."),
-    ("pirate", "You are a pirate captain. Stay in character.", "Tell me a little about yourself and what you like to do."),
+STEER_QUESTION = "Tell me a little about yourself and what you like to do."
+STEER_CASES = [  # (persona, system prompt, alphas in units of |axis|)
+    ("default", None, [-4.0, -2.0, 0.0, 2.0, 4.0]),
+    ("pirate", "You are a pirate captain. Stay in character.", [0.0, 2.0, 4.0]),
 ]
 
 
 def steering_sweep() -> list[dict]:
     rows = []
-    for persona, system_prompt, question in STEER_CASES:
-        for multiple in tqdm(STEER_MULTIPLES, desc=f"steering ({persona})"):
-            reply = generate_with_steering(model, tokenizer, question, axis[AXIS_LAYER], AXIS_LAYER, multiple * STEER_UNIT,
+    for persona, system_prompt, multiples in STEER_CASES:
+        for multiple in tqdm(multiples, desc=f"steering ({persona})"):
+            reply = generate_with_steering(model, tokenizer, STEER_QUESTION, axis[AXIS_LAYER], AXIS_LAYER, multiple * STEER_UNIT,
                                            system_prompt=system_prompt, max_new_tokens=profile.max_new_tokens, temperature=0)
             rows.append(dict(persona=persona, alpha_in_axis_norms=multiple, reply=reply))
     return rows
@@ -580,12 +581,12 @@ for row in steered.itertuples():
     print(f"[{row.persona}, alpha = {row.alpha_in_axis_norms:+.0f} x |axis|] {row.reply[:220]!r}")
 
 # %% [markdown]
-# What to look for: pushed far along the positive end, the persona tends to dissolve into the
-# assistant's register (the pirate starts to sound like a help desk, the assistant turns more formal
-# and generic, and very large pushes break fluency). Pushed towards the negative end, the model tends
-# to drop its assistant framing: it speaks as someone, invents a life, or drifts into theatrical
-# language, and at large magnitudes it degenerates. The small offline model shows this only partly;
-# on the full profile the pattern is clear.
+# What to look for. Towards the negative end the model tends to drop its assistant framing: it
+# introduces itself as a person with a job and a life, or slides into theatrical, poetic language,
+# and far enough out it stops making sense. Towards the positive end it insists on being an AI
+# language model, and a role-prompted persona fades into the assistant's register; far enough out it
+# turns repetitive. Moderate pushes change *who* speaks while the text stays fluent; large ones
+# break the text. Why would a gentler tool, one that only acts when needed, be preferable?
 
 # %% [markdown]
 # ## 7. Activation capping
@@ -602,6 +603,11 @@ for row in steered.itertuples():
 # The thresholds come from the default assistant: at each capped block, `tau` is a low percentile of
 # its projections on that block's unit axis, over the tokens of its replies (we cap every token, so we
 # calibrate on every token). The default assistant itself is then rarely touched.
+#
+# *Which* replies matters. Questions about the model itself ("Who are you?") are where the assistant
+# persona is strongest, and they are what the axis was built from: a floor calibrated on them sits
+# above almost every token of an ordinary conversation, and capping would then rewrite everything.
+# That is why we calibrate on the default assistant's replies to everyday requests.
 #
 # ### Exercise 6a: `compute_capping_thresholds`
 # > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 5 min
@@ -672,12 +678,14 @@ def token_projections(
 
 
 # %%
+# The capped blocks, plus a few around them and the axis layer (for the bonus section).
+PROBE_LAYERS = sorted(set(range(max(0, CAPPING_LAYERS[0] - 4), min(N_LAYERS, CAPPING_LAYERS[-1] + 3))) | {AXIS_LAYER})
 default_token_proj = load_or_generate(
     CACHE / f"default_token_projections_{AXIS_TAG}.pt",
-    lambda: token_projections(model, tokenizer, default_conversations, axis, CAPPING_LAYERS),
+    lambda: token_projections(model, tokenizer, default_conversations, axis, PROBE_LAYERS),
     "default-assistant token projections",
 )
-thresholds = compute_capping_thresholds(default_token_proj, profile.capping_percentile)
+thresholds = compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, profile.capping_percentile)
 for layer in CAPPING_LAYERS:
     p = default_token_proj[layer]
     print(f"block {layer}: tau = {thresholds[layer]:7.2f}  (default tokens: median {p.median():7.2f}, n = {len(p)})")
@@ -945,19 +953,15 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # drift and leaves ordinary work alone.
 
 # %%
-probe_layers = sorted(set(range(max(0, CAPPING_LAYERS[0] - 4), min(N_LAYERS, CAPPING_LAYERS[-1] + 3))) | {AXIS_LAYER})
-
-
 def layer_scan() -> list[dict]:
-    default_proj = token_projections(model, tokenizer, default_conversations, axis, probe_layers)
-    floors = compute_capping_thresholds(default_proj, profile.capping_percentile)
+    floors = compute_capping_thresholds(default_token_proj, profile.capping_percentile)
     rows = []
     for category in ("drift", "control"):
         convs = [c for t, c in zip(transcripts, conversations) if t["category"] == category]
         if not convs:
             continue
-        proj = token_projections(model, tokenizer, convs, axis, probe_layers)
-        for layer in probe_layers:
+        proj = token_projections(model, tokenizer, convs, axis, PROBE_LAYERS)
+        for layer in PROBE_LAYERS:
             rows.append(dict(layer=layer, category=category, below_floor=float((proj[layer] < floors[layer]).float().mean())))
     return rows
 
@@ -982,7 +986,7 @@ SWEEP_QUESTIONS = [
     "Give me three tips for a job interview.",
     "Why is the sky blue? Keep it short.",
 ]
-SWEEP_PERCENTILES = [None, 25.0, 50.0, 90.0]
+SWEEP_PERCENTILES = [None, 25.0, 90.0]
 
 
 def percentile_sweep() -> list[dict]:
@@ -992,7 +996,7 @@ def percentile_sweep() -> list[dict]:
         if percentile is None:
             replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
         else:
-            floors = compute_capping_thresholds(default_token_proj, percentile)
+            floors = compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, percentile)
             with ActivationCapper(model, axis, floors, CAPPING_LAYERS):
                 replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
         for question, reply in zip(SWEEP_QUESTIONS, replies):

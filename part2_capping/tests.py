@@ -309,6 +309,11 @@ def test_rate_drift(fn) -> None:
     )
     if sent != want_prompts:
         check(len(sent) == len(want_prompts), f"Expected {len(want_prompts)} judge prompts (one per assistant turn), got {len(sent)}.")
+        check(
+            not any("mentions" in s and "mentions {reply}" not in s for s in sent),
+            "Fill the template with one str.format call: chained .replace() also substitutes text inside a message "
+            "(here a user message that contains '{reply}').",
+        )
         for s, w in zip(sent, want_prompts):
             user_w = w.split("U[", 1)[1].split("] R[", 1)[0]
             reply_w = w.split("R[", 1)[1][:-1]
@@ -321,10 +326,6 @@ def test_rate_drift(fn) -> None:
                 s.count(user_w) == 1 or user_w.startswith("v1") or user_w.startswith("u1"),
                 "The user message being answered also appears in the history: the history ends before it.",
             )
-        check(
-            all("{reply}" not in s for s in sent) or "{reply}" in "".join(want_prompts),
-            "Fill the template with one str.format call: chained .replace() also substitutes text inside a message.",
-        )
         check(
             not any("Be kind." in s for s in sent),
             "The system prompt is not an exchange: leave it out of the history.",
@@ -655,6 +656,16 @@ def test_ActivationCapper(cls) -> None:
         p0, p1 = h0 @ unit, h1 @ unit
         above, below = p0 >= tau, p0 < tau
         check(bool(below.any()) and bool(above.any()), "(check set-up) expected positions on both sides of the floor.")
+        v_raw = axis[layer].float()
+        raw_capped = h0 + v_raw * (tau - h0 @ v_raw).clamp(min=0)[..., None]
+        check(
+            not torch.allclose(h1, raw_capped, atol=1e-4),
+            "Normalise the axis: with v/|v| the projection <h, v> is in the units of tau; the raw axis is not unit length.",
+        )
+        check(
+            not torch.allclose(p1, torch.full_like(p1, tau), atol=1e-3),
+            "Every projection was set to tau: leave activations above the floor untouched (only raise those below it).",
+        )
         check(
             not (p1 <= tau + 1e-3).all(),
             "Projections were pushed down to the threshold: capping is a floor (raise what is below tau), not a ceiling.",
@@ -663,12 +674,6 @@ def test_ActivationCapper(cls) -> None:
             torch.allclose(h1[above], h0[above], atol=1e-5),
             "Activations whose projection was already above the floor changed: leave them untouched "
             "(the correction is max(tau - <h, v>, 0), zero above the floor).",
-        )
-        v_raw = axis[layer].float()
-        raw_capped = h0 + v_raw * (tau - h0 @ v_raw).clamp(min=0)[..., None]
-        check(
-            not torch.allclose(h1, raw_capped, atol=1e-4),
-            "Normalise the axis: with v/|v| the projection <h, v> is in the units of tau; the raw axis is not unit length.",
         )
         last_only = (p1[:, -1] >= tau - 1e-3).all() and not (p1[:, :-1][below[:, :-1]] >= tau - 1e-3).all()
         check(not last_only, "Only the last position was capped: apply the floor at every position.")

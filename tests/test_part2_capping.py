@@ -1,0 +1,265 @@
+"""Section 2: activation capping, steering and the conversation helpers, on tiny models and (one cheap
+check) on the offline model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from part2_capping import axis as axis_module
+from part2_capping.conversations import format_exchanges, load_transcripts, replay_conversations
+from solutions import part2_capping as sol
+from utils.activations import positions_from_mask, response_mean_activations, run_capturing
+from utils.chat import build_messages, encode, render
+from utils.checks import hook_counts
+from utils.generation import generate_replies
+from utils.layers import get_layers, num_layers
+from utils.profiles import PROFILES
+
+TINY = ["tiny-qwen2", "tiny-llama", "tiny-gemma2"]
+PROMPTS = ["Write a haiku about the sea.", "Hi", "List three prime numbers and explain why they are prime."]
+
+
+def _unit(v):
+    return v.float() / v.float().norm()
+
+
+def _batch(tok, prompts=PROMPTS):
+    tok.padding_side = "left"
+    texts = [render(build_messages(p), tok, add_generation_prompt=True) for p in prompts]
+    return encode(texts, tok, return_tensors="pt", padding=True)
+
+
+def _random_axis(model, seed=0, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(num_layers(model), model.config.hidden_size, generator=g) * scale
+
+
+def _projections(model, batch, axis, layers):
+    with torch.inference_mode():
+        store = run_capturing(model, batch["input_ids"], batch["attention_mask"], layers)
+    return {layer: store[layer].float() @ _unit(axis[layer]) for layer in layers}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_capping_is_a_floor_at_every_listed_layer_and_position(tiny_models, name):
+    model, tok = tiny_models[name]
+    layers = [1, 2, 3]
+    axis = _random_axis(model)
+    batch = _batch(tok)
+    plain = _projections(model, batch, axis, layers)
+    thresholds = {layer: float(plain[layer].quantile(0.6)) for layer in layers}
+    blocks = get_layers(model)
+    raw, capped = {}, {}
+
+    def keep(store, layer):
+        def hook(module, inputs, output):
+            store[layer] = (output if isinstance(output, torch.Tensor) else output[0]).detach().clone().float()
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(keep(raw, layer)) for layer in layers]  # before the capper's hooks
+    try:
+        with sol.ActivationCapper(model, axis, thresholds, layers):
+            handles += [blocks[layer].register_forward_hook(keep(capped, layer)) for layer in layers]  # after them
+            with torch.inference_mode():
+                model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    position_ids=positions_from_mask(batch["attention_mask"]),
+                    use_cache=False,
+                )
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer in layers:
+        unit, tau = _unit(axis[layer]), thresholds[layer]
+        before, after = raw[layer] @ unit, capped[layer] @ unit
+        assert (before < tau).any() and (before >= tau).any()
+        assert (after >= tau - 1e-4).all(), f"block {layer}: min projection {after.min():.4f} < tau {tau:.4f}"
+        above = before >= tau
+        assert torch.equal(capped[layer][above], raw[layer][above]), (
+            f"block {layer}: activations above the floor changed"
+        )
+        below = ~above
+        assert torch.allclose(after[below], torch.full_like(after[below], tau), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_floor_below_every_projection_leaves_generation_unchanged(tiny_models, name):
+    model, tok = tiny_models[name]
+    layers = [1, 2]
+    axis = _random_axis(model, seed=1)
+    plain = _projections(model, _batch(tok), axis, layers)
+    thresholds = {layer: float(plain[layer].min()) - 100.0 for layer in layers}
+    conversations = [build_messages(p) for p in PROMPTS]
+    uncapped = generate_replies(model, tok, conversations, max_new_tokens=8)
+    with sol.ActivationCapper(model, axis, thresholds, layers):
+        capped = generate_replies(model, tok, conversations, max_new_tokens=8)
+    assert capped == uncapped
+
+
+def test_high_floor_changes_generation(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    layers = [1, 2]
+    axis = _random_axis(model, seed=2)
+    plain = _projections(model, _batch(tok), axis, layers)
+    thresholds = {layer: float(plain[layer].max()) + 5.0 for layer in layers}
+    conversations = [build_messages(p) for p in PROMPTS]
+    uncapped = generate_replies(model, tok, conversations, max_new_tokens=8)
+    with sol.ActivationCapper(model, axis, thresholds, layers):
+        capped = generate_replies(model, tok, conversations, max_new_tokens=8)
+    assert capped != uncapped
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_capper_hooks_removed_after_an_exception(tiny_models, name):
+    model, tok = tiny_models[name]
+    layers = [0, 2]
+    axis = _random_axis(model)
+    before = hook_counts(model)
+    capper = sol.ActivationCapper(model, axis, {0: 0.0, 2: 0.0}, layers)
+    with pytest.raises(ZeroDivisionError):
+        with capper:
+            assert hook_counts(model) != before
+            generate_replies(model, tok, [build_messages("Hi")], max_new_tokens=2)
+            1 / 0  # noqa: B018
+    assert hook_counts(model) == before
+    with capper:  # reusable
+        pass
+    assert hook_counts(model) == before
+
+
+def test_capper_on_bfloat16_outputs():
+    layer_out = torch.randn(2, 5, 16, dtype=torch.bfloat16)
+    block = torch.nn.Identity()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList([block])
+
+    axis = torch.randn(1, 16)
+    tau = float((layer_out.float() @ _unit(axis[0])).median())
+    with sol.ActivationCapper(Wrapper(), axis, {0: tau}, [0]):
+        out = block(layer_out)
+    assert out.dtype == torch.bfloat16
+    assert ((out.float() @ _unit(axis[0])) >= tau - 0.1).all()
+
+
+def test_steering_with_zero_alpha_equals_plain_generation(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    before = hook_counts(model)
+    vector = _random_axis(model)[1]
+    steered = sol.generate_with_steering(model, tok, "Hello there", vector, 1, 0.0, max_new_tokens=6, temperature=0)
+    plain = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
+    assert steered == plain
+    assert hook_counts(model) == before
+
+
+def test_thresholds_match_numpy_percentile():
+    import numpy as np
+
+    data = {4: torch.randn(300), 7: torch.rand(77) * 5}
+    got = sol.compute_capping_thresholds(data, 25)
+    for layer, values in data.items():
+        assert got[layer] == pytest.approx(float(np.percentile(values.numpy(), 25)), abs=1e-5)
+
+
+def test_transcripts_mix_drift_and_control():
+    transcripts = load_transcripts(3)
+    assert len(transcripts) == 3
+    assert {t["category"] for t in transcripts} == {"drift", "control"}
+    assert all(t["user_turns"] and all(isinstance(u, str) for u in t["user_turns"]) for t in transcripts)
+    assert len(load_transcripts()) >= 8
+
+
+def test_replay_is_batched_like_one_at_a_time(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    transcripts = load_transcripts(3)
+    together = replay_conversations(model, tok, transcripts, n_turns=2, max_new_tokens=5, batch_size=8)
+    for t, conv in zip(transcripts, together):
+        alone = replay_conversations(model, tok, [t], n_turns=2, max_new_tokens=5)[0]
+        assert [m["role"] for m in conv] == ["user", "assistant", "user", "assistant"]
+        assert [m["content"] for m in conv if m["role"] == "user"] == t["user_turns"][:2]
+        assert conv == alone
+
+
+def test_format_exchanges_skips_system_and_truncates():
+    text = format_exchanges(
+        [
+            {"role": "system", "content": "secret"},
+            {"role": "user", "content": "x" * 50},
+            {"role": "assistant", "content": "ok"},
+        ],
+        max_chars=10,
+    )
+    assert text == "User: xxxxxxxxxx ...\nAssistant: ok"
+    assert format_exchanges([]) == "(start of the conversation)"
+
+
+def test_token_projections_match_the_analyzer_means(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    axis = _random_axis(model)
+    conversation = [build_messages("Hi there", "Hello! How can I help you today?")]
+    per_token = sol.token_projections(model, tok, conversation, axis, [2])[2]
+    analyzer = sol.ConversationAnalyzer(model, tok, 2, axis[2])
+    assert float(per_token.mean()) == pytest.approx(analyzer.project_onto_axis(conversation[0])[0], abs=1e-4)
+
+
+def test_small_axis_is_saved_where_section_1_saves_it(tiny_models, tmp_path, monkeypatch):
+    from utils.axis import assistant_axis_path, load_assistant_axis
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    model, tok = tiny_models["tiny-qwen2"]
+    profile = PROFILES["tiny"]
+    axis = axis_module.load_or_build_axis(model, tok, profile, n_roles=2, n_questions=1)
+    assert axis.shape == (num_layers(model), model.config.hidden_size)
+    assert torch.equal(load_assistant_axis(profile), axis)
+    assert "small build" in axis_module.axis_source(assistant_axis_path(profile), axis)
+    assert torch.equal(axis_module.load_or_build_axis(model, tok, profile), axis)  # loaded, not rebuilt
+    torch.save(torch.zeros(3, 5), assistant_axis_path(profile))  # another model's axis
+    with pytest.raises(ValueError, match="another model"):
+        axis_module.load_or_build_axis(model, tok, profile)
+    assert axis_module.axis_source(assistant_axis_path(profile), torch.zeros(3, 5)) == "section 1"
+
+
+def test_capping_raises_the_projection_of_a_generated_reply_offline(offline_model):
+    """Capping at the offline profile's layers lifts the reply's projection downstream of the capped range."""
+    model, tok = offline_model
+    profile = PROFILES["offline"]
+    layers = list(profile.capping_layers)
+    readout = max(layers) + 1
+    assistant = [
+        build_messages(q, a)
+        for q, a in [
+            ("Who are you?", "I am an AI assistant. I can answer questions, explain ideas and help with tasks."),
+            ("What can you do?", "I can help you write, summarise, plan and debug code. What do you need?"),
+        ]
+    ]
+    character = [
+        build_messages(q, a, "You are a pirate.")
+        for q, a in [
+            ("Who are you?", "Arr, I be Captain Redbeard, terror of the seven seas, and this be my ship!"),
+            ("What can you do?", "I sail, I plunder, and I drink rum with me crew till the moon goes down, matey."),
+        ]
+    ]
+    all_layers = list(range(num_layers(model)))
+    axis = response_mean_activations(model, tok, assistant, all_layers).mean(1) - response_mean_activations(
+        model, tok, character, all_layers
+    ).mean(1)
+    default_proj = sol.token_projections(model, tok, assistant, axis, layers)
+    thresholds = sol.compute_capping_thresholds(default_proj, 50)
+    question = [build_messages("Describe your ship and your crew.", system_prompt="You are a pirate captain.")]
+    before = hook_counts(model)
+    plain = generate_replies(model, tok, question, max_new_tokens=16)
+    capper = sol.ActivationCapper(model, axis, thresholds, layers)
+    with capper:
+        capped = generate_replies(model, tok, question, max_new_tokens=16)
+    assert hook_counts(model) == before
+    reader = sol.ConversationAnalyzer(model, tok, readout, axis[readout])
+    plain_proj = reader.project_onto_axis(question[0] + [{"role": "assistant", "content": plain[0]}])[0]
+    with capper:
+        capped_proj = reader.project_onto_axis(question[0] + [{"role": "assistant", "content": capped[0]}])[0]
+    print(f"block {readout}: uncapped {plain_proj:.3f}, capped {capped_proj:.3f}; replies {plain!r} / {capped!r}")
+    assert capped_proj > plain_proj
