@@ -59,6 +59,7 @@ from part2_capping.axis import axis_tag, calibration_questions, default_system_p
 from part2_capping.conversations import load_transcripts, opening
 from utils.cache import load_or_generate
 from utils.course import record
+from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_judge
 from utils.layers import d_model, num_layers
 from utils.models import describe, load_model
@@ -319,9 +320,11 @@ for t, p in zip(transcripts, projections):
 # also depends on the topic and on how far into a conversation we are.
 
 # %%
-default_analyzer_proj = [analyzer.project_onto_axis(c)[0] for c in default_conversations]
-print(f"default assistant, one-turn answers: mean {torch.tensor(default_analyzer_proj).mean():.2f}, "
-      f"range {min(default_analyzer_proj):.2f} .. {max(default_analyzer_proj):.2f}")
+# One batched pass (utils.activations.response_mean_activations) instead of one pass per conversation.
+default_means = response_mean_activations(model, tokenizer, default_conversations, [AXIS_LAYER], profile.batch_size)[0]
+default_reference = default_means @ (axis[AXIS_LAYER] / axis[AXIS_LAYER].norm())
+print(f"default assistant, one-turn answers: mean {default_reference.mean():.2f}, "
+      f"range {default_reference.min():.2f} .. {default_reference.max():.2f}")
 
 # %% [markdown]
 # ## 4. An autorater for drift
@@ -914,18 +917,16 @@ for (category, condition), row in summary.iterrows():
 
 # %%
 def text_only_projections() -> dict:
-    out = {}
-    for condition in ("uncapped", "capped"):
-        rows = experiment[experiment["condition"] == condition]
-        convs = []
-        for t in transcripts:
-            turns = rows[rows["name"] == t["name"]].sort_values("turn")["reply"].tolist()
-            messages = opening(t)
-            for user, reply in zip(t["user_turns"], turns):
-                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-            convs.append(messages)
-        out[condition] = [analyzer.project_onto_axis(c) for c in tqdm(convs, desc=f"re-reading ({condition})")]
-    return out
+    rows = experiment[experiment["condition"] == "capped"]
+    capped_conversations = []
+    for t in transcripts:
+        replies = rows[rows["name"] == t["name"]].sort_values("turn")["reply"].tolist()
+        messages = opening(t)
+        for user, reply in zip(t["user_turns"], replies):
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        capped_conversations.append(messages)
+    capped = [analyzer.project_onto_axis(c) for c in tqdm(capped_conversations, desc="re-reading the capped run")]
+    return {"uncapped": projections, "capped": capped}  # the uncapped run was read this way in section 3
 
 
 reread = load_or_generate(CACHE / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections")

@@ -2,8 +2,9 @@
 persona from the roles on questions it never saw.
 
 The axis is ``mean(default) - mean(roles)``, so on its own data the default projects above the roles
-by construction; only held-out questions test it. Small on purpose (6 personas x 2 prompts x 8
-questions, 32 greedy tokens, no judge): about two minutes on 2 CPU cores.
+by construction; only held-out questions test it. Small on purpose (5 roles x 1 prompt and the
+default x 2 prompts, 8 questions, 32 greedy tokens, no judge): 56 generations, a minute or two on 2
+free CPU cores.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from utils.metrics import auroc, project
 from utils.profiles import PROFILES
 
 ROLES = ["pirate", "ghost", "cat", "vampire", "medieval_monk"]
-N_PROMPTS, N_BUILD, N_HELDOUT, MAX_NEW_TOKENS = 2, 4, 4, 32
+N_ROLE_PROMPTS, N_DEFAULT_PROMPTS, N_BUILD, N_HELDOUT, MAX_NEW_TOKENS = 1, 2, 4, 4, 32
 
 
 def _projections(model, tok, records: list[dict], axis: torch.Tensor, layer: int) -> torch.Tensor:
@@ -37,7 +38,11 @@ def test_heldout_default_projects_above_roles(offline_model):
     model, tok = offline_model
     layer = PROFILES["offline"].axis_layer
     roles = load_roles(ROLES_DIR, [DEFAULT_ROLE, *ROLES])
-    personas = personas_from_roles(roles, list(roles), N_PROMPTS)
+    # The default keeps two prompts: the empty one and "You are an AI assistant.".
+    personas = {
+        **personas_from_roles(roles, [DEFAULT_ROLE], N_DEFAULT_PROMPTS),
+        **personas_from_roles(roles, ROLES, N_ROLE_PROMPTS),
+    }
     questions = load_questions(QUESTIONS_FILE)[: N_BUILD + N_HELDOUT]
     responses = drop_empty(
         sol.generate_role_responses(model, tok, personas, questions, max_new_tokens=MAX_NEW_TOKENS, batch_size=16)
