@@ -22,20 +22,21 @@ def cases(wrong: dict[str, list[tuple]]) -> list:
 
 @contextmanager
 def hooks_restored(names=("tiny-qwen2", "tiny-gemma2")):
-    """Remove any hook a wrong implementation leaves on the shared tiny models (never transformers' own)."""
+    """Put the shared tiny models' hooks back as they were: remove what a wrong implementation added
+    (never transformers' own) and restore what it removed (e.g. by clearing a hook dict wholesale)."""
     models = [tiny(name)[0] for name in names]
-    saved = [{m: (set(m._forward_hooks), set(m._forward_pre_hooks)) for m in model.modules()} for model in models]
+    saved = [{m: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()} for model in models]
     try:
         yield
     finally:
         for snapshot in saved:
             for module, (post, pre) in snapshot.items():
-                for key in set(module._forward_hooks) - post:
-                    if is_user_hook(module._forward_hooks[key]):
-                        del module._forward_hooks[key]
-                for key in set(module._forward_pre_hooks) - pre:
-                    if is_user_hook(module._forward_pre_hooks[key]):
-                        del module._forward_pre_hooks[key]
+                for current, before in ((module._forward_hooks, post), (module._forward_pre_hooks, pre)):
+                    for key in set(current) - set(before):
+                        if is_user_hook(current[key]):
+                            del current[key]
+                    for key, hook in before.items():
+                        current.setdefault(key, hook)
 
 
 def assert_rejected(section: str, exercise: str, impl, phrase: str | None) -> None:
