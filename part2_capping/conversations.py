@@ -7,12 +7,11 @@ user turns one at a time and lets the model answer each, batched across conversa
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
-
 from part2_capping import TRANSCRIPT_DIR
 from utils.chat import Message
 from utils.data import load_transcript
 from utils.generation import generate_replies
+from utils.progress import tqdm
 
 # Teaching order: a drift and a control conversation alternate, so any prefix has both kinds.
 TRANSCRIPT_ORDER = (

@@ -45,3 +45,23 @@ def offline_sycophancy(offline_model):
     labelled = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in train]
     vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(labelled, extract))
     return {"vectors": vectors, "extract": extract, "evaluate": evaluate}
+
+
+@pytest.fixture(autouse=True)
+def environment_unchanged(request):
+    """Fail a test that leaves the process environment changed for the tests (and notebooks) after it.
+
+    Tests change variables with ``monkeypatch`` (undone before this check runs) or in a subprocess.
+    """
+    ignored = {"PYTEST_CURRENT_TEST"}  # pytest's own
+    before = {k: v for k, v in os.environ.items() if k not in ignored}
+    yield
+    after = {k: v for k, v in os.environ.items() if k not in ignored}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        for key in changed:
+            if key in before:
+                os.environ[key] = before[key]
+            else:
+                del os.environ[key]  # repair, so one leak does not spread to every later test
+        pytest.fail(f"{request.node.nodeid} left environment variables changed: {changed}", pytrace=False)

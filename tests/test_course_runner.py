@@ -19,7 +19,9 @@ def test_runner_names_failing_cell_and_keeps_finished_sections(tmp_path, monkeyp
     (root / "chapters").mkdir(parents=True)
     record = f"import sys; sys.path.insert(0, {str(course.ROOT)!r}); from utils.course import record"
     good = _notebook([record, "record('part1_assistant_axis', 'PC1 variance explained', 0.5)"])
-    bad = _notebook([record, "record('part2_capping', 'capped turns', 3)", "x = 1", "raise ValueError('broken on purpose')"])
+    bad = _notebook(
+        [record, "record('part2_capping', 'capped turns', 3)", "x = 1", "raise ValueError('broken on purpose')"]
+    )
     nbformat.write(good, root / "chapters" / "part1_assistant_axis_solutions.ipynb")
     nbformat.write(bad, root / "chapters" / "part2_capping_solutions.ipynb")
     monkeypatch.setattr(course, "ROOT", root)
@@ -38,3 +40,21 @@ def test_record_rounds_floats_in_the_summary(tmp_path, monkeypatch):
     course.record("part3_contrastive", "best layer", 15)
     course.record("part3_contrastive", "AUROC", 0.123456789)
     assert course.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
+
+
+def test_runner_rejects_a_section_that_ran_on_another_profile_and_shows_progress(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "repo"
+    (root / "chapters").mkdir(parents=True)
+    cells = [
+        f"import os, sys; sys.path.insert(0, {str(course.ROOT)!r}); from utils.course import record",
+        "os.environ['COURSE_PROFILE'] = 'full'  # a notebook that switches profile behind the runner's back",
+        "record('part1_assistant_axis', 'PC1 variance explained', 0.5)",
+    ]
+    nbformat.write(_notebook(cells), root / "chapters" / "part1_assistant_axis_solutions.ipynb")
+    monkeypatch.setattr(course, "ROOT", root)
+    code = course.main(["--profile", "tiny", "--sections", "1", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FAILED part1_assistant_axis: ran on profile 'full', not the requested 'tiny'" in captured.out
+    assert "[part1_assistant_axis] cell 3/3: record(" in captured.err
+    assert "[result] PC1 variance explained: 0.5" in captured.out  # the notebook's output, relayed as it ran

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from utils.activations import mean_over_spans, response_mean_activations, turn_mean_activations
-from utils.cache import CacheError, load_or_generate
+from utils.cache import CacheError, load_or_generate, meta_path
 from utils.chat import assistant_turn_spans, build_messages, encode, format_messages, prepare_messages
 from utils.generation import generate_replies
 from utils.layers import (
@@ -203,7 +203,7 @@ def test_cache_keeps_old_value_when_regeneration_fails(tmp_path):
     with pytest.raises(RuntimeError):
         load_or_generate(path, boom, override=True)
     assert json.loads(path.read_text()) == [1]
-    assert list(tmp_path.iterdir()) == [path]
+    assert sorted(tmp_path.iterdir()) == sorted([path, meta_path(path)])  # no temporary file left behind
 
 
 def test_profiles_switch_and_reason(monkeypatch, capsys):

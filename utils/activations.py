@@ -13,10 +13,12 @@ from contextlib import contextmanager
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from utils.chat import Message, assistant_turn_spans, encode
 from utils.layers import get_layers
+from utils.prefill import positions_from_mask
+from utils.progress import tqdm
+from utils.timing import timed
 
 Span = tuple[int, int]
 
@@ -63,11 +65,6 @@ def capture_block_outputs(model, layers: list[int], stop_after_last: bool = True
     finally:
         for handle in handles:
             handle.remove()
-
-
-def positions_from_mask(attention_mask: Tensor) -> Tensor:
-    """Position ids that skip padding: 0 at each row's first real token."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def run_capturing(model, input_ids: Tensor, attention_mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
@@ -123,6 +120,13 @@ def mean_over_spans(
     lengths = [len(encode(p, tokenizer)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     results: list[Tensor | None] = [None] * len(prompts)
+    with timed("capture") as timer:
+        _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results)
+        timer.add(tokens=sum(lengths))
+    return results
+
+
+def _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results) -> None:
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         idx = order[start : start + batch_size]
         batch = encode([prompts[i] for i in idx], tokenizer, return_tensors="pt", padding=True)
@@ -138,7 +142,6 @@ def mean_over_spans(
             means = torch.einsum("lbtd,bst->blsd", stacked, weights.float()).cpu()
         for row, i in enumerate(idx):
             results[i] = means[row, :, : len(spans[i])]
-    return results
 
 
 def response_mean_activations(

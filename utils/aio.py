@@ -7,7 +7,7 @@ import concurrent.futures
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
+from utils.progress import tqdm
 
 T = TypeVar("T")
 

@@ -1,11 +1,22 @@
-"""One caching helper for intermediate results: atomic, resumable, and loud about corruption."""
+"""One caching helper for intermediate results: keyed by what made them, atomic, loud about corruption.
+
+`load_or_generate(path, fn, description, inputs=...)` stores the value at ``path`` and, beside it,
+``<path>.meta.json`` with the inputs that produced it (profile, model, data file hashes, settings,
+judge, the code of the functions that computed it) and when. A later call whose inputs differ
+recomputes; every load prints one line saying what was loaded, from where, when it was made and with
+which settings. ``override=True``, or ``COURSE_RECOMPUTE=<section>[,<section>]`` / ``all`` in the
+environment, recomputes on purpose.
+"""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +24,43 @@ import torch
 
 JSON_SUFFIXES = {".json"}
 TENSOR_SUFFIXES = {".pt", ".pth"}
+RECOMPUTE_ENV = "COURSE_RECOMPUTE"
 
 
 class CacheError(RuntimeError):
     """A cache file exists but cannot be read."""
 
 
+def cache_root() -> Path:
+    """The course's cache folder (``COURSE_CACHE_DIR``, default ``<repo>/.cache``)."""
+    default = Path(__file__).resolve().parent.parent / ".cache"
+    return Path(os.environ.get("COURSE_CACHE_DIR", default))
+
+
 def _read(path: Path) -> Any:
     if path.suffix in JSON_SUFFIXES:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _write_atomic(path: Path, value: Any) -> None:
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable (use a .pt cache file for tensors)")
+
+
+def write_atomic(path: str | os.PathLike, value: Any) -> None:
+    """Write ``value`` to ``path`` (JSON for ``.json``, `torch.save` otherwise) so a reader never sees half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in JSON_SUFFIXES:
+        payload = json.dumps(value, indent=1, ensure_ascii=False, default=_json_default).encode("utf-8")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             if path.suffix in JSON_SUFFIXES:
-                f.write(json.dumps(value, indent=1, ensure_ascii=False).encode("utf-8"))
+                f.write(payload)
             else:
                 torch.save(value, f)
         os.replace(tmp, path)
@@ -41,23 +69,137 @@ def _write_atomic(path: Path, value: Any) -> None:
         raise
 
 
+def code_hash(fn: Callable) -> str:
+    """A hash of a function's code (bytecode, constants, names, nested functions), not of its location.
+
+    A student who changes an exercise function changes this hash, so a result cached with the
+    function among its inputs is recomputed rather than silently reused.
+    """
+    digest = hashlib.sha256()
+
+    def add(code) -> None:
+        digest.update(code.co_code)
+        digest.update(repr(code.co_names).encode())
+        for const in code.co_consts:
+            if hasattr(const, "co_code"):
+                add(const)
+            else:
+                digest.update(repr(const).encode())
+
+    target = getattr(fn, "__func__", fn)
+    if isinstance(target, type):  # a class: every method defined on it
+        for name, member in sorted(vars(target).items()):
+            if hasattr(member, "__code__"):
+                digest.update(name.encode())
+                add(member.__code__)
+    else:
+        add(target.__code__)
+    return digest.hexdigest()[:16]
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """The first 16 hex digits of a file's sha256."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def cache_inputs(
+    profile=None,
+    model: str | None = None,
+    judge=None,
+    files: Iterable[str | os.PathLike] = (),
+    code: Iterable[Callable] = (),
+    **settings: Any,
+) -> dict[str, Any]:
+    """The inputs a cached result depends on, in the form `load_or_generate` records and compares.
+
+    Args:
+        profile: the active profile (its name is recorded).
+        model: the model's name.
+        judge: a `utils.judge.Judge` (backend, judge model and server are recorded).
+        files: data files the result was computed from (their content hashes are recorded).
+        code: functions that computed it (their code hashes are recorded).
+        **settings: any other setting that changes the result (sizes, layers, thresholds...).
+
+    Returns:
+        A JSON-ready dict.
+    """
+    inputs: dict[str, Any] = {}
+    if profile is not None:
+        inputs["profile"] = getattr(profile, "name", str(profile))
+    if model is not None:
+        inputs["model"] = str(model)
+    if judge is not None:
+        backend = judge.backend
+        inputs["judge"] = {
+            "backend": backend.name,
+            "model": str(judge.model_name),
+            "base_url": str(getattr(backend, "base_url", None)),
+        }
+    files = [Path(f) for f in files]
+    if files:
+        inputs["files"] = {f.name: file_hash(f) for f in files}
+    code = list(code)
+    if code:
+        inputs["code"] = {getattr(fn, "__qualname__", repr(fn)): code_hash(fn) for fn in code}
+    if settings:
+        inputs["settings"] = settings
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+def meta_path(path: str | os.PathLike) -> Path:
+    """Where the record of a cached result's inputs lives: ``<name>.meta.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def recompute_requested(path: str | os.PathLike) -> bool:
+    """True when ``COURSE_RECOMPUTE`` names ``all`` or a folder on the cache file's path (a section)."""
+    wanted = {w.strip() for w in os.environ.get(RECOMPUTE_ENV, "").split(",") if w.strip()}
+    return bool(wanted) and ("all" in wanted or bool(wanted & set(Path(path).parts)))
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _summary(inputs: dict | None) -> str:
+    if not inputs:
+        return "no recorded settings"
+    parts = [f"{k}={v}" for k, v in inputs.items() if k not in ("code", "files", "settings")]
+    parts += [f"{k}={v}" for k, v in (inputs.get("settings") or {}).items()]
+    if inputs.get("files"):
+        parts.append("files=" + ",".join(inputs["files"]))
+    return ", ".join(parts)
+
+
 def load_or_generate(
     path: str | os.PathLike,
     generate_fn: Callable[[], Any],
     description: str = "result",
     override: bool = False,
+    inputs: dict[str, Any] | None = None,
 ) -> Any:
-    """Return the cached value at ``path``, or compute it with ``generate_fn`` and cache it.
+    """Return the cached value at ``path`` if it was made from the same inputs; else compute and cache it.
 
     Args:
-        path: cache file; ``.json`` for JSON-serialisable values, ``.pt`` for tensors or anything
-            `torch.save` handles.
-        generate_fn: computes the value when there is no cache (or ``override``).
+        path: cache file; ``.json`` for JSON-serialisable values, ``.pt`` for tensors (and dicts, lists
+            and tuples of tensors, numbers and strings).
+        generate_fn: computes the value when there is no valid cache.
         description: what the value is, for messages.
-        override: recompute even if a cache exists (the old file is replaced only on success).
+        override: recompute even if a valid cache exists (the old file is replaced only on success).
+        inputs: what the value depends on (see `cache_inputs`); a cache made from other inputs, or
+            with none recorded, is recomputed. None: the file is trusted as it is.
 
     Returns:
-        The value.
+        The value (also when it could not be saved: a warning says why).
 
     Raises:
         CacheError: if the cache file exists but is corrupted or truncated; the file is left in
@@ -67,17 +209,42 @@ def load_or_generate(
     path = Path(path)
     if path.suffix not in JSON_SUFFIXES | TENSOR_SUFFIXES:
         raise ValueError(f"Cache path {path} must end in .json, .pt or .pth")
-    if path.exists() and not override:
-        try:
-            value = _read(path)
-        except Exception as err:
-            raise CacheError(
-                f"Cached {description} at {path} is corrupted or truncated ({type(err).__name__}: {err}). "
-                f"Delete the file or call with override=True to regenerate it."
-            ) from err
-        print(f"Loaded {description} from {path}")
-        return value
+    if inputs is not None:
+        inputs = json.loads(json.dumps(inputs, sort_keys=True, default=str))
+    reason = None
+    if override:
+        reason = "override=True"
+    elif recompute_requested(path):
+        reason = f"{RECOMPUTE_ENV}={os.environ.get(RECOMPUTE_ENV)}"
+    if path.exists() and reason is None:
+        meta = _read_meta(path)
+        recorded = (meta or {}).get("inputs")
+        if inputs is not None and recorded != inputs:
+            changes = _differences(recorded or {}, inputs) if recorded is not None else ["no inputs were recorded"]
+            reason = "its inputs changed (" + "; ".join(changes)[:400] + ")"
+        else:
+            try:
+                value = _read(path)
+            except Exception as err:
+                raise CacheError(
+                    f"Cached {description} at {path} is corrupted or truncated ({type(err).__name__}: {err}). "
+                    f"Delete the file or call with override=True to regenerate it."
+                ) from err
+            made = (meta or {}).get("made", "at an unknown time")
+            print(f"Loaded {description} from {path} (made {made}; {_summary(recorded)})")
+            return value
+    if reason and path.exists():
+        print(f"Recomputing {description} ({path.name}): {reason}")
     value = generate_fn()
-    _write_atomic(path, value)
+    try:
+        write_atomic(path, value)
+        made = datetime.datetime.now().isoformat(timespec="seconds")
+        write_atomic(meta_path(path), {"description": description, "made": made, "inputs": inputs})
+    except Exception as err:  # the value is computed: never lose it because it could not be stored
+        warnings.warn(
+            f"Could not save {description} to {path} ({type(err).__name__}: {err}); returning it uncached.",
+            stacklevel=2,
+        )
+        return value
     print(f"Saved {description} to {path}")
     return value

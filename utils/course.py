@@ -1,9 +1,14 @@
 """The course runner (the README's main job) and the headline-result recorder notebooks call.
 
 ``python -m utils.course [--profile P] [--sections 1,3]`` executes the solutions notebooks under a
-profile, writes each executed notebook and its HTML export under ``outputs/``, and prints one table
-of every section's headline results. A failing cell is named (section and cell) and the sections
-that finished are kept.
+profile, each in its own kernel, and relays what the notebook prints as it runs (which cell of how
+many, and the long steps' own progress bars). It writes each executed notebook and its HTML export
+under ``outputs/<profile>/``, each section's headline results to ``outputs/<profile>/results/``, and
+where the time went to ``outputs/<profile>/timings/``, then prints one table of every section's
+headline results. A failing cell is named (section and cell) and the sections that finished are kept.
+
+The runner never changes its own process's environment: the profile and the output folders reach
+the notebooks through their kernels' environment only.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ENV = "COURSE_RESULTS_DIR"
+PROFILE_KEY = "_profile"
 SECTION_BY_NUMBER = {
     "1": "part1_assistant_axis",
     "2": "part2_capping",
@@ -33,10 +39,13 @@ def record(section: str, name: str, value) -> None:
         name: what the value is (e.g. "PC1 variance explained").
         value: a number or short string.
     """
+    from utils.profiles import get_profile
+
     folder = Path(os.environ.get(RESULTS_ENV, ROOT / "outputs" / "results"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{section}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    results[PROFILE_KEY] = get_profile(verbose=False).name
     results[name] = value if isinstance(value, (str, int)) else round(float(value), 4)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
@@ -53,8 +62,51 @@ def _failing_cell(nb) -> tuple[int, str]:
     return -1, "unknown"
 
 
-def run_section(section: str, out_dir: Path, timeout: int = 3600) -> tuple[bool, str, float]:
-    """Execute one solutions notebook; save it (even when it fails) and its HTML export."""
+def _relaying_client(nb, section: str, **kwargs):
+    """A notebook client that prints "cell i/n" and relays the notebook's printed output as it arrives."""
+    from nbclient import NotebookClient
+
+    n_code = sum(cell.cell_type == "code" for cell in nb.cells)
+    code_number = {i: k + 1 for k, i in enumerate(i for i, c in enumerate(nb.cells) if c.cell_type == "code")}
+
+    class RelayingClient(NotebookClient):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.cell_started = time.perf_counter()
+
+        async def async_execute_cell(self, cell, cell_index, *args, **kw):
+            if cell.cell_type == "code":
+                first = next((line for line in cell.source.splitlines() if line.strip()), "")
+                sys.stderr.write(f"\n[{section}] cell {code_number[cell_index]}/{n_code}: {first[:70]}\n")
+                sys.stderr.flush()
+            return await super().async_execute_cell(cell, cell_index, *args, **kw)
+
+        def output(self, outs, msg, display_id, cell_index):
+            content = msg.get("content", {})
+            if msg.get("msg_type") == "stream":
+                stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
+                stream.write(content.get("text", ""))
+                stream.flush()
+            return super().output(outs, msg, display_id, cell_index)
+
+    return RelayingClient(nb, **kwargs)
+
+
+def run_section(
+    section: str, out_dir: Path, env: dict[str, str] | None = None, timeout: int = 3600, relay: bool = True
+) -> tuple[bool, str, float]:
+    """Execute one solutions notebook in a fresh kernel; save it (even when it fails) and its HTML export.
+
+    Args:
+        section: the section package name.
+        out_dir: where the executed notebook and its HTML go.
+        env: the kernel's environment (default: this process's).
+        timeout: seconds allowed per cell.
+        relay: print the notebook's output and cell progress as it runs.
+
+    Returns:
+        (ok, message, seconds).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -62,13 +114,12 @@ def run_section(section: str, out_dir: Path, timeout: int = 3600) -> tuple[bool,
 
     path = ROOT / "chapters" / f"{section}_solutions.ipynb"
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
+    options = dict(timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = _relaying_client(nb, section, **options) if relay else NotebookClient(nb, **options)
     start = time.perf_counter()
     ok, message = True, "ok"
     try:
-        client.execute()
+        client.execute(env=dict(os.environ if env is None else env))
     except CellExecutionError:
         ok = False
         index, error = _failing_cell(nb)
@@ -88,7 +139,8 @@ def summary_table(sections: list[str], results_dir: Path) -> str:
         path = results_dir / f"{section}.json"
         results = json.loads(path.read_text()) if path.exists() else {}
         for name, value in results.items():
-            rows.append((section, name, value))
+            if name != PROFILE_KEY:
+                rows.append((section, name, value))
     if not rows:
         return "(no results recorded)"
     width = max(len(s) for s, _, _ in rows), max(len(n) for _, n, _ in rows)
@@ -97,40 +149,76 @@ def summary_table(sections: list[str], results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tqdm.auto import tqdm
+def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]) -> str:
+    """Per section: wall time, and the time spent in model loading, generation, capture and the judge."""
+    from utils.timing import read_timings
 
+    kinds = ["model load", "generation", "capture", "judge"]
+    lines = [f"{'section':<22}{'wall s':>8}" + "".join(f"{k + ' s':>14}" for k in kinds) + f"{'other s':>10}"]
+    for section in sections:
+        totals = read_timings(timings_dir / f"{section}.jsonl")
+        spent = [totals.get(k, {}).get("seconds", 0.0) for k in kinds]
+        seconds = wall.get(section, 0.0)
+        lines.append(
+            f"{section:<22}{seconds:>8.0f}" + "".join(f"{s:>14.0f}" for s in spent) + f"{seconds - sum(spent):>10.0f}"
+        )
+    return "\n".join(lines)
+
+
+def section_environment(profile: str, results_dir: Path, timings_dir: Path, section: str) -> dict[str, str]:
+    """The environment a section's kernel runs with: this process's plus the course's settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "COURSE_PROFILE": profile,
+            RESULTS_ENV: str(results_dir),
+            "COURSE_TIMINGS_FILE": str(timings_dir / f"{section}.jsonl"),
+            "COURSE_PLAIN_PROGRESS": "1",
+            "TQDM_MININTERVAL": "5",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course's solutions notebooks under a profile.")
     parser.add_argument(
         "--profile", default=None, help="full, lite, offline, tiny or auto (default: COURSE_PROFILE or auto)"
     )
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated section numbers, e.g. 1,3")
     parser.add_argument("--out", default=str(ROOT / "outputs"), help="where executed notebooks and HTML go")
+    parser.add_argument("--quiet", action="store_true", help="do not relay the notebooks' output")
     args = parser.parse_args(argv)
-    if args.profile:
-        os.environ["COURSE_PROFILE"] = args.profile
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from utils.profiles import get_profile
 
-    profile = get_profile()
-    os.environ["COURSE_PROFILE"] = profile.name
-    out_dir = Path(args.out) / profile.name
-    results_dir = out_dir / "results"
-    os.environ[RESULTS_ENV] = str(results_dir)
+    profile = get_profile(args.profile)
     try:
         sections = [SECTION_BY_NUMBER[s.strip()] for s in args.sections.split(",")]
     except KeyError as err:
         parser.error(f"--sections: unknown section {err}; use numbers 1-4")
-    failures = []
+    out_dir = Path(args.out) / profile.name
+    results_dir, timings_dir = out_dir / "results", out_dir / "timings"
+    timings_dir.mkdir(parents=True, exist_ok=True)
+    failures, wall = [], {}
     start = time.perf_counter()
-    for section in (bar := tqdm(sections, desc="course", unit="section")):
-        bar.set_postfix(section=section)
+    for number, section in enumerate(sections, 1):
+        print(f"\n=== [{number}/{len(sections)}] {section} (profile {profile.name}) ===", flush=True)
         (results_dir / f"{section}.json").unlink(missing_ok=True)
-        ok, message, seconds = run_section(section, out_dir)
-        tqdm.write(f"{section}: {message} ({seconds:.0f}s) -> {out_dir / (section + '_solutions.html')}")
+        (timings_dir / f"{section}.jsonl").unlink(missing_ok=True)
+        env = section_environment(profile.name, results_dir, timings_dir, section)
+        ok, message, wall[section] = run_section(section, out_dir, env, relay=not args.quiet)
+        results_path = results_dir / f"{section}.json"
+        ran_on = json.loads(results_path.read_text()).get(PROFILE_KEY) if results_path.exists() else None
+        if ok and ran_on != profile.name:
+            ok, message = False, f"ran on profile {ran_on!r}, not the requested {profile.name!r}"
+        print(f"\n{section}: {message} ({wall[section]:.0f}s) -> {out_dir / (section + '_solutions.html')}", flush=True)
         if not ok:
             failures.append(f"{section}: {message}")
     print(f"\nProfile {profile.name}; wall time {time.perf_counter() - start:.0f}s\n")
+    print(timings_table(sections, timings_dir, wall) + "\n")
     print(summary_table(sections, results_dir))
     for failure in failures:
         print(f"FAILED {failure}")

@@ -10,6 +10,7 @@ import gc
 import torch
 
 from utils.profiles import OFFLINE_MODEL
+from utils.timing import timed
 from utils.tiny import TINY_MODELS, build_tiny_model
 
 
@@ -42,9 +43,16 @@ def load_model(name: str, device: str | None = None, dtype: torch.dtype | None =
     Returns:
         (model, tokenizer): model in eval mode with gradients off; tokenizer with a pad token.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
+    with timed("model load"):
+        model, tokenizer = _load(name, device, dtype)
+    return model, tokenizer
+
+
+def _load(name: str, device: str, dtype: torch.dtype | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     if name in TINY_MODELS:
         model, tokenizer = build_tiny_model(name)
     else:

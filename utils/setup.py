@@ -57,7 +57,7 @@ def setup_course(section: str):
 
 def section_cache(section: str, profile) -> Path:
     """The cache folder for one section under one profile."""
-    from utils.offline_model import cache_root
+    from utils.cache import cache_root
 
     path = cache_root() / profile.name / section
     path.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from utils.cache import _write_atomic
+from utils.cache import write_atomic
 from utils.judge.scales import Scale, finalize
 
 _ANNOUNCED: set[str] = set()
@@ -78,7 +78,7 @@ class Judge:
             for i, value in zip(todo, fresh):
                 self._cache[keys[i]] = finalize(value, scale)
             if self.cache_path:
-                _write_atomic(self.cache_path, self._cache)
+                write_atomic(self.cache_path, self._cache)
         return [self._cache[k] for k in keys]
 
     def score_template(self, template: str, items: list[dict], scale: Scale) -> list[float | int | None]:
@@ -110,7 +110,7 @@ def make_judge(
     Returns:
         A `Judge`.
     """
-    from utils.offline_model import cache_root
+    from utils.cache import cache_root
 
     name = choose_backend(backend)
     if name == "openai":

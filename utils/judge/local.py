@@ -7,26 +7,15 @@ exists, all read from one prompt pass plus one short continuation pass sharing i
 
 from __future__ import annotations
 
-import inspect
 from functools import cached_property
 
 import torch
-from tqdm.auto import tqdm
 
-from utils.activations import positions_from_mask
 from utils.chat import encode, render
 from utils.judge.scales import Scale, weighted_score
-
-
-def _output_cache(output):
-    """The KV cache of a forward output (``cache`` from transformers 5.24, ``past_key_values`` before)."""
-    return output.cache if "cache" in output else output.past_key_values
-
-
-def _cache_kwarg(model, cache) -> dict:
-    """Pass a KV cache under the name this transformers version's forward takes."""
-    params = inspect.signature(model.forward).parameters
-    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+from utils.prefill import cache_kwarg, positions_from_mask, prefill
+from utils.progress import tqdm
+from utils.timing import timed
 
 
 class LocalBackend:
@@ -40,11 +29,18 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, model, tokenizer, model_name: str = "local", batch_size: int = 8):
+    def __init__(
+        self, model, tokenizer, model_name: str = "local", batch_size: int = 16, share_prefixes: bool | None = None
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.batch_size = batch_size
+        self.share_prefixes = share_prefixes
+        self.shared_tokens = 0  # prompt tokens not recomputed thanks to shared prefixes
+
+    def _render(self, prompt: str) -> str:
+        return render([{"role": "user", "content": prompt}], self.tokenizer, add_generation_prompt=True)
 
     def __repr__(self) -> str:
         return f"LocalBackend(model={self.model_name!r})"
@@ -60,15 +56,22 @@ class LocalBackend:
 
     def score(self, prompts: list[str], scale: Scale) -> list[float | None]:
         """Probability-weighted score per prompt (None when under ``scale.min_mass`` is on numbers)."""
-        results = []
-        for start in tqdm(range(0, len(prompts), self.batch_size), desc="judge (local)", leave=False):
-            for probs in self.candidate_probabilities(prompts[start : start + self.batch_size], scale):
-                results.append(weighted_score(probs, scale))
+        # Prompts of one template side by side, so each batch shares the template's prefix.
+        order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+        results: list[float | None] = [None] * len(prompts)
+        with timed("judge") as timer:
+            for start in tqdm(range(0, len(order), self.batch_size), desc="judge (local)", leave=False):
+                idx = order[start : start + self.batch_size]
+                for i, probs in zip(idx, self.candidate_probabilities([prompts[i] for i in idx], scale)):
+                    results[i] = weighted_score(probs, scale)
+            timer.add(tokens=len(prompts))
         return results
 
     @torch.inference_mode()
     def candidate_probabilities(self, prompts: list[str], scale: Scale) -> list[dict[int, float]]:
         """P(answer = v) for every candidate v of the scale, for each judge prompt.
+
+        Prompts that share a prefix (the judge template before ``{question}``) compute it once.
 
         Args:
             prompts: judge prompts (sent as one user message each).
@@ -78,13 +81,11 @@ class LocalBackend:
             Per prompt, a dict candidate -> probability (not renormalised).
         """
         tok, model = self.tokenizer, self.model
-        tok.padding_side = "left"
-        rendered = [render([{"role": "user", "content": p}], tok, add_generation_prompt=True) for p in prompts]
-        batch = encode(rendered, tok, return_tensors="pt", padding=True).to(model.device)
-        mask = batch["attention_mask"]
-        # Only the last position's logits are needed: skip the unembedding everywhere else.
-        out = model(**batch, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1)
-        first = out.logits[:, -1].float().log_softmax(-1)  # [B, V]
+        rows = [encode(self._render(p), tok)["input_ids"] for p in prompts]
+        state = prefill(model, rows, tok.pad_token_id, self.share_prefixes)
+        self.shared_tokens += state.shared_tokens
+        first = state.logits.log_softmax(-1)  # [B, V]
+        mask = state.attention_mask
 
         candidates = self._candidate_tokens(scale)
         prefixes = sorted({seq[:k] for seq in candidates.values() for k in range(1, len(seq))})
@@ -92,7 +93,7 @@ class LocalBackend:
         runs = [p for p in prefixes if not any(q != p and q[: len(p)] == p for q in prefixes)]
         after: dict[tuple[int, ...], torch.Tensor] = {}
         if runs:
-            after = self._continuations(_output_cache(out), mask, runs)  # prefix -> [B, V]
+            after = self._continuations(state.cache, mask, runs)  # prefix -> [B, V]
 
         digits = self._digit_token_ids.to(first.device)
         results = []
@@ -124,7 +125,7 @@ class LocalBackend:
             attention_mask=full_mask,
             position_ids=positions,
             use_cache=True,
-            **_cache_kwarg(self.model, cache),
+            **cache_kwarg(self.model, cache),
         )
         logp = out.logits.float().log_softmax(-1).view(n_prompts, n_runs, width, -1)
         after = {}

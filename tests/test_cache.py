@@ -1,0 +1,109 @@
+"""The cache is keyed by what made a result: other inputs recompute, the same inputs reuse, nothing computed is lost."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from utils.cache import cache_inputs, code_hash, load_or_generate, meta_path
+from utils.checks import rule_judge
+
+
+def counted(value):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return value
+
+    return fn, calls
+
+
+def test_same_inputs_reuse_and_load_line_names_settings(tmp_path, capsys):
+    path = tmp_path / "part3_contrastive" / "scores.json"
+    inputs = cache_inputs(model="m", n_questions=5)
+    fn, calls = counted([1, 2])
+    load_or_generate(path, fn, "scores", inputs=inputs)
+    assert load_or_generate(path, fn, "scores", inputs=inputs) == [1, 2]
+    assert len(calls) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"Loaded scores from {path} (made 20") and "model=m" in line and "n_questions=5" in line
+
+
+def test_other_judge_model_recomputes(tmp_path, capsys):
+    path = tmp_path / "scores.json"
+    fn, calls = counted([1])
+    for name in ("judge-a", "judge-a", "judge-b"):
+        judge = rule_judge(lambda p, s: 1, name)
+        load_or_generate(path, fn, "scores", inputs=cache_inputs(model="subject", judge=judge))
+    assert len(calls) == 2
+    assert "judge" in capsys.readouterr().out.split("Recomputing scores")[1].splitlines()[0]
+
+
+def test_other_data_file_recomputes(tmp_path):
+    data = tmp_path / "trait.json"
+    data.write_text('{"questions": ["a"]}')
+    path = tmp_path / "responses.json"
+    fn, calls = counted(["r"])
+    load_or_generate(path, fn, inputs=cache_inputs(files=[data]))
+    load_or_generate(path, fn, inputs=cache_inputs(files=[data]))
+    data.write_text('{"questions": ["a", "b"]}')
+    load_or_generate(path, fn, inputs=cache_inputs(files=[data]))
+    assert len(calls) == 2
+
+
+def test_changed_implementation_recomputes(tmp_path):
+    def extract_v1(x):
+        return x + 1
+
+    def extract_v2(x):
+        return x + 2  # the student fixed their function
+
+    assert code_hash(extract_v1) != code_hash(extract_v2)
+    path = tmp_path / "vectors.pt"
+    load_or_generate(path, lambda: torch.tensor([1.0]), inputs=cache_inputs(code=[extract_v1]))
+    value = load_or_generate(path, lambda: torch.tensor([2.0]), inputs=cache_inputs(code=[extract_v2]))
+    assert value.item() == 2.0
+
+
+def test_a_file_without_recorded_inputs_is_recomputed_when_inputs_are_given(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text("[0]")
+    assert load_or_generate(path, lambda: [1], inputs=cache_inputs(model="m")) == [1]
+    assert json.loads(meta_path(path).read_text())["inputs"] == {"model": "m"}
+
+
+def test_recompute_switch_names_a_section(tmp_path, monkeypatch):
+    path = tmp_path / "part3_contrastive" / "x.json"
+    fn, calls = counted([1])
+    load_or_generate(path, fn)
+    monkeypatch.setenv("COURSE_RECOMPUTE", "part1_assistant_axis")
+    load_or_generate(path, fn)
+    assert len(calls) == 1
+    monkeypatch.setenv("COURSE_RECOMPUTE", "part3_contrastive")
+    load_or_generate(path, fn)
+    monkeypatch.setenv("COURSE_RECOMPUTE", "all")
+    load_or_generate(path, fn)
+    assert len(calls) == 3
+
+
+def test_numpy_scalars_are_saved_as_json(tmp_path):
+    value = load_or_generate(tmp_path / "x.json", lambda: {"auroc": np.float32(0.5), "n": np.int64(3)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"auroc": 0.5, "n": 3}
+    assert value["n"] == 3
+
+
+@pytest.mark.parametrize("case", ["tensor in json", "folder is a file"])
+def test_a_value_that_cannot_be_saved_is_still_returned(tmp_path, case):
+    if case == "tensor in json":
+        path, value = tmp_path / "x.json", {"v": torch.ones(2)}
+    else:
+        (tmp_path / "cache").write_text("not a folder")
+        path, value = tmp_path / "cache" / "x.json", [1]
+    with pytest.warns(UserWarning, match="Could not save"):
+        out = load_or_generate(path, lambda: value)
+    assert out is value
+    assert not path.exists()

@@ -1,0 +1,198 @@
+"""Prefill with shared prefixes: many prompts that start with the same tokens compute them once.
+
+Judge prompts repeat one long template before each item's question and answer; generation prompts
+repeat a system prompt before each question. `prefill` groups the prompts of a batch by their longest
+common token prefix, runs each distinct prefix once, copies its KV cache to every row of its group,
+and then runs only the rows' own tails. A row's cache then reads ``[pad][prefix][pad][tail]``: the
+attention mask hides both pads and positions are counted from the mask, so every row sees exactly the
+positions and keys it would see alone (equal to one full pass within float tolerance).
+
+Sharing is used only where it is exact in meaning: full-attention models (sliding-window caches crop
+what they keep) and models without user hooks (a hook that acts "at the last position" or "during
+the prompt pass" would see the prefix pass as a pass of its own).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+MIN_SHARED_TOKENS = 8
+
+
+def positions_from_mask(attention_mask: Tensor) -> Tensor:
+    """Position ids that skip padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def output_cache(output):
+    """The KV cache of a forward output (``cache`` from transformers 5.24, ``past_key_values`` before)."""
+    return output.cache if "cache" in output else output.past_key_values
+
+
+def cache_kwarg(model, cache) -> dict:
+    """Pass a KV cache under the name this transformers version's forward takes."""
+    params = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+
+
+def has_user_hooks(model) -> bool:
+    """True when any submodule has a forward or pre-forward hook that transformers did not install."""
+    for module in model.modules():
+        for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]:
+            if not getattr(hook, "__module__", "").startswith("transformers"):
+                return True
+    return False
+
+
+def full_attention_only(model) -> bool:
+    """True when every layer attends to the whole sequence (no sliding-window cache layers)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return all(t == "full_attention" for t in layer_types)
+    return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
+
+
+def can_share_prefixes(model) -> bool:
+    """Whether `prefill` may split prompts into a shared prefix pass and a tail pass."""
+    return full_attention_only(model) and not has_user_hooks(model)
+
+
+def shared_prefix_groups(rows: list[list[int]], min_shared: int = MIN_SHARED_TOKENS) -> list[tuple[list[int], int]]:
+    """Group rows that share a long prefix.
+
+    Args:
+        rows: token ids per prompt.
+        min_shared: the shortest prefix worth a pass of its own.
+
+    Returns:
+        (row indices, prefix length) per group; a prefix never covers a whole row (every row keeps
+        at least its last token for the tail pass); a length of 0 means "no shared prefix".
+    """
+    order = sorted(range(len(rows)), key=lambda i: rows[i])
+    groups: list[tuple[list[int], int]] = []
+    members: list[int] = []
+    common = 0
+
+    def lcp(a: list[int], b: list[int]) -> int:
+        n = min(len(a), len(b))
+        k = 0
+        while k < n and a[k] == b[k]:
+            k += 1
+        return k
+
+    def close() -> None:
+        if not members:
+            return
+        shortest = min(len(rows[i]) for i in members)
+        length = min(common, shortest - 1) if len(members) > 1 else 0
+        groups.append((list(members), length if length >= min_shared else 0))
+
+    for i in order:
+        if members:
+            k = lcp(rows[members[0]], rows[i])
+            if min(k, common) >= min_shared:
+                members.append(i)
+                common = min(k, common)
+                continue
+            close()
+        members, common = [i], len(rows[i])
+    close()
+    return groups
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        if row:
+            ids[b, width - len(row) :] = torch.tensor(row)
+            mask[b, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@dataclass
+class Prefilled:
+    """The state after a prompt pass, ready for decoding or for scoring continuations.
+
+    Attributes:
+        logits: next-token logits after each row's last prompt token [batch, vocab] (float32).
+        cache: the KV cache (a transformers cache object), one row per prompt.
+        attention_mask: [batch, cached length], 1 on real tokens.
+        shared_tokens: prompt tokens not recomputed thanks to shared prefixes.
+    """
+
+    logits: Float[Tensor, "batch vocab"]
+    cache: object
+    attention_mask: Int[Tensor, "batch seq"]
+    shared_tokens: int
+
+
+def prefill(model, rows: list[list[int]], pad_id: int, share_prefixes: bool | None = None) -> Prefilled:
+    """Run the prompts of one batch through the model, computing shared prefixes once.
+
+    Args:
+        model: the model.
+        rows: token ids per prompt (no padding).
+        pad_id: the pad token id.
+        share_prefixes: None decides with `can_share_prefixes`; False runs one padded pass.
+
+    Returns:
+        A `Prefilled` with rows in the order given.
+    """
+    device = model.device
+    share_prefixes = (
+        can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
+    )
+    groups = shared_prefix_groups(rows) if share_prefixes else [(list(range(len(rows))), 0)]
+    shared = [(members, length) for members, length in groups if length > 0]
+    if not shared:
+        ids, mask = _left_pad(rows, pad_id, device)
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1
+        )
+        return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, 0)
+
+    prefix_of = [0] * len(rows)  # row -> index into prefixes (0: the empty prefix)
+    prefixes: list[list[int]] = [[]]
+    cut = [0] * len(rows)
+    for members, length in shared:
+        prefixes.append(rows[members[0]][:length])
+        for i in members:
+            prefix_of[i], cut[i] = len(prefixes) - 1, length
+    # One pass over the distinct prefixes (the empty prefix is a row of padding, fully masked: give
+    # it one real pad token so no attention row is empty).
+    prefix_rows = [p if p else [pad_id] for p in prefixes]
+    ids, prefix_mask = _left_pad(prefix_rows, pad_id, device)
+    prefix_mask[0] = 0
+    prefix_mask[0, -1] = 1  # attended only by itself; hidden from the rows below
+    out = model(
+        input_ids=ids,
+        attention_mask=prefix_mask,
+        position_ids=positions_from_mask(prefix_mask),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = output_cache(out)
+    cache.batch_select_indices(torch.tensor(prefix_of, device=device))
+    prefix_mask[0, -1] = 0
+    head_mask = prefix_mask[torch.tensor(prefix_of, device=device)]
+    tails, tail_mask = _left_pad([row[c:] for row, c in zip(rows, cut)], pad_id, device)
+    mask = torch.cat([head_mask, tail_mask], dim=1)
+    positions = positions_from_mask(mask)[:, -tails.shape[1] :]
+    out = model(
+        input_ids=tails,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **cache_kwarg(model, cache),
+    )
+    saved = sum(cut) - sum(len(p) for p in prefixes)
+    return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, saved)
