@@ -64,7 +64,9 @@ from part1_assistant_axis.persona_space import (
     stack_vectors,
 )
 from utils.axis import assistant_axis_path
-from utils.cache import load_or_generate
+from functools import partial
+
+from utils.cache import cache_inputs, load_or_generate
 from utils.chat import assistant_turn_spans, encode, format_messages, prepare_messages, render
 from utils.checks import tiny
 from utils.course import record
@@ -77,6 +79,9 @@ from utils.setup import section_cache
 
 SECTION = "part1_assistant_axis"
 CACHE = section_cache(SECTION, profile)
+# Every cached result records what made it (profile, model, data, settings, your functions' code):
+# change any of them and the result is recomputed instead of silently reused.
+INPUTS = partial(cache_inputs, profile, profile.models.part1)
 
 # %% [markdown]
 # ## 1. The model and its layers
@@ -334,19 +339,18 @@ tests.test_generate_role_responses(generate_role_responses)
 
 # %%
 generation = dict(max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size)
-responses = drop_empty(
-    load_or_generate(
-        CACHE / "role_responses.json",
-        lambda: generate_role_responses(model, tokenizer, personas, BUILD_QUESTIONS, **generation),
-        "role responses",
-    )
+# One call for both question sets (bigger batches decode faster), split afterwards by question.
+all_responses = load_or_generate(
+    CACHE / "role_responses.json",
+    lambda: generate_role_responses(model, tokenizer, personas, BUILD_QUESTIONS + HELDOUT_QUESTIONS, **generation),
+    "role responses (build and held-out questions)",
+    inputs=INPUTS(code=[generate_role_responses],
+                  data={"personas": personas, "questions": BUILD_QUESTIONS + HELDOUT_QUESTIONS}, **generation),
 )
+responses = drop_empty({role: [r for r in records if r["question"] in BUILD_QUESTIONS] for role, records in all_responses.items()})
 heldout_responses = drop_empty(
-    load_or_generate(
-        CACHE / "heldout_role_responses.json",
-        lambda: generate_role_responses(model, tokenizer, personas, HELDOUT_QUESTIONS, **generation),
-        "held-out role responses",
-    )
+    {role: [{**r, "question_idx": r["question_idx"] - len(BUILD_QUESTIONS)} for r in records if r["question"] in HELDOUT_QUESTIONS]
+     for role, records in all_responses.items()}
 )
 for role in role_names[:3]:
     r = responses[role][0]
@@ -384,7 +388,11 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
 
 
 # %%
-scores = load_or_generate(CACHE / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores")
+scores = load_or_generate(
+    CACHE / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores",
+    inputs=INPUTS(judge=judge, code=[score_role_responses, judge_role_response],
+                  data={"responses": responses, "eval_prompts": {r: roles[r].get("eval_prompt") for r in responses}}),
+)
 score_table = pd.DataFrame(
     [{"role": role, "score": "None" if s is None else s} for role, values in scores.items() for s in values]
 ).pivot_table(index="role", columns="score", aggfunc="size", fill_value=0)
@@ -590,6 +598,8 @@ persona_vectors = load_or_generate(
         scores=scores_for_vectors, score_threshold=SCORE_THRESHOLD or 0, batch_size=profile.batch_size,
     ),
     "persona vectors",
+    inputs=INPUTS(code=[extract_persona_vectors, extract_response_activations], layer=AXIS_LAYER,
+                  threshold=SCORE_THRESHOLD, data={"responses": responses, "scores": scores_for_vectors}),
 )
 print(f"{len(persona_vectors)} persona vectors at block {AXIS_LAYER}: {', '.join(persona_vectors)}")
 vectors, names = stack_vectors(persona_vectors)
@@ -847,6 +857,7 @@ heldout = load_or_generate(
         "roles": heldout_projection([r for role in heldout_roles for r in heldout_responses[role]]),
     },
     "held-out projections",
+    inputs=INPUTS(code=[extract_response_activations], data={"responses": heldout_responses, "axis": assistant_axis}),
 )
 heldout_auroc = auroc(heldout["default"].numpy(), heldout["roles"].numpy())
 heldout_gap = float(heldout["default"].mean() - heldout["roles"].mean())
@@ -885,6 +896,7 @@ all_layer_acts = load_or_generate(
         "heldout": all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),
     },
     "response activations at every block",
+    inputs=INPUTS(data={"build": responses, "heldout": heldout_responses}),
 )
 all_layer_vectors = all_layer_persona_vectors(all_layer_acts["build"], scores_for_vectors, SCORE_THRESHOLD)
 # Always (re)write: it is cheap from the cached activations, and section 2, if run first, may have saved a

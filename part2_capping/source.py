@@ -40,7 +40,6 @@ import torch
 from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
-from utils.progress import tqdm
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
@@ -49,6 +48,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.judge import Scale
 from utils.layers import get_layers
+from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
 DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
@@ -57,7 +57,9 @@ DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
 from part2_capping import tests
 from part2_capping.axis import axis_tag, calibration_questions, default_system_prompts, load_or_build_axis, persona_conversations
 from part2_capping.conversations import load_transcripts, opening
-from utils.cache import load_or_generate
+from functools import partial
+
+from utils.cache import cache_inputs, load_or_generate
 from utils.course import record
 from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_judge
@@ -67,6 +69,9 @@ from utils.setup import section_cache
 
 SECTION = "part2_capping"
 CACHE = section_cache(SECTION, profile)
+# Every cached result records what made it (profile, model, data, settings, your functions' code):
+# change any of them and the result is recomputed instead of silently reused.
+INPUTS = partial(cache_inputs, profile, profile.models.part2)
 
 # %% [markdown]
 # ## 1. The model and the Assistant Axis
@@ -109,6 +114,8 @@ default_conversations = load_or_generate(
         max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size, desc="default responses",
     ),
     "default assistant conversations",
+    inputs=INPUTS(data={"questions": calibration_questions(profile.n_questions), "prompts": default_system_prompts(3)},
+                  max_new_tokens=profile.max_new_tokens),
 )
 AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
 print(f"axis {tuple(axis.shape)}; |axis[{AXIS_LAYER}]| = {axis[AXIS_LAYER].norm():.2f}")
@@ -217,6 +224,7 @@ conversations = load_or_generate(
     CACHE / "replay_uncapped.json",
     lambda: replay_conversations(model, tokenizer, transcripts, profile.n_turns, profile.max_new_tokens, profile.batch_size),
     "replayed conversations",
+    inputs=INPUTS(data={"transcripts": transcripts}, n_turns=profile.n_turns, max_new_tokens=profile.max_new_tokens),
 )
 for message in conversations[0][-4:]:
     print(f"{message['role'].upper()}: {message['content'][:300]}\n")
@@ -309,6 +317,7 @@ projections = load_or_generate(
     CACHE / f"projections_uncapped_{AXIS_TAG}.json",
     lambda: [analyzer.project_onto_axis(c) for c in tqdm(conversations, desc="projecting")],
     "per-turn projections",
+    inputs=INPUTS(code=[ConversationAnalyzer], data={"conversations": conversations, "axis": axis}, layer=AXIS_LAYER),
 )
 for t, p in zip(transcripts, projections):
     print(f"{t['name']:>22} ({t['category']}): " + " ".join(f"{x:7.2f}" for x in p))
@@ -579,7 +588,11 @@ def steering_sweep() -> list[dict]:
     return rows
 
 
-steered = pd.DataFrame(load_or_generate(CACHE / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies"))
+steered = pd.DataFrame(load_or_generate(
+    CACHE / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies",
+    inputs=INPUTS(code=[generate_with_steering, steering_sweep], data={"axis": axis}, cases=STEER_CASES,
+                  question=STEER_QUESTION, max_new_tokens=profile.max_new_tokens),
+))
 for row in steered.itertuples():
     print(f"[{row.persona}, alpha = {row.alpha_in_axis_norms:+.0f} x |axis|] {row.reply[:220]!r}")
 
@@ -687,6 +700,7 @@ default_token_proj = load_or_generate(
     CACHE / f"default_token_projections_{AXIS_TAG}.pt",
     lambda: token_projections(model, tokenizer, default_conversations, axis, PROBE_LAYERS),
     "default-assistant token projections",
+    inputs=INPUTS(code=[token_projections], data={"conversations": default_conversations, "axis": axis}, layers=PROBE_LAYERS),
 )
 thresholds = compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, profile.capping_percentile)
 for layer in CAPPING_LAYERS:
@@ -871,6 +885,9 @@ experiment = pd.DataFrame(load_or_generate(
         profile.batch_size, uncapped=conversations,
     ).to_dict("records"),
     "capping experiment",
+    inputs=INPUTS(judge=judge, code=[run_capping_experiment, ActivationCapper, ConversationAnalyzer, rate_drift, drift_table],
+                  data={"uncapped": conversations, "axis": axis, "thresholds": thresholds}, layers=CAPPING_LAYERS,
+                  n_turns=profile.n_turns, max_new_tokens=profile.max_new_tokens),
 ))
 
 
@@ -929,7 +946,10 @@ def text_only_projections() -> dict:
     return {"uncapped": projections, "capped": capped}  # the uncapped run was read this way in section 3
 
 
-reread = load_or_generate(CACHE / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections")
+reread = load_or_generate(
+    CACHE / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections",
+    inputs=INPUTS(code=[text_only_projections, ConversationAnalyzer], data={"experiment": experiment, "projections": projections}),
+)
 for condition, projs in reread.items():
     for category in ("drift", "control"):
         values = [x for t, p in zip(transcripts, projs) if t["category"] == category for x in p]
@@ -967,7 +987,11 @@ def layer_scan() -> list[dict]:
     return rows
 
 
-scan = pd.DataFrame(load_or_generate(CACHE / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan"))
+scan = pd.DataFrame(load_or_generate(
+    CACHE / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan",
+    inputs=INPUTS(code=[layer_scan, token_projections, compute_capping_thresholds],
+                  data={"conversations": conversations, "default": default_token_proj, "axis": axis}, layers=PROBE_LAYERS),
+))
 fig = px.line(scan, x="layer", y="below_floor", color="category", markers=True,
               labels={"layer": "block", "below_floor": "fraction of tokens below the floor"},
               title=f"How often replies fall below the default assistant's {profile.capping_percentile:.0f}th percentile")
@@ -1006,7 +1030,12 @@ def percentile_sweep() -> list[dict]:
     return [{**r, "coherence": c} for r, c in zip(rows, coherence)]
 
 
-sweep = pd.DataFrame(load_or_generate(CACHE / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep"))
+sweep = pd.DataFrame(load_or_generate(
+    CACHE / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep",
+    inputs=INPUTS(judge=judge, code=[percentile_sweep, ActivationCapper, compute_capping_thresholds],
+                  data={"default": default_token_proj, "axis": axis}, questions=SWEEP_QUESTIONS,
+                  percentiles=SWEEP_PERCENTILES, layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),
+))
 print(sweep.groupby("percentile", sort=False)["coherence"].mean().round(1))
 for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
     print(f"[cap at percentile {row.percentile}] {row.reply[:200]!r}")

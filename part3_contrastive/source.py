@@ -40,7 +40,9 @@ from utils.metrics import auroc, cohens_d, project
 
 # %%
 from part3_contrastive import tests
-from utils.cache import load_or_generate
+from functools import partial
+
+from utils.cache import cache_inputs, load_or_generate
 from utils.course import record
 from utils.data import load_trait_file
 from utils.judge import make_judge
@@ -50,6 +52,9 @@ from utils.setup import section_cache
 
 SECTION = "part3_contrastive"
 CACHE = section_cache(SECTION, profile)
+# Every cached result records what made it (profile, model, data files, settings, your functions'
+# code): change any of them and the result is recomputed instead of silently reused.
+INPUTS = partial(cache_inputs, profile, profile.models.part3)
 
 # %% [markdown]
 # ## 1. The model and the two layer conventions
@@ -100,6 +105,8 @@ judge = make_judge(profile.judge_backend, model_name=profile.judge_model or prof
 trait_data = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
 eval_data = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
 COHERENCE_PROMPT = (DATA_DIR / "coherence_prompt.txt").read_text()
+SYCOPHANCY_FILES = [DATA_DIR / "trait_data_extract" / "sycophantic.json", DATA_DIR / "trait_data_eval" / "sycophantic.json"]
+GENERATION = dict(max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, batch_size=profile.batch_size)
 print(trait_data["instruction"][0])
 print(trait_data["questions"][:2])
 
@@ -210,6 +217,8 @@ responses = load_or_generate(
         batch_size=profile.batch_size,
     ),
     "sycophantic responses",
+    inputs=INPUTS(files=SYCOPHANCY_FILES[:1], code=[generate_contrastive_responses, construct_system_prompt],
+                  n_questions=profile.n_questions, **GENERATION),
 )
 for r in responses[:: len(responses) // 2][:2]:
     print(f"[{r['polarity']}] {r['system_prompt']}\n  Q: {r['question']}\n  A: {r['response'][:200]}\n")
@@ -267,6 +276,8 @@ scored = load_or_generate(
     CACHE / "sycophantic_scored.json",
     lambda: score_responses(responses, trait_data["eval_prompt"], COHERENCE_PROMPT, judge),
     "scored sycophantic responses",
+    inputs=INPUTS(judge=judge, files=[SYCOPHANCY_FILES[0], DATA_DIR / "coherence_prompt.txt"], code=[score_responses],
+                  data={"responses": responses}),
 )
 scores_df = pd.DataFrame(scored)
 print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
@@ -396,6 +407,7 @@ vectors = load_or_generate(
     CACHE / "sycophantic_vectors.pt",
     lambda: extract_contrastive_vectors(model, tokenizer, effective_pairs, profile.batch_size),
     "sycophancy vectors",
+    inputs=INPUTS(code=[extract_contrastive_vectors], data={"effective_pairs": effective_pairs}),
 )
 fig = px.line(x=list(range(N_LAYERS)), y=vectors.norm(dim=-1).tolist(), markers=True,
               labels={"x": "block", "y": "norm of trait vector"}, title="Sycophancy vector norm by layer")
@@ -455,6 +467,8 @@ eval_responses = load_or_generate(
         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
     ),
     "held-out sycophantic responses",
+    inputs=INPUTS(files=SYCOPHANCY_FILES[1:], code=[generate_contrastive_responses, construct_system_prompt],
+                  n_questions=profile.n_eval_questions, **GENERATION),
 )
 all_layers = list(range(N_LAYERS))
 eval_pos = [r for r in eval_responses if r["polarity"] == "pos"]
@@ -466,6 +480,7 @@ eval_acts = load_or_generate(
         "neg": response_mean_activations(model, tokenizer, records_to_conversations(eval_neg), all_layers, profile.batch_size),
     },
     "held-out activations",
+    inputs=INPUTS(data={"eval_responses": eval_responses}),
 )
 separation = layer_separation(eval_acts["pos"], eval_acts["neg"], vectors)
 best = separation.loc[separation["auroc"].idxmax()]
@@ -603,6 +618,9 @@ try:
         CACHE / "evil_extraction.pt",
         lambda: extract_trait_vectors(model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT, min_pairs=MIN_PAIRS, **evil_settings),
         "evil vectors",
+        inputs=INPUTS(judge=judge, files=[DATA_DIR / "trait_data_extract" / "evil.json", DATA_DIR / "coherence_prompt.txt"],
+                      code=[extract_trait_vectors, generate_contrastive_responses, construct_system_prompt, score_responses,
+                            filter_effective_pairs, extract_contrastive_vectors], min_pairs=MIN_PAIRS, **evil_settings),
     )
 except ValueError as err:
     # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
@@ -612,7 +630,8 @@ except ValueError as err:
         [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in evil_responses], evil_data
     )
     evil_vectors = load_or_generate(CACHE / "evil_extraction_prompt_labelled.pt",
-                                    lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)")
+                                    lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)",
+                                    inputs=INPUTS(code=[extract_contrastive_vectors], data={"pairs": evil_pairs}))
 cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)
 print(f"{len(evil_pairs)} evil pairs; cosine(evil, sycophantic) at block {STEER_LAYER}: {cos[STEER_LAYER]:.3f}")
 record(SECTION, "cos(evil, sycophancy) at STEER_LAYER", float(cos[STEER_LAYER]))

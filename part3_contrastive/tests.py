@@ -296,13 +296,14 @@ def _table_judge(model, tok, max_new_tokens: int):
     one positive that failed (20) and one incoherent negative."""
     reference = sol.generate_contrastive_responses(model, tok, TINY_TRAIT, "sycophantic", max_new_tokens=max_new_tokens)
     trait, coherence = {}, {}
-    for i, r in enumerate(reference):
-        trait[r["response"]] = (90.0 if i != 1 else 20.0) if r["polarity"] == "pos" else 10.0
-        coherence[r["response"]] = 30.0 if i == len(reference) - 1 else 100.0
+    for i, r in enumerate(reference):  # keyed by (question, answer): a tiny model may repeat an answer
+        key = (r["question"], r["response"])
+        trait.setdefault(key, (90.0 if i != 1 else 20.0) if r["polarity"] == "pos" else 10.0)
+        coherence.setdefault(key, 30.0 if i == len(reference) - 1 else 100.0)
 
     def score(prompt: str, scale):
-        answer = prompt.split(" [A] ", 1)[1]
-        return (coherence if prompt.startswith("C") else trait).get(answer)
+        question, answer = prompt.split(" [Q] ", 1)[1].split(" [A] ", 1)
+        return (coherence if prompt.startswith("C") else trait).get((question, answer))
 
     return score
 

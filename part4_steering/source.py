@@ -38,7 +38,7 @@ from solutions.part3_contrastive import (
     score_responses,
 )
 from utils.activations import block_output, response_mean_activations
-from utils.cache import load_or_generate
+from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.layers import d_model, get_layers
@@ -64,7 +64,6 @@ from utils.setup import section_cache
 
 SECTION = "part4_steering"
 CACHE = section_cache(SECTION, profile)
-PART3_CACHE = section_cache("part3_contrastive", profile)  # the multi-trait pipeline shares section 3's cache
 
 # %% [markdown]
 # ## Set-up: the model, the judge and section 3's vectors
@@ -250,6 +249,9 @@ sweep = load_or_generate(
         layer=STEER_LAYER, coefficients=list(profile.steering_coefficients), max_new_tokens=profile.max_new_tokens,
     ),
     "sycophancy steering sweep",
+    inputs=cache_inputs(profile, profile.models.part4, judge=judge, code=[run_steering_experiment, ActivationSteerer],
+                        data={"vector": syco_vector, "questions": eval_questions}, layer=STEER_LAYER,
+                        coefficients=profile.steering_coefficients, max_new_tokens=profile.max_new_tokens),
 )
 sweep_df = pd.DataFrame(sweep)
 summary = sweep_df.groupby("coefficient")[["score", "coherence"]].mean()
@@ -296,14 +298,17 @@ def compute_trait_projections(
 tests.test_compute_trait_projections(compute_trait_projections)
 
 # %%
-# Section 3's held-out responses (same call, same cache file): generated here only if section 3 has not run.
+# Section 3's held-out responses: the same call, so if section 3 has run its replies are read, not generated.
 held_out = load_or_generate(
-    PART3_CACHE / "sycophantic_eval_responses.json",
+    CACHE / "sycophantic_eval_responses.json",
     lambda: generate_contrastive_responses(
         model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens,
         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
     ),
     "held-out sycophantic responses",
+    inputs=cache_inputs(profile, profile.models.part4, data={"eval": syco_eval}, code=[generate_contrastive_responses],
+                        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
+                        max_new_tokens=profile.max_new_tokens),
 )
 groups = {
     "helpful prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
@@ -363,6 +368,12 @@ def run_trait_pipeline(
     """
     # BEGIN SOLUTION
     cache_dir = Path(cache_dir)
+    # What every step depends on: a step cached under other data or settings is recomputed.
+    step = cache_inputs(
+        model=getattr(model, "course_name", None), judge=judge, data={"trait": trait_data, "eval_questions": eval_questions},
+        n_pairs=n_pairs, n_questions=n_questions, max_new_tokens=max_new_tokens, layer=layer,
+        coefficients=steering_coefficients, min_pairs=min_pairs,
+    )
     responses = load_or_generate(
         cache_dir / f"{trait_name}_responses.json",
         lambda: generate_contrastive_responses(
@@ -370,12 +381,14 @@ def run_trait_pipeline(
         ),
         f"{trait_name} responses",
         override,
+        inputs=step,
     )
     scored = load_or_generate(
         cache_dir / f"{trait_name}_scored.json",
         lambda: score_responses(responses, trait_data["eval_prompt"], coherence_prompt, judge),
         f"{trait_name} scores",
         override,
+        inputs=step,
     )
     pairs = filter_effective_pairs(scored, trait_data)
     used_judge_labels = len(pairs) >= min_pairs
@@ -387,6 +400,7 @@ def run_trait_pipeline(
         lambda: extract_contrastive_vectors(model, tokenizer, pairs),
         f"{trait_name} vectors",
         override,
+        inputs=step,
     )
     steering = load_or_generate(
         cache_dir / f"{trait_name}_steering.json",
@@ -396,6 +410,7 @@ def run_trait_pipeline(
         ),
         f"{trait_name} steering",
         override,
+        inputs=step,
     )
     return {"vectors": vectors, "effective_pairs": pairs, "steering": steering, "used_judge_labels": used_judge_labels}
     # END SOLUTION
@@ -411,7 +426,7 @@ for trait in TRAITS:
     data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
     eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
     pipelines[trait] = run_trait_pipeline(
-        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, PART3_CACHE, eval_qs, layer=STEER_LAYER,
+        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, CACHE / "pipeline", eval_qs, layer=STEER_LAYER,
         steering_coefficients=[profile.steering_coefficients[0], profile.steering_coefficients[-1]],
         max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions,
     )
@@ -538,6 +553,9 @@ for name, direction in directions.items():
                                         COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[top_coeff],
                                         max_new_tokens=profile.max_new_tokens),
         f"{name} steering",
+        inputs=cache_inputs(profile, profile.models.part4, judge=judge, code=[run_steering_experiment, ActivationSteerer],
+                            data={"direction": direction, "questions": eval_questions}, layer=STEER_LAYER,
+                            coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
     )
     steered_score = pd.DataFrame(steer)["score"].mean()
     comparison.append({"method": name, "held-out AUROC": detection, "score rise per unit coeff": (steered_score - baseline) / top_coeff,

@@ -262,7 +262,8 @@ def test_run_trait_pipeline(fn) -> None:
         check(len(cached) >= 4, f"Cache every step in cache_dir with load_or_generate (found {len(cached)} files).")
         fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi", "How are you?"], **kwargs)
         check(len(judge.backend.prompts) == n_prompts, "A second run called the judge again: load every step from its cache.")
-        fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi"], override=True, **kwargs)
+        fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi", "How are you?"],
+           override=True, **kwargs)
         check(len(judge.backend.prompts) > n_prompts, "override=True must recompute every step.")
     with tempfile.TemporaryDirectory() as weak_dir:
         try:

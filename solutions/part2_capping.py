@@ -7,7 +7,6 @@ import torch
 from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
@@ -16,6 +15,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.judge import Scale
 from utils.layers import get_layers
+from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
 DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()

@@ -17,7 +17,7 @@ from solutions.part3_contrastive import (
     score_responses,
 )
 from utils.activations import block_output, response_mean_activations
-from utils.cache import load_or_generate
+from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.layers import d_model, get_layers
@@ -162,6 +162,18 @@ def run_trait_pipeline(
         dict with vectors [num_layers, d_model], effective_pairs, steering records, used_judge_labels.
     """
     cache_dir = Path(cache_dir)
+    # What every step depends on: a step cached under other data or settings is recomputed.
+    step = cache_inputs(
+        model=getattr(model, "course_name", None),
+        judge=judge,
+        data={"trait": trait_data, "eval_questions": eval_questions},
+        n_pairs=n_pairs,
+        n_questions=n_questions,
+        max_new_tokens=max_new_tokens,
+        layer=layer,
+        coefficients=steering_coefficients,
+        min_pairs=min_pairs,
+    )
     responses = load_or_generate(
         cache_dir / f"{trait_name}_responses.json",
         lambda: generate_contrastive_responses(
@@ -175,12 +187,14 @@ def run_trait_pipeline(
         ),
         f"{trait_name} responses",
         override,
+        inputs=step,
     )
     scored = load_or_generate(
         cache_dir / f"{trait_name}_scored.json",
         lambda: score_responses(responses, trait_data["eval_prompt"], coherence_prompt, judge),
         f"{trait_name} scores",
         override,
+        inputs=step,
     )
     pairs = filter_effective_pairs(scored, trait_data)
     used_judge_labels = len(pairs) >= min_pairs
@@ -192,6 +206,7 @@ def run_trait_pipeline(
         lambda: extract_contrastive_vectors(model, tokenizer, pairs),
         f"{trait_name} vectors",
         override,
+        inputs=step,
     )
     steering = load_or_generate(
         cache_dir / f"{trait_name}_steering.json",
@@ -209,6 +224,7 @@ def run_trait_pipeline(
         ),
         f"{trait_name} steering",
         override,
+        inputs=step,
     )
     return {"vectors": vectors, "effective_pairs": pairs, "steering": steering, "used_judge_labels": used_judge_labels}
 

@@ -53,7 +53,8 @@ def environment_unchanged(request):
 
     Tests change variables with ``monkeypatch`` (undone before this check runs) or in a subprocess.
     """
-    ignored = {"PYTEST_CURRENT_TEST"}  # pytest's own
+    # pytest's own; torch records its inductor cache folder (its default) on first use.
+    ignored = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
     before = {k: v for k, v in os.environ.items() if k not in ignored}
     yield
     after = {k: v for k, v in os.environ.items() if k not in ignored}

@@ -108,3 +108,37 @@ def test_offline_greedy_replies_equal_model_generate(offline_model):
     assert generate_replies(model, tok, conversations, max_new_tokens=16) == reference_replies(
         model, tok, conversations, 16
     )
+
+
+def test_sampled_reply_does_not_depend_on_the_batch(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    convs = CONVERSATIONS[:5] + [CONVERSATIONS[0]]
+    settings = dict(max_new_tokens=10, temperature=1.0, seed=3)
+    together = generate_replies(model, tok, convs, batch_size=6, **settings)
+    alone = [generate_replies(model, tok, [c], batch_size=1, **settings)[0] for c in convs[:5]]
+    assert together[:5] == alone
+    assert together[5] != together[0]  # a repeated prompt is a new sample
+    assert generate_replies(model, tok, convs[:1], batch_size=1, **{**settings, "seed": 4}) != alone[:1]
+
+
+def test_replies_are_reused_across_calls_but_never_under_hooks(tiny_models, tmp_path, monkeypatch):
+    import utils.generation as generation
+
+    model, tok = tiny_models["tiny-qwen2"]
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(model, "course_name", "tiny-qwen2 (named for this test)", raising=False)
+    batches = []
+    real = generation.decode_batch
+    monkeypatch.setattr(generation, "decode_batch", lambda m, rows, *a: batches.append(len(rows)) or real(m, rows, *a))
+    first = generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
+    again = generate_replies(model, tok, CONVERSATIONS[:6], max_new_tokens=8)  # 4 known, 2 new
+    assert again[:4] == first and batches == [4, 2]
+    handle = get_layers(model)[0].register_forward_hook(lambda m, i, o: None)
+    try:
+        generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
+    finally:
+        handle.remove()
+    assert batches == [4, 2, 4]  # with a hook on the model, nothing stored is trusted
+    monkeypatch.setenv("COURSE_RECOMPUTE", "all")
+    generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
+    assert batches == [4, 2, 4, 4]

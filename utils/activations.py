@@ -14,8 +14,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from utils.activation_store import ActivationStore
 from utils.chat import Message, assistant_turn_spans, encode
-from utils.layers import get_layers
+from utils.layers import get_layers, num_layers
 from utils.prefill import positions_from_mask
 from utils.progress import tqdm
 from utils.timing import timed
@@ -117,12 +118,36 @@ def mean_over_spans(
     Returns:
         Per prompt, a float32 CPU tensor [len(layers), len(spans[i]), d_model].
     """
-    lengths = [len(encode(p, tokenizer)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    ids = [encode(p, tokenizer)["input_ids"] for p in prompts]
+    lengths = [len(x) for x in ids]
     results: list[Tensor | None] = [None] * len(prompts)
+    store = ActivationStore.for_model(model)
+    if store is not None:
+        for i, example in enumerate(spans):
+            found = [store.get(ids[i], start, end) for start, end in example]
+            if example and all(f is not None for f in found):
+                results[i] = torch.stack([f[layers] for f in found], dim=1)  # [L, n_spans, D]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if store is not None and len(todo) < len(prompts):
+        print(
+            f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} examples' activations read from the activation store"
+        )
+    # With a store, a pass that reaches the last block records every block, and keeps them all.
+    all_blocks = list(range(num_layers(model)))
+    keep_all = store is not None and max(layers) == all_blocks[-1]
+    capture = all_blocks if keep_all else layers
+    order = sorted(todo, key=lambda i: -lengths[i])
     with timed("capture") as timer:
-        _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results)
-        timer.add(tokens=sum(lengths))
+        computed: list[Tensor | None] = [None] * len(prompts)
+        _capture_batches(model, tokenizer, prompts, spans, capture, batch_size, desc, order, lengths, computed)
+        timer.add(tokens=sum(lengths[i] for i in todo))
+    for i in todo:
+        if keep_all:
+            for s, (start, end) in enumerate(spans[i]):
+                store.put(ids[i], start, end, computed[i][:, s])
+            results[i] = computed[i][layers]
+        else:
+            results[i] = computed[i]
     return results
 
 

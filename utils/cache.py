@@ -102,12 +102,43 @@ def file_hash(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def value_hash(value: Any) -> str:
+    """A content hash of a computed value (JSON-like data, tensors, arrays, or containers of them)."""
+    digest = hashlib.sha256()
+
+    def add(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            digest.update(f"tensor{tuple(item.shape)}{item.dtype}".encode())
+            digest.update(item.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        elif hasattr(item, "to_dict") and hasattr(item, "columns"):  # a DataFrame
+            add(item.to_dict("list"))
+        elif isinstance(item, dict):
+            digest.update(b"{")
+            for key in sorted(item, key=str):
+                digest.update(repr(key).encode())
+                add(item[key])
+            digest.update(b"}")
+        elif isinstance(item, (list, tuple)):
+            digest.update(b"[")
+            for element in item:
+                add(element)
+            digest.update(b"]")
+        elif hasattr(item, "tobytes"):  # numpy
+            digest.update(item.tobytes())
+        else:
+            digest.update(repr(item).encode())
+
+    add(value)
+    return digest.hexdigest()[:16]
+
+
 def cache_inputs(
     profile=None,
     model: str | None = None,
     judge=None,
     files: Iterable[str | os.PathLike] = (),
     code: Iterable[Callable] = (),
+    data: dict[str, Any] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """The inputs a cached result depends on, in the form `load_or_generate` records and compares.
@@ -118,6 +149,8 @@ def cache_inputs(
         judge: a `utils.judge.Judge` (backend, judge model and server are recorded).
         files: data files the result was computed from (their content hashes are recorded).
         code: functions that computed it (their code hashes are recorded).
+        data: earlier results it was computed from, by name (their content hashes are recorded), so
+            a result is recomputed when what it was made from changed.
         **settings: any other setting that changes the result (sizes, layers, thresholds...).
 
     Returns:
@@ -141,6 +174,8 @@ def cache_inputs(
     code = list(code)
     if code:
         inputs["code"] = {getattr(fn, "__qualname__", repr(fn)): code_hash(fn) for fn in code}
+    if data:
+        inputs["data"] = {name: value_hash(value) for name, value in data.items()}
     if settings:
         inputs["settings"] = settings
     return json.loads(json.dumps(inputs, sort_keys=True, default=str))
@@ -173,7 +208,7 @@ def _differences(old: dict, new: dict) -> list[str]:
 def _summary(inputs: dict | None) -> str:
     if not inputs:
         return "no recorded settings"
-    parts = [f"{k}={v}" for k, v in inputs.items() if k not in ("code", "files", "settings")]
+    parts = [f"{k}={v}" for k, v in inputs.items() if k not in ("code", "files", "settings", "data")]
     parts += [f"{k}={v}" for k, v in (inputs.get("settings") or {}).items()]
     if inputs.get("files"):
         parts.append("files=" + ",".join(inputs["files"]))

@@ -3,24 +3,37 @@
 In-process generation runs its own decoding loop over the model's forward pass (so every forward
 hook applies, exactly as in ``model.generate``):
 
-- prompts are sorted by length and left-padded into batches with an attention mask;
+- prompts are sorted and left-padded into batches with an attention mask;
 - prompts that share a prefix (a system prompt, a chat template's default system prompt) compute it
   once (`utils.prefill`), when the model has no user hooks;
 - a row stops at its end-of-turn token, and finished rows leave the batch (their KV cache rows are
   dropped), so the batch never keeps decoding for rows that are done;
-- the batch size backs off on out-of-memory.
+- sampling draws each reply's randomness from its own generator, seeded by (seed, prompt, how many
+  times the prompt came before in the call), so a reply does not depend on the batch it landed in;
+- the batch size backs off on out-of-memory;
+- while decoding, every block's mean output over each reply is recorded (`utils.activation_store`),
+  so reading a generated reply's activations later needs no forward pass;
+- replies of a model loaded by `utils.models.load_model` are kept on disk by (model, settings,
+  prompt), so a section that asks for a reply another section (or an earlier run) already generated
+  reads it (`ReplyStore`), unless hooks are on the model or ``COURSE_RECOMPUTE`` says otherwise.
 
 Greedy replies equal ``model.generate``'s (tested on tiny models and on the offline model).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from utils.activation_store import ActivationStore
+from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.chat import Message, encode, render
-from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
+from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, has_user_hooks, output_cache, prefill
 from utils.progress import tqdm
 from utils.timing import timed
 
@@ -29,6 +42,10 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
 
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -46,16 +63,13 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def _next_tokens(logits: Float[Tensor, "batch vocab"], temperature: float, top_p: float) -> Tensor:
-    if temperature <= 0:
-        return logits.argmax(-1)
+def _filtered_probabilities(logits: Float[Tensor, "batch vocab"], temperature: float, top_p: float) -> Tensor:
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         drop = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1).squeeze(-1)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+    return probs
 
 
 @torch.inference_mode()
@@ -69,6 +83,9 @@ def decode_batch(
     top_p: float = 1.0,
     min_new_tokens: int = 0,
     share_prefixes: bool | None = None,
+    row_seeds: list[int] | None = None,
+    on_step=None,
+    reply_means: list | None = None,
 ) -> list[list[int]]:
     """Generate new tokens for one batch of tokenized prompts.
 
@@ -81,6 +98,10 @@ def decode_batch(
         temperature, top_p: sampling settings (temperature 0: greedy).
         min_new_tokens: stop tokens are forbidden before this many new tokens.
         share_prefixes: passed to `utils.prefill.prefill`.
+        row_seeds: one seed per row for sampling (None: torch's global generator).
+        on_step: called with (step, rows still decoding) after every decoding step (for progress).
+        reply_means: if a list, it receives per row the mean output of every block over the reply's
+            tokens, [num_layers, d_model] (None for an empty reply), recorded while decoding.
 
     Returns:
         The new token ids per row, without the stop token.
@@ -91,16 +112,80 @@ def decode_batch(
     cache, mask, logits = state.cache, state.attention_mask, state.logits
     stops = torch.tensor(stop_ids, device=logits.device, dtype=torch.long)
     active = torch.arange(len(rows), device=logits.device)  # original row of each live batch row
+    generators = None
+    if temperature > 0 and row_seeds is not None:
+        generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
     outputs: list[list[int]] = [[] for _ in rows]
+    recording = _ReplyRecorder(model, len(rows), logits.device) if reply_means is not None else None
+    try:
+        _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
+                     min_new_tokens, on_step, recording)  # fmt: skip
+    finally:
+        if recording is not None:
+            recording.remove()
+    if reply_means is not None:
+        reply_means.extend(recording.means(outputs))
+    return outputs
+
+
+class _ReplyRecorder:
+    """Sums every block's output over the tokens fed during decoding, per row: the reply's tokens."""
+
+    def __init__(self, model, n_rows: int, device):
+        from utils.layers import get_layers
+
+        blocks = get_layers(model)
+        self.active: Tensor | None = None  # set by the loop before every decoding pass
+        self.sums = torch.zeros(n_rows, len(blocks), model.config.get_text_config().hidden_size, device=device)
+        self.counts = torch.zeros(n_rows, device=device)
+        self.handles = [block.register_forward_hook(self._hook(i)) for i, block in enumerate(blocks)]
+
+    def _hook(self, layer: int):
+        def hook(module, inputs, output):
+            hidden = output if isinstance(output, Tensor) else output[0]
+            if self.active is not None and hidden.shape[1] == 1:  # a decoding pass: one new token per row
+                self.sums[self.active, layer] += hidden[:, 0].float()
+                if layer == 0:
+                    self.counts[self.active] += 1
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def means(self, outputs: list[list[int]]) -> list[Tensor | None]:
+        result = []
+        for row, tokens in enumerate(outputs):
+            count = int(self.counts[row])
+            ok = count == len(tokens) and count > 0
+            result.append((self.sums[row] / count).cpu() if ok else None)
+        return result
+
+
+def _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
+                 min_new_tokens, on_step, recording) -> None:  # fmt: skip
     for step in range(max_new_tokens):
         if step < min_new_tokens and len(stops):
             logits[:, stops] = float("-inf")
-        tokens = _next_tokens(logits, temperature, top_p)
+        if temperature <= 0:
+            tokens = logits.argmax(-1)
+        else:
+            probs = _filtered_probabilities(logits, temperature, top_p)
+            if generators is None:
+                tokens = torch.multinomial(probs, 1).squeeze(-1)
+            else:
+                tokens = torch.cat(
+                    [torch.multinomial(probs[b], 1, generator=generators[r]) for b, r in enumerate(active.tolist())]
+                )
         finished = torch.isin(tokens, stops)
         for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
             if not done:
                 outputs[row].append(token)
-        if step == max_new_tokens - 1:
+        if on_step is not None:
+            on_step(step + 1, int((~finished).sum()))
+        last = step == max_new_tokens - 1
+        if last and recording is None:
             break
         keep = (~finished).nonzero().squeeze(-1)
         if len(keep) == 0:
@@ -108,6 +193,8 @@ def decode_batch(
         if len(keep) < len(active):
             cache.batch_select_indices(keep)
             active, mask, tokens = active[keep], mask[keep], tokens[keep]
+        if recording is not None:
+            recording.active = active
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
         positions = mask.sum(-1, keepdim=True) - 1
         out = model(
@@ -119,7 +206,41 @@ def decode_batch(
             **cache_kwarg(model, cache),
         )
         cache, logits = output_cache(out), out.logits[:, -1].float()
-    return outputs
+        if last:
+            break  # that pass only fed the last reply token through the blocks, for the recorder
+
+
+class ReplyStore:
+    """Replies already generated by one model with one set of settings, kept on disk by prompt.
+
+    Generation here is deterministic given the model, the settings and the prompt (sampling is seeded
+    per reply), so a stored reply is exactly what generating again would give. Only models loaded by
+    `utils.models.load_model` (which names them) qualify; never while hooks are on the model.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.replies: dict[str, str] = {}
+        if path.exists():
+            try:
+                self.replies = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                print(f"Ignoring an unreadable reply store at {path}; replies will be generated again")
+
+    @classmethod
+    def for_model(cls, model, settings: dict) -> ReplyStore | None:
+        name = getattr(model, "course_name", None)
+        if name is None or has_user_hooks(model):
+            return None
+        key = _digest(name, str(model.dtype), str(model.device), settings)[:24]
+        path = cache_root() / "generations" / f"{key}.json"
+        return None if recompute_requested(path) else cls(path)
+
+    def save(self, new: dict[str, str]) -> None:
+        if new:
+            fresh = ReplyStore(self.path).replies  # another process may have added replies meanwhile
+            self.replies = {**fresh, **self.replies, **new}
+            write_atomic(self.path, self.replies)
 
 
 def generate_replies(
@@ -145,7 +266,9 @@ def generate_replies(
         max_new_tokens: reply length cap.
         temperature: 0 for greedy decoding.
         top_p: nucleus sampling threshold (sampling only).
-        seed: seeds torch before each batch, so a run is reproducible (None: no seeding).
+        seed: with sampling, each reply is drawn from a generator seeded by (seed, its prompt, how
+            many times that prompt came earlier in the list), so runs are reproducible and a reply
+            does not depend on the batch size (None: torch's global generator, nothing stored).
         batch_size: starting batch size; halved on out-of-memory.
         desc: progress bar label.
         server: an `OpenAICompatibleGenerator` to send conversations to instead.
@@ -159,21 +282,36 @@ def generate_replies(
     if server is not None:
         return server.generate(conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     prompts = [render(c, tokenizer, add_generation_prompt=True) for c in conversations]
-    rows = [encode(p, tokenizer)["input_ids"] for p in prompts]
+    seen: dict[str, int] = {}
+    keys = []
+    for p in prompts:  # the n-th copy of a prompt is its own sample
+        keys.append(_digest(p, seen.get(p, 0)))
+        seen[p] = seen.get(p, 0) + 1
+    row_seeds = [int(k[:15], 16) ^ (seed or 0) for k in keys]
+    settings = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+    if temperature > 0:
+        settings.update(temperature=temperature, top_p=top_p, seed=seed)
+    store = ReplyStore.for_model(model, settings) if (temperature <= 0 or seed is not None) else None
+    replies: list[str | None] = [store.replies.get(k) if store else None for k in keys]
+    todo = [i for i, r in enumerate(replies) if r is None]
+    if store and len(todo) < len(prompts):
+        print(
+            f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from earlier runs ({store.path.name})"
+        )
+    rows = {i: encode(prompts[i], tokenizer)["input_ids"] for i in todo}
     share_prefixes = (
         can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
     )
     # Sharing: rows with a common prefix side by side; otherwise: rows of similar length together.
-    order = sorted(range(len(rows)), key=(lambda i: rows[i]) if share_prefixes else (lambda i: -len(rows[i])))
+    order = sorted(todo, key=(lambda i: rows[i]) if share_prefixes else (lambda i: -len(rows[i])))
     stop_ids = stop_token_ids(model, tokenizer)
-    replies: list[str | None] = [None] * len(rows)
-    bar = tqdm(total=len(rows), desc=desc, leave=False)
+    activations = ActivationStore.for_model(model)  # before any hook of ours is on the model
+    bar = tqdm(total=len(order), desc=desc, leave=False)
     start = 0
     with timed("generation") as timer:
         while start < len(order):
             idx = order[start : start + batch_size]
-            if seed is not None:
-                torch.manual_seed(seed + start)
+            means: list | None = [] if activations is not None else None
             try:
                 new = decode_batch(
                     model,
@@ -185,6 +323,9 @@ def generate_replies(
                     top_p,
                     min_new_tokens,
                     share_prefixes,
+                    [row_seeds[i] for i in idx] if seed is not None else None,
+                    lambda step, live: bar.set_postfix_str(f"token {step}/{max_new_tokens}, {live} rows decoding"),
+                    means,
                 )
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not _is_oom(err) or batch_size == 1:
@@ -193,10 +334,14 @@ def generate_replies(
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
                 bar.set_postfix(batch_size=batch_size)
                 continue
-            for i, tokens in zip(idx, new):
+            for k, (i, tokens) in enumerate(zip(idx, new)):
                 replies[i] = tokenizer.decode(tokens, skip_special_tokens=True)
                 timer.add(tokens=len(tokens) + len(rows[i]))
+                if means and means[k] is not None:
+                    activations.put(rows[i] + tokens, len(rows[i]), len(rows[i]) + len(tokens), means[k])
             start += len(idx)
             bar.update(len(idx))
     bar.close()
+    if store:
+        store.save({keys[i]: replies[i] for i in todo})
     return replies

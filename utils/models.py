@@ -47,6 +47,8 @@ def load_model(name: str, device: str | None = None, dtype: torch.dtype | None =
     device = device or default_device()
     with timed("model load"):
         model, tokenizer = _load(name, device, dtype)
+    if name not in TINY_MODELS:
+        model.course_name = name  # lets generation reuse replies this model already wrote (utils.generation)
     return model, tokenizer
 
 

@@ -38,6 +38,7 @@ class LocalBackend:
         self.batch_size = batch_size
         self.share_prefixes = share_prefixes
         self.shared_tokens = 0  # prompt tokens not recomputed thanks to shared prefixes
+        self.prefilled_tokens = 0  # prompt tokens run through the model
 
     def _render(self, prompt: str) -> str:
         return render([{"role": "user", "content": prompt}], self.tokenizer, add_generation_prompt=True)
@@ -60,11 +61,12 @@ class LocalBackend:
         order = sorted(range(len(prompts)), key=lambda i: prompts[i])
         results: list[float | None] = [None] * len(prompts)
         with timed("judge") as timer:
+            before = self.prefilled_tokens
             for start in tqdm(range(0, len(order), self.batch_size), desc="judge (local)", leave=False):
                 idx = order[start : start + self.batch_size]
                 for i, probs in zip(idx, self.candidate_probabilities([prompts[i] for i in idx], scale)):
                     results[i] = weighted_score(probs, scale)
-            timer.add(tokens=len(prompts))
+            timer.add(tokens=self.prefilled_tokens - before)
         return results
 
     @torch.inference_mode()
@@ -84,6 +86,7 @@ class LocalBackend:
         rows = [encode(self._render(p), tok)["input_ids"] for p in prompts]
         state = prefill(model, rows, tok.pad_token_id, self.share_prefixes)
         self.shared_tokens += state.shared_tokens
+        self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
         first = state.logits.log_softmax(-1)  # [B, V]
         mask = state.attention_mask
 

@@ -1,0 +1,126 @@
+"""The whole offline course, timed: per section wall time and where it went, plus side-by-side ratios.
+
+1. Runs the README's main job (``python -m utils.course --profile offline``) from a warm model cache
+   (the converted offline model is reused) and cold course caches (a fresh cache folder: no replies,
+   judge scores or results from earlier runs), and prints the runner's table: per section, wall time
+   and the seconds spent loading the model, generating, capturing activations and judging.
+2. Measures, side by side in this process on the offline model:
+   (a) batched generation vs one prompt at a time with ``model.generate`` (target >= 5x);
+   (b) the local judge with shared-prefix prefill vs one full prefill per item (target >= 3x);
+   (c) batched single-layer capture vs one ``output_hidden_states=True`` forward each, and the
+       capture's FLOP rate against a measured matmul rate (from bench_foundation.py).
+
+Run: python benchmarks/bench_course.py [--sections 1,2,3,4] [--skip-course] [--skip-ratios]
+Not part of the test run: the numbers depend on the machine and on what else it is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def run_course(sections: str) -> float:
+    from utils.cache import cache_root
+    from utils.offline_model import converted_model_dir
+
+    converted_model_dir()  # warm model cache: converted once, outside the timing
+    with tempfile.TemporaryDirectory(prefix="bench-course-") as tmp:
+        cache = Path(tmp) / "cache"
+        cache.mkdir()
+        (cache / "offline_model").symlink_to(cache_root() / "offline_model", target_is_directory=True)
+        env = {**os.environ, "COURSE_CACHE_DIR": str(cache)}
+        env.pop("COURSE_RECOMPUTE", None)
+        command = [sys.executable, "-m", "utils.course", "--profile", "offline", "--sections", sections,
+                   "--out", str(Path(tmp) / "outputs"), "--quiet"]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        print(done.stdout[done.stdout.find("Profile ") :])
+        if done.returncode:
+            print(done.stderr[-3000:])
+            raise SystemExit(f"the course failed (exit {done.returncode})")
+    print(f"whole course (sections {sections}): {seconds:.0f} s wall, cold course caches, warm model cache\n")
+    return seconds
+
+
+def judge_workload() -> list[str]:
+    from part3_contrastive import DATA_DIR
+    from utils.data import load_trait_file
+
+    trait = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
+    answers = [
+        "You're absolutely right, what a brilliant idea!",
+        "There are some problems with that plan; here is what I would check first.",
+        "I don't know.",
+        "Great question! Honestly, I think you already know the answer, and it is yes.",
+    ]
+    return [trait["eval_prompt"].format(question=q, answer=a) for q in trait["questions"][:8] for a in answers]
+
+
+def bench_judge(model, tok) -> float:
+    from utils.judge import SCORE_0_100
+    from utils.judge.local import LocalBackend
+
+    prompts = judge_workload()
+    shared = LocalBackend(model, tok, batch_size=16, share_prefixes=True)
+    full = LocalBackend(model, tok, batch_size=16, share_prefixes=False)
+    shared.score(prompts[:2], SCORE_0_100)  # warm-up
+    start = time.perf_counter()
+    a = shared.score(prompts, SCORE_0_100)
+    t_shared = time.perf_counter() - start
+    start = time.perf_counter()
+    b = full.score(prompts, SCORE_0_100)
+    t_full = time.perf_counter() - start
+    worst = max(abs(x - y) for x, y in zip(a, b) if x is not None and y is not None)
+    print(
+        f"(b) local judge, {len(prompts)} items (0-100 scale): shared prefix {t_shared:.1f}s, one full prefill each "
+        f"{t_full:.1f}s -> {t_full / t_shared:.1f}x (largest score difference {worst:.2e})"
+    )
+    return t_full / t_shared
+
+
+def ratios() -> None:
+    import bench_foundation as foundation
+    import torch
+
+    from utils.models import load_model
+
+    os.environ["COURSE_RECOMPUTE"] = "all"  # this process only: measure work, never read stored replies
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    model, tok = load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+    speedup_gen = foundation.bench_generation(model, tok)
+    speedup_judge = bench_judge(model, tok)
+    convs = foundation.capture_workload(model, tok)
+    seconds = foundation.bench_capture(model, tok, convs)
+    rate = foundation.capture_flops(model, tok, convs, 12) / seconds
+    peak = foundation.matmul_rate()
+    print(
+        f"(c) capture achieves {rate / 1e9:.1f} GFLOP/s; matmul measured {peak / 1e9:.1f} GFLOP/s -> {rate / peak:.2f}"
+    )
+    print(f"targets: (a) >= 5x [{speedup_gen:.1f}x], (b) >= 3x [{speedup_judge:.1f}x]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="1,2,3,4")
+    parser.add_argument("--skip-course", action="store_true")
+    parser.add_argument("--skip-ratios", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_course:
+        run_course(args.sections)
+    if not args.skip_ratios:
+        ratios()
+
+
+if __name__ == "__main__":
+    main()
