@@ -122,6 +122,8 @@ def mean_over_spans(
     lengths = [len(x) for x in ids]
     results: list[Tensor | None] = [None] * len(prompts)
     store = ActivationStore.for_model(model)
+    if store is not None and max(len(example) for example in spans) > MAX_STORED_SPANS:
+        store = None  # token-level spans (e.g. every token of a text): not worth a file each
     if store is not None:
         for i, example in enumerate(spans):
             found = [store.get(ids[i], start, end) for start, end in example]
@@ -151,9 +153,17 @@ def mean_over_spans(
     return results
 
 
+MAX_STORED_SPANS = 64  # examples with more spans than this are computed, not looked up or stored
+MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured block's output is held at once
+
+
 def _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results) -> None:
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        idx = order[start : start + batch_size]
+    batches, start = [], 0
+    while start < len(order):  # order is longest first: a batch's width is its first prompt's length
+        size = max(1, min(batch_size, MAX_CAPTURE_TOKENS * 24 // (lengths[order[start]] * max(len(layers), 1))))
+        batches.append(order[start : start + size])
+        start += size
+    for idx in tqdm(batches, desc=desc, leave=False):
         batch = encode([prompts[i] for i in idx], tokenizer, return_tensors="pt", padding=True)
         seq_len = batch["input_ids"].shape[1]
         left = tokenizer.padding_side == "left"

@@ -135,7 +135,7 @@ PROFILES: dict[str, Profile] = {
         n_turns=6,
         steering_coefficients=(0.0, 4.0, 8.0),
         judge_backend="auto",
-        batch_size=64,
+        batch_size=256,
     ),
     "tiny": Profile(
         name="tiny",
