@@ -69,7 +69,7 @@ from utils.chat import assistant_turn_spans, encode, format_messages, prepare_me
 from utils.checks import tiny
 from utils.course import record
 from utils.data import load_questions, load_roles
-from utils.judge import choose_backend, make_judge
+from utils.judge import make_section_judge
 from utils.layers import d_model, num_layers
 from utils.metrics import cohens_d, cosine_matrix
 from utils.models import describe, load_model
@@ -107,15 +107,12 @@ print(
 # The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
 # without one it is a local model — on the offline profile, the same small model we study — that
 # weighs every possible answer by its probability. A 0.5B judge is noisy: expect the method to work,
-# not the numbers to be sharp.
+# not the numbers to be sharp. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
+# `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
+# `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
 
 # %%
-JUDGE_BACKEND = choose_backend(profile.judge_backend)
-judge = make_judge(
-    JUDGE_BACKEND,
-    model_name=profile.judge_model or (profile.models.part1 if JUDGE_BACKEND == "local" else None),
-    local_model=(model, tokenizer),
-)
+judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 
 # %% [markdown]
 # ## 2. Roles and questions

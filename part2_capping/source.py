@@ -60,7 +60,7 @@ from part2_capping.conversations import load_transcripts, opening
 from utils.cache import load_or_generate
 from utils.course import record
 from utils.activations import response_mean_activations
-from utils.judge import SCORE_0_100, make_judge
+from utils.judge import SCORE_0_100, make_section_judge
 from utils.layers import d_model, num_layers
 from utils.models import describe, load_model
 from utils.setup import section_cache
@@ -88,7 +88,7 @@ AXIS_LAYER = profile.axis_layer
 CAPPING_LAYERS = list(profile.capping_layers)
 print(f"axis layer {AXIS_LAYER}, capping layers {CAPPING_LAYERS}, percentile {profile.capping_percentile}")
 
-judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part2, local_model=(model, tokenizer))
+judge = make_section_judge(profile, model, tokenizer, profile.models.part2)
 
 # %% [markdown]
 # `load_or_build_axis` loads the axis section 1 saved; if there is none, it builds a small one the same

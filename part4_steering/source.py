@@ -56,7 +56,7 @@ from solutions.part3_contrastive import records_to_conversations
 from utils.axis import load_assistant_axis
 from utils.course import record
 from utils.data import load_trait_file
-from utils.judge import make_judge
+from utils.judge import make_section_judge
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
@@ -77,7 +77,7 @@ PART3_CACHE = section_cache("part3_contrastive", profile)  # the multi-trait pip
 model, tokenizer = load_model(profile.models.part4)
 print(describe(model))
 TRAIT_VECTOR_LAYER, STEER_LAYER = profile.trait_vector_layer, profile.steer_layer
-judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part4, local_model=(model, tokenizer))
+judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
 COHERENCE_PROMPT = (PART3_DATA / "coherence_prompt.txt").read_text()
 syco_data = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")
 syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
