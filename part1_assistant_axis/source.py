@@ -72,7 +72,7 @@ from utils.data import load_questions, load_roles
 from utils.judge import make_section_judge
 from utils.layers import d_model, num_layers
 from utils.metrics import cohens_d, cosine_matrix
-from utils.models import describe, load_model
+from utils.models import describe, load_model, model_display_name
 from utils.setup import section_cache
 
 SECTION = "part1_assistant_axis"
@@ -131,7 +131,7 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 # means something.
 
 # %%
-roles = load_roles(ROLES_DIR)
+roles = load_roles(ROLES_DIR, model_name=model_display_name(profile.models.part1))
 role_names = select_roles(roles, profile.n_roles)
 personas = personas_from_roles(roles, role_names, profile.n_instruction_pairs)
 all_questions = load_questions(QUESTIONS_FILE)
@@ -354,6 +354,8 @@ for role in role_names[:3]:
 # One `judge.score` call for all of them lets the judge batch (locally) or send them concurrently
 # (APIs). The default persona is rated too (its prompt asks whether the answer is a plain assistant),
 # only to show how it behaves: its responses are the assistant by definition, and we keep them all.
+# A role without an `eval_prompt` (the Assistant Axis repository's `default.json` has none) is not
+# judged: its scores are None.
 
 # %% tags=["module"]
 def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict], judge) -> dict[str, list[int | None]]:
@@ -367,14 +369,18 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
     Returns:
         role -> one score (0-3, or None) per record, in the records' order.
     """
+    judged = {role: records for role, records in responses.items() if roles[role].get("eval_prompt")}
     prompts = [
         roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
-        for role, records in responses.items()
+        for role, records in judged.items()
         for r in records
     ]
     flat = judge.score(prompts, ADHERENCE_0_3)
     scores, start = {}, 0
     for role, records in responses.items():
+        if role not in judged:
+            scores[role] = [None] * len(records)
+            continue
         scores[role] = flat[start : start + len(records)]
         start += len(records)
     return scores
