@@ -71,10 +71,10 @@ from utils.chat import assistant_turn_spans, encode, format_messages, prepare_me
 from utils.checks import tiny
 from utils.course import record
 from utils.data import load_questions, load_roles
-from utils.judge import choose_backend, make_judge
+from utils.judge import make_section_judge
 from utils.layers import d_model, num_layers
 from utils.metrics import cohens_d, cosine_matrix
-from utils.models import describe, load_model
+from utils.models import describe, load_model, model_display_name
 from utils.setup import section_cache
 
 SECTION = "part1_assistant_axis"
@@ -112,15 +112,12 @@ print(
 # The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
 # without one it is a local model — on the offline profile, the same small model we study — that
 # weighs every possible answer by its probability. A 0.5B judge is noisy: expect the method to work,
-# not the numbers to be sharp.
+# not the numbers to be sharp. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
+# `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
+# `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
 
 # %%
-JUDGE_BACKEND = choose_backend(profile.judge_backend)
-judge = make_judge(
-    JUDGE_BACKEND,
-    model_name=profile.judge_model or (profile.models.part1 if JUDGE_BACKEND == "local" else None),
-    local_model=(model, tokenizer),
-)
+judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 
 # %% [markdown]
 # ## 2. Roles and questions
@@ -139,7 +136,7 @@ judge = make_judge(
 # means something.
 
 # %%
-roles = load_roles(ROLES_DIR)
+roles = load_roles(ROLES_DIR, model_name=model_display_name(profile.models.part1))
 role_names = select_roles(roles, profile.n_roles)
 personas = personas_from_roles(roles, role_names, profile.n_instruction_pairs)
 all_questions = load_questions(QUESTIONS_FILE)
@@ -361,6 +358,8 @@ for role in role_names[:3]:
 # One `judge.score` call for all of them lets the judge batch (locally) or send them concurrently
 # (APIs). The default persona is rated too (its prompt asks whether the answer is a plain assistant),
 # only to show how it behaves: its responses are the assistant by definition, and we keep them all.
+# A role without an `eval_prompt` (the Assistant Axis repository's `default.json` has none) is not
+# judged: its scores are None.
 
 # %% tags=["module"]
 def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict], judge) -> dict[str, list[int | None]]:
@@ -374,14 +373,18 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
     Returns:
         role -> one score (0-3, or None) per record, in the records' order.
     """
+    judged = {role: records for role, records in responses.items() if roles[role].get("eval_prompt")}
     prompts = [
         roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
-        for role, records in responses.items()
+        for role, records in judged.items()
         for r in records
     ]
     flat = judge.score(prompts, ADHERENCE_0_3)
     scores, start = {}, 0
     for role, records in responses.items():
+        if role not in judged:
+            scores[role] = [None] * len(records)
+            continue
         scores[role] = flat[start : start + len(records)]
         start += len(records)
     return scores

@@ -7,9 +7,11 @@ user turns one at a time and lets the model answer each, batched across conversa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from part2_capping import TRANSCRIPT_DIR
 from utils.chat import Message
-from utils.data import load_transcript
+from utils.data import DataError, load_transcript
 from utils.generation import generate_replies
 from utils.progress import tqdm
 
@@ -26,16 +28,19 @@ TRANSCRIPT_ORDER = (
 )
 
 
-def load_transcripts(n: int | None = None) -> list[dict]:
+def load_transcripts(n: int | None = None, folder: str | Path = TRANSCRIPT_DIR) -> list[dict]:
     """Load the transcripts, drift and control alternating (files not in `TRANSCRIPT_ORDER` last).
 
     Args:
         n: how many to keep (None: all).
+        folder: the transcripts folder (default: this section's data).
 
     Returns:
         Transcript dicts (see `utils.data.load_transcript`), each with ``user_turns``: the user messages.
     """
-    paths = {p.stem: p for p in sorted(TRANSCRIPT_DIR.glob("*.json"))}
+    paths = {p.stem: p for p in sorted(Path(folder).glob("*.json"))}
+    if not paths:
+        raise DataError(f"{folder}: no transcript files (*.json) in this folder")
     names = [name for name in TRANSCRIPT_ORDER if name in paths] + sorted(set(paths) - set(TRANSCRIPT_ORDER))
     transcripts = []
     for name in names[:n]:

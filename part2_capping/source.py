@@ -33,6 +33,8 @@
 # COURSE SETUP
 
 # %% tags=["module"]
+import math
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -47,7 +49,8 @@ from utils.activations import block_output, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
 from utils.judge import Scale
-from utils.layers import get_layers
+from utils.layers import check_block_index, get_layers
+from utils.metrics import check_direction
 from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
@@ -62,7 +65,7 @@ from functools import partial
 from utils.cache import cache_inputs, load_or_generate
 from utils.course import record
 from utils.activations import response_mean_activations
-from utils.judge import SCORE_0_100, make_judge
+from utils.judge import SCORE_0_100, make_section_judge
 from utils.layers import d_model, num_layers
 from utils.models import describe, load_model
 from utils.setup import section_cache
@@ -93,7 +96,7 @@ AXIS_LAYER = profile.axis_layer
 CAPPING_LAYERS = list(profile.capping_layers)
 print(f"axis layer {AXIS_LAYER}, capping layers {CAPPING_LAYERS}, percentile {profile.capping_percentile}")
 
-judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part2, local_model=(model, tokenizer))
+judge = make_section_judge(profile, model, tokenizer, profile.models.part2)
 
 # %% [markdown]
 # `load_or_build_axis` loads the axis section 1 saved; if there is none, it builds a small one the same
@@ -263,8 +266,8 @@ class ConversationAnalyzer:
     def __init__(self, model, tokenizer, layer: int, assistant_axis: Float[Tensor, " d_model"]):
         self.model = model
         self.tokenizer = tokenizer
-        self.layer = layer
-        self.assistant_axis = assistant_axis.detach().float().cpu()
+        self.layer = check_block_index(model, layer)
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -290,7 +293,8 @@ class ConversationAnalyzer:
         finally:
             handle.remove()
         hidden = captured["hidden"].float().cpu()
-        return [hidden[start:end].mean(dim=0) for start, end in spans]
+        # An empty reply has no tokens of its own: read the end-of-turn token the model produced instead.
+        return [hidden[start : max(end, start + 1)].mean(dim=0) for start, end in spans]
         # END SOLUTION
 
     def project_onto_axis(self, messages: list[Message]) -> list[float]:
@@ -538,7 +542,7 @@ def generate_with_steering(
         The reply text.
     """
     # BEGIN SOLUTION
-    unit = steering_vector.detach().float() / steering_vector.norm()
+    unit = check_direction(steering_vector, "steering_vector").detach().float() / steering_vector.norm()
 
     def hook(module, inputs, output):
         hidden = block_output(output)
@@ -645,6 +649,9 @@ def compute_capping_thresholds(
     Returns:
         block index -> threshold.
     """
+    for layer, projections in default_projections_per_layer.items():
+        if projections.numel() == 0 or not torch.isfinite(projections).all():
+            raise ValueError(f"default_projections_per_layer[{layer}] must be non-empty and finite")
     # BEGIN SOLUTION
     return {
         layer: float(torch.quantile(projections.detach().float().flatten(), percentile / 100))
@@ -744,6 +751,11 @@ class ActivationCapper:
         self.thresholds = thresholds
         self.layer_indices = list(layer_indices)
         self.handles = []
+        for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
+            check_block_index(model, layer, "layer_indices")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            if not math.isfinite(float(thresholds[layer])):
+                raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 
     def _make_hook(self, layer: int):
         """The forward hook that caps block ``layer``."""
@@ -763,6 +775,8 @@ class ActivationCapper:
         # END SOLUTION
 
     def __enter__(self) -> "ActivationCapper":
+        if self.handles:  # a nested `with capper:` would remove the outer block's hooks on exit
+            raise RuntimeError("This ActivationCapper is already active: exit it before entering it again")
         # BEGIN SOLUTION
         blocks = get_layers(self.model)
         try:

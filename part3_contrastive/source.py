@@ -45,7 +45,7 @@ from functools import partial
 from utils.cache import cache_inputs, load_or_generate
 from utils.course import record
 from utils.data import load_trait_file
-from utils.judge import make_judge
+from utils.judge import make_section_judge
 from utils.layers import block_to_hidden_states_index, d_model
 from utils.models import describe, load_model
 from utils.setup import section_cache
@@ -88,7 +88,7 @@ print(f"TRAIT_VECTOR_LAYER (hidden_states index) = {TRAIT_VECTOR_LAYER}, STEER_L
 # small model, so expect noisy scores: it is enough to see the method work.
 
 # %%
-judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part3, local_model=(model, tokenizer))
+judge = make_section_judge(profile, model, tokenizer, profile.models.part3)
 
 # %% [markdown]
 # ## 2. Trait data

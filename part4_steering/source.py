@@ -41,7 +41,7 @@ from utils.activations import block_output, response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.layers import d_model, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 
 VALID_POSITIONS = ("all", "prompt", "response")
@@ -56,7 +56,7 @@ from solutions.part3_contrastive import records_to_conversations
 from utils.axis import load_assistant_axis
 from utils.course import record
 from utils.data import load_trait_file
-from utils.judge import make_judge
+from utils.judge import make_section_judge
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
@@ -76,7 +76,7 @@ CACHE = section_cache(SECTION, profile)
 model, tokenizer = load_model(profile.models.part4)
 print(describe(model))
 TRAIT_VECTOR_LAYER, STEER_LAYER = profile.trait_vector_layer, profile.steer_layer
-judge = make_judge(profile.judge_backend, model_name=profile.judge_model or profile.models.part4, local_model=(model, tokenizer))
+judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
 COHERENCE_PROMPT = (PART3_DATA / "coherence_prompt.txt").read_text()
 syco_data = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")
 syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
@@ -104,7 +104,10 @@ print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
 # - never edit the block's output in place (`+=` on it, or on a slice): other hooks and caches hold
 #   the same tensor. Build a new tensor;
 # - reject a vector whose size is not `d_model`, and an unknown `positions`, in `__init__` with a
-#   `ValueError`;
+#   `ValueError`; so is a `layer` that is not one of the model's blocks (`utils.layers.check_block_index`
+#   also refuses negative indices, which would silently pick a block from the end);
+# - refuse to enter a steerer that is already active (a `RuntimeError`): a second hook would double
+#   the shift, and the inner exit would leave one behind;
 # - remove the hook in `__exit__`, also when the body raised.
 #
 # <details><summary>Hint: telling prefill from decode</summary>
@@ -134,6 +137,7 @@ class ActivationSteerer:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
         if steering_vector.shape != (d_model(model),):
             raise ValueError(f"steering_vector must have shape ({d_model(model)},), got {tuple(steering_vector.shape)}")
+        check_block_index(model, layer)
         self.model, self.coeff, self.layer, self.positions = model, coeff, layer, positions
         self.vector = steering_vector.detach()
         self._handle = None
@@ -157,6 +161,8 @@ class ActivationSteerer:
 
     def __enter__(self):
         # BEGIN SOLUTION
+        if self._handle is not None:
+            raise RuntimeError("This ActivationSteerer is already active: exit it before entering it again")
         self._handle = get_layers(self.model)[self.layer].register_forward_hook(self._hook)
         return self
         # END SOLUTION

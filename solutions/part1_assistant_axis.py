@@ -118,14 +118,18 @@ def score_role_responses(
     Returns:
         role -> one score (0-3, or None) per record, in the records' order.
     """
+    judged = {role: records for role, records in responses.items() if roles[role].get("eval_prompt")}
     prompts = [
         roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
-        for role, records in responses.items()
+        for role, records in judged.items()
         for r in records
     ]
     flat = judge.score(prompts, ADHERENCE_0_3)
     scores, start = {}, 0
     for role, records in responses.items():
+        if role not in judged:
+            scores[role] = [None] * len(records)
+            continue
         scores[role] = flat[start : start + len(records)]
         start += len(records)
     return scores

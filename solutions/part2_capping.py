@@ -1,5 +1,7 @@
 """Solutions for part2_capping. Generated from part2_capping/source.py by `python -m utils.build_notebooks`; do not edit."""
 
+import math
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -14,7 +16,8 @@ from utils.activations import block_output, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
 from utils.judge import Scale
-from utils.layers import get_layers
+from utils.layers import check_block_index, get_layers
+from utils.metrics import check_direction
 from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
@@ -70,8 +73,8 @@ class ConversationAnalyzer:
     def __init__(self, model, tokenizer, layer: int, assistant_axis: Float[Tensor, " d_model"]):
         self.model = model
         self.tokenizer = tokenizer
-        self.layer = layer
-        self.assistant_axis = assistant_axis.detach().float().cpu()
+        self.layer = check_block_index(model, layer)
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -96,7 +99,8 @@ class ConversationAnalyzer:
         finally:
             handle.remove()
         hidden = captured["hidden"].float().cpu()
-        return [hidden[start:end].mean(dim=0) for start, end in spans]
+        # An empty reply has no tokens of its own: read the end-of-turn token the model produced instead.
+        return [hidden[start : max(end, start + 1)].mean(dim=0) for start, end in spans]
 
     def project_onto_axis(self, messages: list[Message]) -> list[float]:
         """Projection ``a . v / |v|`` of each assistant turn's mean activation on the axis.
@@ -228,7 +232,7 @@ def generate_with_steering(
     Returns:
         The reply text.
     """
-    unit = steering_vector.detach().float() / steering_vector.norm()
+    unit = check_direction(steering_vector, "steering_vector").detach().float() / steering_vector.norm()
 
     def hook(module, inputs, output):
         hidden = block_output(output)
@@ -262,6 +266,9 @@ def compute_capping_thresholds(
     Returns:
         block index -> threshold.
     """
+    for layer, projections in default_projections_per_layer.items():
+        if projections.numel() == 0 or not torch.isfinite(projections).all():
+            raise ValueError(f"default_projections_per_layer[{layer}] must be non-empty and finite")
     return {
         layer: float(torch.quantile(projections.detach().float().flatten(), percentile / 100))
         for layer, projections in default_projections_per_layer.items()
@@ -318,6 +325,11 @@ class ActivationCapper:
         self.thresholds = thresholds
         self.layer_indices = list(layer_indices)
         self.handles = []
+        for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
+            check_block_index(model, layer, "layer_indices")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            if not math.isfinite(float(thresholds[layer])):
+                raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 
     def _make_hook(self, layer: int):
         """The forward hook that caps block ``layer``."""
@@ -335,6 +347,8 @@ class ActivationCapper:
         return hook
 
     def __enter__(self) -> "ActivationCapper":
+        if self.handles:  # a nested `with capper:` would remove the outer block's hooks on exit
+            raise RuntimeError("This ActivationCapper is already active: exit it before entering it again")
         blocks = get_layers(self.model)
         try:
             for layer in self.layer_indices:

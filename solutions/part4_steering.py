@@ -20,7 +20,7 @@ from utils.activations import block_output, response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.layers import d_model, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 
 VALID_POSITIONS = ("all", "prompt", "response")
@@ -52,6 +52,7 @@ class ActivationSteerer:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
         if steering_vector.shape != (d_model(model),):
             raise ValueError(f"steering_vector must have shape ({d_model(model)},), got {tuple(steering_vector.shape)}")
+        check_block_index(model, layer)
         self.model, self.coeff, self.layer, self.positions = model, coeff, layer, positions
         self.vector = steering_vector.detach()
         self._handle = None
@@ -71,6 +72,8 @@ class ActivationSteerer:
         return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
 
     def __enter__(self):
+        if self._handle is not None:
+            raise RuntimeError("This ActivationSteerer is already active: exit it before entering it again")
         self._handle = get_layers(self.model)[self.layer].register_forward_hook(self._hook)
         return self
 

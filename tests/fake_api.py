@@ -66,6 +66,7 @@ class FakeAPIServer:
         self.reply = reply
         self.latency = latency
         self.requests: list[dict] = []
+        self.headers: list[dict] = []  # each request's headers (lower-case names), in arrival order
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +87,7 @@ class FakeAPIServer:
                     attempt = server._attempts.get(prompt, 0)
                     server._attempts[prompt] = attempt + 1
                     server.requests.append(body)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 answer = server.reply(api, body, attempt)
                 time.sleep(server.latency + answer.delay)
                 data = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
@@ -114,3 +116,42 @@ class FakeAPIServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def not_found(api: str, model: str) -> Reply:
+    """The 404 a hosted API gives for a model it does not serve."""
+    if api == "anthropic":
+        return Reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}})
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return Reply(404, {"error": {"message": message, "type": "invalid_request_error", "code": "model_not_found"}})
+
+
+def judge_api(judge_models: set[str], seed: str = ""):
+    """A reply function that behaves like a hosted judge serving only ``judge_models``.
+
+    OpenAI requests asking for logprobs get 20 number tokens with their log-probabilities (centred
+    on a score that depends on the prompt, so different responses get different scores); text
+    requests get one number. Any other model name gets a 404 ``model_not_found``.
+    """
+    import hashlib
+
+    def reply(api, body, attempt):
+        if body.get("model") not in judge_models:
+            return not_found(api, body.get("model"))
+        prompt = prompt_of(api, body)
+        h = int(hashlib.sha256((seed + prompt).encode()).hexdigest(), 16)
+        top = 100 if "100" in prompt else 10 if "10" in prompt else 3
+        if api == "anthropic" or not body.get("logprobs"):
+            text = str(h % (top + 1))
+            return Reply(body=anthropic_message(text) if api == "anthropic" else chat_completion(text))
+        # 20 number tokens: half the mass on 0-9 (so 0-10 scales have an answer), half near a centre.
+        centre = h % 101
+        low = {str(t): (1 + (h >> t) % 3) for t in range(10)}
+        near = {str(min(100, 10 + (centre + 7 * k) % 91)): 1 + k % 2 for k in range(10)}
+        low_total, near_total = sum(low.values()), sum(near.values())
+        probs = {t: 0.5 * w / low_total for t, w in low.items()}
+        for t, w in near.items():
+            probs[t] = probs.get(t, 0.0) + 0.5 * w / near_total
+        return Reply(body=chat_completion(max(probs, key=probs.get), probs))
+
+    return reply

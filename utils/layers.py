@@ -77,3 +77,17 @@ def hidden_states_to_block_index(hidden_index: int) -> int:
     if hidden_index < 1:
         raise ValueError(f"hidden_states[{hidden_index}] is the embedding output, not the output of a block")
     return hidden_index - 1
+
+
+def check_block_index(model: nn.Module, layer, name: str = "layer") -> int:
+    """Return ``layer`` if it indexes one of the model's decoder blocks; reject anything else up front.
+
+    Negative indices are refused: ``layers[-1]`` would silently pick the last block.
+
+    Raises:
+        ValueError: naming the argument, the value and the valid range.
+    """
+    n = num_layers(model)
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n:
+        raise ValueError(f"{name} must be a block index in 0..{n - 1} (this model has {n} blocks), got {layer!r}")
+    return layer

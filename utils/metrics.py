@@ -8,6 +8,19 @@ from jaxtyping import Float
 from torch import Tensor
 
 
+def check_direction(vector: Tensor, name: str = "vector") -> Tensor:
+    """Return ``vector`` if it can be normalised (finite, non-zero); otherwise a ValueError naming it.
+
+    A zero or NaN direction would turn every projection and every steered activation into NaN.
+    """
+    v = vector.detach().float()
+    if v.numel() == 0 or not torch.isfinite(v).all():
+        raise ValueError(f"{name} must be a finite vector (it contains NaN or inf, or is empty)")
+    if float(v.norm()) == 0.0:
+        raise ValueError(f"{name} is the zero vector: it has no direction to project on or steer along")
+    return vector
+
+
 def project(acts: Float[Tensor, "*batch d_model"], vector: Float[Tensor, " d_model"]) -> Float[Tensor, "*batch"]:
     """Scalar projection ``a . v / |v|`` of each activation on a direction."""
     vector = vector.to(acts.dtype)

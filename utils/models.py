@@ -74,6 +74,20 @@ def _load(name: str, device: str, dtype: torch.dtype | None):
     return model, tokenizer
 
 
+def model_display_name(name: str) -> str:
+    """A model's short name for prompts that mention it (the Assistant Axis data's ``{model_name}``).
+
+    ``google/gemma-2-27b-it`` -> "Gemma", ``Qwen/Qwen2.5-7B-Instruct`` -> "Qwen", ``tiny-llama`` -> "Llama".
+    """
+    lowered = name.lower()
+    if lowered == OFFLINE_MODEL:
+        return "Qwen"
+    for family, display in (("gemma", "Gemma"), ("qwen", "Qwen"), ("llama", "Llama"), ("mistral", "Mistral")):
+        if family in lowered:
+            return display
+    return name.rsplit("/", 1)[-1]
+
+
 def free_memory(*objects) -> None:
     """Drop references to models (pass them in, then ``del`` your own names) and empty caches."""
     for obj in objects:

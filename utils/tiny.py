@@ -73,14 +73,14 @@ def byte_level_tokenizer(family: str) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def _config(arch: str, vocab_size: int, special_ids: dict):
+def _config(arch: str, vocab_size: int, special_ids: dict, num_hidden_layers: int = 4):
     from transformers import Gemma2Config, Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     common = dict(
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=4,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -106,12 +106,13 @@ TINY_MODELS = {
 }
 
 
-def build_tiny_model(name: str, seed: int = 0):
+def build_tiny_model(name: str, seed: int = 0, num_hidden_layers: int = 4):
     """Build a seeded random tiny model and its tokenizer.
 
     Args:
         name: one of ``TINY_MODELS`` (tiny-qwen2, tiny-llama, tiny-gemma2, tiny-gemma3).
         seed: initialisation seed (same seed, same weights).
+        num_hidden_layers: decoder blocks (more, to stand in for a real model's depth in tests).
 
     Returns:
         (model, tokenizer), the model in float32 eval mode.
@@ -127,7 +128,7 @@ def build_tiny_model(name: str, seed: int = 0):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
     )
-    config = _config(arch, len(tokenizer), ids)
+    config = _config(arch, len(tokenizer), ids, num_hidden_layers)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Random init leaves logits nearly flat; larger scales make greedy decoding decisive and varied.

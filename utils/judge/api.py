@@ -1,16 +1,24 @@
 """Hosted judges through the official SDKs: OpenAI (and any OpenAI-compatible server) and Anthropic.
 
 Requests run concurrently (bounded), the SDKs retry 429/5xx/timeouts with backoff, and a request
-that still fails scores None without stopping the rest. Keys are read from the environment and never
-printed or logged.
+that still fails comes back as a `Failed` (not a score) without stopping the rest. Keys are read from
+the environment (or a ``.env`` file) and never printed or logged.
+
+Where a key goes:
+- no ``base_url``: the provider's key (``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``), sent to the
+  provider, or to ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` if set (the SDKs' convention for
+  "my key belongs to this server": OpenRouter, a proxy);
+- a ``base_url`` given to the course (an argument or a profile setting, e.g. a vLLM server): the
+  ``api_key`` argument, else ``COURSE_SERVER_API_KEY``, else a placeholder; never the provider's key.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 from utils.aio import gather_bounded, run_sync
+from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, SERVER_KEY_ENV, env_setting
+from utils.judge.failure import Failed, describe_error, summarize_failures
 from utils.judge.scales import Scale, parse_text, score_from_top_logprobs
 
 log = logging.getLogger("utils.judge")
@@ -18,7 +26,6 @@ log = logging.getLogger("utils.judge")
 
 class _APIBackend:
     name = "api"
-    default_model = ""
     key_env = ""
 
     def __init__(
@@ -30,11 +37,20 @@ class _APIBackend:
         max_retries: int = 6,
         timeout: float = 60.0,
     ):
-        self.model = model or self.default_model
-        self.base_url = base_url
-        self._api_key = api_key or os.environ.get(self.key_env) or ("not-needed" if base_url else None)
-        if not self._api_key:
-            raise ValueError(f"The {self.name} judge needs {self.key_env} in the environment (or a .env file)")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        self.model = model or DEFAULT_JUDGE_MODELS[self.name]
+        if base_url:  # a server the course was pointed at: its own key, never the provider's
+            self.base_url = base_url
+            self._api_key = api_key or env_setting(SERVER_KEY_ENV) or "not-needed"
+        else:  # the provider, or the server the SDK's own base-URL variable names
+            self.base_url = env_setting(BASE_URL_ENV[self.name])
+            self._api_key = api_key or env_setting(self.key_env)
+            if not self._api_key:
+                raise ValueError(
+                    f"The {self.name} judge needs {self.key_env} in the environment or a .env file "
+                    f"(or pass base_url= for a server of your own, with {SERVER_KEY_ENV} if it needs a key)"
+                )
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.timeout = timeout
@@ -42,8 +58,14 @@ class _APIBackend:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
 
-    def score(self, prompts: list[str], scale: Scale) -> list[float | int | None]:
-        """Score every prompt; one value or None each, in order."""
+    def score(self, prompts: list[str], scale: Scale, on_result=None) -> list[float | int | None | Failed]:
+        """Score every prompt, in order: a value, None (an answer that is no score), or `Failed`.
+
+        Args:
+            prompts: judge prompts.
+            scale: the answer scale.
+            on_result: called as ``on_result(index, value)`` as soon as each request completes.
+        """
 
         async def run():
             async with self._client() as client:
@@ -51,10 +73,13 @@ class _APIBackend:
                 async def one(item):
                     index, prompt = item
                     try:
-                        return await self._score_one(client, prompt, scale)
+                        value = await self._score_one(client, prompt, scale)
                     except Exception as err:  # one failure must not stop the batch
-                        log.warning("judge request %d failed: %s", index, type(err).__name__)
-                        return None
+                        value = Failed(describe_error(err))
+                        log.debug("judge request %d failed: %s", index, value.reason)
+                    if on_result is not None:
+                        on_result(index, value)
+                    return value
 
                 return await gather_bounded(one, list(enumerate(prompts)), self.max_concurrency, f"judge ({self.name})")
 
@@ -65,7 +90,6 @@ class OpenAIBackend(_APIBackend):
     """OpenAI chat completions; 0-100 scales use one token's top-20 logprobs."""
 
     name = "openai"
-    default_model = "gpt-4.1-mini"
     key_env = "OPENAI_API_KEY"
 
     def _client(self):
@@ -99,7 +123,6 @@ class AnthropicBackend(_APIBackend):
     """Anthropic messages; the number is parsed from the text answer."""
 
     name = "anthropic"
-    default_model = "claude-haiku-4-5"
     key_env = "ANTHROPIC_API_KEY"
 
     def _client(self):
@@ -119,8 +142,20 @@ class AnthropicBackend(_APIBackend):
         return parse_text(text, scale)
 
 
+class GenerationError(RuntimeError):
+    """Some conversations failed; ``replies`` keeps every finished reply (None where one failed)."""
+
+    def __init__(self, message: str, replies: list[str | None], failed: list[int]):
+        super().__init__(message)
+        self.replies = replies
+        self.failed = failed
+
+
 class OpenAICompatibleGenerator:
-    """Send conversations to an OpenAI-compatible server (e.g. vLLM) instead of the in-process model."""
+    """Send conversations to an OpenAI-compatible server (e.g. vLLM) instead of the in-process model.
+
+    The server's key is ``api_key``, else ``COURSE_SERVER_API_KEY`` (never ``OPENAI_API_KEY``).
+    """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 64, **kwargs):
         self._backend = OpenAIBackend(
@@ -136,7 +171,8 @@ class OpenAICompatibleGenerator:
         """Replies in input order.
 
         Raises:
-            RuntimeError: naming the conversations that failed after retries.
+            GenerationError: naming the conversations that failed after retries; its ``replies``
+                holds every reply that did finish (None for the failed ones), so no work is lost.
         """
         backend = self._backend
 
@@ -154,13 +190,18 @@ class OpenAICompatibleGenerator:
                         )
                         return response.choices[0].message.content or ""
                     except Exception as err:
-                        log.warning("generation request failed: %s", type(err).__name__)
-                        return None
+                        return Failed(describe_error(err))
 
                 return await gather_bounded(one, conversations, backend.max_concurrency, "generating (server)")
 
-        replies = run_sync(run)
-        failed = [i for i, r in enumerate(replies) if r is None]
+        results = run_sync(run)
+        failed = [i for i, r in enumerate(results) if isinstance(r, Failed)]
         if failed:
-            raise RuntimeError(f"Generation failed for conversations {failed} after retries")
-        return replies
+            summary = summarize_failures([results[i] for i in failed], len(results), "generation requests")
+            replies = [None if isinstance(r, Failed) else r for r in results]
+            raise GenerationError(
+                f"{summary}; failed conversations: {failed}. The finished replies are in this error's .replies",
+                replies,
+                failed,
+            )
+        return results

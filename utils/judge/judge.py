@@ -1,59 +1,69 @@
-"""One judge interface over every backend, with a persistent cache keyed by (backend, model, prompt)."""
+"""One judge interface over every backend, with a persistent cache keyed by (backend, URL, model, prompt).
+
+Only answers are cached. A request that failed (outage, 401, 404, timeout) scores None for this run,
+is counted and reported once per batch, and is sent again on the next run. Answers are saved as they
+arrive, so an interrupted batch keeps what it got. Judges sharing one cache file merge their entries.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import os
+import logging
+import threading
+import time
 from pathlib import Path
 
 from utils.cache import write_atomic
+from utils.judge.defaults import HOSTED, check_judge_model, choose_backend, judge_choice
+from utils.judge.failure import Failed, summarize_failures
 from utils.judge.scales import Scale, finalize
 
+log = logging.getLogger("utils.judge")
 _ANNOUNCED: set[str] = set()
 
+__all__ = ["Judge", "choose_backend", "make_judge", "make_section_judge"]
 
-def choose_backend(requested: str = "auto") -> str:
-    """``auto`` picks openai if OPENAI_API_KEY is set, else anthropic if ANTHROPIC_API_KEY is, else local."""
-    if requested != "auto":
-        if requested not in ("openai", "anthropic", "local"):
-            raise ValueError(f"Unknown judge backend {requested!r}; use auto, openai, anthropic or local")
-        return requested
+
+def _read_cache(path: Path) -> dict:
     try:
-        from dotenv import load_dotenv
-
-        load_dotenv()
-    except ImportError:
-        pass
-    if os.environ.get("OPENAI_API_KEY"):
-        return "openai"
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        return "anthropic"
-    return "local"
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RuntimeError(f"Judge cache {path} is corrupted ({err}); delete it to start afresh") from err
+    if not isinstance(data, dict):
+        raise RuntimeError(f"Judge cache {path} is not a JSON object; delete it to start afresh")
+    return data
 
 
 class Judge:
     """Score many judge prompts at once; one score (or None) per prompt, in order.
 
     Args:
-        backend: a backend object with ``name``, ``score(prompts, scale)``, and a model name.
-        cache_path: a JSON file that remembers scores across runs (None: in memory only).
+        backend: a backend object with ``name``, ``score(prompts, scale[, on_result])``, and a model name.
+        cache_path: a JSON file that remembers answers across runs (None: in memory only).
         remember: keep scores in memory so a repeated prompt is not sent again (tests turn it off
             to count requests).
+        save_every: seconds between saves of the cache file while a batch is running.
+
+    Attributes:
+        last_failures: how many requests of the last `score` call got no answer.
     """
 
-    def __init__(self, backend, cache_path: str | Path | None = None, remember: bool = True):
+    def __init__(self, backend, cache_path: str | Path | None = None, remember: bool = True, save_every: float = 1.0):
+        if backend.name in HOSTED:
+            check_judge_model(backend.name, backend.model)
         self.backend = backend
         self.remember = remember
+        self.save_every = save_every
         self.cache_path = Path(cache_path) if cache_path else None
         self._cache: dict[str, float | int | None] = {}
+        self._unsaved: set[str] = set()
+        self._lock = threading.Lock()
+        self._last_save = 0.0
+        self.last_failures = 0
         if self.cache_path and self.cache_path.exists():
-            try:
-                self._cache = json.loads(self.cache_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise RuntimeError(
-                    f"Judge cache {self.cache_path} is corrupted ({err}); delete it to start afresh"
-                ) from err
+            self._cache = _read_cache(self.cache_path)
         announcement = repr(backend)
         if announcement not in _ANNOUNCED:
             print(f"Judge: {announcement}")
@@ -64,22 +74,77 @@ class Judge:
         return getattr(self.backend, "model", None) if self.backend.name != "local" else self.backend.model_name
 
     def _key(self, prompt: str, scale: Scale) -> str:
-        blob = json.dumps([self.backend.name, str(self.model_name), repr(scale), prompt])
+        base_url = getattr(self.backend, "base_url", None)
+        blob = json.dumps([self.backend.name, str(self.model_name), base_url, repr(scale), prompt])
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _save(self, force: bool = False) -> None:
+        """Write unsaved answers, merged with whatever another judge wrote to the same file meanwhile."""
+        with self._lock:
+            if not self.cache_path or not self._unsaved:
+                return
+            if not force and time.monotonic() - self._last_save < self.save_every:
+                return
+            merged = {}
+            if self.cache_path.exists():
+                try:
+                    merged = _read_cache(self.cache_path)
+                except RuntimeError:
+                    log.warning("judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path)
+            merged.update(self._cache)
+            write_atomic(self.cache_path, merged)
+            self._cache = merged
+            self._unsaved.clear()
+            self._last_save = time.monotonic()
+
+    def _backend_score(self, prompts: list[str], scale: Scale, on_result) -> list:
+        """Run the backend, reporting each value as it comes (in chunks for backends without callbacks)."""
+        if "on_result" in inspect.signature(self.backend.score).parameters:
+            return self.backend.score(prompts, scale, on_result=on_result)
+        chunk = max(1, 4 * int(getattr(self.backend, "batch_size", 8)))
+        values = []
+        for start in range(0, len(prompts), chunk):
+            part = self.backend.score(prompts[start : start + chunk], scale)
+            for offset, value in enumerate(part):
+                on_result(start + offset, value)
+            values.extend(part)
+        return values
+
+    def _report(self, values: list) -> None:
+        failures = [v for v in values if isinstance(v, Failed)]
+        self.last_failures = len(failures)
+        if failures:
+            log.warning(
+                "%s; they score None for now, are not cached, and will be sent again next run",
+                summarize_failures(failures, len(values)),
+            )
 
     def score(self, prompts: list[str], scale: Scale) -> list[float | int | None]:
         """Score judge prompts (already formatted) on ``scale``; cached prompts are not sent again."""
+        prompts = list(prompts)
         if not self.remember:
-            return [finalize(v, scale) for v in self.backend.score(list(prompts), scale)]
+            values = self._backend_score(prompts, scale, lambda i, v: None)
+            self._report(values)
+            return [None if isinstance(v, Failed) else finalize(v, scale) for v in values]
         keys = [self._key(p, scale) for p in prompts]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        self.last_failures = 0
         if todo:
-            fresh = self.backend.score([prompts[i] for i in todo], scale)
-            for i, value in zip(todo, fresh):
-                self._cache[keys[i]] = finalize(value, scale)
-            if self.cache_path:
-                write_atomic(self.cache_path, self._cache)
-        return [self._cache[k] for k in keys]
+
+            def on_result(j: int, value) -> None:
+                if isinstance(value, Failed):
+                    return
+                with self._lock:
+                    self._cache[keys[todo[j]]] = finalize(value, scale)
+                    self._unsaved.add(keys[todo[j]])
+                self._save()
+
+            try:
+                values = self._backend_score([prompts[i] for i in todo], scale, on_result)
+            finally:
+                self._save(force=True)
+            self._report(values)
+        return [self._cache.get(k) for k in keys]
 
     def score_template(self, template: str, items: list[dict], scale: Scale) -> list[float | int | None]:
         """Fill ``template`` (e.g. with ``{question}`` and ``{answer}``) for each item and score it.
@@ -95,41 +160,68 @@ def make_judge(
     local_model=None,
     base_url: str | None = None,
     cache_dir: str | Path | None = None,
+    subject_model: str | None = None,
     **kwargs,
 ) -> Judge:
     """Build a judge.
 
     Args:
-        backend: auto, openai, anthropic or local (see `choose_backend`).
-        model_name: the judge model (API model id; for local, a `load_model` name).
+        backend: auto, openai, anthropic or local (see `utils.judge.defaults.choose_backend`);
+            ``COURSE_JUDGE_BACKEND`` overrides it.
+        model_name: the judge model (API model id; for local, a `load_model` name); None: the
+            backend's default (`utils.judge.defaults`). ``COURSE_JUDGE_MODEL`` overrides it.
         local_model: (model, tokenizer) to reuse for the local backend (saves loading it twice).
-        base_url: an OpenAI- or Anthropic-compatible server.
+        base_url: a server of your own (OpenAI- or Anthropic-compatible); its key is
+            ``COURSE_SERVER_API_KEY`` (or ``api_key=``), never the provider's.
         cache_dir: where the score cache lives (None: the course cache folder).
-        **kwargs: passed to the backend (max_concurrency, max_retries, timeout, batch_size).
+        subject_model: the model being studied: the local judge's default model, and a name that is
+            never sent to a hosted judge.
+        **kwargs: passed to the backend (api_key, max_concurrency, max_retries, timeout, batch_size).
 
     Returns:
         A `Judge`.
+
+    Raises:
+        ValueError: for an unknown backend, a missing key, or a subject model named as a hosted judge.
     """
     from utils.cache import cache_root
 
-    name = choose_backend(backend)
+    name, model = judge_choice(backend, model_name, subject_model)
     if name == "openai":
         from utils.judge.api import OpenAIBackend
 
-        impl = OpenAIBackend(model=model_name, base_url=base_url, **kwargs)
+        impl = OpenAIBackend(model=model, base_url=base_url, **kwargs)
     elif name == "anthropic":
         from utils.judge.api import AnthropicBackend
 
-        impl = AnthropicBackend(model=model_name, base_url=base_url, **kwargs)
+        impl = AnthropicBackend(model=model, base_url=base_url, **kwargs)
     else:
         from utils.judge.local import LocalBackend
 
-        if local_model is None:
+        if local_model is None or (subject_model and model != subject_model):  # a judge model of its own
             from utils.models import load_model
 
-            if model_name is None:
+            if model is None:
                 raise ValueError("The local judge needs local_model=(model, tokenizer) or a model_name to load")
-            local_model = load_model(model_name)
-        impl = LocalBackend(*local_model, model_name=model_name or "local", **kwargs)
+            local_model = load_model(model)
+        impl = LocalBackend(*local_model, model_name=model or "local", **kwargs)
     folder = Path(cache_dir) if cache_dir else cache_root() / "judge"
     return Judge(impl, cache_path=folder / f"{impl.name}.json")
+
+
+def make_section_judge(profile, model, tokenizer, subject_model: str, **kwargs) -> Judge:
+    """The judge a section uses: the same rule for every section (see `utils.judge.defaults`).
+
+    Args:
+        profile: the active profile (its ``judge_backend`` and ``judge_model``).
+        model, tokenizer: the section's model, reused when the judge is local.
+        subject_model: the section's model name (the local judge's default; never sent to a hosted judge).
+        **kwargs: passed to `make_judge`.
+    """
+    return make_judge(
+        profile.judge_backend,
+        model_name=profile.judge_model,
+        local_model=(model, tokenizer),
+        subject_model=subject_model,
+        **kwargs,
+    )

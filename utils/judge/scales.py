@@ -50,7 +50,10 @@ def tagged(low: int, high: int, tag: str = "score") -> Scale:
     return Scale(low, high, "tagged", tag=tag)
 
 
-_INT = re.compile(r"(?<![\d.])-?\d+(?![\d.])")
+# An integer that is not part of a decimal ("2.5"); a full stop after it ("2.", "Score: 85.") is fine.
+_INT = re.compile(r"(?<![\d.])-?\d+(?!\d|\.\d)")
+# A scale or range description ("0-3", "0 to 100", "out of 10", "/10"), not the answer itself.
+_RANGE = re.compile(r"\d+\s*(?:-|–|—|to)\s*\d+|(?:out of|/)\s*\d+", re.IGNORECASE)
 
 
 def is_refusal(text: str, scale: Scale) -> bool:
@@ -65,7 +68,7 @@ def parse_text(text: str | None, scale: Scale) -> int | None:
         found = re.findall(rf"<{scale.tag}>\s*(-?\d+)\s*</{scale.tag}>", text)
         value = int(found[-1]) if found else None
     else:
-        match = _INT.search(text)
+        match = _INT.search(_RANGE.sub(" ", text))
         value = int(match.group()) if match else None
     if value is None or not scale.low <= value <= scale.high:
         return None
@@ -74,10 +77,12 @@ def parse_text(text: str | None, scale: Scale) -> int | None:
 
 def weighted_score(probabilities: dict[int, float], scale: Scale) -> float | None:
     """Probability-weighted mean of valid answers; None when their mass is under ``min_mass``."""
-    mass = sum(p for v, p in probabilities.items() if scale.low <= v <= scale.high)
-    if mass < scale.min_mass:
+    valid = {v: p for v, p in probabilities.items() if scale.low <= v <= scale.high and math.isfinite(p)}
+    mass = sum(valid.values())
+    if not mass >= scale.min_mass:  # also catches NaN
         return None
-    return sum(v * p for v, p in probabilities.items() if scale.low <= v <= scale.high) / mass
+    value = sum(v * p for v, p in valid.items()) / mass
+    return value if math.isfinite(value) else None
 
 
 def score_from_top_logprobs(top_logprobs: list[tuple[str, float]], scale: Scale) -> float | None:
@@ -85,14 +90,18 @@ def score_from_top_logprobs(top_logprobs: list[tuple[str, float]], scale: Scale)
     probabilities: dict[int, float] = {}
     for token, logprob in top_logprobs:
         text = token.strip()
-        if text.isdigit():
-            value = int(text)
-            probabilities[value] = probabilities.get(value, 0.0) + math.exp(logprob)
+        # isdecimal, not isdigit: "²" and "①" are digits to isdigit() but int() rejects them.
+        if not text.isdecimal() or logprob is None or not math.isfinite(logprob):
+            continue
+        value = int(text)
+        probabilities[value] = probabilities.get(value, 0.0) + math.exp(logprob)
     return weighted_score(probabilities, scale)
 
 
 def finalize(value: float | None, scale: Scale) -> float | int | None:
     """Integer scales report integers (a weighted mean is rounded); the 0-100 scale a float."""
-    if value is None or scale.kind == "expected":
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if scale.kind == "expected":
         return value
     return int(min(scale.high, max(scale.low, round(value))))
