@@ -204,22 +204,27 @@ def generate_contrastive_responses(
 tests.test_generate_contrastive_responses(generate_contrastive_responses)
 
 # %%
-responses = load_or_generate(
+# One call for the extraction and the held-out evaluation questions (bigger batches decode faster);
+# split by question right after. The held-out responses are used only in section 6.
+EXTRACT_QUESTIONS = trait_data["questions"][: profile.n_questions]
+EVAL_QUESTIONS = eval_data["questions"][: profile.n_eval_questions]
+all_responses = load_or_generate(
     CACHE / "sycophantic_responses.json",
     lambda: generate_contrastive_responses(
         model,
         tokenizer,
-        trait_data,
+        {**trait_data, "questions": EXTRACT_QUESTIONS + EVAL_QUESTIONS},
         "sycophantic",
         max_new_tokens=profile.max_new_tokens,
         n_pairs=profile.n_instruction_pairs,
-        n_questions=profile.n_questions,
         batch_size=profile.batch_size,
     ),
-    "sycophantic responses",
-    inputs=INPUTS(files=SYCOPHANCY_FILES[:1], code=[generate_contrastive_responses, construct_system_prompt],
-                  n_questions=profile.n_questions, **GENERATION),
+    "sycophantic responses (extraction and held-out questions)",
+    inputs=INPUTS(code=[generate_contrastive_responses, construct_system_prompt],
+                  data={"instructions": trait_data["instruction"], "questions": EXTRACT_QUESTIONS + EVAL_QUESTIONS}, **GENERATION),
 )
+responses = [r for r in all_responses if r["question"] in EXTRACT_QUESTIONS]
+eval_responses = [r for r in all_responses if r["question"] in EVAL_QUESTIONS]
 for r in responses[:: len(responses) // 2][:2]:
     print(f"[{r['polarity']}] {r['system_prompt']}\n  Q: {r['question']}\n  A: {r['response'][:200]}\n")
 
@@ -417,8 +422,9 @@ fig.show()
 # ## 6. Choosing the layer
 #
 # A large norm is not the same as a useful direction: norms grow with depth everywhere. What we
-# want is a direction that separates the trait on **new** questions. We generate positive and
-# negative responses to the evaluation questions (never used to build the vectors), project their
+# want is a direction that separates the trait on **new** questions. We take the positive and
+# negative responses to the evaluation questions (generated in section 3, never used to build the
+# vectors), project their
 # response-mean activations on each layer's vector, and measure the separation.
 #
 # ### Exercise 6: `layer_separation`
@@ -460,16 +466,6 @@ def layer_separation(
 tests.test_layer_separation(layer_separation)
 
 # %%
-eval_responses = load_or_generate(
-    CACHE / "sycophantic_eval_responses.json",
-    lambda: generate_contrastive_responses(
-        model, tokenizer, eval_data, "sycophantic", max_new_tokens=profile.max_new_tokens,
-        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
-    ),
-    "held-out sycophantic responses",
-    inputs=INPUTS(files=SYCOPHANCY_FILES[1:], code=[generate_contrastive_responses, construct_system_prompt],
-                  n_questions=profile.n_eval_questions, **GENERATION),
-)
 all_layers = list(range(N_LAYERS))
 eval_pos = [r for r in eval_responses if r["polarity"] == "pos"]
 eval_neg = [r for r in eval_responses if r["polarity"] == "neg"]
