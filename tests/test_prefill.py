@@ -44,6 +44,14 @@ def test_prefix_groups_share_long_prefixes_only():
     assert shared_prefix_groups([[5] * 9, [5] * 9]) == [([0, 1], 8)]  # a prefix never covers a whole row
 
 
+def test_templates_that_share_only_an_opening_are_grouped_apart():
+    opening = [1] * 40  # e.g. the chat template and the judge's first sentence
+    role_a = [opening + [2] * 150 + [i] for i in range(5)]
+    role_b = [opening + [3] * 150 + [i, i] for i in range(5)]
+    groups = shared_prefix_groups(role_a + role_b + [opening + [4, 9]])
+    assert groups == [([0, 1, 2, 3, 4], 190), ([5, 6, 7, 8, 9], 190), ([10], 0)]
+
+
 @pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-llama", "tiny-gemma2"])
 def test_greedy_replies_equal_model_generate(tiny_models, name):
     model, tok = tiny_models[name]

@@ -75,35 +75,41 @@ def shared_prefix_groups(rows: list[list[int]], min_shared: int = MIN_SHARED_TOK
         at least its last token for the tail pass); a length of 0 means "no shared prefix".
     """
     order = sorted(range(len(rows)), key=lambda i: rows[i])
-    groups: list[tuple[list[int], int]] = []
-    members: list[int] = []
-    common = 0
+    n = len(order)
 
     def lcp(a: list[int], b: list[int]) -> int:
-        n = min(len(a), len(b))
-        k = 0
-        while k < n and a[k] == b[k]:
+        k, m = 0, min(len(a), len(b))
+        while k < m and a[k] == b[k]:
             k += 1
         return k
 
-    def close() -> None:
-        if not members:
-            return
-        shortest = min(len(rows[i]) for i in members)
-        length = min(common, shortest - 1) if len(members) > 1 else 0
-        groups.append((list(members), length if length >= min_shared else 0))
-
-    for i in order:
-        if members:
-            k = lcp(rows[members[0]], rows[i])
-            if min(k, common) >= min_shared:
-                members.append(i)
-                common = min(k, common)
-                continue
-            close()
-        members, common = [i], len(rows[i])
-    close()
-    return groups
+    # Sorted rows share prefixes in contiguous runs; a run's common prefix is the smallest LCP of its
+    # neighbours. Choose the runs that save the most tokens (a group of g rows with prefix p saves
+    # (g - 1) * p), so prompts of one template that differ after a shared opening stay apart.
+    adjacent = [lcp(rows[order[j]], rows[order[j + 1]]) for j in range(n - 1)]
+    best, cut = [0] * (n + 1), [0] * (n + 1)
+    for end in range(1, n + 1):
+        common, shortest = None, len(rows[order[end - 1]])
+        best[end], cut[end] = best[end - 1], end - 1  # the row alone
+        for start in range(end - 2, -1, -1):  # the run order[start:end]
+            common = adjacent[start] if common is None else min(common, adjacent[start])
+            shortest = min(shortest, len(rows[order[start]]))
+            length = min(common, shortest - 1)
+            if length < min_shared:
+                break  # the common prefix only shrinks as the run grows
+            if best[start] + (end - start - 1) * length > best[end]:
+                best[end], cut[end] = best[start] + (end - start - 1) * length, start
+    groups: list[tuple[list[int], int]] = []
+    end = n
+    while end > 0:
+        start = cut[end]
+        members = order[start:end]
+        length = 0
+        if len(members) > 1:
+            length = min(min(adjacent[start : end - 1]), min(len(rows[i]) for i in members) - 1)
+        groups.append((members, length if length >= min_shared else 0))
+        end = start
+    return groups[::-1]
 
 
 def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
