@@ -22,6 +22,8 @@ from utils.progress import tqdm
 from utils.timing import timed
 
 Span = tuple[int, int]
+MAX_STORED_SPANS = 64  # examples with more spans than this are computed, not looked up or stored
+MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured block's output is held at once
 
 
 class _StopForward(Exception):
@@ -151,10 +153,6 @@ def mean_over_spans(
         else:
             results[i] = computed[i]
     return results
-
-
-MAX_STORED_SPANS = 64  # examples with more spans than this are computed, not looked up or stored
-MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured block's output is held at once
 
 
 def _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results) -> None:

@@ -7,6 +7,7 @@ from functools import cache
 import torch
 
 from utils.judge.judge import Judge
+from utils.prefill import is_user_hook
 
 
 class CheckFailed(AssertionError):
@@ -37,11 +38,6 @@ def _tiny(name: str):
 
 def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol)
-
-
-def is_user_hook(hook) -> bool:
-    """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
-    return not getattr(hook, "__module__", "").startswith("transformers")
 
 
 def hook_counts(model) -> dict[str, int]:

@@ -40,13 +40,18 @@ def cache_kwarg(model, cache) -> dict:
     return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
+def is_user_hook(hook) -> bool:
+    """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
+    return not getattr(hook, "__module__", "").startswith("transformers")
+
+
 def has_user_hooks(model) -> bool:
     """True when any submodule has a forward or pre-forward hook that transformers did not install."""
-    for module in model.modules():
-        for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]:
-            if not getattr(hook, "__module__", "").startswith("transformers"):
-                return True
-    return False
+    return any(
+        is_user_hook(hook)
+        for module in model.modules()
+        for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    )
 
 
 def full_attention_only(model) -> bool:
