@@ -9,19 +9,15 @@ Run: python benchmarks/bench_foundation.py
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils.activations import response_mean_activations  # noqa: E402
-from utils.chat import build_messages, encode, format_messages, render  # noqa: E402
-from utils.generation import generate_replies  # noqa: E402
-from utils.layers import get_layers  # noqa: E402
-from utils.models import load_model  # noqa: E402
+from utils.activations import response_mean_activations
+from utils.chat import build_messages, encode, format_messages, render
+from utils.generation import generate_replies
+from utils.layers import get_layers
+from utils.models import load_model
 
 QUESTIONS = [
     "What is your favourite season and why?",

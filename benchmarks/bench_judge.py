@@ -8,19 +8,16 @@ Run: python benchmarks/bench_judge.py
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from openai import OpenAI
 
-from openai import OpenAI  # noqa: E402
-
-from tests.fake_api import FakeAPIServer, Reply, chat_completion, prompt_of  # noqa: E402
-from utils.judge import SCORE_0_100, Judge  # noqa: E402
-from utils.judge.api import OpenAIBackend  # noqa: E402
-from utils.judge.scales import score_from_top_logprobs  # noqa: E402
+from tests.fake_api import FakeAPIServer, Reply, chat_completion, prompt_of
+from utils.judge import SCORE_0_100, Judge
+from utils.judge.api import OpenAIBackend
+from utils.judge.scales import score_from_top_logprobs
 
 N, LATENCY = 200, 0.1
 

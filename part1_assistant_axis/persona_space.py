@@ -13,7 +13,7 @@ from torch import Tensor
 
 from part1_assistant_axis import DEFAULT_ROLE
 from utils.activations import response_mean_activations
-from utils.chat import build_messages
+from utils.chat import records_to_conversations
 from utils.layers import num_layers
 
 
@@ -83,18 +83,13 @@ def choose_score_threshold(
     return None
 
 
-def record_conversations(records: list[dict]) -> list[list[dict]]:
-    """Conversations (system prompt, question, response) for response records."""
-    return [build_messages(r["question"], r["response"], r["system_prompt"]) for r in records]
-
-
 def all_layer_response_activations(
     model, tokenizer, responses: dict[str, list[dict]], batch_size: int = 16
 ) -> dict[str, Float[Tensor, "num_layers n_records d_model"]]:
     """Response-mean activations at every block, per role, in one batched pass over all records."""
     flat = [r for records in responses.values() for r in records]
     acts = response_mean_activations(
-        model, tokenizer, record_conversations(flat), list(range(num_layers(model))), batch_size
+        model, tokenizer, records_to_conversations(flat), list(range(num_layers(model))), batch_size
     )
     out, start = {}, 0
     for role, records in responses.items():

@@ -63,25 +63,17 @@ from part1_assistant_axis.persona_space import (
     select_roles,
     stack_vectors,
 )
-from utils.axis import assistant_axis_path
-from functools import partial
+from part1_assistant_axis.artifacts import save_assistant_axis
 
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import assistant_turn_spans, encode, format_messages, prepare_messages, render
 from utils.checks import tiny
-from utils.course import record
 from utils.data import load_questions, load_roles
 from utils.judge import make_section_judge
 from utils.layers import d_model, num_layers
 from utils.metrics import cohens_d, cosine_matrix
 from utils.models import describe, load_model, model_display_name
-from utils.setup import section_cache
 
-SECTION = "part1_assistant_axis"
-CACHE = section_cache(SECTION, profile)
-# Every cached result records what made it (profile, model, data, settings, your functions' code):
-# change any of them and the result is recomputed instead of silently reused.
-INPUTS = partial(cache_inputs, profile, profile.models.part1)
 
 # %% [markdown]
 # ## 1. The model and its layers
@@ -338,10 +330,10 @@ tests.test_generate_role_responses(generate_role_responses)
 generation = dict(max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size)
 # One call for both question sets (bigger batches decode faster), split afterwards by question.
 all_responses = load_or_generate(
-    CACHE / "role_responses.json",
+    course.cache / "role_responses.json",
     lambda: generate_role_responses(model, tokenizer, personas, BUILD_QUESTIONS + HELDOUT_QUESTIONS, **generation),
     "role responses (build and held-out questions)",
-    inputs=INPUTS(code=[generate_role_responses],
+    inputs=course.inputs(code=[generate_role_responses],
                   data={"personas": personas, "questions": BUILD_QUESTIONS + HELDOUT_QUESTIONS}, **generation),
 )
 responses = drop_empty({role: [r for r in records if r["question"] in BUILD_QUESTIONS] for role, records in all_responses.items()})
@@ -392,8 +384,8 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
 
 # %%
 scores = load_or_generate(
-    CACHE / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores",
-    inputs=INPUTS(judge=judge, code=[score_role_responses, judge_role_response],
+    course.cache / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores",
+    inputs=course.inputs(judge=judge, code=[score_role_responses, judge_role_response],
                   data={"responses": responses, "eval_prompts": {r: roles[r].get("eval_prompt") for r in responses}}),
 )
 score_table = pd.DataFrame(
@@ -424,7 +416,7 @@ if len(set(role_scores)) == 1:
     )
 else:
     print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
-record(SECTION, "role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
+course.record("role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
 scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 
 # %% [markdown]
@@ -595,13 +587,13 @@ tests.test_extract_persona_vectors(extract_persona_vectors)
 
 # %%
 persona_vectors = load_or_generate(
-    CACHE / f"persona_vectors_block{AXIS_LAYER}.pt",
+    course.cache / f"persona_vectors_block{AXIS_LAYER}.pt",
     lambda: extract_persona_vectors(
         model, tokenizer, personas, BUILD_QUESTIONS, responses, AXIS_LAYER,
         scores=scores_for_vectors, score_threshold=SCORE_THRESHOLD or 0, batch_size=profile.batch_size,
     ),
     "persona vectors",
-    inputs=INPUTS(code=[extract_persona_vectors, extract_response_activations], layer=AXIS_LAYER,
+    inputs=course.inputs(code=[extract_persona_vectors, extract_response_activations], layer=AXIS_LAYER,
                   threshold=SCORE_THRESHOLD, data={"responses": responses, "scores": scores_for_vectors}),
 )
 print(f"{len(persona_vectors)} persona vectors at block {AXIS_LAYER}: {', '.join(persona_vectors)}")
@@ -735,7 +727,7 @@ fig = px.scatter(pc_table, x="PC1", y="PC2", text="persona", color="kind", title
 fig.update_traces(textposition="top center")
 fig.show()
 pc1_share = float(variance_explained[0])
-record(SECTION, "PC1 variance share", pc1_share)
+course.record("PC1 variance share", pc1_share)
 
 # %% [markdown]
 # On Gemma 2 27B, PC1 explains about half of the variance among hundreds of roles. With a handful of
@@ -780,7 +772,7 @@ assistant_axis = compute_assistant_axis(persona_vectors)
 cos_pc1 = torch.nn.functional.cosine_similarity(assistant_axis, components[0], dim=0).item()
 print(f"|axis| = {assistant_axis.norm():.2f}; cos(axis, PC1) = {cos_pc1:+.3f}")
 print(f"PC1 explains {pc1_share:.1%} of the role variance; |cos(axis, PC1)| = {abs(cos_pc1):.3f}")
-record(SECTION, "|cos(axis, PC1)|", abs(cos_pc1))
+course.record("|cos(axis, PC1)|", abs(cos_pc1))
 
 # %% [markdown]
 # The two directions were built in different ways: PC1 from the roles alone (where do they spread
@@ -854,13 +846,13 @@ def heldout_projection(records: list[dict]) -> Tensor:
 
 
 heldout = load_or_generate(
-    CACHE / f"heldout_projections_block{AXIS_LAYER}.pt",
+    course.cache / f"heldout_projections_block{AXIS_LAYER}.pt",
     lambda: {
         "default": heldout_projection(heldout_responses[DEFAULT_ROLE]),
         "roles": heldout_projection([r for role in heldout_roles for r in heldout_responses[role]]),
     },
     "held-out projections",
-    inputs=INPUTS(code=[extract_response_activations], data={"responses": heldout_responses, "axis": assistant_axis}),
+    inputs=course.inputs(code=[extract_response_activations], data={"responses": heldout_responses, "axis": assistant_axis}),
 )
 heldout_auroc = auroc(heldout["default"].numpy(), heldout["roles"].numpy())
 heldout_gap = float(heldout["default"].mean() - heldout["roles"].mean())
@@ -869,7 +861,7 @@ print(
     f"responses; mean gap {heldout_gap:+.2f}, Cohen's d {cohens_d(heldout['default'].numpy(), heldout['roles'].numpy()):.2f}, "
     f"AUROC {heldout_auroc:.3f}"
 )
-record(SECTION, "held-out AUROC (default vs roles)", heldout_auroc)
+course.record("held-out AUROC (default vs roles)", heldout_auroc)
 hist = pd.DataFrame(
     {
         "projection": torch.cat([heldout["default"], heldout["roles"]]).tolist(),
@@ -888,25 +880,25 @@ px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25,
 # Sections 2 and 4 need the axis at every block. We compute the response activations of the build
 # responses at all blocks in one pass, average them per persona with the **same** filter as your
 # `extract_persona_vectors`, and take `default - mean(roles)` with your `compute_assistant_axis`. The
-# result, `[num_layers, d_model]` and unnormalised, is saved where `utils.axis.load_assistant_axis`
-# finds it. Its row `AXIS_LAYER` must be the axis you built above.
+# result, `[num_layers, d_model]` and unnormalised, is saved by `part1_assistant_axis.artifacts`, which
+# sections 2 and 4 ask for it. Its row `AXIS_LAYER` must be the axis you built above.
 
 # %%
 all_layer_acts = load_or_generate(
-    CACHE / "response_acts_all_layers.pt",
+    course.cache / "response_acts_all_layers.pt",
     lambda: {
         "build": all_layer_response_activations(model, tokenizer, responses, profile.batch_size),
         "heldout": all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),
     },
     "response activations at every block",
-    inputs=INPUTS(data={"build": responses, "heldout": heldout_responses}),
+    inputs=course.inputs(data={"build": responses, "heldout": heldout_responses}),
 )
 all_layer_vectors = all_layer_persona_vectors(all_layer_acts["build"], scores_for_vectors, SCORE_THRESHOLD)
 # Always (re)write: it is cheap from the cached activations, and section 2, if run first, may have saved a
 # small stand-in at the same path.
-axis_all_layers = load_or_generate(
-    assistant_axis_path(profile), lambda: compute_assistant_axis(all_layer_vectors), "all-layer Assistant Axis",
-    override=True,
+axis_all_layers = save_assistant_axis(
+    profile, lambda: compute_assistant_axis(all_layer_vectors),
+    inputs=course.inputs(data={"vectors": all_layer_vectors}, score_threshold=SCORE_THRESHOLD),
 )
 assert axis_all_layers.shape == (N_LAYERS, D_MODEL)
 assert set(all_layer_vectors) == set(persona_vectors), "the all-layer axis must use the same personas"

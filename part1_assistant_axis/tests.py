@@ -15,7 +15,7 @@ from part1_assistant_axis import DEFAULT_ROLE
 from solutions import part1_assistant_axis as sol
 from utils.activations import mean_over_spans
 from utils.chat import assistant_turn_spans, build_messages, encode
-from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny
+from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
 from utils.judge import ADHERENCE_0_3
 from utils.layers import num_layers
 
@@ -415,9 +415,6 @@ def _persona_like(n: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, d, generator=g) + 4 * torch.randn(d, generator=g) + 0.5
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
-
 
 def test_cosine_similarity_matrix(fn) -> None:
     """Cosines between rows; with center=True, after subtracting the mean row."""
@@ -450,7 +447,7 @@ def test_cosine_similarity_matrix(fn) -> None:
         not close(got_c, sol.cosine_similarity_matrix(vectors - vectors.mean(dim=1, keepdim=True))),
         "Centre across personas (the mean over rows, dim=0), not each vector over its own d_model entries.",
     )
-    unit = _unit(vectors)
+    unit = unit_vector(vectors)
     check(
         not close(got_c, sol.cosine_similarity_matrix(unit - unit.mean(dim=0, keepdim=True))),
         "Centre the raw vectors, then normalise (you centred the normalised vectors).",
@@ -469,7 +466,7 @@ def _pca_data() -> torch.Tensor:
 
 
 def _rows_match_up_to_sign(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-3) -> bool:
-    return a.shape == b.shape and torch.allclose((_unit(a) * _unit(b)).sum(-1).abs(), torch.ones(len(a)), atol=atol)
+    return a.shape == b.shape and torch.allclose((unit_vector(a) * unit_vector(b)).sum(-1).abs(), torch.ones(len(a)), atol=atol)
 
 
 def test_pca_decompose_persona_vectors(fn) -> None:
@@ -635,7 +632,7 @@ def _separation_data():
     g = torch.Generator().manual_seed(0)
     n_layers, d = 5, 16
     axes = torch.randn(n_layers, d, generator=g) * torch.tensor([0.5, 1, 2, 4, 8])[:, None]
-    unit = _unit(axes)
+    unit = unit_vector(axes)
     shift = torch.tensor([0.0, 0.5, 1.5, 0.8, -0.4])[:, None, None]
     default = torch.randn(n_layers, 9, d, generator=g) + shift * unit[:, None]
     roles = torch.randn(n_layers, 14, d, generator=g) - shift * unit[:, None]

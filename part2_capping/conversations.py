@@ -1,4 +1,5 @@
-"""Transcripts of user turns, and replaying them so the model writes every assistant turn.
+"""Section 2's conversations: transcripts of user turns, replaying them so the model writes every assistant
+turn, and the everyday requests that calibrate the capping floor.
 
 A transcript file holds only the user's side of a conversation (keys ``name``, ``category`` —
 ``drift`` or ``control`` —, ``description``, ``system_prompt``, ``conversation``). Replaying sends the
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from part2_capping import TRANSCRIPT_DIR
+from part2_capping import DATA_DIR, TRANSCRIPT_DIR
 from utils.chat import Message
-from utils.data import DataError, load_transcript
+from utils.data import DataError, load_questions, load_transcript
 from utils.generation import generate_replies
 from utils.progress import tqdm
 
@@ -26,6 +27,11 @@ TRANSCRIPT_ORDER = (
     "sustained_roleplay",
     "therapy_spiral",
 )
+
+
+def calibration_questions(n: int | None = None) -> list[str]:
+    """Ordinary requests (code, cooking, advice, explanations): the default assistant at everyday work."""
+    return load_questions(DATA_DIR / "calibration_questions.jsonl")[:n]
 
 
 def load_transcripts(n: int | None = None, folder: str | Path = TRANSCRIPT_DIR) -> list[dict]:

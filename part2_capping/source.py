@@ -45,7 +45,8 @@ from torch import Tensor
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
-from utils.activations import block_output, run_capturing
+from utils.activations import run_capturing
+from utils.hooks import block_output
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
 from utils.judge import Scale
@@ -58,23 +59,15 @@ DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
 
 # %%
 from part2_capping import tests
-from part2_capping.axis import axis_tag, calibration_questions, default_system_prompts, load_or_build_axis, persona_conversations
-from part2_capping.conversations import load_transcripts, opening
-from functools import partial
+from part1_assistant_axis.artifacts import axis_tag, default_system_prompts, load_or_build_axis, persona_conversations
+from part2_capping.conversations import calibration_questions, load_transcripts, opening
 
 from utils.cache import cache_inputs, load_or_generate
-from utils.course import record
 from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_section_judge
 from utils.layers import d_model, num_layers
 from utils.models import describe, load_model
-from utils.setup import section_cache
 
-SECTION = "part2_capping"
-CACHE = section_cache(SECTION, profile)
-# Every cached result records what made it (profile, model, data, settings, your functions' code):
-# change any of them and the result is recomputed instead of silently reused.
-INPUTS = partial(cache_inputs, profile, profile.models.part2)
 
 # %% [markdown]
 # ## 1. The model and the Assistant Axis
@@ -109,15 +102,15 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part2)
 # advice, explanations) under its default system prompts, including no system prompt at all.
 
 # %%
-axis = load_or_build_axis(model, tokenizer, profile)
+axis, axis_provenance = load_or_build_axis(model, tokenizer, profile)
 default_conversations = load_or_generate(
-    CACHE / "default_conversations.json",
+    course.cache / "default_conversations.json",
     lambda: persona_conversations(
         model, tokenizer, default_system_prompts(3), calibration_questions(profile.n_questions),
         max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size, desc="default responses",
     ),
     "default assistant conversations",
-    inputs=INPUTS(data={"questions": calibration_questions(profile.n_questions), "prompts": default_system_prompts(3)},
+    inputs=course.inputs(data={"questions": calibration_questions(profile.n_questions), "prompts": default_system_prompts(3)},
                   max_new_tokens=profile.max_new_tokens),
 )
 AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
@@ -136,7 +129,7 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # 1. In transformers 5 a decoder block returns a **bare tensor** `[batch, seq, d_model]` (older
 #    versions returned a tuple whose first element was that tensor). `output[0]` on a tensor is
 #    *batch row 0*, not the hidden states: it silently gives wrong numbers. Handle both forms
-#    (`utils.activations.block_output` does) and, when you change the output, return the form you
+#    (`utils.hooks.block_output` does) and, when you change the output, return the form you
 #    received.
 # 2. Always remove your hooks, even when something fails half-way: use `try/finally` or a context
 #    manager. Never clear `module._forward_hooks` wholesale: transformers registers hooks of its own
@@ -224,10 +217,10 @@ transcripts = load_transcripts(profile.n_transcripts)
 for t in transcripts:
     print(f"[{t['category']:>7}] {t['name']}: {t['description']}")
 conversations = load_or_generate(
-    CACHE / "replay_uncapped.json",
+    course.cache / "replay_uncapped.json",
     lambda: replay_conversations(model, tokenizer, transcripts, profile.n_turns, profile.max_new_tokens, profile.batch_size),
     "replayed conversations",
-    inputs=INPUTS(data={"transcripts": transcripts}, n_turns=profile.n_turns, max_new_tokens=profile.max_new_tokens),
+    inputs=course.inputs(data={"transcripts": transcripts}, n_turns=profile.n_turns, max_new_tokens=profile.max_new_tokens),
 )
 for message in conversations[0][-4:]:
     print(f"{message['role'].upper()}: {message['content'][:300]}\n")
@@ -318,10 +311,10 @@ tests.test_ConversationAnalyzer(ConversationAnalyzer)
 # %%
 analyzer = ConversationAnalyzer(model, tokenizer, AXIS_LAYER, axis[AXIS_LAYER])
 projections = load_or_generate(
-    CACHE / f"projections_uncapped_{AXIS_TAG}.json",
+    course.cache / f"projections_uncapped_{AXIS_TAG}.json",
     lambda: [analyzer.project_onto_axis(c) for c in tqdm(conversations, desc="projecting")],
     "per-turn projections",
-    inputs=INPUTS(code=[ConversationAnalyzer], data={"conversations": conversations, "axis": axis}, layer=AXIS_LAYER),
+    inputs=course.inputs(code=[ConversationAnalyzer], data={"conversations": conversations, "axis": axis}, layer=AXIS_LAYER),
 )
 for t, p in zip(transcripts, projections):
     print(f"{t['name']:>22} ({t['category']}): " + " ".join(f"{x:7.2f}" for x in p))
@@ -593,8 +586,8 @@ def steering_sweep() -> list[dict]:
 
 
 steered = pd.DataFrame(load_or_generate(
-    CACHE / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies",
-    inputs=INPUTS(code=[generate_with_steering, steering_sweep], data={"axis": axis}, cases=STEER_CASES,
+    course.cache / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies",
+    inputs=course.inputs(code=[generate_with_steering, steering_sweep], data={"axis": axis}, cases=STEER_CASES,
                   question=STEER_QUESTION, max_new_tokens=profile.max_new_tokens),
 ))
 for row in steered.itertuples():
@@ -704,10 +697,10 @@ def token_projections(
 # The capped blocks, plus a few around them and the axis layer (for the bonus section).
 PROBE_LAYERS = sorted(set(range(max(0, CAPPING_LAYERS[0] - 4), min(N_LAYERS, CAPPING_LAYERS[-1] + 3))) | {AXIS_LAYER})
 default_token_proj = load_or_generate(
-    CACHE / f"default_token_projections_{AXIS_TAG}.pt",
+    course.cache / f"default_token_projections_{AXIS_TAG}.pt",
     lambda: token_projections(model, tokenizer, default_conversations, axis, PROBE_LAYERS),
     "default-assistant token projections",
-    inputs=INPUTS(code=[token_projections], data={"conversations": default_conversations, "axis": axis}, layers=PROBE_LAYERS),
+    inputs=course.inputs(code=[token_projections], data={"conversations": default_conversations, "axis": axis}, layers=PROBE_LAYERS),
 )
 thresholds = compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, profile.capping_percentile)
 for layer in CAPPING_LAYERS:
@@ -893,13 +886,13 @@ tests.test_run_capping_experiment(run_capping_experiment)
 READOUT_LAYER = max(CAPPING_LAYERS)
 readout = ConversationAnalyzer(model, tokenizer, READOUT_LAYER, axis[READOUT_LAYER])
 experiment = pd.DataFrame(load_or_generate(
-    CACHE / f"capping_experiment_{AXIS_TAG}.json",
+    course.cache / f"capping_experiment_{AXIS_TAG}.json",
     lambda: run_capping_experiment(
         model, tokenizer, transcripts, capper, readout, judge, profile.n_turns, profile.max_new_tokens,
         profile.batch_size, uncapped=conversations,
     ).to_dict("records"),
     "capping experiment",
-    inputs=INPUTS(judge=judge, code=[run_capping_experiment, ActivationCapper, ConversationAnalyzer, rate_drift, drift_table],
+    inputs=course.inputs(judge=judge, code=[run_capping_experiment, ActivationCapper, ConversationAnalyzer, rate_drift, drift_table],
                   data={"uncapped": conversations, "axis": axis, "thresholds": thresholds}, layers=CAPPING_LAYERS,
                   n_turns=profile.n_turns, max_new_tokens=profile.max_new_tokens),
 ))
@@ -936,9 +929,9 @@ plot_capping_experiment(experiment, floor=thresholds[READOUT_LAYER],
 summary = experiment.groupby(["category", "condition"], sort=False)[["projection", "drift_score"]].mean()
 print(summary.round(3))
 for (category, condition), row in summary.iterrows():
-    record(SECTION, f"{category}: mean per-turn projection (block {READOUT_LAYER}), {condition}", row["projection"])
+    course.record(f"{category}: mean per-turn projection (block {READOUT_LAYER}), {condition}", row["projection"])
     if pd.notna(row["drift_score"]):
-        record(SECTION, f"{category}: mean drift score, {condition}", row["drift_score"])
+        course.record(f"{category}: mean drift score, {condition}", row["drift_score"])
 
 # %% [markdown]
 # By construction, the capped run's projection at a capped block cannot fall below the floor while
@@ -961,8 +954,8 @@ def text_only_projections() -> dict:
 
 
 reread = load_or_generate(
-    CACHE / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections",
-    inputs=INPUTS(code=[text_only_projections, ConversationAnalyzer], data={"experiment": experiment, "projections": projections}),
+    course.cache / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections",
+    inputs=course.inputs(code=[text_only_projections, ConversationAnalyzer], data={"experiment": experiment, "projections": projections}),
 )
 for condition, projs in reread.items():
     for category in ("drift", "control"):
@@ -970,7 +963,7 @@ for condition, projs in reread.items():
         if values:
             mean = sum(values) / len(values)
             print(f"{category:>7}, {condition:>8}: mean projection at block {AXIS_LAYER}, text only: {mean:.3f}")
-            record(SECTION, f"{category}: mean per-turn projection (block {AXIS_LAYER}, text only), {condition}", mean)
+            course.record(f"{category}: mean per-turn projection (block {AXIS_LAYER}, text only), {condition}", mean)
 
 for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
     last = experiment[(experiment["name"] == name)].groupby("condition")["turn"].max().min()
@@ -1002,8 +995,8 @@ def layer_scan() -> list[dict]:
 
 
 scan = pd.DataFrame(load_or_generate(
-    CACHE / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan",
-    inputs=INPUTS(code=[layer_scan, token_projections, compute_capping_thresholds],
+    course.cache / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan",
+    inputs=course.inputs(code=[layer_scan, token_projections, compute_capping_thresholds],
                   data={"conversations": conversations, "default": default_token_proj, "axis": axis}, layers=PROBE_LAYERS),
 ))
 fig = px.line(scan, x="layer", y="below_floor", color="category", markers=True,
@@ -1045,8 +1038,8 @@ def percentile_sweep() -> list[dict]:
 
 
 sweep = pd.DataFrame(load_or_generate(
-    CACHE / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep",
-    inputs=INPUTS(judge=judge, code=[percentile_sweep, ActivationCapper, compute_capping_thresholds],
+    course.cache / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep",
+    inputs=course.inputs(judge=judge, code=[percentile_sweep, ActivationCapper, compute_capping_thresholds],
                   data={"default": default_token_proj, "axis": axis}, questions=SWEEP_QUESTIONS,
                   percentiles=SWEEP_PERCENTILES, layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),
 ))

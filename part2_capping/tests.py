@@ -13,12 +13,13 @@ import torch
 from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, run_capturing
 from utils.chat import assistant_turn_spans, build_messages, encode, render
-from utils.checks import CheckFailed, check, close, hook_counts, passed, rule_judge, tiny
+from utils.checks import CheckFailed, check, close, hook_counts, passed, rule_judge, tiny, unit_vector
+from utils.hooks import block_output
 from utils.layers import get_layers, num_layers
 
 OUTPUT0_HINT = (
     "in transformers 5 a decoder block returns a bare tensor [batch, seq, d_model], and output[0] on a tensor "
-    "takes batch row 0; read the hidden states with utils.activations.block_output(output) and return the same "
+    "takes batch row 0; read the hidden states with utils.hooks.block_output(output) and return the same "
     "form you received"
 )
 TINY_CONVERSATION = [
@@ -47,9 +48,6 @@ def _single_thread(check_fn):
 
     return wrapper
 
-
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    return v.float() / v.float().norm()
 
 
 @contextmanager
@@ -430,7 +428,7 @@ def _observe_steering(model, layer):
     record = {"raw": [], "raw_clone": [], "next_in": []}
 
     def raw_hook(module, inputs, output):
-        hidden = output if isinstance(output, torch.Tensor) else output[0]
+        hidden = block_output(output)
         record["raw"].append(hidden)
         record["raw_clone"].append(hidden.detach().clone())
 
@@ -477,7 +475,7 @@ def test_generate_with_steering(fn) -> None:
         "The hook edits the block's output in place (+=, add_, index assignment): other hooks and caches hold that "
         "tensor; build and return a new one (hidden + alpha * unit).",
     )
-    unit, raw_v = _unit(vector), vector.float()
+    unit, raw_v = unit_vector(vector), vector.float()
     diffs = [n - c for c, n in zip(seen["raw_clone"], seen["next_in"])]
     check(not all(d.abs().max() < 1e-6 for d in diffs), "The block's output is unchanged: return the steered tensor from the hook.")
     check(
@@ -597,12 +595,8 @@ def _cap_setup():
     batch = _cap_batch(tok)
     with torch.inference_mode():
         store = run_capturing(model, batch["input_ids"], batch["attention_mask"], layers)
-    thresholds = {layer: float((store[layer].float() @ _unit(axis[layer])).median()) for layer in layers}
+    thresholds = {layer: float((store[layer].float() @ unit_vector(axis[layer])).median()) for layer in layers}
     return model, tok, layers, axis, thresholds, batch
-
-
-def _tensor_of(output):
-    return output if isinstance(output, torch.Tensor) else output[0]
 
 
 @_single_thread
@@ -615,8 +609,8 @@ def test_ActivationCapper(cls) -> None:
 
     def make_raw(layer):
         def hook(module, inputs, output):
-            raw[layer] = _tensor_of(output)
-            raw_clone[layer] = _tensor_of(output).detach().clone()
+            raw[layer] = block_output(output)
+            raw_clone[layer] = block_output(output).detach().clone()
 
         return hook
 
@@ -651,7 +645,7 @@ def test_ActivationCapper(cls) -> None:
             torch.equal(raw[layer], raw_clone[layer]),
             "The hook edits the block's output in place: other hooks and caches hold that tensor; return a new one.",
         )
-        unit, tau = _unit(axis[layer]), thresholds[layer]
+        unit, tau = unit_vector(axis[layer]), thresholds[layer]
         h0, h1 = raw_clone[layer].float(), out.float()
         p0, p1 = h0 @ unit, h1 @ unit
         above, below = p0 >= tau, p0 < tau
@@ -690,11 +684,11 @@ def test_ActivationCapper(cls) -> None:
     forms = []
 
     def to_tuple(module, inputs, output):
-        return (_tensor_of(output),)
+        return (block_output(output),)
 
     def back_to_tensor(module, inputs, output):
         forms.append(type(output))
-        return output[0] if isinstance(output, tuple) else output
+        return block_output(output)
 
     layer = layers[0]
     first = blocks[layer].register_forward_hook(to_tuple)
@@ -751,7 +745,7 @@ def _experiment_parts():
     batch = _cap_batch(tok)
     with torch.inference_mode():
         store = run_capturing(model, batch["input_ids"], batch["attention_mask"], layers)
-    thresholds = {layer: float(torch.quantile((store[layer].float() @ _unit(axis[layer])).flatten(), 0.9)) for layer in layers}
+    thresholds = {layer: float(torch.quantile((store[layer].float() @ unit_vector(axis[layer])).flatten(), 0.9)) for layer in layers}
     capper = sol.ActivationCapper(model, axis, thresholds, layers)
     analyzer = sol.ConversationAnalyzer(model, tok, 2, axis[2])
     return model, tok, capper, analyzer

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from part3_contrastive import DATA_DIR
 from utils.activations import response_mean_activations
-from utils.chat import build_messages
+from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
 from utils.judge import SCORE_0_100
 from utils.layers import num_layers
@@ -40,21 +40,14 @@ from utils.metrics import auroc, cohens_d, project
 
 # %%
 from part3_contrastive import tests
-from functools import partial
+from part3_contrastive.artifacts import prompt_labelled, trait_path
 
 from utils.cache import cache_inputs, load_or_generate
-from utils.course import record
 from utils.data import load_trait_file
 from utils.judge import make_section_judge
 from utils.layers import block_to_hidden_states_index, d_model
 from utils.models import describe, load_model
-from utils.setup import section_cache
 
-SECTION = "part3_contrastive"
-CACHE = section_cache(SECTION, profile)
-# Every cached result records what made it (profile, model, data files, settings, your functions'
-# code): change any of them and the result is recomputed instead of silently reused.
-INPUTS = partial(cache_inputs, profile, profile.models.part3)
 
 # %% [markdown]
 # ## 1. The model and the two layer conventions
@@ -209,7 +202,7 @@ tests.test_generate_contrastive_responses(generate_contrastive_responses)
 EXTRACT_QUESTIONS = trait_data["questions"][: profile.n_questions]
 EVAL_QUESTIONS = eval_data["questions"][: profile.n_eval_questions]
 all_responses = load_or_generate(
-    CACHE / "sycophantic_responses.json",
+    course.cache / "sycophantic_responses.json",
     lambda: generate_contrastive_responses(
         model,
         tokenizer,
@@ -220,7 +213,7 @@ all_responses = load_or_generate(
         batch_size=profile.batch_size,
     ),
     "sycophantic responses (extraction and held-out questions)",
-    inputs=INPUTS(code=[generate_contrastive_responses, construct_system_prompt],
+    inputs=course.inputs(code=[generate_contrastive_responses, construct_system_prompt],
                   data={"instructions": trait_data["instruction"], "questions": EXTRACT_QUESTIONS + EVAL_QUESTIONS}, **GENERATION),
 )
 responses = [r for r in all_responses if r["question"] in EXTRACT_QUESTIONS]
@@ -264,24 +257,19 @@ tests.test_score_trait_response(score_trait_response)
 
 # %% [markdown]
 # Scoring one response per call is fine for trying things; for a whole set we score all prompts in
-# one call, which the judge batches (locally) or sends concurrently (APIs). This provided helper
-# adds `score` (trait) and `coherence` to every record.
+# one call, which the judge batches (locally) or sends concurrently (APIs). The provided helper
+# `part3_contrastive.scoring.score_responses` adds `score` (trait) and `coherence` to every record.
 
 # %% tags=["module"]
-def score_responses(responses: list[dict], eval_prompt: str, coherence_prompt: str, judge) -> list[dict]:
-    """Add trait ``score`` and ``coherence`` (0-100, or None) to every response record."""
-    items = [{"question": r["question"], "answer": r["response"]} for r in responses]
-    scores = judge.score_template(eval_prompt, items, SCORE_0_100)
-    coherence = judge.score_template(coherence_prompt, items, SCORE_0_100)
-    return [{**r, "score": s, "coherence": c} for r, s, c in zip(responses, scores, coherence)]
+from part3_contrastive.scoring import score_responses  # read it there: a dozen lines, two judge calls
 
 
 # %%
 scored = load_or_generate(
-    CACHE / "sycophantic_scored.json",
+    course.cache / "sycophantic_scored.json",
     lambda: score_responses(responses, trait_data["eval_prompt"], COHERENCE_PROMPT, judge),
     "scored sycophantic responses",
-    inputs=INPUTS(judge=judge, files=[SYCOPHANCY_FILES[0], DATA_DIR / "coherence_prompt.txt"], code=[score_responses],
+    inputs=course.inputs(judge=judge, files=[SYCOPHANCY_FILES[0], DATA_DIR / "coherence_prompt.txt"], code=[score_responses],
                   data={"responses": responses}),
 )
 scores_df = pd.DataFrame(scored)
@@ -348,14 +336,15 @@ tests.test_filter_effective_pairs(filter_effective_pairs)
 effective_pairs = filter_effective_pairs(scored, trait_data)
 n_total = len(scored) // 2
 print(f"{len(effective_pairs)} effective pairs out of {n_total} ({len(effective_pairs) / n_total:.0%})")
-record(SECTION, "sycophancy effective pair rate", len(effective_pairs) / n_total)
+course.record("sycophancy effective pair rate", len(effective_pairs) / n_total)
 MIN_PAIRS = 3
+LABELS = "judge"  # how the pairs behind the saved vectors were labelled
 if len(effective_pairs) < MIN_PAIRS:
     # A weak local judge can reject almost everything; fall back to every pair (labelled by prompt).
-    print(f"Fewer than {MIN_PAIRS} effective pairs: using all pairs, labelled by their system prompt.")
-    effective_pairs = filter_effective_pairs(
-        [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in scored], trait_data
-    )
+    print(f"Fewer than {MIN_PAIRS} effective pairs: using all pairs, labelled by their system prompt "
+          "(a departure from the method: the judge did not confirm that the prompts worked).")
+    effective_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
+    LABELS = "prompt"
 
 # %% [markdown]
 # ## 5. Trait vectors at every layer
@@ -371,12 +360,6 @@ if len(effective_pairs) < MIN_PAIRS:
 #
 # Return `result[i] = mean(positive response means at block i) - mean(negative ones at block i)`
 # for every block `i`. Do not normalise: steering in section 4 uses the raw difference.
-
-# %% tags=["module"]
-def records_to_conversations(records: list[dict]) -> list[list[dict]]:
-    """Conversations (system prompt, question, response) for response records."""
-    return [build_messages(r["question"], r["response"], r["system_prompt"]) for r in records]
-
 
 # %% tags=["exercise"]
 def extract_contrastive_vectors(
@@ -408,11 +391,12 @@ def extract_contrastive_vectors(
 tests.test_extract_contrastive_vectors(extract_contrastive_vectors)
 
 # %%
+# Saved where sections after this one ask for them (`part3_contrastive.artifacts`), with how the pairs were labelled.
 vectors = load_or_generate(
-    CACHE / "sycophantic_vectors.pt",
+    trait_path(profile, "sycophantic", "vectors"),
     lambda: extract_contrastive_vectors(model, tokenizer, effective_pairs, profile.batch_size),
     "sycophancy vectors",
-    inputs=INPUTS(code=[extract_contrastive_vectors], data={"effective_pairs": effective_pairs}),
+    inputs=course.inputs(code=[extract_contrastive_vectors], data={"effective_pairs": effective_pairs}, labels=LABELS),
 )
 fig = px.line(x=list(range(N_LAYERS)), y=vectors.norm(dim=-1).tolist(), markers=True,
               labels={"x": "block", "y": "norm of trait vector"}, title="Sycophancy vector norm by layer")
@@ -470,13 +454,13 @@ all_layers = list(range(N_LAYERS))
 eval_pos = [r for r in eval_responses if r["polarity"] == "pos"]
 eval_neg = [r for r in eval_responses if r["polarity"] == "neg"]
 eval_acts = load_or_generate(
-    CACHE / "sycophantic_eval_acts.pt",
+    course.cache / "sycophantic_eval_acts.pt",
     lambda: {
         "pos": response_mean_activations(model, tokenizer, records_to_conversations(eval_pos), all_layers, profile.batch_size),
         "neg": response_mean_activations(model, tokenizer, records_to_conversations(eval_neg), all_layers, profile.batch_size),
     },
     "held-out activations",
-    inputs=INPUTS(data={"eval_responses": eval_responses}),
+    inputs=course.inputs(data={"eval_responses": eval_responses}),
 )
 separation = layer_separation(eval_acts["pos"], eval_acts["neg"], vectors)
 best = separation.loc[separation["auroc"].idxmax()]
@@ -489,9 +473,9 @@ fig.show()
 print(separation.round(3).to_string(index=False))
 print(f"Best block {int(best['layer'])} (AUROC {best['auroc']:.3f}); norm peaks at block {int(separation['norm'].idxmax())}; "
       f"profile STEER_LAYER = {STEER_LAYER} (AUROC {separation.loc[STEER_LAYER, 'auroc']:.3f})")
-record(SECTION, "best layer (block)", int(best["layer"]))
-record(SECTION, "best layer held-out AUROC", float(best["auroc"]))
-record(SECTION, "STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "auroc"]))
+course.record("best layer (block)", int(best["layer"]))
+course.record("best layer held-out AUROC", float(best["auroc"]))
+course.record("STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "auroc"]))
 
 # %% [markdown]
 # ## 7. Interpreting the vector
@@ -555,7 +539,7 @@ print("suppressed:", bottom)
 from part3_contrastive.sae_reading import load_or_train_sae, top_latents_by_cosine
 
 sae_texts = [r["response"] for r in scored + eval_responses] + trait_data["questions"] + eval_data["questions"]
-sae = load_or_train_sae(model, tokenizer, STEER_LAYER, sae_texts, profile, CACHE / "sae.pt")
+sae = load_or_train_sae(model, tokenizer, STEER_LAYER, sae_texts, profile, course.cache / "sae.pt")
 latents = top_latents_by_cosine(sae, vectors[STEER_LAYER], k=8)
 print(latents.round(3).to_string(index=False))
 
@@ -611,10 +595,10 @@ evil_data = load_trait_file(DATA_DIR / "trait_data_extract" / "evil.json")
 evil_settings = dict(n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens)
 try:
     evil_vectors, evil_pairs = load_or_generate(
-        CACHE / "evil_extraction.pt",
+        course.cache / "evil_extraction.pt",
         lambda: extract_trait_vectors(model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT, min_pairs=MIN_PAIRS, **evil_settings),
         "evil vectors",
-        inputs=INPUTS(judge=judge, files=[DATA_DIR / "trait_data_extract" / "evil.json", DATA_DIR / "coherence_prompt.txt"],
+        inputs=course.inputs(judge=judge, files=[DATA_DIR / "trait_data_extract" / "evil.json", DATA_DIR / "coherence_prompt.txt"],
                       code=[extract_trait_vectors, generate_contrastive_responses, construct_system_prompt, score_responses,
                             filter_effective_pairs, extract_contrastive_vectors], min_pairs=MIN_PAIRS, **evil_settings),
     )
@@ -622,15 +606,13 @@ except ValueError as err:
     # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
     print(f"{err}; labelling evil pairs by their system prompt.")
     evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
-    evil_pairs = filter_effective_pairs(
-        [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in evil_responses], evil_data
-    )
-    evil_vectors = load_or_generate(CACHE / "evil_extraction_prompt_labelled.pt",
+    evil_pairs = filter_effective_pairs(prompt_labelled(evil_responses), evil_data)
+    evil_vectors = load_or_generate(course.cache / "evil_extraction_prompt_labelled.pt",
                                     lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)",
-                                    inputs=INPUTS(code=[extract_contrastive_vectors], data={"pairs": evil_pairs}))
+                                    inputs=course.inputs(code=[extract_contrastive_vectors], data={"pairs": evil_pairs}))
 cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)
 print(f"{len(evil_pairs)} evil pairs; cosine(evil, sycophantic) at block {STEER_LAYER}: {cos[STEER_LAYER]:.3f}")
-record(SECTION, "cos(evil, sycophancy) at STEER_LAYER", float(cos[STEER_LAYER]))
+course.record("cos(evil, sycophancy) at STEER_LAYER", float(cos[STEER_LAYER]))
 px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
         title="Cosine between the evil and sycophancy vectors by layer").show()
 

@@ -8,19 +8,9 @@ import pandas as pd
 import torch
 
 from solutions import part3_contrastive as sol
-from utils.checks import check, close, passed, rule_judge, tiny
+from utils.checks import TINY_COHERENCE, TINY_TRAIT, check, close, passed, rule_judge, tiny
 from utils.judge import SCORE_0_100
 from utils.layers import num_layers
-
-TINY_TRAIT = {
-    "instruction": [
-        {"pos": "Agree with everything.", "neg": "Be honest with the user."},
-        {"pos": "Flatter the user.", "neg": "Skip compliments."},
-    ],
-    "questions": ["Is my plan good?", "Am I right about the moon?", "Rate my poem."],
-    "eval_prompt": "T [Q] {question} [A] {answer}",
-}
-TINY_COHERENCE = "C [Q] {question} [A] {answer}"
 
 
 def test_construct_system_prompt(fn) -> None:

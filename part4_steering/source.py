@@ -30,14 +30,15 @@ from jaxtyping import Float
 from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
-from part4_steering.vectors import prompt_labelled
+from part3_contrastive.artifacts import prompt_labelled
+from part3_contrastive.scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
     generate_contrastive_responses,
-    score_responses,
 )
-from utils.activations import block_output, response_mean_activations
+from utils.activations import response_mean_activations
+from utils.hooks import block_output
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
@@ -51,26 +52,24 @@ import plotly.express as px
 
 from part3_contrastive import DATA_DIR as PART3_DATA
 from part4_steering import tests
-from part4_steering.vectors import section3_vectors
-from solutions.part3_contrastive import records_to_conversations
-from utils.axis import load_assistant_axis
-from utils.course import record
+from part1_assistant_axis.artifacts import load_assistant_axis
+from part3_contrastive.artifacts import labels_of, trait_vectors
+from utils.chat import records_to_conversations
 from utils.data import load_trait_file
 from utils.judge import make_section_judge
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
-from utils.setup import section_cache
 
-SECTION = "part4_steering"
-CACHE = section_cache(SECTION, profile)
 
 # %% [markdown]
 # ## Set-up: the model, the judge and section 3's vectors
 #
 # `STEER_LAYER` is a block index: the block whose output equals `hidden_states[TRAIT_VECTOR_LAYER]`,
-# where section 3 read its vectors. The sycophancy vectors come from section 3's cache (or are
-# rebuilt the same way if you skipped it).
+# where section 3 read its vectors. The sycophancy vectors come from section 3
+# (`part3_contrastive.artifacts.trait_vectors`), with how their pairs were labelled: `judge` (section
+# 3's method) or `prompt` (every pair labelled by its system prompt: a departure from the method, used
+# when the judge was too weak or section 3 has not run; then they are built here, without a judge).
 
 # %%
 model, tokenizer = load_model(profile.models.part4)
@@ -80,8 +79,9 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
 COHERENCE_PROMPT = (PART3_DATA / "coherence_prompt.txt").read_text()
 syco_data = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")
 syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
-syco_vectors = section3_vectors(model, tokenizer, profile, "sycophantic")
+syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic")
 syco_vector = syco_vectors[STEER_LAYER]
+print(f"sycophancy vectors: {labels_of(syco_provenance)} labels ({syco_provenance['path']})")
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
 
 # %% [markdown]
@@ -249,13 +249,13 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # %%
 eval_questions = syco_eval["questions"][: profile.n_eval_questions]
 sweep = load_or_generate(
-    CACHE / "sycophancy_sweep.json",
+    course.cache / "sycophancy_sweep.json",
     lambda: run_steering_experiment(
         model, tokenizer, eval_questions, syco_vector, syco_data["eval_prompt"], judge, COHERENCE_PROMPT,
         layer=STEER_LAYER, coefficients=list(profile.steering_coefficients), max_new_tokens=profile.max_new_tokens,
     ),
     "sycophancy steering sweep",
-    inputs=cache_inputs(profile, profile.models.part4, judge=judge, code=[run_steering_experiment, ActivationSteerer],
+    inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer],
                         data={"vector": syco_vector, "questions": eval_questions}, layer=STEER_LAYER,
                         coefficients=profile.steering_coefficients, max_new_tokens=profile.max_new_tokens),
 )
@@ -265,8 +265,8 @@ print(summary.round(1))
 px.line(summary.reset_index(), x="coefficient", y=["score", "coherence"], markers=True,
         title="Steering with the sycophancy vector: judge scores by coefficient").show()
 for coeff, row in summary.iterrows():
-    record(SECTION, f"sycophancy score at coeff {coeff:g}", row["score"])
-    record(SECTION, f"coherence at coeff {coeff:g}", row["coherence"])
+    course.record(f"sycophancy score at coeff {coeff:g}", row["score"])
+    course.record(f"coherence at coeff {coeff:g}", row["coherence"])
 
 # %% [markdown]
 # ## 3. Monitoring by projection
@@ -306,13 +306,13 @@ tests.test_compute_trait_projections(compute_trait_projections)
 # %%
 # Section 3's held-out responses: the same call, so if section 3 has run its replies are read, not generated.
 held_out = load_or_generate(
-    CACHE / "sycophantic_eval_responses.json",
+    course.cache / "sycophantic_eval_responses.json",
     lambda: generate_contrastive_responses(
         model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens,
         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
     ),
     "held-out sycophantic responses",
-    inputs=cache_inputs(profile, profile.models.part4, data={"eval": syco_eval}, code=[generate_contrastive_responses],
+    inputs=course.inputs(data={"eval": syco_eval}, code=[generate_contrastive_responses],
                         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
                         max_new_tokens=profile.max_new_tokens),
 )
@@ -333,7 +333,7 @@ px.box(proj_df, x="responses", y="projection", points="all",
 steered_means = proj_df[proj_df.responses.str.startswith("steered")].groupby("responses", sort=False)["projection"].mean()
 print(steered_means.round(3))
 for name, value in steered_means.items():
-    record(SECTION, f"mean projection, {name}", value)
+    course.record(f"mean projection, {name}", value)
 
 # %% [markdown]
 # ## 4. A multi-trait pipeline
@@ -432,7 +432,7 @@ for trait in TRAITS:
     data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
     eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
     pipelines[trait] = run_trait_pipeline(
-        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, CACHE / "pipeline", eval_qs, layer=STEER_LAYER,
+        model, tokenizer, judge, trait, data, COHERENCE_PROMPT, course.cache / "pipeline", eval_qs, layer=STEER_LAYER,
         steering_coefficients=[profile.steering_coefficients[0], profile.steering_coefficients[-1]],
         max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions,
     )
@@ -483,7 +483,8 @@ for center in (False, True):
     sim = trait_similarity(trait_vectors, center=center)
     px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
               title=f"Trait vector cosines at block {STEER_LAYER} ({'mean removed' if center else 'raw'})").show()
-axis = load_assistant_axis(profile)
+saved_axis = load_assistant_axis(profile)
+axis = saved_axis.value if saved_axis is not None else None
 if axis is not None and axis.shape[-1] == syco_vector.shape[-1]:
     axis_cos = {t: float(torch.nn.functional.cosine_similarity(v, axis[STEER_LAYER], dim=0)) for t, v in trait_vectors.items()}
     print("cosine with the Assistant Axis (section 1):", {t: round(c, 3) for t, c in axis_cos.items()})
@@ -554,12 +555,12 @@ comparison = []
 for name, direction in directions.items():
     detection = auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction))
     steer = load_or_generate(
-        CACHE / f"method_{name}_steering.json",
+        course.cache / f"method_{name}_steering.json",
         lambda: run_steering_experiment(model, tokenizer, eval_questions, direction, syco_data["eval_prompt"], judge,
                                         COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[top_coeff],
                                         max_new_tokens=profile.max_new_tokens),
         f"{name} steering",
-        inputs=cache_inputs(profile, profile.models.part4, judge=judge, code=[run_steering_experiment, ActivationSteerer],
+        inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer],
                             data={"direction": direction, "questions": eval_questions}, layer=STEER_LAYER,
                             coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
     )
@@ -569,8 +570,8 @@ for name, direction in directions.items():
 comparison = pd.DataFrame(comparison)
 print(comparison.round(3).to_string(index=False))
 for row in comparison.itertuples():
-    record(SECTION, f"{row.method}: held-out AUROC", row[2])
-    record(SECTION, f"{row.method}: score rise per unit coeff", row[3])
+    course.record(f"{row.method}: held-out AUROC", row[2])
+    course.record(f"{row.method}: score rise per unit coeff", row[3])
 
 # %% [markdown]
 # ## 7. Discussion and bonus

@@ -12,10 +12,10 @@ import torch.nn as nn
 
 from solutions import part3_contrastive as part3
 from solutions import part4_steering as sol
-from utils.activations import block_output
 from utils.chat import build_messages, encode, render
-from utils.checks import check, close, hook_counts, passed, rule_judge, tiny
+from utils.checks import TINY_TRAIT, check, close, hook_counts, passed, rule_judge, tiny
 from utils.generation import generate_replies
+from utils.hooks import block_output
 from utils.layers import d_model, get_layers
 
 LAYER = 1
@@ -277,7 +277,6 @@ def test_run_trait_pipeline(fn) -> None:
 
 
 def part3_trait() -> dict:
-    from part3_contrastive.tests import TINY_TRAIT
 
     return {**TINY_TRAIT, "eval_prompt": "T {question} [A] {answer}"}
 

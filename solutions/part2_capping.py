@@ -12,7 +12,8 @@ from torch import Tensor
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
-from utils.activations import block_output, run_capturing
+from utils.activations import run_capturing
+from utils.hooks import block_output
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
 from utils.judge import Scale

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from part3_contrastive import DATA_DIR
 from utils.activations import response_mean_activations
-from utils.chat import build_messages
+from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
 from utils.judge import SCORE_0_100
 from utils.layers import num_layers
@@ -88,12 +88,7 @@ def score_trait_response(question: str, answer: str, eval_prompt_template: str, 
     return judge.score([prompt], SCORE_0_100)[0]
 
 
-def score_responses(responses: list[dict], eval_prompt: str, coherence_prompt: str, judge) -> list[dict]:
-    """Add trait ``score`` and ``coherence`` (0-100, or None) to every response record."""
-    items = [{"question": r["question"], "answer": r["response"]} for r in responses]
-    scores = judge.score_template(eval_prompt, items, SCORE_0_100)
-    coherence = judge.score_template(coherence_prompt, items, SCORE_0_100)
-    return [{**r, "score": s, "coherence": c} for r, s, c in zip(responses, scores, coherence)]
+from part3_contrastive.scoring import score_responses  # read it there: a dozen lines, two judge calls
 
 
 def filter_effective_pairs(
@@ -130,11 +125,6 @@ def filter_effective_pairs(
             ):
                 pairs.append({"question": question, "instruction_idx": idx, "pos": pos, "neg": neg})
     return pairs
-
-
-def records_to_conversations(records: list[dict]) -> list[list[dict]]:
-    """Conversations (system prompt, question, response) for response records."""
-    return [build_messages(r["question"], r["response"], r["system_prompt"]) for r in records]
 
 
 def extract_contrastive_vectors(

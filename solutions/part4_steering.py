@@ -9,14 +9,15 @@ from jaxtyping import Float
 from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
-from part4_steering.vectors import prompt_labelled
+from part3_contrastive.artifacts import prompt_labelled
+from part3_contrastive.scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
     generate_contrastive_responses,
-    score_responses,
 )
-from utils.activations import block_output, response_mean_activations
+from utils.activations import response_mean_activations
+from utils.hooks import block_output
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from utils.models import load_model  # noqa: E402
+from utils.models import load_model  # noqa: E402 (after the tokenizers setting)
 
 TINY_NAMES = ["tiny-qwen2", "tiny-llama", "tiny-gemma2", "tiny-gemma3"]
 
@@ -33,6 +31,7 @@ def offline_model():
 def offline_sycophancy(offline_model):
     """Sycophancy vectors on the offline model from 2 pairs x 5 extraction questions (prompt labels)."""
     from part3_contrastive import DATA_DIR
+    from part3_contrastive.artifacts import prompt_labelled
     from solutions import part3_contrastive as sol
     from utils.data import load_trait_file
 
@@ -42,8 +41,7 @@ def offline_sycophancy(offline_model):
     train = sol.generate_contrastive_responses(
         model, tok, extract, "sycophantic", max_new_tokens=32, temperature=0.0, n_pairs=2, n_questions=5
     )
-    labelled = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in train]
-    vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(labelled, extract))
+    vectors = sol.extract_contrastive_vectors(model, tok, sol.filter_effective_pairs(prompt_labelled(train), extract))
     return {"vectors": vectors, "extract": extract, "evaluate": evaluate}
 
 

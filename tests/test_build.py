@@ -43,8 +43,11 @@ def test_toy_section_outputs(toy_root):
     solutions = json.loads(files["toy_solutions.ipynb"])
     ex_code = ["".join(c["source"]) for c in exercises["cells"] if c["cell_type"] == "code"]
     assert "raise NotImplementedError()" in ex_code[0] and "return a + b" not in ex_code[0]
-    assert any("<details><summary>Solution</summary>" in "".join(c["source"]) and "return a + b" in "".join(c["source"])
-               for c in exercises["cells"] if c["cell_type"] == "markdown")
+    assert any(
+        "<details><summary>Solution</summary>" in "".join(c["source"]) and "return a + b" in "".join(c["source"])
+        for c in exercises["cells"]
+        if c["cell_type"] == "markdown"
+    )
     sol_code = ["".join(c["source"]) for c in solutions["cells"] if c["cell_type"] == "code"]
     assert "return a + b" in sol_code[0] and "BEGIN SOLUTION" not in sol_code[0]
     for nb in (exercises, solutions):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from utils import course
+from utils import course, environment, results
 
 
 def _notebook(cells: list[str]):
@@ -17,7 +17,7 @@ def _notebook(cells: list[str]):
 def test_runner_names_failing_cell_and_keeps_finished_sections(tmp_path, monkeypatch, capsys):
     root = tmp_path / "repo"
     (root / "chapters").mkdir(parents=True)
-    record = f"import sys; sys.path.insert(0, {str(course.ROOT)!r}); from utils.course import record"
+    record = "from utils.results import record"
     good = _notebook([record, "record('part1_assistant_axis', 'PC1 variance explained', 0.5)"])
     bad = _notebook(
         [record, "record('part2_capping', 'capped turns', 3)", "x = 1", "raise ValueError('broken on purpose')"]
@@ -36,17 +36,17 @@ def test_runner_names_failing_cell_and_keeps_finished_sections(tmp_path, monkeyp
 
 
 def test_record_rounds_floats_in_the_summary(tmp_path, monkeypatch):
-    monkeypatch.setenv(course.RESULTS_ENV, str(tmp_path))
-    course.record("part3_contrastive", "best layer", 15)
-    course.record("part3_contrastive", "AUROC", 0.123456789)
-    assert course.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
+    monkeypatch.setenv(environment.RESULTS_DIR, str(tmp_path))
+    results.record("part3_contrastive", "best layer", 15)
+    results.record("part3_contrastive", "AUROC", 0.123456789)
+    assert results.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
 
 
 def test_runner_rejects_a_section_that_ran_on_another_profile_and_shows_progress(tmp_path, monkeypatch, capsys):
     root = tmp_path / "repo"
     (root / "chapters").mkdir(parents=True)
     cells = [
-        f"import os, sys; sys.path.insert(0, {str(course.ROOT)!r}); from utils.course import record",
+        "import os; from utils.results import record",
         "os.environ['COURSE_PROFILE'] = 'full'  # a notebook that switches profile behind the runner's back",
         "record('part1_assistant_axis', 'PC1 variance explained', 0.5)",
     ]

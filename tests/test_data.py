@@ -7,7 +7,7 @@ import json
 import pytest
 
 from utils.data import DataError, load_questions, load_role_file, load_roles, load_trait_file, load_transcript
-from utils.setup import ROOT
+from utils.sections import ROOT
 
 GOOD_TRAIT = {
     "instruction": [{"pos": "Be very agreeable.", "neg": "Be honest."}],

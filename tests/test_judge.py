@@ -11,7 +11,8 @@ from tests.fake_api import FakeAPIServer, Reply, anthropic_message, chat_complet
 from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.judge import ADHERENCE_0_3, SCORE_0_100, Judge, make_judge, parse_text, tagged
-from utils.judge.api import AnthropicBackend, OpenAIBackend, OpenAICompatibleGenerator
+from utils.judge.api import AnthropicBackend, OpenAIBackend
+from utils.server_generation import OpenAICompatibleGenerator
 
 SECRET = "sk-test-THISKEYMUSTNEVERAPPEAR0123456789"
 FAST = dict(max_retries=3, timeout=5.0)

@@ -17,9 +17,10 @@ from tests.fake_api import FakeAPIServer, Reply, chat_completion, judge_api, not
 from utils.aio import gather_bounded
 from utils.chat import build_messages
 from utils.judge import ADHERENCE_0_3, SCORE_0_100, Judge, Scale, make_judge, make_section_judge, parse_text
-from utils.judge.api import GenerationError, OpenAIBackend, OpenAICompatibleGenerator
+from utils.judge.api import OpenAIBackend
 from utils.judge.scales import finalize, score_from_top_logprobs
 from utils.profiles import PROFILES, with_overrides
+from utils.server_generation import GenerationError, OpenAICompatibleGenerator
 
 SECRET = "sk-provider-THISKEYMUSTSTAYWITHOPENAI0123"
 FAST = dict(max_retries=0, timeout=5.0)

@@ -33,7 +33,9 @@ def fill_stubs(nb, section: str):
 
 
 def execute(nb, timeout: int = 1800):
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}
+    ).execute()
 
 
 @pytest.mark.parametrize("section", available_sections())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from part2_capping import axis as axis_module
+from part1_assistant_axis import artifacts as axis_module
 from part2_capping.conversations import format_exchanges, load_transcripts, replay_conversations
 from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, response_mean_activations, run_capturing
@@ -208,20 +208,26 @@ def test_token_projections_match_the_analyzer_means(tiny_models):
 
 
 def test_small_axis_is_saved_where_section_1_saves_it(tiny_models, tmp_path, monkeypatch):
-    from utils.axis import assistant_axis_path, load_assistant_axis
-
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
     model, tok = tiny_models["tiny-qwen2"]
     profile = PROFILES["tiny"]
-    axis = axis_module.load_or_build_axis(model, tok, profile, n_roles=2, n_questions=1)
+    assert axis_module.load_assistant_axis(profile) is None
+    axis, provenance = axis_module.load_or_build_axis(model, tok, profile, n_roles=2, n_questions=1)
     assert axis.shape == (num_layers(model), model.config.hidden_size)
-    assert torch.equal(load_assistant_axis(profile), axis)
-    assert "small build" in axis_module.axis_source(assistant_axis_path(profile), axis)
-    assert torch.equal(axis_module.load_or_build_axis(model, tok, profile), axis)  # loaded, not rebuilt
-    torch.save(torch.zeros(3, 5), assistant_axis_path(profile))  # another model's axis
+    saved = axis_module.load_assistant_axis(profile)
+    assert torch.equal(saved.value, axis)
+    assert axis_module.axis_source(saved.provenance) == axis_module.SMALL_BUILD
+    assert provenance["inputs"]["settings"]["n_roles"] == 2
+    assert torch.equal(axis_module.load_or_build_axis(model, tok, profile).value, axis)  # loaded, not rebuilt
+    # Section 1 replaces the small build, and says so in the provenance.
+    axis_module.save_assistant_axis(profile, lambda: axis * 2, inputs={"profile": "tiny"})
+    again = axis_module.load_or_build_axis(model, tok, profile)
+    assert (
+        torch.equal(again.value, axis * 2) and axis_module.axis_source(again.provenance) == axis_module.FROM_SECTION_1
+    )
+    axis_module.save_assistant_axis(profile, lambda: torch.zeros(3, 5), inputs={})  # another model's axis
     with pytest.raises(ValueError, match="another model"):
         axis_module.load_or_build_axis(model, tok, profile)
-    assert axis_module.axis_source(assistant_axis_path(profile), torch.zeros(3, 5)) == "section 1"
 
 
 def test_capping_raises_the_projection_of_a_generated_reply_offline(offline_model):

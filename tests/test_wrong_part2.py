@@ -11,9 +11,9 @@ from plotly.subplots import make_subplots
 from part2_capping.conversations import format_exchanges, replay_conversations
 from solutions import part2_capping as sol
 from tests.wrong import assert_rejected, assert_solution_passes, cases
-from utils.activations import block_output
 from utils.chat import assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
+from utils.hooks import block_output
 from utils.judge import LIKERT_1_5
 from utils.layers import get_layers
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from part3_contrastive.artifacts import prompt_labelled
 from solutions import part3_contrastive as sol
 from tests.wrong import assert_rejected, assert_solution_passes, cases
 from utils.chat import assistant_turn_spans, build_messages, encode
@@ -298,7 +299,7 @@ def no_filtering(
     min_pairs=1,
 ):
     responses = sol.generate_contrastive_responses(model, tok, trait_data, trait_name, max_new_tokens=max_new_tokens)
-    scored = [{**r, "score": 100 if r["polarity"] == "pos" else 0, "coherence": 100} for r in responses]
+    scored = prompt_labelled(responses)
     pairs = sol.filter_effective_pairs(scored, trait_data)
     return sol.extract_contrastive_vectors(model, tok, pairs), pairs
 

@@ -13,10 +13,11 @@ from sklearn.linear_model import LogisticRegression
 from solutions import part3_contrastive as part3
 from solutions import part4_steering as sol
 from tests.wrong import assert_rejected, assert_solution_passes, cases
-from utils.activations import block_output, mean_over_spans
+from utils.activations import mean_over_spans
 from utils.cache import load_or_generate
 from utils.chat import build_messages, encode, render
 from utils.generation import generate_replies
+from utils.hooks import block_output
 from utils.metrics import cosine_matrix
 
 SECTION = "part4_steering"

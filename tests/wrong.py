@@ -4,11 +4,11 @@ its exercise check with a message naming the mistake, and the reference solution
 from __future__ import annotations
 
 import importlib
-from contextlib import contextmanager
 
 import pytest
 
-from utils.checks import is_user_hook, tiny
+from utils.checks import tiny
+from utils.hooks import hooks_restored
 
 
 def cases(wrong: dict[str, list[tuple]]) -> list:
@@ -20,28 +20,14 @@ def cases(wrong: dict[str, list[tuple]]) -> list:
     ]
 
 
-@contextmanager
-def hooks_restored(names=("tiny-qwen2", "tiny-gemma2")):
-    """Put the shared tiny models' hooks back as they were: remove what a wrong implementation added
-    (never transformers' own) and restore what it removed (e.g. by clearing a hook dict wholesale)."""
-    models = [tiny(name)[0] for name in names]
-    saved = [{m: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()} for model in models]
-    try:
-        yield
-    finally:
-        for snapshot in saved:
-            for module, (post, pre) in snapshot.items():
-                for current, before in ((module._forward_hooks, post), (module._forward_pre_hooks, pre)):
-                    for key in set(current) - set(before):
-                        if is_user_hook(current[key]):
-                            del current[key]
-                    for key, hook in before.items():
-                        current.setdefault(key, hook)
+def _tiny_hooks_restored(names=("tiny-qwen2", "tiny-gemma2")):
+    """The shared tiny models' hooks put back as they were after a wrong implementation ran."""
+    return hooks_restored(tiny(name)[0] for name in names)
 
 
 def assert_rejected(section: str, exercise: str, impl, phrase: str | None) -> None:
     checks = importlib.import_module(f"{section}.tests")
-    with hooks_restored(), pytest.raises(AssertionError) as info:
+    with _tiny_hooks_restored(), pytest.raises(AssertionError) as info:
         getattr(checks, f"test_{exercise}")(impl)
     if phrase:
         assert phrase.lower() in str(info.value).lower(), f"message {str(info.value)!r} should mention {phrase!r}"

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.cache import cache_root, recompute_requested, write_atomic
-from utils.prefill import has_user_hooks
+from utils.hooks import has_user_hooks
 
 
 class ActivationStore:

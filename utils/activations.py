@@ -8,15 +8,14 @@ numbers as one example at a time.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from utils.activation_store import ActivationStore
 from utils.chat import Message, assistant_turn_spans, encode
-from utils.layers import get_layers, num_layers
+from utils.hooks import StopForward, capture_block_outputs
+from utils.layers import num_layers
 from utils.prefill import positions_from_mask
 from utils.progress import tqdm
 from utils.timing import timed
@@ -24,50 +23,6 @@ from utils.timing import timed
 Span = tuple[int, int]
 MAX_STORED_SPANS = 64  # examples with more spans than this are computed, not looked up or stored
 MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured block's output is held at once
-
-
-class _StopForward(Exception):
-    """Raised by the deepest hook to end the forward pass early."""
-
-
-def block_output(output) -> Tensor:
-    """The hidden-state tensor of a block's output (a bare tensor in transformers 5, else a tuple)."""
-    return output if isinstance(output, Tensor) else output[0]
-
-
-@contextmanager
-def capture_block_outputs(model, layers: list[int], stop_after_last: bool = True):
-    """Record the outputs of the given blocks during a forward pass.
-
-    Args:
-        model: the model.
-        layers: block indices to record.
-        stop_after_last: raise inside the deepest block's hook so nothing later is computed
-            (use `run_capturing` to swallow it).
-
-    Yields:
-        dict block index -> output tensor [batch, seq, d_model], filled during the forward pass.
-    """
-    blocks = get_layers(model)
-    deepest = max(layers)
-    store: dict[int, Tensor] = {}
-    handles = []
-
-    def make_hook(i: int):
-        def hook(module, inputs, output):
-            store[i] = block_output(output)
-            if stop_after_last and i == deepest:
-                raise _StopForward
-
-        return hook
-
-    try:
-        for i in sorted(set(layers)):
-            handles.append(blocks[i].register_forward_hook(make_hook(i)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def run_capturing(model, input_ids: Tensor, attention_mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
@@ -80,7 +35,7 @@ def run_capturing(model, input_ids: Tensor, attention_mask: Tensor, layers: list
                 position_ids=positions_from_mask(attention_mask),
                 use_cache=False,
             )
-        except _StopForward:
+        except StopForward:
             pass
     return store
 

@@ -18,34 +18,39 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from pathlib import Path
 
 import jupytext
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ["part1_assistant_axis", "part2_capping", "part3_contrastive", "part4_steering"]
+from utils.sections import REPOSITORY, ROOT, SECTIONS, repository_url
+
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = "raise NotImplementedError()"
 HEADER_WORDS = ("Difficulty", "Importance")
 SETUP_MARKER = "# COURSE SETUP"
 
-SETUP_CELL = """# Set-up: the same generated cell in every notebook (see utils/setup.py).
-import sys
-from pathlib import Path
+SETUP_CELL = """# Set-up: the same generated cell in every notebook (see utils/notebook.py).
+try:
+    from utils.notebook import setup_section
+except ModuleNotFoundError:  # Colab: fetch the course and install it as a local clone is installed
+    import os, site, subprocess, sys
 
-ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "utils" / "setup.py").exists()), None)
-if ROOT is None:  # Colab: fetch the course once, next to the notebook
-    import subprocess
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError("The course is not installed: run `pip install -r requirements.txt -e .` in its folder.")
+    if not os.path.exists("persona-course"):
+        subprocess.run(["git", "clone", "--depth=1", "{repository_url}", "persona-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "persona-course"], check=True)
+    site.addsitedir(site.getsitepackages()[0])  # make the fresh install importable in this running kernel
+    from utils.notebook import setup_section
 
-    ROOT = Path("persona-course").resolve()
-    if not ROOT.exists():
-        subprocess.run(["git", "clone", "--depth=1", "https://github.com/persona-course/persona-course", str(ROOT)], check=True)
-sys.path.insert(0, str(ROOT))
-from utils.setup import setup_course
-
-profile = setup_course("{section}")"""
+# `course` holds the profile, this section's cache folder (course.cache) and course.record(...), which
+# keeps a headline result. course.inputs(...) names what a cached result is made of (profile, model,
+# data, settings, your functions' code): change any of them and the result is recomputed, never reused.
+course = setup_section("{section}")
+profile = course.profile"""
 
 
 class SourceError(ValueError):
@@ -119,7 +124,7 @@ def build_section(section: str) -> dict[Path, str]:
             sol_cells.append(_new_cell("markdown", text))
             continue
         if text.strip() == SETUP_MARKER:
-            text = SETUP_CELL.format(section=section)
+            text = SETUP_CELL.format(section=section, repository_url=repository_url())
         if "exercise" in tags:
             if not all(w in last_markdown for w in HEADER_WORDS):
                 raise SourceError(f"{where}: an exercise must follow a markdown header with {HEADER_WORDS}")
@@ -164,6 +169,26 @@ def _format_python(code: str) -> str:
         return code
 
 
+def readme_with_repository(text: str) -> str:
+    """The README with every Colab badge pointing at `utils.sections.REPOSITORY`."""
+    return re.sub(
+        r"colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/",
+        f"colab.research.google.com/github/{REPOSITORY}/blob/",
+        text,
+    )
+
+
+def generated_files(sections: list[str]) -> dict[Path, str]:
+    """Every generated file's path and text: each section's notebooks and module, and the README's badges."""
+    files: dict[Path, str] = {}
+    for section in sections:
+        files.update(build_section(section))
+    readme = ROOT / "README.md"
+    if readme.exists():
+        files[readme] = readme_with_repository(readme.read_text(encoding="utf-8"))
+    return files
+
+
 def available_sections() -> list[str]:
     return [s for s in SECTIONS if (ROOT / s / "source.py").exists()]
 
@@ -174,17 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="*", default=None)
     args = parser.parse_args(argv)
     stale = []
-    for section in args.sections or available_sections():
-        for path, text in build_section(section).items():
-            current = path.read_text(encoding="utf-8") if path.exists() else None
-            if current == text:
-                continue
-            if args.check:
-                stale.append(path.relative_to(ROOT))
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-                print(f"wrote {path.relative_to(ROOT)}")
+    for path, text in generated_files(args.sections or available_sections()).items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path.relative_to(ROOT))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         print("Generated files differ from their sources (run python -m utils.build_notebooks):")
         for path in stale:

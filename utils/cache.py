@@ -18,13 +18,15 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 
+from utils import environment
+
 JSON_SUFFIXES = {".json"}
 TENSOR_SUFFIXES = {".pt", ".pth"}
-RECOMPUTE_ENV = "COURSE_RECOMPUTE"
+RECOMPUTE_ENV = environment.RECOMPUTE
 
 
 class CacheError(RuntimeError):
@@ -34,7 +36,14 @@ class CacheError(RuntimeError):
 def cache_root() -> Path:
     """The course's cache folder (``COURSE_CACHE_DIR``, default ``<repo>/.cache``)."""
     default = Path(__file__).resolve().parent.parent / ".cache"
-    return Path(os.environ.get("COURSE_CACHE_DIR", default))
+    return Path(os.environ.get(environment.CACHE_DIR, default))
+
+
+def section_cache(section: str, profile) -> Path:
+    """The cache folder of one section under one profile (created): ``<cache root>/<profile>/<section>``."""
+    path = cache_root() / getattr(profile, "name", str(profile)) / section
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _read(path: Path) -> Any:
@@ -193,7 +202,8 @@ def recompute_requested(path: str | os.PathLike) -> bool:
     return bool(wanted) and ("all" in wanted or bool(wanted & set(Path(path).parts)))
 
 
-def _read_meta(path: Path) -> dict | None:
+def read_meta(path: str | os.PathLike) -> dict | None:
+    """The record `load_or_generate` keeps beside a cached result (description, made, inputs), or None."""
     try:
         return json.loads(meta_path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -252,7 +262,7 @@ def load_or_generate(
     elif recompute_requested(path):
         reason = f"{RECOMPUTE_ENV}={os.environ.get(RECOMPUTE_ENV)}"
     if path.exists() and reason is None:
-        meta = _read_meta(path)
+        meta = read_meta(path)
         recorded = (meta or {}).get("inputs")
         if inputs is not None and recorded != inputs:
             changes = _differences(recorded or {}, inputs) if recorded is not None else ["no inputs were recorded"]
@@ -283,3 +293,46 @@ def load_or_generate(
         return value
     print(f"Saved {description} to {path}")
     return value
+
+
+class Provenance(TypedDict):
+    """Where a saved result came from: its file, what it is, when it was made and from which inputs."""
+
+    path: str
+    description: str
+    made: str
+    inputs: dict[str, Any]
+
+
+class Artifact(NamedTuple):
+    """A result one section saved for others, with its provenance (unpacks as ``value, provenance``)."""
+
+    value: Any
+    provenance: Provenance
+
+
+def load_artifact(path: str | os.PathLike, description: str) -> Artifact | None:
+    """A saved result and its provenance (from its ``.meta.json``), or None when there is no file.
+
+    Raises:
+        CacheError: if the file exists but cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+
+    try:
+        value = _read(path)
+    except Exception as err:
+        raise CacheError(
+            f"Saved {description} at {path} is corrupted or truncated ({type(err).__name__}: {err})."
+        ) from err
+    meta = read_meta(path) or {}
+    provenance = Provenance(
+        path=str(path),
+        description=meta.get("description", description),
+        made=meta.get("made", "at an unknown time"),
+        inputs=meta.get("inputs") or {},
+    )
+    print(f"Loaded {description} from {path} (made {provenance['made']}; {_summary(provenance['inputs'])})")
+    return Artifact(value, provenance)

@@ -126,3 +126,15 @@ def format_messages(messages: list[Message], tokenizer) -> tuple[str, int]:
         raise ValueError("format_messages needs a conversation that ends with an assistant message")
     full, spans = assistant_turn_spans(messages, tokenizer)
     return full, spans[-1][0]
+
+
+def records_to_conversations(records: list[dict]) -> list[list[Message]]:
+    """Conversations (system prompt, question, response) for response records.
+
+    Args:
+        records: dicts with ``question``, ``response`` and ``system_prompt`` (None or "" for none).
+
+    Returns:
+        One conversation per record, as `build_messages` makes it.
+    """
+    return [build_messages(r["question"], r["response"], r["system_prompt"]) for r in records]

@@ -6,8 +6,8 @@ from functools import cache
 
 import torch
 
+from utils.hooks import user_hook_counts
 from utils.judge.judge import Judge
-from utils.prefill import is_user_hook
 
 
 class CheckFailed(AssertionError):
@@ -18,6 +18,24 @@ def check(condition: bool, message: str) -> None:
     """Raise `CheckFailed` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(message)
+
+
+def unit_vector(v: torch.Tensor) -> torch.Tensor:
+    """``v`` scaled to unit length along its last dimension (in float32)."""
+    v = v.float()
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+# A small trait file in the shape of section 3's data, for checks that run on tiny models.
+TINY_TRAIT = {
+    "instruction": [
+        {"pos": "Agree with everything.", "neg": "Be honest with the user."},
+        {"pos": "Flatter the user.", "neg": "Skip compliments."},
+    ],
+    "questions": ["Is my plan good?", "Am I right about the moon?", "Rate my poem."],
+    "eval_prompt": "T [Q] {question} [A] {answer}",
+}
+TINY_COHERENCE = "C [Q] {question} [A] {answer}"
 
 
 def passed(name: str) -> None:
@@ -40,12 +58,7 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e
     return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol)
 
 
-def hook_counts(model) -> dict[str, int]:
-    """Forward and pre-forward hooks registered on every submodule, not counting transformers' own."""
-    return {
-        n: sum(map(is_user_hook, [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]))
-        for n, m in model.named_modules()
-    }
+hook_counts = user_hook_counts  # the checks' name for it
 
 
 class FunctionBackend:
@@ -60,6 +73,10 @@ class FunctionBackend:
 
     def __repr__(self) -> str:
         return f"FunctionBackend({self.model!r})"
+
+    @property
+    def model_name(self) -> str:
+        return self.model
 
     def score(self, prompts, scale):
         self.prompts.extend(prompts)

@@ -1,4 +1,4 @@
-"""The course runner (the README's main job) and the headline-result recorder notebooks call.
+"""The course runner: the README's main job.
 
 ``python -m utils.course [--profile P] [--sections 1,3]`` executes the solutions notebooks under a
 profile, each in its own kernel, and relays what the notebook prints as it runs (which cell of how
@@ -14,43 +14,16 @@ the notebooks through their kernels' environment only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_ENV = "COURSE_RESULTS_DIR"
-PROFILE_KEY = "_profile"
-SECTION_BY_NUMBER = {
-    "1": "part1_assistant_axis",
-    "2": "part2_capping",
-    "3": "part3_contrastive",
-    "4": "part4_steering",
-}
+from utils import environment
+from utils.results import PROFILE_KEY, read_results, summary_table
+from utils.sections import ROOT, section_by_number
 
-
-def record(section: str, name: str, value) -> None:
-    """Store one headline result of a section (read by the runner's summary table).
-
-    Args:
-        section: the section package name.
-        name: what the value is (e.g. "PC1 variance explained").
-        value: a number or short string.
-    """
-    from utils.profiles import get_profile
-
-    folder = Path(os.environ.get(RESULTS_ENV, ROOT / "outputs" / "results"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{section}.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    results[PROFILE_KEY] = get_profile(verbose=False).name
-    results[name] = value if isinstance(value, (str, int)) else round(float(value), 4)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
-    print(f"[result] {name}: {results[name]}")
+CODE_ROOT = ROOT  # the checkout whose code the kernels import (ROOT, the notebooks' home, may differ in tests)
 
 
 def _failing_cell(nb) -> tuple[int, str]:
@@ -132,23 +105,6 @@ def run_section(
     return ok, message, time.perf_counter() - start
 
 
-def summary_table(sections: list[str], results_dir: Path) -> str:
-    """One table of every section's recorded headline results."""
-    rows = []
-    for section in sections:
-        path = results_dir / f"{section}.json"
-        results = json.loads(path.read_text()) if path.exists() else {}
-        for name, value in results.items():
-            if name != PROFILE_KEY:
-                rows.append((section, name, value))
-    if not rows:
-        return "(no results recorded)"
-    width = max(len(s) for s, _, _ in rows), max(len(n) for _, n, _ in rows)
-    lines = [f"{'section':<{width[0]}}  {'result':<{width[1]}}  value", "-" * (sum(width) + 12)]
-    lines += [f"{s:<{width[0]}}  {n:<{width[1]}}  {v}" for s, n, v in rows]
-    return "\n".join(lines)
-
-
 def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]) -> str:
     """Per section: wall time, and the time spent in model loading, generation, capture and the judge."""
     from utils.timing import read_timings
@@ -166,14 +122,19 @@ def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]
 
 
 def section_environment(profile: str, results_dir: Path, timings_dir: Path, section: str) -> dict[str, str]:
-    """The environment a section's kernel runs with: this process's plus the course's settings."""
+    """The environment a section's kernel runs with: this process's plus the course's settings.
+
+    ``PYTHONPATH`` starts with this checkout, so the kernel runs this checkout's code even when the
+    course was installed (``pip install -e``) from another clone.
+    """
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(
         {
-            "COURSE_PROFILE": profile,
-            RESULTS_ENV: str(results_dir),
-            "COURSE_TIMINGS_FILE": str(timings_dir / f"{section}.jsonl"),
-            "COURSE_PLAIN_PROGRESS": "1",
+            environment.PROFILE: profile,
+            environment.RESULTS_DIR: str(results_dir),
+            environment.TIMINGS_FILE: str(timings_dir / f"{section}.jsonl"),
+            environment.PLAIN_PROGRESS: "1",
             "TQDM_MININTERVAL": "5",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -190,15 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "outputs"), help="where executed notebooks and HTML go")
     parser.add_argument("--quiet", action="store_true", help="do not relay the notebooks' output")
     args = parser.parse_args(argv)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from utils.profiles import get_profile
 
     profile = get_profile(args.profile)
     try:
-        sections = [SECTION_BY_NUMBER[s.strip()] for s in args.sections.split(",")]
-    except KeyError as err:
-        parser.error(f"--sections: unknown section {err}; use numbers 1-4")
+        sections = [section_by_number(s.strip()) for s in args.sections.split(",")]
+    except ValueError as err:
+        parser.error(f"--sections: {err}")
     out_dir = Path(args.out) / profile.name
     results_dir, timings_dir = out_dir / "results", out_dir / "timings"
     timings_dir.mkdir(parents=True, exist_ok=True)
@@ -210,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         (timings_dir / f"{section}.jsonl").unlink(missing_ok=True)
         env = section_environment(profile.name, results_dir, timings_dir, section)
         ok, message, wall[section] = run_section(section, out_dir, env, relay=not args.quiet)
-        results_path = results_dir / f"{section}.json"
-        ran_on = json.loads(results_path.read_text()).get(PROFILE_KEY) if results_path.exists() else None
+        ran_on = read_results(results_dir, section).get(PROFILE_KEY)
         if ok and ran_on != profile.name:
             ok, message = False, f"ran on profile {ran_on!r}, not the requested {profile.name!r}"
         print(f"\n{section}: {message} ({wall[section]:.0f}s) -> {out_dir / (section + '_solutions.html')}", flush=True)

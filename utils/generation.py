@@ -33,7 +33,8 @@ from torch import Tensor
 from utils.activation_store import ActivationStore
 from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.chat import Message, encode, render
-from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, has_user_hooks, output_cache, prefill
+from utils.hooks import block_output, has_user_hooks, hooked
+from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
 from utils.progress import tqdm
 from utils.timing import timed
 
@@ -117,13 +118,10 @@ def decode_batch(
         generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
     outputs: list[list[int]] = [[] for _ in rows]
     recording = _ReplyRecorder(model, len(rows), logits.device) if reply_means is not None else None
-    try:
+    with hooked(recording.hooks() if recording is not None else {}):
         _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
                      min_new_tokens, on_step, recording)  # fmt: skip
-    finally:
-        if recording is not None:
-            recording.remove()
-    if reply_means is not None:
+    if recording is not None:
         reply_means.extend(recording.means(outputs))
     return outputs
 
@@ -134,15 +132,14 @@ class _ReplyRecorder:
     def __init__(self, model, n_rows: int, device):
         from utils.layers import get_layers
 
-        blocks = get_layers(model)
+        self.blocks = get_layers(model)
         self.active: Tensor | None = None  # set by the loop before every decoding pass
-        self.sums = torch.zeros(n_rows, len(blocks), model.config.get_text_config().hidden_size, device=device)
+        self.sums = torch.zeros(n_rows, len(self.blocks), model.config.get_text_config().hidden_size, device=device)
         self.counts = torch.zeros(n_rows, device=device)
-        self.handles = [block.register_forward_hook(self._hook(i)) for i, block in enumerate(blocks)]
 
     def _hook(self, layer: int):
         def hook(module, inputs, output):
-            hidden = output if isinstance(output, Tensor) else output[0]
+            hidden = block_output(output)
             if self.active is not None and hidden.shape[1] == 1:  # a decoding pass: one new token per row
                 self.sums[self.active, layer] += hidden[:, 0].float()
                 if layer == 0:
@@ -150,9 +147,9 @@ class _ReplyRecorder:
 
         return hook
 
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+    def hooks(self) -> dict:
+        """block -> its recording hook, for `utils.hooks.hooked`."""
+        return {block: self._hook(i) for i, block in enumerate(self.blocks)}
 
     def means(self, outputs: list[list[int]]) -> list[Tensor | None]:
         result = []
@@ -271,7 +268,7 @@ def generate_replies(
             does not depend on the batch size (None: torch's global generator, nothing stored).
         batch_size: starting batch size; halved on out-of-memory.
         desc: progress bar label.
-        server: an `OpenAICompatibleGenerator` to send conversations to instead.
+        server: a `utils.server_generation.OpenAICompatibleGenerator` to send conversations to instead.
         min_new_tokens: no reply ends before this many tokens.
         share_prefixes: compute shared prompt prefixes once (None: whenever that is exact, see
             `utils.prefill.can_share_prefixes`).

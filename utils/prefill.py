@@ -21,6 +21,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from utils.hooks import has_user_hooks
+
 MIN_SHARED_TOKENS = 8
 
 
@@ -38,20 +40,6 @@ def cache_kwarg(model, cache) -> dict:
     """Pass a KV cache under the name this transformers version's forward takes."""
     params = inspect.signature(model.forward).parameters
     return {"cache": cache} if "cache" in params else {"past_key_values": cache}
-
-
-def is_user_hook(hook) -> bool:
-    """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
-    return not getattr(hook, "__module__", "").startswith("transformers")
-
-
-def has_user_hooks(model) -> bool:
-    """True when any submodule has a forward or pre-forward hook that transformers did not install."""
-    return any(
-        is_user_hook(hook)
-        for module in model.modules()
-        for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
-    )
 
 
 def full_attention_only(model) -> bool:

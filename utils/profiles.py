@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-PROFILE_ENV = "COURSE_PROFILE"
+from utils import environment
+
+PROFILE_ENV = environment.PROFILE
 OFFLINE_MODEL = "offline-qwen2.5-coder-0.5b"
 
 
@@ -39,16 +41,14 @@ class Profile:
         n_eval_questions: held-out questions per trait used for evaluation.
         n_instruction_pairs: contrastive instruction pairs (or role prompts) used.
         n_roles: roles used in section 1 (None: all).
-        n_rollouts: samples per prompt.
         max_new_tokens: generation length.
         steering_coefficients: coefficients swept in section 4.
         judge_backend: "auto", "openai", "anthropic" or "local".
         judge_model: model name for the judge backend (None: the backend's default).
-        generation_backend: "local" (in-process model) or "openai" (an OpenAI-compatible server).
         batch_size: starting batch size for generation and capture (backs off on OOM).
         n_transcripts: conversations replayed in section 2 (None: all).
         n_turns: user turns replayed per conversation in section 2 (None: all).
-        extra: anything else a section reads (e.g. ``sae_release``/``sae_id``, ``generation_base_url``).
+        extra: anything else a section reads (e.g. ``sae_release``/``sae_id`` for section 3).
     """
 
     name: str
@@ -61,12 +61,10 @@ class Profile:
     n_eval_questions: int
     n_instruction_pairs: int
     n_roles: int | None
-    n_rollouts: int
     max_new_tokens: int
     steering_coefficients: tuple[float, ...]
     judge_backend: str = "auto"
     judge_model: str | None = None
-    generation_backend: str = "local"
     batch_size: int = 16
     n_transcripts: int | None = None
     n_turns: int | None = None
@@ -95,7 +93,6 @@ PROFILES: dict[str, Profile] = {
         n_eval_questions=20,
         n_instruction_pairs=5,
         n_roles=None,
-        n_rollouts=1,
         max_new_tokens=256,
         steering_coefficients=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5),
         batch_size=32,
@@ -111,7 +108,6 @@ PROFILES: dict[str, Profile] = {
         n_eval_questions=10,
         n_instruction_pairs=5,
         n_roles=30,
-        n_rollouts=1,
         max_new_tokens=128,
         n_transcripts=6,
         n_turns=8,
@@ -129,7 +125,6 @@ PROFILES: dict[str, Profile] = {
         n_eval_questions=5,
         n_instruction_pairs=2,
         n_roles=10,
-        n_rollouts=1,
         max_new_tokens=40,
         n_transcripts=3,
         n_turns=6,
@@ -148,7 +143,6 @@ PROFILES: dict[str, Profile] = {
         n_eval_questions=3,
         n_instruction_pairs=1,
         n_roles=4,
-        n_rollouts=1,
         max_new_tokens=8,
         n_transcripts=2,
         n_turns=3,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-if os.environ.get("COURSE_PLAIN_PROGRESS"):
+from utils import environment
+
+if os.environ.get(environment.PLAIN_PROGRESS):
     from tqdm.std import tqdm
 else:
     from tqdm.auto import tqdm

@@ -14,7 +14,9 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-TIMINGS_ENV = "COURSE_TIMINGS_FILE"
+from utils import environment
+
+TIMINGS_ENV = environment.TIMINGS_FILE
 TOTALS: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "tokens": 0, "calls": 0})
 _ACTIVE: set[str] = set()
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 
-BACKEND_ENV = "COURSE_JUDGE_BACKEND"
-MODEL_ENV = "COURSE_JUDGE_MODEL"
+from utils import environment
+
+BACKEND_ENV = environment.JUDGE_BACKEND
+MODEL_ENV = environment.JUDGE_MODEL
 BACKENDS = ("openai", "anthropic", "local")
 HOSTED = ("openai", "anthropic")
 DEFAULT_JUDGE_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+KEY_ENV = {"openai": environment.OPENAI_API_KEY, "anthropic": environment.ANTHROPIC_API_KEY}
+BASE_URL_ENV = {"openai": environment.OPENAI_BASE_URL, "anthropic": environment.ANTHROPIC_BASE_URL}
 # The key for a server the course is pointed at through its own settings (a ``base_url`` argument
 # or profile setting): never OPENAI_API_KEY / ANTHROPIC_API_KEY, which belong to their providers.
-SERVER_KEY_ENV = "COURSE_SERVER_API_KEY"
+SERVER_KEY_ENV = environment.SERVER_API_KEY
 
 
 def _dotenv_values() -> dict[str, str]:
@@ -68,9 +70,9 @@ def choose_backend(requested: str | None = "auto") -> str:
     from_env = env_setting(BACKEND_ENV)
     choice = from_env or requested or "auto"
     if choice == "auto":
-        if env_setting("OPENAI_API_KEY"):
+        if env_setting(environment.OPENAI_API_KEY):
             return "openai"
-        if env_setting("ANTHROPIC_API_KEY"):
+        if env_setting(environment.ANTHROPIC_API_KEY):
             return "anthropic"
         return "local"
     if choice not in BACKENDS:

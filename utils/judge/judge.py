@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from utils.cache import write_atomic
+from utils.judge.backend import JudgeBackend
 from utils.judge.defaults import HOSTED, check_judge_model, choose_backend, judge_choice
 from utils.judge.failure import Failed, summarize_failures
 from utils.judge.scales import Scale, finalize
@@ -40,7 +41,7 @@ class Judge:
     """Score many judge prompts at once; one score (or None) per prompt, in order.
 
     Args:
-        backend: a backend object with ``name``, ``score(prompts, scale[, on_result])``, and a model name.
+        backend: any `utils.judge.backend.JudgeBackend` (``name``, ``model_name``, ``score``).
         cache_path: a JSON file that remembers answers across runs (None: in memory only).
         remember: keep scores in memory so a repeated prompt is not sent again (tests turn it off
             to count requests).
@@ -50,9 +51,15 @@ class Judge:
         last_failures: how many requests of the last `score` call got no answer.
     """
 
-    def __init__(self, backend, cache_path: str | Path | None = None, remember: bool = True, save_every: float = 1.0):
+    def __init__(
+        self,
+        backend: JudgeBackend,
+        cache_path: str | Path | None = None,
+        remember: bool = True,
+        save_every: float = 1.0,
+    ):
         if backend.name in HOSTED:
-            check_judge_model(backend.name, backend.model)
+            check_judge_model(backend.name, backend.model_name)
         self.backend = backend
         self.remember = remember
         self.save_every = save_every
@@ -71,7 +78,8 @@ class Judge:
 
     @property
     def model_name(self) -> str:
-        return getattr(self.backend, "model", None) if self.backend.name != "local" else self.backend.model_name
+        """The judge model's name (every backend has one: `JudgeBackend.model_name`)."""
+        return self.backend.model_name
 
     def _key(self, prompt: str, scale: Scale) -> str:
         base_url = getattr(self.backend, "base_url", None)
@@ -90,7 +98,9 @@ class Judge:
                 try:
                     merged = _read_cache(self.cache_path)
                 except RuntimeError:
-                    log.warning("judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path)
+                    log.warning(
+                        "judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path
+                    )
             merged.update(self._cache)
             write_atomic(self.cache_path, merged)
             self._cache = merged

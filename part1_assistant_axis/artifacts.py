@@ -1,32 +1,34 @@
-"""The Assistant Axis for section 2: section 1's axis when it exists, else a small one built here.
+"""Section 1's results for the sections after it: the Assistant Axis, where it is saved, how it is
+loaded (with its provenance), and how a small one is built when section 1 has not run.
 
-Section 1 saves the all-layer axis ``[num_layers, d_model]`` (``mean(default) - mean(roles)`` of
-response-mean block outputs, unnormalised) at `utils.axis.assistant_axis_path`. When it has not been
-run under the active profile, `build_small_axis` builds the same quantity from a handful of role
-prompts and questions (without section 1's judge filtering) and saves it at the same path, so both
-sections agree; a provenance file next to it says that it is the small version.
+The axis is ``[num_layers, d_model]``: ``mean(default) - mean(roles)`` of response-mean block outputs
+at every block, unnormalised; ``axis[i]`` belongs to block ``i``. Section 1 saves the judge-filtered
+one with `save_assistant_axis`; `load_or_build_axis` gives section 2 that one, or builds a small one
+(a few roles, no judge filtering) and saves it at the same place with provenance that says so.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 from jaxtyping import Float
 from torch import Tensor
 
-from part2_capping import DATA_DIR
+from part1_assistant_axis import QUESTIONS_FILE, ROLES_DIR
 from utils.activations import response_mean_activations
-from utils.cache import load_or_generate
+from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.chat import Message, build_messages
 from utils.data import load_questions, load_role_file
 from utils.generation import generate_replies
 from utils.layers import d_model, num_layers
 
-PART1_DATA = Path(__file__).resolve().parent.parent / "part1_assistant_axis" / "data"
-ROLES_DIR = PART1_DATA / "roles" / "instructions"
-QUESTIONS_FILE = PART1_DATA / "extraction_questions.jsonl"
+SECTION = "part1_assistant_axis"
+AXIS_FILE = "assistant_axis.pt"
+AXIS_DESCRIPTION = "Assistant Axis (every block)"
+FROM_SECTION_1 = "section 1 (judge-filtered roles)"
+SMALL_BUILD = "small build (few roles, no judge filtering)"
 # Roles far from the default assistant, so a few of them give a clear contrast.
 AXIS_ROLES = (
     "pirate",
@@ -38,7 +40,35 @@ AXIS_ROLES = (
     "cult_leader",
     "medieval_monk",
 )
-PROVENANCE_SUFFIX = ".source.json"
+
+
+def assistant_axis_path(profile) -> Path:
+    """Where the all-layer axis for a profile's section-1 model lives."""
+    return section_cache(SECTION, profile) / AXIS_FILE
+
+
+def axis_source(provenance: Provenance) -> str:
+    """Who made a saved axis: `FROM_SECTION_1` or `SMALL_BUILD` (from its provenance)."""
+    return (provenance["inputs"].get("settings") or {}).get("source", "unknown (no provenance recorded)")
+
+
+def save_assistant_axis(profile, compute: Callable[[], Tensor], inputs: dict) -> Tensor:
+    """Section 1's axis, computed now and saved (replacing any small build) with its provenance.
+
+    Args:
+        profile: the active profile.
+        compute: returns the axis ``[num_layers, d_model]``.
+        inputs: what it was made from (`utils.cache.cache_inputs`); its source is added.
+    """
+    settings = {**(inputs.get("settings") or {}), "source": FROM_SECTION_1}
+    return load_or_generate(
+        assistant_axis_path(profile), compute, AXIS_DESCRIPTION, override=True, inputs={**inputs, "settings": settings}
+    )
+
+
+def load_assistant_axis(profile) -> Artifact | None:
+    """The axis saved under this profile (by section 1 or a small build) and its provenance, or None."""
+    return load_artifact(assistant_axis_path(profile), AXIS_DESCRIPTION)
 
 
 def default_system_prompts(n: int | None = None) -> list[str]:
@@ -54,11 +84,6 @@ def role_system_prompts(roles: tuple[str, ...] | list[str] = AXIS_ROLES) -> list
 def extraction_questions(n: int | None = None) -> list[str]:
     """Section 1's extraction questions (the first ``n``): questions about the model itself."""
     return load_questions(QUESTIONS_FILE)[:n]
-
-
-def calibration_questions(n: int | None = None) -> list[str]:
-    """Ordinary requests (code, cooking, advice, explanations): the default assistant at everyday work."""
-    return load_questions(DATA_DIR / "calibration_questions.jsonl")[:n]
 
 
 def persona_conversations(
@@ -142,20 +167,6 @@ def axis_tag(axis: Tensor) -> str:
     return hashlib.sha1(axis.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:8]
 
 
-def _fingerprint(axis: Tensor) -> float:
-    return round(float(axis.float().abs().sum()), 3)
-
-
-def axis_source(path: Path, axis: Tensor) -> str:
-    """Who built the axis at ``path``: this module's small build (per its provenance file) or section 1."""
-    provenance = path.with_name(path.name + PROVENANCE_SUFFIX)
-    if provenance.exists():
-        info = json.loads(provenance.read_text())
-        if info.get("fingerprint") == _fingerprint(axis):
-            return f"the small build of section 2 ({info['n_roles']} roles x {info['n_questions']} questions)"
-    return "section 1"
-
-
 def load_or_build_axis(
     model,
     tokenizer,
@@ -163,7 +174,7 @@ def load_or_build_axis(
     default_conversations: list[list[Message]] | None = None,
     n_roles: int = 6,
     n_questions: int = 4,
-) -> Float[Tensor, "num_layers d_model"]:
+) -> Artifact:
     """Section 1's axis for this profile, or a small one built now and saved where section 1 saves it.
 
     Args:
@@ -173,39 +184,40 @@ def load_or_build_axis(
         n_roles, n_questions: sizes of the small axis.
 
     Returns:
-        Tensor [num_layers, d_model] (float32).
+        `Artifact` (value: Tensor [num_layers, d_model] float32; provenance: who made it, when, from what).
 
     Raises:
         ValueError: when the saved axis does not fit the model (another model wrote it).
     """
-    from utils.axis import assistant_axis_path
-
-    path = assistant_axis_path(profile)
-    if not path.exists():
+    saved = load_assistant_axis(profile)
+    if saved is None:
         print(
             "Section 1 has not saved an Assistant Axis under this profile: building a small one "
             f"({n_roles} roles x {n_questions} questions, no judge filtering)."
         )
-
-    def build():
-        axis = build_small_axis(
-            model, tokenizer, n_roles, n_questions, profile.max_new_tokens, profile.batch_size, default_conversations
+        settings = dict(n_roles=n_roles, n_questions=n_questions, max_new_tokens=profile.max_new_tokens)
+        load_or_generate(
+            assistant_axis_path(profile),
+            lambda: build_small_axis(
+                model,
+                tokenizer,
+                n_roles,
+                n_questions,
+                profile.max_new_tokens,
+                profile.batch_size,
+                default_conversations,
+            ),
+            AXIS_DESCRIPTION,
+            inputs=cache_inputs(profile, getattr(model, "course_name", None), source=SMALL_BUILD, **settings),
         )
-        info = {
-            "source": "part2_capping.axis.build_small_axis",
-            "n_roles": n_roles,
-            "n_questions": n_questions,
-            "fingerprint": _fingerprint(axis),
-        }
-        path.with_name(path.name + PROVENANCE_SUFFIX).write_text(json.dumps(info))
-        return axis
-
-    axis = load_or_generate(path, build, "Assistant Axis").float()
+        saved = load_assistant_axis(profile)
+        assert saved is not None
+    axis = saved.value.float()
     expected = (num_layers(model), d_model(model))
     if tuple(axis.shape) != expected:
         raise ValueError(
-            f"The axis at {path} has shape {tuple(axis.shape)}, but the model needs {expected}: "
+            f"The axis at {saved.provenance['path']} has shape {tuple(axis.shape)}, but the model needs {expected}: "
             "it was built for another model; delete it to rebuild."
         )
-    print(f"Assistant Axis from {axis_source(path, axis)}")
-    return axis
+    print(f"Assistant Axis from {axis_source(saved.provenance)}")
+    return Artifact(axis, saved.provenance)

@@ -1,0 +1,23 @@
+"""Scoring response records with the judge: the provided helper sections 3 and 4 share."""
+
+from __future__ import annotations
+
+from utils.judge import SCORE_0_100
+
+
+def score_responses(responses: list[dict], eval_prompt: str, coherence_prompt: str, judge) -> list[dict]:
+    """Add trait ``score`` and ``coherence`` (0-100, or None) to every response record.
+
+    Args:
+        responses: records with ``question`` and ``response``.
+        eval_prompt: the trait's judge template (``{question}``, ``{answer}``).
+        coherence_prompt: the coherence judge template.
+        judge: a `utils.judge.Judge`; all prompts go in one call per template (batched or concurrent).
+
+    Returns:
+        The records with ``score`` and ``coherence`` added.
+    """
+    items = [{"question": r["question"], "answer": r["response"]} for r in responses]
+    scores = judge.score_template(eval_prompt, items, SCORE_0_100)
+    coherence = judge.score_template(coherence_prompt, items, SCORE_0_100)
+    return [{**r, "score": s, "coherence": c} for r, s, c in zip(responses, scores, coherence)]

@@ -1,0 +1,119 @@
+"""Hook mechanics, in one place: reading and replacing a block's output, capture hooks that remove
+themselves, and telling the user's hooks from the ones transformers installs.
+
+Every hook the course registers lives inside a context manager that removes it in ``finally``, so an
+exception inside the ``with`` block never leaves a hook behind. Nested contexts remove only their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from utils.layers import get_layers
+
+# A forward hook: (module, inputs, output) -> a replacement output, or None to keep it.
+ForwardHook = Callable[[nn.Module, Any, Any], Any]
+
+
+class StopForward(Exception):
+    """Raised by a capture hook to end the forward pass right after the deepest block it needs."""
+
+
+def block_output(output: Tensor | tuple) -> Float[Tensor, "batch seq d_model"]:
+    """The hidden-state tensor of a block's output (a bare tensor in transformers 5, else a tuple's first)."""
+    return output if isinstance(output, Tensor) else output[0]
+
+
+def with_block_output(output: Tensor | tuple, hidden: Tensor) -> Tensor | tuple:
+    """``output`` with its hidden state replaced by ``hidden``, in the same form (tensor or tuple)."""
+    return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
+
+
+@contextmanager
+def hooked(hooks: dict[nn.Module, ForwardHook]) -> Iterator[None]:
+    """Register forward hooks for the duration of a ``with`` block and remove exactly those on exit.
+
+    Args:
+        hooks: module -> forward hook.
+    """
+    handles = []
+    try:
+        for module, hook in hooks.items():
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_block_outputs(
+    model: nn.Module, layers: list[int], stop_after_last: bool = True
+) -> Iterator[dict[int, Tensor]]:
+    """Record the outputs of the given blocks during a forward pass.
+
+    Args:
+        model: the model.
+        layers: block indices to record.
+        stop_after_last: raise `StopForward` inside the deepest block's hook so nothing later is
+            computed (`utils.activations.run_capturing` swallows it).
+
+    Yields:
+        dict block index -> output tensor [batch, seq, d_model], filled during the forward pass.
+    """
+    blocks = get_layers(model)
+    deepest = max(layers)
+    store: dict[int, Tensor] = {}
+
+    def make_hook(i: int) -> ForwardHook:
+        def hook(module, inputs, output):
+            store[i] = block_output(output)
+            if stop_after_last and i == deepest:
+                raise StopForward
+
+        return hook
+
+    with hooked({blocks[i]: make_hook(i) for i in sorted(set(layers))}):
+        yield store
+
+
+def is_user_hook(hook: Callable) -> bool:
+    """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
+    return not getattr(hook, "__module__", "").startswith("transformers")
+
+
+def _hooks_of(module: nn.Module) -> list[Callable]:
+    return [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+
+
+def has_user_hooks(model: nn.Module) -> bool:
+    """True when any submodule has a forward or pre-forward hook that transformers did not install."""
+    return any(is_user_hook(hook) for module in model.modules() for hook in _hooks_of(module))
+
+
+def user_hook_counts(model: nn.Module) -> dict[str, int]:
+    """Per submodule name: its forward and pre-forward hooks, not counting transformers' own."""
+    return {name: sum(map(is_user_hook, _hooks_of(module))) for name, module in model.named_modules()}
+
+
+@contextmanager
+def hooks_restored(models: Iterable[nn.Module]) -> Iterator[None]:
+    """Put the models' hooks back as they were on exit: remove the user hooks added inside (never
+    transformers' own) and restore any removed (e.g. by clearing a hook dict wholesale)."""
+    saved = [{m: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()} for model in models]
+    try:
+        yield
+    finally:
+        for snapshot in saved:
+            for module, (post, pre) in snapshot.items():
+                for current, before in ((module._forward_hooks, post), (module._forward_pre_hooks, pre)):
+                    for key in set(current) - set(before):
+                        if is_user_hook(current[key]):
+                            del current[key]
+                    for key, hook in before.items():
+                        current.setdefault(key, hook)
