@@ -46,9 +46,9 @@ from torch import Tensor
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
 from utils.activations import run_capturing
-from utils.hooks import block_output
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
+from utils.hooks import block_output
 from utils.judge import Scale
 from utils.layers import check_block_index, get_layers
 from utils.metrics import check_direction

@@ -31,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from part3_contrastive import DATA_DIR
+from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
@@ -259,10 +260,6 @@ tests.test_score_trait_response(score_trait_response)
 # Scoring one response per call is fine for trying things; for a whole set we score all prompts in
 # one call, which the judge batches (locally) or sends concurrently (APIs). The provided helper
 # `part3_contrastive.scoring.score_responses` adds `score` (trait) and `coherence` to every record.
-
-# %% tags=["module"]
-from part3_contrastive.scoring import score_responses  # read it there: a dozen lines, two judge calls
-
 
 # %%
 scored = load_or_generate(

@@ -8,6 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from part3_contrastive import DATA_DIR
+from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
@@ -86,9 +87,6 @@ def score_trait_response(question: str, answer: str, eval_prompt_template: str, 
     """
     prompt = eval_prompt_template.format(question=question, answer=answer)
     return judge.score([prompt], SCORE_0_100)[0]
-
-
-from part3_contrastive.scoring import score_responses  # read it there: a dozen lines, two judge calls
 
 
 def filter_effective_pairs(

@@ -17,10 +17,10 @@ from solutions.part3_contrastive import (
     generate_contrastive_responses,
 )
 from utils.activations import response_mean_activations
-from utils.hooks import block_output
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
+from utils.hooks import block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 

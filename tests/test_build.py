@@ -73,3 +73,42 @@ def test_unclosed_solution_marker_is_rejected(toy_root):
     (toy_root / "toy" / "source.py").write_text(TOY.replace("    # END SOLUTION\n", ""))
     with pytest.raises(build.SourceError, match="without"):
         build.build_section("toy")
+
+
+def test_readme_badges_follow_the_repository_setting(monkeypatch):
+    """A fork changes `REPOSITORY` once: the README's badges and the set-up cell's clone follow."""
+    text = "[x](https://colab.research.google.com/github/someone/old-name/blob/main/chapters/a.ipynb)"
+    monkeypatch.setattr(build, "REPOSITORY", "fork-owner/persona-course")
+    assert build.readme_with_repository(text) == (
+        "[x](https://colab.research.google.com/github/fork-owner/persona-course/blob/main/chapters/a.ipynb)"
+    )
+    readme = (build.ROOT / "README.md").read_text(encoding="utf-8")
+    assert build.readme_with_repository(readme) != readme  # the committed README uses the real setting
+    monkeypatch.undo()
+    assert build.readme_with_repository(readme) == readme
+    cell = build.build_section("part1_assistant_axis")[build.ROOT / "chapters" / "part1_assistant_axis_solutions.ipynb"]
+    assert f"https://github.com/{build.REPOSITORY}" in cell
+
+
+def test_every_listing_of_sections_is_the_one_in_utils_sections():
+    from utils import course, sections
+
+    assert build.SECTIONS is sections.SECTIONS
+    assert [sections.section_by_number(n) for n in "1234"] == list(sections.SECTIONS)
+    assert sorted(p.name for p in build.ROOT.glob("part*_*") if (p / "source.py").exists()) == list(sections.SECTIONS)
+    assert course.section_by_number is sections.section_by_number
+
+
+def test_every_course_variable_is_named_in_utils_environment():
+    """No module spells a COURSE_* variable itself: each is named once, with its meaning."""
+    import re
+
+    from utils import environment
+
+    named = set(environment.MEANINGS)
+    for path in [*build.ROOT.glob("utils/**/*.py"), *build.ROOT.glob("part*_*/*.py")]:
+        if path.name == "environment.py":
+            continue
+        spelled = set(re.findall(r"[\"'](COURSE_[A-Z_]+|[A-Z]+_API_KEY|[A-Z]+_BASE_URL)[\"']", path.read_text()))
+        assert not spelled, f"{path.relative_to(build.ROOT)} spells {sorted(spelled)}: import it from utils.environment"
+    assert all(environment.MEANINGS[name] for name in named)

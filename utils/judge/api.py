@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from utils.aio import gather_bounded, run_sync
-from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, SERVER_KEY_ENV, env_setting
+from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, env_setting
 from utils.judge.failure import Failed, describe_error
 from utils.judge.scales import Scale, parse_text, score_from_top_logprobs
 
@@ -95,7 +95,7 @@ class OpenAIBackend(_APIBackend):
     """OpenAI chat completions; 0-100 scales use one token's top-20 logprobs."""
 
     name = "openai"
-    key_env = "OPENAI_API_KEY"
+    key_env = KEY_ENV["openai"]
 
     def _client(self):
         from openai import AsyncOpenAI
@@ -128,7 +128,7 @@ class AnthropicBackend(_APIBackend):
     """Anthropic messages; the number is parsed from the text answer."""
 
     name = "anthropic"
-    key_env = "ANTHROPIC_API_KEY"
+    key_env = KEY_ENV["anthropic"]
 
     def _client(self):
         from anthropic import AsyncAnthropic
