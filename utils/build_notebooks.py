@@ -25,6 +25,14 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from utils.expected import (
+    RECORD_COMMAND,
+    expected_block,
+    expected_path,
+    load_expected,
+    load_paper_figures,
+    names_recorded_by,
+)
 from utils.sections import REPOSITORY, ROOT, SECTIONS, repository_url
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
@@ -114,6 +122,10 @@ def build_section(section: str) -> dict[Path, str]:
     source_nb = jupytext.reads(src.read_text(encoding="utf-8"), fmt="py:percent")
     ex_cells, sol_cells, module_parts = [], [], []
     last_markdown = ""
+    expected = load_expected(section, "offline", ROOT)
+    expected_names = list(expected["results"]) if expected else []
+    shown: set[str] = set()
+    paper = load_paper_figures(section, ROOT)
     for i, cell in enumerate(source_nb.cells):
         where = f"{src.relative_to(ROOT)} cell {i}"
         tags = list(cell.metadata.get("tags", []))
@@ -142,6 +154,18 @@ def build_section(section: str) -> dict[Path, str]:
             sol_cells.append(_new_cell("code", text, tags))
             if "module" in tags:
                 module_parts.append(text)
+            names = names_recorded_by(text, expected_names) if expected else []
+            if expected and names:
+                block = expected_block(names, expected, paper)
+                ex_cells.append(_new_cell("markdown", block))
+                sol_cells.append(_new_cell("markdown", block))
+                shown.update(names)
+    unshown = [n for n in expected_names if n not in shown]
+    if unshown:
+        raise SourceError(
+            f"{expected_path(section, 'offline', ROOT).relative_to(ROOT)}: no cell of {src.relative_to(ROOT)} records "
+            f"{unshown}; re-record the expected results ({RECORD_COMMAND})"
+        )
     header = f'"""Solutions for {section}. Generated from {section}/source.py by `python -m utils.build_notebooks`; do not edit."""\n\n'
     module = header + "\n\n\n".join(p.strip() for p in module_parts) + "\n"
     return {

@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated section numbers, e.g. 1,3")
     parser.add_argument("--out", default=str(ROOT / "outputs"), help="where executed notebooks and HTML go")
     parser.add_argument("--quiet", action="store_true", help="do not relay the notebooks' output")
+    parser.add_argument(
+        "--record-expected",
+        action="store_true",
+        help="after a run with no failures, write each section's expected results (<section>/expected/<profile>.json) "
+        "and regenerate the notebooks that show them",
+    )
     args = parser.parse_args(argv)
     from utils.profiles import get_profile
 
@@ -180,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(sections, results_dir))
     for failure in failures:
         print(f"FAILED {failure}")
+    if args.record_expected and not failures:
+        from utils import build_notebooks
+        from utils.expected import record_expected
+
+        for path in record_expected(sections, results_dir, profile.name):
+            print(f"Recorded expected results: {path}")
+        build_notebooks.main([])
     return 1 if failures else 0
 
 

@@ -1,0 +1,112 @@
+"""Expected outputs: the notebooks show the committed offline results, and a run that drifts fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from utils import build_notebooks as build
+from utils import expected as exp
+from utils.results import PROFILE_KEY
+
+TOY = """# %% [markdown]
+# # Toy
+
+# %%
+share = 0.5
+course.record("PC1 variance share", share)
+for coeff in (0, 4):
+    course.record(f"score at coeff {coeff:g}", 50 + coeff)
+
+# %%
+print("no results here")
+"""
+
+
+@pytest.fixture
+def toy_root(tmp_path, monkeypatch):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "source.py").write_text(TOY)
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "SECTIONS", ("toy",))
+    return tmp_path
+
+
+def _results(folder, values, profile="offline"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "toy.json").write_text(json.dumps({PROFILE_KEY: profile, **values}))
+    return folder
+
+
+def _markdown(nb_text: str) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(nb_text)["cells"] if c["cell_type"] == "markdown"]
+
+
+def test_expected_block_follows_the_cell_that_records_and_check_catches_a_changed_file(toy_root):
+    results = _results(toy_root / "run", {"PC1 variance share": 0.5, "score at coeff 0": 50, "score at coeff 4": 54.5})
+    exp.record_expected(["toy"], results, "offline", root=toy_root)
+    (toy_root / "toy" / "expected" / "paper.json").write_text(json.dumps({"PC1 variance share": "about 49% (paper)"}))
+    assert build.main(["--sections", "toy"]) == 0
+    nb = (toy_root / "chapters" / "toy_exercises.ipynb").read_text()
+    cells = json.loads(nb)["cells"]
+    kinds = [(c["cell_type"], "Expected output" in "".join(c["source"])) for c in cells]
+    assert kinds == [("markdown", False), ("code", False), ("markdown", True), ("code", False)]
+    block = _markdown(nb)[1]
+    for text in ("| PC1 variance share | 0.5 | ± 0.025 |", "| score at coeff 0 | 50 | exact |", "score at coeff 4 | 54.5 |",
+                 "about 49% (paper)"):  # fmt: skip
+        assert text in block
+    assert build.main(["--check", "--sections", "toy"]) == 0
+    path = exp.expected_path("toy", "offline", toy_root)
+    data = json.loads(path.read_text())
+    data["results"]["PC1 variance share"]["value"] = 0.9  # a hand-edited (or stale) expected file
+    path.write_text(json.dumps(data))
+    assert build.main(["--check", "--sections", "toy"]) == 1
+
+
+def test_an_expected_result_that_no_cell_records_is_an_error(toy_root):
+    results = _results(toy_root / "run", {"PC1 variance share": 0.5, "renamed result": 1.0})
+    exp.record_expected(["toy"], results, "offline", root=toy_root)
+    with pytest.raises(build.SourceError, match="renamed result"):
+        build.build_section("toy")
+
+
+def test_fresh_results_within_tolerance_pass_and_drift_fails_with_the_record_command(tmp_path, capsys):
+    recorded = _results(tmp_path / "recorded", {"auroc": 0.74, "score": 53.2, "threshold": "3", "layer": 12})
+    exp.record_expected(["toy"], recorded, "offline", root=tmp_path)
+    ok = {"auroc": 0.75, "score": 55.0, "threshold": "3", "layer": 12}
+    assert exp.check_sections(["toy"], _results(tmp_path / "ok", ok), root=tmp_path) == []
+    drifted = {"auroc": 0.70, "score": 53.2, "threshold": "none", "layer": 13, "new": 1.0}
+    problems = exp.check_sections(["toy"], _results(tmp_path / "bad", drifted), root=tmp_path)
+    assert any("'auroc': expected 0.74 ± 0.037, got 0.7" in p for p in problems)
+    assert any("'threshold': expected '3', got 'none'" in p for p in problems)
+    assert any("'layer': expected 12, got 13" in p for p in problems)
+    assert any("'new'" in p and "not expected" in p for p in problems)
+    assert not any("'score'" in p for p in problems)
+    missing = exp.check_sections(["toy"], _results(tmp_path / "missing", {"auroc": 0.74}), root=tmp_path)
+    assert any("'score'" in p and "did not record" in p for p in missing)
+
+
+def test_the_command_line_check_fails_and_names_how_to_re_record(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(exp, "ROOT", tmp_path)
+    monkeypatch.setattr(exp, "SECTIONS", ("toy",))
+    results = _results(tmp_path / "outputs" / "offline" / "results", {"auroc": 0.74})
+    assert exp.main(["--record"]) == 0
+    assert exp.main(["--check"]) == 0
+    _results(results, {"auroc": 0.5})
+    assert exp.main(["--check"]) == 1
+    assert exp.RECORD_COMMAND in capsys.readouterr().out
+
+
+def test_results_of_another_profile_are_never_recorded_as_offline(tmp_path):
+    results = _results(tmp_path / "run", {"auroc": 0.74}, profile="tiny")
+    with pytest.raises(ValueError, match="profile 'offline'"):
+        exp.record_expected(["toy"], results, "offline", root=tmp_path)
+
+
+def test_a_malformed_expected_file_is_named(tmp_path):
+    path = exp.expected_path("toy", "offline", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"results": {"auroc": {"value": 0.7}}}))
+    with pytest.raises(ValueError, match="toy/expected/offline.json"):
+        exp.load_expected("toy", "offline", tmp_path)
