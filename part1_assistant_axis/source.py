@@ -95,7 +95,9 @@ INPUTS = partial(cache_inputs, profile, profile.models.part1)
 # `profile.axis_layer` is a **block index**, a 0-based index into the model's decoder blocks
 # (`model.model.layers[i]`). All-layer tensors in this course follow the same rule: `result[i]` is the
 # output of block `i`. Careful with `output_hidden_states=True`: it puts the embeddings at index 0, so
-# `hidden_states[i + 1]` is the output of block `i`. The offline profile runs
+# `hidden_states[i + 1]` is the output of block `i` — for every block but the last: the last entry of
+# `hidden_states` is taken after the model's final norm, not straight out of the last block (a forward
+# hook on the block reads the raw output everywhere). The offline profile runs
 # Qwen2.5-Coder-0.5B-Instruct on a CPU (24 blocks, width 896) and reads block 12.
 
 # %%
@@ -417,13 +419,13 @@ elif SCORE_THRESHOLD is not None:
         f"Fallback: too few roles have a response scored 3, so we keep role responses scoring >= {SCORE_THRESHOLD} "
         f"({sum(s is not None and s >= SCORE_THRESHOLD for s in role_scores)} of {len(role_scores)})."
     )
+else:
+    print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
 if len(set(role_scores)) == 1:
     print(
         f"Note: the judge gave every role response the same score ({role_scores[0]}), so it does not tell them apart "
         "here and the filter keeps all or nothing. A stronger (hosted) judge makes the filter meaningful."
     )
-else:
-    print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
 record(SECTION, "role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
 scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 
@@ -483,7 +485,8 @@ except Exception as err:  # the template itself refuses a system message
 # every mean: batched results must equal one-at-a-time results.
 #
 # You can do it by hand (a forward hook on `model.model.layers[layer]`, or `output_hidden_states=True`
-# and `hidden_states[layer + 1]`, plus the span from `utils.chat.assistant_turn_spans`), or use
+# and `hidden_states[layer + 1]`, which matches the block's output for every block but the last, plus
+# the span from `utils.chat.assistant_turn_spans`), or use
 # `utils.activations.response_mean_activations(model, tokenizer, conversations, layers, batch_size)`,
 # which returns `[len(layers), n_conversations, d_model]`.
 
@@ -502,7 +505,8 @@ def extract_response_activations(
     Args:
         model, tokenizer: the model.
         system_prompts, questions, responses: one entry per example ("" for no system prompt).
-        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``).
+        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``,
+            except for the last block, whose ``hidden_states`` entry is after the final norm).
         batch_size: examples per forward pass.
 
     Returns:
