@@ -65,7 +65,9 @@ INPUTS = partial(cache_inputs, profile, profile.models.part3)
 # - a **block index** `i` — the output of decoder block `model.model.layers[i]`; every `layer`
 #   argument in this course is a block index, and all-layer tensors have `result[i]` = block `i`;
 # - a **`hidden_states` index** — `output_hidden_states=True` returns the embeddings at index 0, so
-#   `hidden_states[i]` is the output of block `i - 1`.
+#   `hidden_states[i]` is the output of block `i - 1`, with one exception: the last entry is taken
+#   after the model's final norm, not straight out of the last block. Reading the last block from
+#   `hidden_states` therefore gives a different vector; a forward hook on the block reads the raw output.
 #
 # The persona-vectors paper reports its layer as a `hidden_states` index (20 for Qwen2.5-7B). We keep
 # that number as `TRAIT_VECTOR_LAYER` and derive `STEER_LAYER = TRAIT_VECTOR_LAYER - 1`, the block
@@ -225,7 +227,18 @@ all_responses = load_or_generate(
 )
 responses = [r for r in all_responses if r["question"] in EXTRACT_QUESTIONS]
 eval_responses = [r for r in all_responses if r["question"] in EVAL_QUESTIONS]
-for r in responses[:: len(responses) // 2][:2]:
+
+# %% [markdown]
+# One contrastive pair: the positive response and the negative one to the same question, under the same
+# instruction pair.
+
+# %%
+example_pos = next(r for r in responses if r["polarity"] == "pos")
+example_neg = next(
+    r for r in responses
+    if r["polarity"] == "neg" and r["instruction_idx"] == example_pos["instruction_idx"] and r["question"] == example_pos["question"]
+)
+for r in (example_pos, example_neg):
     print(f"[{r['polarity']}] {r['system_prompt']}\n  Q: {r['question']}\n  A: {r['response'][:200]}\n")
 
 # %% [markdown]
