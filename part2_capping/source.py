@@ -698,7 +698,7 @@ tests.test_generate_with_steering(generate_with_steering)
 # Read the replies in order of `alpha`. Towards negative `alpha` the assistant framing should go: on the
 # offline run `-2` gives "I am a skilled craftsman, with a passion for ... pottery" and `-4` degenerates
 # into "the night, the night, the night". Towards positive `alpha` it insists on being an AI ("I don't have
-# personal preferences") and at `+4` turns repetitive. The pirate loses its role already at `0` on the
+# personal preferences") and at `+4` turns repetitive. The pirate half-drops its role already at `0` on the
 # small model ("As an AI language model..."), and `+2` removes what was left. If your negative end stays
 # an assistant, your axis or layer may be off.
 # </details>
