@@ -640,8 +640,8 @@ def logit_lens(model, tokenizer, vector: Float[Tensor, " d_model"], k: int = 10)
 
 
 # %% [markdown]
-# **Before you run** the cell after your `logit_lens`: will the tokens the sycophancy vector promotes read
-# as flattery ("brilliant", "absolutely")?
+# **Before you run** the check below (it also prints the two lists): will the tokens the sycophancy
+# vector promotes read as flattery ("brilliant", "absolutely")?
 #
 # <details><summary>Answer</summary>
 #
