@@ -694,10 +694,10 @@ tests.test_extraction_directions(extraction_directions)
 #
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
-# difference (check the `cos with mean_diff` column). On the offline run the three held-out AUROCs lie
-# within 0.02 of each other (about 0.73) and no method raised the judge's score (every "score rise per
-# unit coeff" was negative), so the offline table cannot rank them for steering; only a stronger judge and
-# model can.
+# difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
+# probe detect equally well (held-out AUROC 0.74 and 0.73) and no method raised the judge's score (every
+# "score rise per unit coeff" was negative), so the offline table cannot rank them for steering; only a
+# stronger judge and model can.
 # </details>
 
 # %%
@@ -775,12 +775,13 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run, neither half can be read: the held-out AUROCs are within 0.02 of each other (about
-# 0.73), and no direction raised the judge's score at all, so there is no steering effect to compare. Run
-# on a bigger model with a hosted judge to test it. Why it can happen: a probe finds whatever separates the
-# two sets best, and it leans on directions where the clouds happen not to overlap, including low-variance
-# ones the model never reads and features correlated with the labels (the prompt's wording), so its
-# weight vector can be far from the direction the model writes. The mean difference follows the average
+# On the offline run only the first half shows: the probe and the mean difference detect equally well
+# (held-out AUROC 0.73 and 0.74), but no direction raised the judge's score at all, so there is no
+# steering effect to compare; run on a bigger model with a hosted judge to test the second half. Why it
+# can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
+# clouds happen not to overlap, including low-variance ones the model never reads and features
+# correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
+# the model writes. The mean difference follows the average
 # shift the responses actually share, which is closer to a direction the model uses.
 # </details>
 #
