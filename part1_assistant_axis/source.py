@@ -87,7 +87,9 @@ from utils.models import describe, load_model, model_display_name
 # `profile.axis_layer` is a **block index**, a 0-based index into the model's decoder blocks
 # (`model.model.layers[i]`). All-layer tensors in this course follow the same rule: `result[i]` is the
 # output of block `i`. Careful with `output_hidden_states=True`: it puts the embeddings at index 0, so
-# `hidden_states[i + 1]` is the output of block `i`. The offline profile runs
+# `hidden_states[i + 1]` is the output of block `i` — for every block but the last: the last entry of
+# `hidden_states` is taken after the model's final norm, not straight out of the last block (a forward
+# hook on the block reads the raw output everywhere). The offline profile runs
 # Qwen2.5-Coder-0.5B-Instruct on a CPU (24 blocks, width 896) and reads block 12.
 
 # %%
@@ -171,6 +173,21 @@ print(f"default prompts: {personas[DEFAULT_ROLE]}")
 #   on line 3;
 # - end by asking for a single number and nothing else: the local judge reads the probability of each
 #   number as the very next token.
+#
+# <details><summary>Hint</summary>
+#
+# Build the prompt from pieces joined together: an f-string only for the piece that writes the
+# character in, and plain (non-f) strings for the pieces that hold `{question}` and `{answer}`, so their
+# braces stay literal. Put each label on the line just before its placeholder, and write the scale as
+# four lines `0 = ...` to `3 = ...` with the words the check looks for.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# f"The role: {character}.\n\n" "The user's question:\n{question}\n\n" "The chatbot's answer:\n{answer}\n\n"
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def role_eval_template(character: str) -> str:
@@ -271,6 +288,22 @@ for label, answer in (("in role", in_role), ("as itself", out_of_role)):
 #
 # Return a dict `role -> list of records`, each record a dict with keys `role`, `prompt_idx`,
 # `system_prompt`, `question_idx`, `question`, `response`, ordered by prompt, then question.
+#
+# <details><summary>Hint</summary>
+#
+# Make the records first, without responses, with three nested loops in the order asked for (role,
+# then prompt, then question; `enumerate` gives `prompt_idx` and `question_idx`). Turn each record into a
+# conversation, call `generate_replies` once for all of them, then `zip` the replies back onto the records
+# and group them by role.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# replies = generate_replies(model, tokenizer, [build_messages(r["question"], system_prompt=r["system_prompt"]) for r in records],
+#                            max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def generate_role_responses(
@@ -409,13 +442,13 @@ elif SCORE_THRESHOLD is not None:
         f"Fallback: too few roles have a response scored 3, so we keep role responses scoring >= {SCORE_THRESHOLD} "
         f"({sum(s is not None and s >= SCORE_THRESHOLD for s in role_scores)} of {len(role_scores)})."
     )
+else:
+    print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
 if len(set(role_scores)) == 1:
     print(
         f"Note: the judge gave every role response the same score ({role_scores[0]}), so it does not tell them apart "
         "here and the filter keeps all or nothing. A stronger (hosted) judge makes the filter meaningful."
     )
-else:
-    print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
 course.record("role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
 scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 
@@ -475,9 +508,26 @@ except Exception as err:  # the template itself refuses a system message
 # every mean: batched results must equal one-at-a-time results.
 #
 # You can do it by hand (a forward hook on `model.model.layers[layer]`, or `output_hidden_states=True`
-# and `hidden_states[layer + 1]`, plus the span from `utils.chat.assistant_turn_spans`), or use
+# and `hidden_states[layer + 1]`, which matches the block's output for every block but the last, plus
+# the span from `utils.chat.assistant_turn_spans`), or use
 # `utils.activations.response_mean_activations(model, tokenizer, conversations, layers, batch_size)`,
 # which returns `[len(layers), n_conversations, d_model]`.
+#
+# <details><summary>Hint</summary>
+#
+# The provided helper does the hard parts (spans, batching, masking the padding). Give it one
+# conversation per example in which the response is the assistant turn: `build_messages(question,
+# response, system_prompt)`. It returns `[len(layers), n, d_model]`; you ask for one layer, so take row 0.
+# If you write it by hand with `output_hidden_states`, remember that the last entry is after the final
+# norm: a hook on the block is the safe way to read any block.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# return response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def extract_response_activations(
@@ -494,7 +544,8 @@ def extract_response_activations(
     Args:
         model, tokenizer: the model.
         system_prompts, questions, responses: one entry per example ("" for no system prompt).
-        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``).
+        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``,
+            except for the last block, whose ``hidden_states`` entry is after the final norm).
         batch_size: examples per forward pass.
 
     Returns:
@@ -525,6 +576,21 @@ tests.test_extract_response_activations(extract_response_activations)
 # response of the default persona (`DEFAULT_ROLE`), whatever its score. Leave out roles with no response
 # left (print which). Extract all kept responses in one call to your `extract_response_activations`
 # (it batches), then average per role. Return a dict `role -> Tensor [d_model]`.
+#
+# <details><summary>Hint</summary>
+#
+# Work in two passes. First decide, role by role, which records to keep (all of them when `scores` is
+# None or the role is `DEFAULT_ROLE`; otherwise those whose score passes). Then flatten the kept records
+# into one list of `(role, record)`, call `extract_response_activations` once, and cut its rows back into
+# per-role slices in the same order (a running start index), averaging each slice.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# keep = [r for r, s in zip(records, scores[role]) if s is not None and s >= score_threshold]
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def extract_persona_vectors(
@@ -632,6 +698,18 @@ def cosine_similarity_matrix(vectors: Float[Tensor, "n d_model"], center: bool =
 # %%
 tests.test_cosine_similarity_matrix(cosine_similarity_matrix)
 
+# %% [markdown]
+# **Before you run:** will the raw cosines between persona vectors be spread between -1 and 1, or bunched
+# together? And after centring?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the printed mean off-diagonal cosine. Raw persona vectors share a large common component, so
+# expect the raw cosines bunched close to 1 (the offline run printed 0.956). After centring they spread
+# out on both sides of zero and average about `-1/(n-1)` (offline: -0.093 with 11 personas, against
+# -1/10 = -0.1).
+# </details>
+
 # %%
 raw_similarity = cosine_similarity_matrix(vectors)
 centred_similarity = cosine_similarity_matrix(vectors, center=True)
@@ -649,6 +727,15 @@ plot_similarity(centred_similarity, names, f"Mean-centred cosine similarity (blo
 # off-diagonal cosines of n centred vectors average about `-1/(n-1)`: they sum to zero by construction.
 # Where does the default persona sit in the centred matrix, and who is most like it?
 #
+# <details><summary>Answer</summary>
+#
+# Read the default's row of the centred heatmap. Because the centred vectors sum to zero, most cosines
+# are negative; the default usually stands out as one of the most different personas (strongly negative
+# against the theatrical roles), and its few positive neighbours are the plainly helpful, professional
+# roles. On the offline run's axis the nearest roles are the lawyer and the lovestruck romantic; check
+# which ones your heatmap shows, since with a handful of roles one or two responses can move a row.
+# </details>
+#
 # ## 9. The main directions of persona space: PCA
 #
 # ### Exercise 7: `pca_decompose_persona_vectors`
@@ -663,6 +750,21 @@ plot_similarity(centred_similarity, names, f"Mean-centred cosine similarity (blo
 #
 # `n_components=None` keeps all of them. (An SVD may return any component with its sign flipped: the
 # check accepts either sign, as long as components and projections agree.)
+#
+# <details><summary>Hint</summary>
+#
+# `torch.linalg.svd(centred, full_matrices=False)` returns `(U, S, Vh)`: the rows of `Vh` are the
+# principal directions, already unit length, and the variance along direction `i` is proportional to
+# `S[i] ** 2`. Divide by the sum over **all** singular values before you keep the first `k`.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# variance = singular_values**2 / (singular_values**2).sum()
+# return vh[:k], variance[:k], centred @ vh[:k].T
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def pca_decompose_persona_vectors(
@@ -695,6 +797,19 @@ tests.test_pca_decompose_persona_vectors(pca_decompose_persona_vectors)
 # We run PCA on the **roles only**, then place the default persona in the same coordinates: if the
 # main direction along which roles differ is "how assistant-like", the default should land at one end
 # of PC1 without having shaped it.
+
+# %% [markdown]
+# **Before you run:** PCA sees the roles only. Will the default persona, placed afterwards in the same
+# coordinates, sit in the middle of the roles on PC1 or at one end?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the scatter plot: compare the default's PC1 coordinate with the range of the roles' (we flipped
+# PC1 so the default is on the positive side). The paper finds the default assistant at one extreme of PC1
+# on Gemma 2 27B. With a handful of roles on a small model PC1 is less clean, but on the offline run PC1
+# and the Assistant Axis, built without PCA, have |cosine| 0.73, so expect the default near the positive
+# end. If it lands in the middle, PC1 is describing some other difference among your roles.
+# </details>
 
 # %%
 role_only = [n for n in names if n != DEFAULT_ROLE]
@@ -824,6 +939,15 @@ print(axis_table.round(2).to_string(index=False))
 # (a librarian, an accountant) sit near the assistant end and fantastical or theatrical characters (a
 # ghost, a trickster god) at the far end.
 #
+# <details><summary>Answer</summary>
+#
+# On the offline run the default sits far above everyone (3.65), then the lawyer (0.78) and the
+# lovestruck romantic (0.44); the viking (-2.53), the knight and the ancient oak tree are furthest. That
+# matches the paper's pattern in part (a professional closest, historical and non-human characters
+# furthest), but a romantic near the top shows how noisy ten roles and five questions are. Compare with
+# your own table.
+# </details>
+#
 # ## 11. Held-out test: does the axis mean anything?
 #
 # By construction the default persona projects above the role mean *on the build questions* — the
@@ -831,6 +955,19 @@ print(axis_table.round(2).to_string(index=False))
 # questions under every prompt (done above), project their response activations on the axis, and ask
 # whether a default response projects above a role response. We use **every** held-out role response,
 # not only the ones a judge would have kept: a harder test, and one that peeks at nothing.
+
+# %% [markdown]
+# **Before you run:** the held-out questions were never used to build the axis. Will their default
+# responses still project above the role responses: AUROC near 0.5, or near 1?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the printed AUROC and the histogram. The offline run gives 0.95 (Cohen's d 1.8): the default's
+# responses project above almost all role responses. Keep one caveat in mind: the activations are read
+# with the role's system prompt still in the context, so part of the separation can come from the prompt
+# rather than the response (the bonus below shows 0.90 already at block 0, where a response token has
+# barely been processed).
+# </details>
 
 # %%
 heldout_roles = [role for role in persona_vectors if role != DEFAULT_ROLE]
@@ -916,6 +1053,20 @@ print(f"Saved axis {tuple(axis_all_layers.shape)}; row {AXIS_LAYER} matches the 
 # activations *of block i* on the axis *of block i* (the unit axis: `utils.metrics.project`) and
 # report the AUROC (default above roles) and the gap (mean default projection minus mean role
 # projection). Return a DataFrame with columns `layer`, `auroc`, `gap`.
+#
+# <details><summary>Hint</summary>
+#
+# Loop over the blocks. At block `i`, project block `i`'s activations on block `i`'s axis (never mix
+# blocks); `project` already divides by the axis norm. `auroc(default, roles)` takes the group that should
+# score higher first.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# default = project(default_acts[layer].float(), axes[layer].float()).numpy()
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def axis_separation_by_layer(
@@ -946,6 +1097,18 @@ def axis_separation_by_layer(
 # %%
 tests.test_axis_separation_by_layer(axis_separation_by_layer)
 
+# %% [markdown]
+# **Before you run:** at which blocks will the axis separate held-out default and role responses best:
+# early, middle or late? Will it follow the axis norm?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.90 at block 0
+# (the system prompt is in context), hovers around 0.92-0.97 in the middle and reaches 1.0 at the last
+# blocks, while the norm grows steadily with depth. High separation near the output reflects different
+# *words* (the default says "As an AI..."), not necessarily the best place to steer; see the text below.
+# </details>
+
 # %%
 heldout_acts = all_layer_acts["heldout"]
 by_layer = axis_separation_by_layer(
@@ -975,9 +1138,41 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 #
 # - How much of the role variance does PC1 explain, and how close is it to the Assistant Axis? What
 #   would change with hundreds of roles instead of a handful?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run PC1 explains 38.5% of the variance of 10 roles and |cos(axis, PC1)| is 0.73. The
+# paper reports about 49% and a cosine above 0.6 on Gemma 2 27B with hundreds of roles. With only n roles
+# there are n - 1 components, so even random points give PC1 at least 1/(n-1) of the variance (here
+# 11%): a small-n share is inflated, and its cosine with the axis is noisy. Hundreds of roles make the
+# share meaningful and the direction stable; read your own numbers against that floor.
+# </details>
+#
 # - Did the held-out responses separate? Which roles overlap with the assistant, and are they the ones
 #   `characterize_axis` put near it?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run, yes: AUROC 0.95, a mean gap of +4.1 and Cohen's d 1.8 on 5 new questions. In the
+# histogram the role responses that reach into the default's range mostly belong to the roles near the top
+# of `characterize_axis` (on the offline run the lawyer and the lovestruck romantic), and often to
+# responses where the small model dropped the role and answered as itself. Check the overlapping
+# responses' text in your run. Remember that the system prompt is still in context, so this test flatters
+# the axis somewhat.
+# </details>
+#
 # - What happens to the role vectors, and to the axis, without the judge's filter (try
 #   `scores=None`)? Which way should a role vector move when out-of-role responses are mixed in?
-# - Section 2 projects every turn of a conversation on this axis and caps the projection from below;
-#   section 4 steers with vectors built by the same response-mean recipe.
+#
+# <details><summary>Answer</summary>
+#
+# Out-of-role responses ("As an AI, I don't have memories...") look like the default assistant, so mixing
+# them in pulls each role vector towards the default; the role mean moves towards the default, and the
+# axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
+# much depends on the judge. On the offline run the local judge gave every response the same score (2),
+# so the filter kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s
+# from the rest the difference is visible. Look at the score table your run printed before you conclude.
+# </details>
+#
+# Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection
+# from below; section 4 steers with vectors built by the same response-mean recipe.

@@ -273,7 +273,7 @@ def test_extract_response_activations(fn) -> None:
                     False,
                     f"Off by one layer: you returned block {other}'s output for layer={layer}. `layer` is a block "
                     "index: the output of model.model.layers[layer], which is hidden_states[layer + 1] "
-                    "(hidden_states[0] is the embeddings).",
+                    "(hidden_states[0] is the embeddings; the last entry is after the final norm).",
                 )
         check(
             not close(got, _span_means(model, tok, layer, "whole")),
@@ -391,7 +391,7 @@ def test_extract_persona_vectors(fn) -> None:
         for other in (layer - 1, layer + 1):
             check(
                 not _vectors_close(got, _reference_vectors(*base, other, scores=PV_SCORES)),
-                "Off by one layer: `layer` is a block index (hidden_states[layer + 1]).",
+                "Off by one layer: `layer` is a block index (hidden_states[layer + 1], below the last block).",
             )
         check(False, "The vectors differ: average the response activations of each role's kept responses.")
     with contextlib.redirect_stdout(io.StringIO()):

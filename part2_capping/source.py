@@ -147,6 +147,20 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # prompt (a user message, rendered with the chat template and a generation prompt; use
 # `min_new_tokens=max_new_tokens` so the number of passes is predictable). Remove the hook whatever
 # happens, and return the list. You should see the prompt length once, then 1s.
+#
+# <details><summary>Hint</summary>
+#
+# The hook only reads: append the shape and return None (a hook that returns None leaves the output
+# alone). `utils.activations.block_output(output)` gives the hidden states whether the block returned a
+# tensor or a tuple. Register the hook, then generate inside `try`, and remove the handle in `finally`.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# handle = get_layers(model)[layer].register_forward_hook(lambda module, inputs, out: shapes.append(tuple(block_output(out).shape)))
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def record_hook_shapes(model, tokenizer, prompt: str, layer: int, max_new_tokens: int = 5) -> list[tuple[int, ...]]:
@@ -190,6 +204,17 @@ def record_hook_shapes(model, tokenizer, prompt: str, layer: int, max_new_tokens
 
 # %%
 tests.test_record_hook_shapes(record_hook_shapes)
+
+# %% [markdown]
+# **Before you run:** generating 5 tokens, how many times will the hook fire, and what will the sequence
+# length be each time?
+#
+# <details><summary>Answer</summary>
+#
+# Five passes: one prefill over the whole prompt, shape `(1, prompt_length, d_model)`, then four decode
+# steps of shape `(1, 1, d_model)`. The fifth token comes out of the fourth decode step's logits, so no
+# fifth decode pass is needed. On the offline model: `(1, 33, 896)` once, then `(1, 1, 896)` four times.
+# </details>
 
 # %%
 shapes = record_hook_shapes(model, tokenizer, "Name three colours.", AXIS_LAYER, max_new_tokens=5)
@@ -245,6 +270,22 @@ for message in conversations[0][-4:]:
 # Tip: pass `logits_to_keep=1` to the model: we never read the logits, and computing them for every
 # position costs as much as several blocks. (`utils.activations.turn_mean_activations` does the same
 # job for many layers; write your own here, then compare.)
+#
+# <details><summary>Hint</summary>
+#
+# Encode the text `assistant_turn_spans` returns, register a hook that stores `block_output(output)`,
+# run the model once (`use_cache=False, logits_to_keep=1`) and remove the hook in `finally`. The stored
+# tensor is `[1, seq, d_model]`: take batch row 0, then average each `(start, end)` span over its tokens
+# (`end` is exclusive). A reply with no tokens of its own has an empty span: read one token instead of
+# averaging nothing. `project_onto_axis` is one line on top: each mean dotted with the unit axis.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# return [hidden[start : max(end, start + 1)].mean(dim=0) for start, end in spans]
+# ```
+# </details>
 
 # %% tags=["exercise"]
 class ConversationAnalyzer:
@@ -357,6 +398,22 @@ print(f"default assistant, one-turn answers: mean {default_reference.mean():.2f}
 # **one** `judge.score(prompts, DRIFT_SCALE)` call (a local judge batches them, an API judge sends
 # them concurrently), and return one list of scores per conversation, one score (or None) per
 # assistant turn.
+#
+# <details><summary>Hint</summary>
+#
+# Drop the system message and walk over the remaining turns. For the assistant turn at index `i`, the
+# user message it answers is `turns[i - 1]` and everything before that message is `turns[: i - 1]`; keep
+# its last `2 * context_turns` messages as the history. Count how many prompts each conversation adds, so
+# that after the one `judge.score` call you can cut the flat list of scores back into conversations.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# earlier = turns[: i - 1]
+# history = earlier[max(0, len(earlier) - 2 * context_turns) :] if context_turns > 0 else []
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def rate_drift(
@@ -436,6 +493,21 @@ def drift_table(
 # the right, **one line per transcript** in each panel (`name` = the transcript's name, the same
 # colour in both panels), x = the `turn` column. Draw control conversations with dashed lines
 # (`line_dash="dash"`), drift conversations solid. Return the figure.
+#
+# <details><summary>Hint</summary>
+#
+# Loop over `df.groupby("name", sort=False)` with `enumerate` to pick a colour per transcript. For each
+# transcript add two `go.Scatter` traces with the same `line` dict (colour, and `dash="dash"` for
+# control), one with `col=1` (projection) and one with `col=2` (drift score); give both the same
+# `legendgroup` and show the legend only for the first, so each transcript appears once.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# fig.add_trace(go.Scatter(x=rows["turn"], y=rows["projection"], name=name, legendgroup=name, line=style), row=1, col=1)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def plot_drift(df: pd.DataFrame, title: str = "Persona drift per turn") -> go.Figure:
@@ -484,11 +556,40 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 # Questions to think about:
 # - Do drift conversations move down the axis as the turns go by, and control ones stay put? Which
 #   turn of each drift transcript is the first to move?
+#
+# <details><summary>Answer</summary>
+#
+# In the paper (Gemma 2 27B, longer conversations) drift conversations move down the axis turn by turn
+# while coding and writing tasks stay near the assistant. The offline model does not show it: it answers
+# the pressing turns of `ai_nature` with refusals ("I'm sorry, but I can't assist with that"), which are
+# very assistant-like, so that transcript's projection *rises* (0.9 at turn 1, 4.4 at turn 5), and
+# `growing_delusion` stays flat near -0.7. Read your own printed projections together with the replies: a
+# drop only means drift if the replies changed persona.
+# </details>
+#
 # - Does the judge agree with the projection? A small model and a small judge make both noisy: look
 #   at the replies where they disagree (`drift_df.sort_values("projection").head()`) and decide who is
 #   right.
+#
+# <details><summary>Answer</summary>
+#
+# Only weakly. On the offline run the correlation over 18 turns has the expected sign (-0.38), but the
+# local judge (the same 0.5B model) gives almost every turn 5-6 out of 10 and rates the control
+# conversation as slightly *more* drifted (5.7) than the drift ones (5.3). Where they disagree, the
+# replies usually side with neither: the model refused or stayed a plain assistant. A hosted judge is
+# needed before the judge can serve as ground truth.
+# </details>
+#
 # - A projection also moves with the *topic* (code vs feelings), not only with the persona. Which
 #   control conversation would you add to tell the two apart?
+#
+# <details><summary>Answer</summary>
+#
+# A control with the drift conversations' topics but no pressure on the persona: for example a user
+# grieving or anxious who gets grounded, assistant-like support, or a technical discussion of research on
+# machine consciousness. If its projections fall as far as the drift conversations', the axis is reading
+# the topic; if they stay near the default, it is reading the persona.
+# </details>
 
 # %% [markdown]
 # ## 6. Steering along the axis
@@ -506,6 +607,21 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 # place: other hooks and the KV cache may hold a reference to it. Generate the reply with
 # `utils.generation.generate_replies` (system prompt as a system message; temperature 0 is greedy),
 # remove the hook in a `finally`, and return only the reply's text.
+#
+# <details><summary>Hint</summary>
+#
+# Normalise the vector once, before registering the hook. In the hook, read the hidden states with
+# `block_output`, add `alpha * unit` moved to their device and dtype (this builds a new tensor), and hand
+# back the same form you received: the new tensor, or a tuple with it in front of the other elements.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
+# return steered if isinstance(output, Tensor) else (steered, *output[1:])
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def generate_with_steering(
@@ -566,6 +682,20 @@ tests.test_generate_with_steering(generate_with_steering)
 # moves an activation by as much as the whole gap between a role and the assistant. We steer the
 # default assistant and a role-prompted persona with the same question.
 
+# %% [markdown]
+# **Before you run:** what will the default assistant say about itself at `alpha = -4` and at `+4` (in
+# units of the axis norm), and what will `+2` do to the pirate?
+#
+# <details><summary>Answer</summary>
+#
+# Read the replies in order of `alpha`. Towards negative `alpha` the assistant framing should go: on the
+# offline run `-2` gives "I am a skilled craftsman, with a passion for ... pottery" and `-4` degenerates
+# into "the night, the night, the night". Towards positive `alpha` it insists on being an AI ("I don't have
+# personal preferences") and at `+4` turns repetitive. The pirate half-drops its role already at `0` on the
+# small model ("As an AI language model..."), and `+2` removes what was left. If your negative end stays
+# an assistant, your axis or layer may be off.
+# </details>
+
 # %%
 STEER_UNIT = float(axis[AXIS_LAYER].norm())
 STEER_QUESTION = "Tell me a little about yourself and what you like to do."
@@ -600,6 +730,14 @@ for row in steered.itertuples():
 # language model, and a role-prompted persona fades into the assistant's register; far enough out it
 # turns repetitive. Moderate pushes change *who* speaks while the text stays fluent; large ones
 # break the text. Why would a gentler tool, one that only acts when needed, be preferable?
+#
+# <details><summary>Answer</summary>
+#
+# Steering shifts every activation, including those of a model that is already behaving: it costs fluency
+# (the repetitive `+4` replies) and changes ordinary answers that needed no correction. A tool that acts
+# only when the projection leaves the normal range leaves the model alone most of the time, so its cost is
+# paid only on the turns that drift. That is activation capping, next.
+# </details>
 
 # %% [markdown]
 # ## 7. Activation capping
@@ -724,6 +862,22 @@ for layer in CAPPING_LAYERS:
 #   output's dtype, build a new tensor (no in-place edits), and return the same form you received.
 # - `__enter__` registers one hook per listed block and returns `self`; `__exit__` removes exactly
 #   those handles, also when the `with` body raised, and does not swallow the exception.
+#
+# <details><summary>Hint</summary>
+#
+# In the hook, the projection of every position is one matrix product, `hidden.float() @ v`
+# (`[batch, seq]`); the shortfall `max(tau - projection, 0)` is a `clamp(min=0)`; `[..., None]` broadcasts
+# it back over `d_model`. Store the handles in `self.handles` in `__enter__`, and in `__exit__` remove
+# them, empty the list and return False (so an exception is not swallowed).
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]
+# capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 class ActivationCapper:
@@ -797,6 +951,20 @@ tests.test_ActivationCapper(ActivationCapper)
 # Before using it, check it on the real model: under the capper, every capped block's projections
 # should sit at or above the floor, at every position.
 
+# %% [markdown]
+# **Before you run:** the floor is the 25th percentile of the default assistant's token projections. What
+# will capping do to a conversation whose projections never drift below it?
+#
+# <details><summary>Answer</summary>
+#
+# Nothing: `max(tau - <h, v>, 0)` is zero for every token already above the floor, so the hook adds zero
+# and the model computes exactly what it would without the cap. Look at the "% of tokens below tau
+# without capping" column: where it is 0% the minimum projection cannot move (on the offline run it is
+# 0-1% at every capped block, because this conversation does not drift). The capped minimum equals `tau`
+# only at blocks where some token fell below it; elsewhere it can still move a little, because capping an
+# earlier block changes the later blocks' inputs.
+# </details>
+
 # %%
 capper = ActivationCapper(model, axis, thresholds, CAPPING_LAYERS)
 probe = conversations[0]
@@ -826,6 +994,23 @@ for layer in CAPPING_LAYERS:
 #    is the same model, and must judge with its normal activations.
 # 5. Return `pd.concat` of `drift_table(...)` for each run, with a `condition` column (`"uncapped"`
 #    rows first, then `"capped"`).
+#
+# <details><summary>Hint</summary>
+#
+# Keep the capped generation *and* its projections inside one `with capper:` block, and call
+# `rate_drift` after leaving it, on `uncapped + capped` in one call; split the scores at
+# `len(transcripts)`. Build one `drift_table` per condition, add the `condition` column with `.assign`,
+# and `pd.concat` them, uncapped first.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# with capper:
+#     capped = replay_conversations(model, tokenizer, transcripts, n_turns=n_turns, max_new_tokens=max_new_tokens, batch_size=batch_size)
+#     capped_proj = [analyzer.project_onto_axis(c) for c in capped]
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def run_capping_experiment(
@@ -1011,6 +1196,19 @@ fig.show()
 # coherence. Below we cap ordinary questions at several percentiles and let the judge rate the
 # coherence of the replies (0-100, `part2_capping/data/coherence_prompt.txt`).
 
+# %% [markdown]
+# **Before you run:** capping ordinary questions at the 25th and at the 90th percentile: which floor will
+# change the replies, and will the judge see a loss of coherence?
+#
+# <details><summary>Answer</summary>
+#
+# A 25th-percentile floor should barely touch ordinary replies (three quarters of default tokens are above
+# it); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
+# coherence. On the offline run the hash-table reply changes a few words at the 90th percentile, and the
+# local judge's mean coherence hardly moves (63.7, 63.7, 63.3): read the replies as well as the scores,
+# since a 0.5B judge is not sensitive to small losses.
+# </details>
+
 # %%
 COHERENCE_PROMPT = (DATA_DIR / "coherence_prompt.txt").read_text()
 SWEEP_QUESTIONS = [
@@ -1052,11 +1250,53 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # - Where on the axis do the drift conversations end up compared with the control ones, and does the
 #   autorater agree with the ordering?
+#
+# <details><summary>Answer</summary>
+#
+# On a model that drifts (the paper's), drift conversations end below the control ones. On the offline
+# run they do not: at the axis block the drift turns average 0.61 and the control turns 0.47, because the
+# small model refuses or stays generic rather than drifting, and the autorater ranks the control slightly
+# higher (5.7 against 5.3). Neither measure shows drift here; that is a fact about this model and judge,
+# not evidence against the method. Compare the two numbers your run printed.
+# </details>
+#
 # - Steering moves every activation; capping moves only those below the floor. Which of the two would
 #   you deploy, and what would you monitor to know it is working?
+#
+# <details><summary>Answer</summary>
+#
+# Capping: it leaves normal behaviour untouched (the hook adds zero above the floor) and acts only on
+# drifting activations, whereas steering changes every answer and costs fluency. Monitor how often the cap
+# fires (the fraction of tokens below the floor, per block and per conversation), the per-turn projection,
+# a drift judge on samples of capped conversations, and capability and coherence evaluations on ordinary
+# traffic to catch a floor that is too high.
+# </details>
+#
 # - Capping holds the projection at the floor by construction. Did it also change the *words* (the
 #   text-only re-reading and the drift scores)? What would convince you, with a bigger model and more
 #   conversations?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run, hardly: the projections at the capped block rose (drift 2.63 to 3.27), but re-read
+# without the cap the drift conversations' text projects exactly as before (0.614 both), their drift
+# scores are identical (5.26) and the last reply of `ai_nature` is the same refusal; only the control
+# conversation changed slightly (0.472 to 0.497). The floor rarely acted because these conversations never
+# fell below it. Convincing evidence would be many drifting conversations on a model that does drift, the
+# capped replies judged by a strong judge blind to the condition, and a difference larger than the spread
+# between conversations, at no loss on ordinary tasks.
+# </details>
+#
 # - The paper caps a range of middle-to-late layers at the 25th percentile. Which layers would you pick
 #   for this model from the layer scan, and what does the percentile sweep say about the cost of a
 #   higher floor?
+#
+# <details><summary>Answer</summary>
+#
+# Pick the blocks where drift tokens fall below the floor much more often than control tokens (the gap
+# between the two lines of the layer scan), and none where control tokens often do. The paper caps layers
+# 46-53 of 64 of Qwen3-32B at the 25th percentile. On the offline run the sweep shows almost no cost of a
+# higher floor by the judge (coherence 63.7 with no cap and at the 25th, 63.3 at the 90th), but the local
+# judge is weak and the 90th-percentile reply did change: read the replies, and expect a real cost with a
+# sensitive judge and a floor that high.
+# </details>

@@ -215,7 +215,7 @@ def test_ConversationAnalyzer(cls) -> None:
         check(
             not all(close(a, prev[s:e].mean(0), atol=1e-4) for a, (s, e) in zip(acts, spans)),
             "Off by one layer: read the output of block `layer` itself (with output_hidden_states, that is "
-            "hidden_states[layer + 1]).",
+            "hidden_states[layer + 1], for every block but the last).",
         )
         check(False, "The per-turn means differ from the reference: hook block `layer`, run the full conversation "
                      "once, and average each assistant span of the output.")

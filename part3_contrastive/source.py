@@ -59,7 +59,9 @@ from utils.models import describe, load_model
 # - a **block index** `i` — the output of decoder block `model.model.layers[i]`; every `layer`
 #   argument in this course is a block index, and all-layer tensors have `result[i]` = block `i`;
 # - a **`hidden_states` index** — `output_hidden_states=True` returns the embeddings at index 0, so
-#   `hidden_states[i]` is the output of block `i - 1`.
+#   `hidden_states[i]` is the output of block `i - 1`, with one exception: the last entry is taken
+#   after the model's final norm, not straight out of the last block. Reading the last block from
+#   `hidden_states` therefore gives a different vector; a forward hook on the block reads the raw output.
 #
 # The persona-vectors paper reports its layer as a `hidden_states` index (20 for Qwen2.5-7B). We keep
 # that number as `TRAIT_VECTOR_LAYER` and derive `STEER_LAYER = TRAIT_VECTOR_LAYER - 1`, the block
@@ -150,6 +152,14 @@ tests.test_construct_system_prompt(construct_system_prompt)
 # Build the list of records first (without responses), then the list of conversations with
 # `build_messages(question, system_prompt=...)`, then generate once and fill in the responses.
 # </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+#                            temperature=temperature, batch_size=batch_size)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def generate_contrastive_responses(
@@ -219,7 +229,18 @@ all_responses = load_or_generate(
 )
 responses = [r for r in all_responses if r["question"] in EXTRACT_QUESTIONS]
 eval_responses = [r for r in all_responses if r["question"] in EVAL_QUESTIONS]
-for r in responses[:: len(responses) // 2][:2]:
+
+# %% [markdown]
+# One contrastive pair: the positive response and the negative one to the same question, under the same
+# instruction pair.
+
+# %%
+example_pos = next(r for r in responses if r["polarity"] == "pos")
+example_neg = next(
+    r for r in responses
+    if r["polarity"] == "neg" and r["instruction_idx"] == example_pos["instruction_idx"] and r["question"] == example_pos["question"]
+)
+for r in (example_pos, example_neg):
     print(f"[{r['polarity']}] {r['system_prompt']}\n  Q: {r['question']}\n  A: {r['response'][:200]}\n")
 
 # %% [markdown]
@@ -261,6 +282,18 @@ tests.test_score_trait_response(score_trait_response)
 # one call, which the judge batches (locally) or sends concurrently (APIs). The provided helper
 # `part3_contrastive.scoring.score_responses` adds `score` (trait) and `coherence` to every record.
 
+# %% [markdown]
+# **Before you run:** the judge scores every response for sycophancy. How far apart will the mean scores
+# of the sycophantic-prompted and the helpful-prompted responses be?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the printed means per polarity. With a strong judge on a model that follows its prompt, far
+# apart (the paper's effective pairs need pos >= 50 and neg < 50). On the offline run they are close,
+# 53.9 against 51.4, with coherence near 70 for both: the local judge is the same 0.5B model, and it
+# barely tells the two apart. That is why the next filter keeps few pairs (about 30% on the offline run).
+# </details>
+
 # %%
 scored = load_or_generate(
     course.cache / "sycophantic_scored.json",
@@ -284,7 +317,18 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 #
 # <details><summary>Hint</summary>
 #
-# Index the records by `(instruction_idx, polarity, question)` first.
+# Index the records by `(instruction_idx, polarity, question)` first. Then loop over the pairs and
+# questions of `trait_data`, look up the two records, and test all four conditions with the
+# thresholds you were given (not a fixed 50), coherence for **both** records.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# ok = lambda value, threshold: value is not None and value >= threshold
+# if ok(pos["score"], pos_threshold) and neg["score"] is not None and neg["score"] < pos_threshold \
+#         and ok(pos["coherence"], coherence_threshold) and ok(neg["coherence"], coherence_threshold):
+# ```
 # </details>
 
 # %% tags=["exercise"]
@@ -357,6 +401,22 @@ if len(effective_pairs) < MIN_PAIRS:
 #
 # Return `result[i] = mean(positive response means at block i) - mean(negative ones at block i)`
 # for every block `i`. Do not normalise: steering in section 4 uses the raw difference.
+#
+# <details><summary>Hint</summary>
+#
+# Ask `response_mean_activations` for every block, `list(range(num_layers(model)))`, once for the
+# positive records and once for the negative ones (`records_to_conversations` keeps each record's own
+# system prompt). Each call returns `[num_layers, n_pairs, d_model]`: average over the responses
+# (dimension 1) and subtract. Avoid `output_hidden_states` here: its last entry is after the final norm,
+# so the last row would not be the last block's output.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# return pos.mean(dim=1) - neg.mean(dim=1)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def extract_contrastive_vectors(
@@ -415,6 +475,21 @@ fig.show()
 # (`utils.metrics.project` gives `a . v / |v|`) and report the AUROC (positive above negative) and
 # Cohen's d (positive minus negative), with `utils.metrics.auroc` and `utils.metrics.cohens_d`.
 # Return a DataFrame with columns `layer`, `auroc`, `cohens_d`, `norm`.
+#
+# <details><summary>Hint</summary>
+#
+# Loop over the layers; at layer `i` project layer `i`'s positive and negative activations on
+# `vectors[i]` (`project` divides by the norm), then `auroc(pos, neg)` and `cohens_d(pos, neg)`, positive
+# first in both. `norm` is the plain L2 norm of `vectors[i]`.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# pos = project(pos_acts[layer], vectors[layer]).numpy()
+# neg = project(neg_acts[layer], vectors[layer]).numpy()
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def layer_separation(
@@ -445,6 +520,19 @@ def layer_separation(
 
 # %%
 tests.test_layer_separation(layer_separation)
+
+# %% [markdown]
+# **Before you run:** the vector's norm grows with every block. Will held-out separation peak where the
+# norm peaks (the last block)?
+#
+# <details><summary>Answer</summary>
+#
+# No. Compare the AUROC curve with the dotted norm: on the offline run the norm climbs steadily to block
+# 23, while the AUROC rises from 0.69 at block 0 to a broad plateau of 0.73-0.75 from block 5 to 19 (best:
+# block 8, 0.75; `STEER_LAYER` 17: 0.74) and falls back to 0.69 at the last blocks. The plateau is flat
+# enough that any block in it would do; with 3 effective pairs and 10 held-out responses per side,
+# differences of 0.01-0.02 are noise.
+# </details>
 
 # %%
 all_layers = list(range(N_LAYERS))
@@ -496,6 +584,20 @@ px.histogram(hist, x="projection", color="prompt", barmode="overlay", nbins=20,
 # `[vocab, d_model]`) and return the `k` tokens it promotes most and the `k` it suppresses most,
 # as decoded strings, most extreme first. (Careful: some models tie the unembedding to the input
 # embedding, many do not — use the output one.)
+#
+# <details><summary>Hint</summary>
+#
+# The unembedding times the vector gives one logit per vocabulary entry. `topk(k)` returns the largest
+# first; `topk(k, largest=False)` returns the most negative first. Decode each id on its own,
+# `tokenizer.decode([i])`, so you get one string per token.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# logits = model.get_output_embeddings().weight.float() @ vector.float().to(model.get_output_embeddings().weight.device)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def logit_lens(model, tokenizer, vector: Float[Tensor, " d_model"], k: int = 10) -> tuple[list[str], list[str]]:
@@ -517,6 +619,19 @@ def logit_lens(model, tokenizer, vector: Float[Tensor, " d_model"], k: int = 10)
     return [tokenizer.decode([i]) for i in top], [tokenizer.decode([i]) for i in bottom]
     # END SOLUTION
 
+
+# %% [markdown]
+# **Before you run** the check below (it also prints the two lists): will the tokens the sycophancy
+# vector promotes read as flattery ("brilliant", "absolutely")?
+#
+# <details><summary>Answer</summary>
+#
+# Probably not, on the offline model. Its promoted tokens are mostly code fragments and word pieces (the
+# model is a coder model; a middle block's direction is not meant for the unembedding). The *suppressed*
+# list is more readable: " apologize", " sorry", " please", "'t", " I": the vector points away from the
+# apologetic refusals the helpful prompt produced. Look for the list that makes sense, and read it as
+# "what the positive responses have that the negative ones lack", not as the trait itself.
+# </details>
 
 # %%
 tests.test_logit_lens(logit_lens)
@@ -550,6 +665,22 @@ print(latents.round(3).to_string(index=False))
 # effective pairs, and return `(vectors, effective_pairs)`. If fewer than `min_pairs` pairs are
 # effective, raise a `ValueError` that says how many were found (a vector from one or two pairs is
 # mostly noise).
+#
+# <details><summary>Hint</summary>
+#
+# Chain your functions: `generate_contrastive_responses`, then `score_responses(responses,
+# trait_data["eval_prompt"], coherence_prompt, judge)` (the trait prompt for the trait, the coherence
+# prompt for coherence), then `filter_effective_pairs`, and only then `extract_contrastive_vectors`.
+# Raise before extracting, so a failed trait costs no forward passes.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# if len(pairs) < min_pairs:
+#     raise ValueError(f"Only {len(pairs)} effective pairs for {trait_name!r} (need {min_pairs})")
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def extract_trait_vectors(
@@ -587,6 +718,18 @@ def extract_trait_vectors(
 # %%
 tests.test_extract_trait_vectors(extract_trait_vectors)
 
+# %% [markdown]
+# **Before you run:** will the evil vector and the sycophancy vector be nearly parallel (both are "some
+# persona" minus "helpful assistant"), nearly orthogonal, or opposed?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the printed cosine at `STEER_LAYER` and the curve over blocks. On the offline run it is -0.26 at
+# block 17: weakly opposed, not parallel, so most of each vector is specific to its trait. Note that the
+# offline run had no effective evil pairs and fell back to prompt labels, so the evil vector there is
+# "evil prompt minus helpful prompt", read from whatever the small model wrote.
+# </details>
+
 # %%
 evil_data = load_trait_file(DATA_DIR / "trait_data_extract" / "evil.json")
 evil_settings = dict(n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens)
@@ -616,8 +759,39 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # %% [markdown]
 # ## Summary and questions
 #
-# - The trait vector separates held-out responses best at a middle-to-late layer, not where its
-#   norm is largest. How does the best layer compare with the paper's `hidden_states` layer 20 of 28?
+# - Where does the trait vector separate held-out responses best, and where is its norm largest? How
+#   does the best layer compare with the paper's `hidden_states` layer 20 of 28?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run the best block is 8 (AUROC 0.75), i.e. `hidden_states` index 9 of 24, but the curve is
+# a plateau of 0.73-0.75 from block 5 to 19 and falls to 0.69 at the last blocks, where the norm is
+# largest. The paper's layer 20 of 28 (block 19) on Qwen2.5-7B sits at about 70% of the depth; the offline
+# profile's `STEER_LAYER` 17 of 24 is at the same relative depth and only 0.01 below the best. With so few
+# pairs, treat "the best layer" as a range; check where your plateau lies.
+# </details>
+#
 # - What fraction of pairs was effective, and what does a low rate say about the model or the judge?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run 3 of 10 sycophancy pairs (30%), and no evil pair at all (the section fell back to
+# prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
+# instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of
+# the two polarities differed by only 2.5 points). Here both play a part: the 0.5B model often answers the
+# same way under both prompts, and the local judge is the same small model. With a hosted judge and a 7B
+# model the paper keeps most pairs.
+# </details>
+#
 # - Which tokens does the logit lens surface? Are they about the trait or about the prompt's style?
-# - Section 4 uses these vectors to steer the model and to monitor it.
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run the promoted tokens are code fragments with no clear meaning; the suppressed ones
+# are apology and refusal tokens (" apologize", " sorry", " please", "'t"). That is about the *style* the
+# helpful prompt produced in this small model (it often refused or apologised), not about flattery as
+# such. A vector built from contrastive prompts carries every difference between the two sets of
+# responses, wanted or not; the logit lens is a quick way to see which ones.
+# </details>
+#
+# Next: section 4 uses these vectors to steer the model and to monitor it.

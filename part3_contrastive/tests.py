@@ -162,6 +162,26 @@ def test_filter_effective_pairs(fn) -> None:
         kept == [(p["instruction_idx"], p["question"]) for p in want],
         "Return pairs in trait_data order (pair, then question).",
     )
+    # The thresholds are arguments: a filter with 50 written in must follow them.
+    strict = fn(records, TINY_TRAIT, pos_threshold=85)
+    check(
+        [(p["instruction_idx"], p["question"]) for p in strict]
+        == [(p["instruction_idx"], p["question"]) for p in sol.filter_effective_pairs(records, TINY_TRAIT, pos_threshold=85)],
+        "With pos_threshold=85 the pairs differ: use the pos_threshold argument (pos >= it, neg < it), not a fixed 50.",
+    )
+    check(
+        fn(records, TINY_TRAIT, coherence_threshold=95) == [],
+        "With coherence_threshold=95 no pair is coherent enough: use the coherence_threshold argument, not a fixed 50.",
+    )
+    # An incoherent negative response spoils its pair just as an incoherent positive one does.
+    incoherent_neg = [
+        {**r, "coherence": 40} if (r["instruction_idx"], r["polarity"], r["question"]) == (0, "neg", q0) else r
+        for r in records
+    ]
+    check(
+        (0, q0) not in [(p["instruction_idx"], p["question"]) for p in fn(incoherent_neg, TINY_TRAIT)],
+        "The negative response must be coherent too (neg coherence >= coherence_threshold), not only the positive one.",
+    )
     passed("filter_effective_pairs")
 
 
@@ -211,7 +231,12 @@ def test_extract_contrastive_vectors(fn) -> None:
     check(not torch.allclose(got.norm(dim=-1), torch.ones(n), atol=1e-3), "Do not normalise the vectors.")
     check(
         not (close(got[1:], want[:-1]) or close(got[:-1], want[1:])),
-        "Off by one layer: result[i] must be the output of block i (hidden_states[i + 1]).",
+        "Off by one layer: result[i] must be the output of block i (hidden_states[i + 1] for every block but the last).",
+    )
+    check(
+        not close(got[:-1], want[:-1]),
+        "Every block matches except the last: hidden_states[-1] is taken after the model's final norm, not the raw "
+        "output of the last block. Read block outputs with a hook (utils.activations.response_mean_activations does).",
     )
     no_system = sol.extract_contrastive_vectors(model, tok, _tiny_pairs(system=False))
     check(not close(got, no_system), "Read activations with the system prompt the response was generated under.")

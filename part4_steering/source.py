@@ -70,6 +70,10 @@ from utils.models import describe, load_model
 # (`part3_contrastive.artifacts.trait_vectors`), with how their pairs were labelled: `judge` (section
 # 3's method) or `prompt` (every pair labelled by its system prompt: a departure from the method, used
 # when the judge was too weak or section 3 has not run; then they are built here, without a judge).
+#
+# A word on the judge: without an API key it is a local model, and on the offline profile that is the
+# same 0.5B model we steer. Its scores are noisy and it is not sensitive to small changes in a reply, so
+# read the replies themselves next to every judge number in this section.
 
 # %%
 model, tokenizer = load_model(profile.models.part4)
@@ -114,6 +118,15 @@ print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
 #
 # With a KV cache, generation runs one forward pass over the whole prompt, then one pass per new
 # token with sequence length 1. The hidden state's second dimension tells you which one you are in.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# mask = torch.zeros(hidden.shape[1], 1, device=hidden.device, dtype=hidden.dtype)
+# mask[-1] = 1  # "response": only the last position of this pass
+# hidden = hidden + mask * shift
+# ```
 # </details>
 
 # %% tags=["exercise"]
@@ -182,6 +195,19 @@ tests.test_ActivationSteerer(ActivationSteerer)
 # %% [markdown]
 # A first look: the same question, steered with the sycophancy vector at a few coefficients.
 
+# %% [markdown]
+# **Before you run:** what shape will the steering curve take: will the replies get more sycophantic as
+# the coefficient grows, and where will they stop making sense?
+#
+# <details><summary>Answer</summary>
+#
+# Read the replies in order. The paper (Qwen2.5-7B) finds the trait rising for coefficients around 1-3
+# and coherence falling beyond. The offline profile's coefficients (0, 4, 8, scaled for a vector of norm
+# about 14) overshoot on the 0.5B model: the unsteered reply is a refusal, and at 4 and 8 the text
+# degenerates into repeated tokens ("new new new", "alledalled...") before any sycophancy appears. So on
+# this model expect an inverted-U at best, with the useful range below the first coefficient tried.
+# </details>
+
 # %%
 question = syco_eval["questions"][0]
 for coeff in profile.steering_coefficients:
@@ -200,6 +226,21 @@ for coeff in profile.steering_coefficients:
 # coherence with `score_responses` from section 3 (it takes records with `question` and
 # `response`). Return one dict per (coefficient, question) with keys `coefficient`, `question`,
 # `response`, `score`, `coherence`, ordered by coefficient then question.
+#
+# <details><summary>Hint</summary>
+#
+# One `ActivationSteerer` per coefficient, wrapped around **one** `generate_replies` call for all the
+# questions; build the records (`coefficient`, `question`, `response`) as you go, and score them all at the
+# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+#     replies = generate_replies(model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def run_steering_experiment(
@@ -246,6 +287,19 @@ def run_steering_experiment(
 # %%
 tests.test_run_steering_experiment(run_steering_experiment)
 
+# %% [markdown]
+# **Before you run:** will the judge's mean trait score rise with the coefficient, and will its coherence
+# score fall?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the printed table and the line plot, and then at the replies above. On the offline run neither
+# happens: the trait score goes 53.2, 52.6, 50.4 (slightly *down*) and coherence 65.7, 70.0, 67.6, even
+# though the steered replies are degenerate. The judge there is the same small model and cannot see what
+# steering did; the projection below does register it. With a hosted judge on the full profile expect the
+# paper's shape: the trait up at moderate coefficients, coherence down at large ones.
+# </details>
+
 # %%
 eval_questions = syco_eval["questions"][: profile.n_eval_questions]
 sweep = load_or_generate(
@@ -277,6 +331,19 @@ for coeff, row in summary.iterrows():
 # For each (system prompt, question, response), take the response-mean activation at block `layer`
 # and return its scalar projection `a . v / |v|` on the trait vector. Read activations *without*
 # steering: we monitor what a response looks like to the unsteered model.
+#
+# <details><summary>Hint</summary>
+#
+# Build one conversation per response with `build_messages(question, response, system_prompt)` (a None
+# system prompt means none), ask `response_mean_activations` for the one block, and project.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# return project(response_mean_activations(model, tokenizer, conversations, [layer])[0], trait_vector).tolist()
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def compute_trait_projections(
@@ -302,6 +369,19 @@ def compute_trait_projections(
 
 # %%
 tests.test_compute_trait_projections(compute_trait_projections)
+
+# %% [markdown]
+# **Before you run:** will the unsteered replies, the steered ones, and the sycophantic- and
+# helpful-prompted held-out responses line up in that order along the vector?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the box plot and the printed means. Steering adds the vector itself, so steered replies should
+# project far above unsteered ones (offline: -4.0 at coefficient 0, +3.7 at 4 and +3.5 at 8), while the
+# prompted responses differ by much less (held-out AUROC about 0.74 in section 3). A large projection here
+# measures the push, not necessarily the trait: the offline judge saw no more sycophancy in the steered
+# replies.
+# </details>
 
 # %%
 # Section 3's held-out responses: the same call, so if section 3 has run its replies are read, not generated.
@@ -348,6 +428,24 @@ for name, value in steered_means.items():
 # nothing. `override=True` recomputes every step. When fewer than `min_pairs` pairs are effective
 # (a weak judge), fall back to labelling pairs by their prompt (`prompt_labelled`) and say so.
 # Return `{"vectors", "effective_pairs", "steering", "used_judge_labels"}`.
+#
+# <details><summary>Hint</summary>
+#
+# Wrap each expensive step in `load_or_generate(path, lambda: ..., description, override, inputs=...)`,
+# where `inputs` records what the step depends on (`utils.cache.cache_inputs`). Filtering is cheap and need
+# not be cached; decide on the prompt-label fallback right after it, and extract the vectors from whichever
+# pairs you ended with. Steer with `vectors[layer]`.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# responses = load_or_generate(cache_dir / f"{trait_name}_responses.json",
+#                              lambda: generate_contrastive_responses(model, tokenizer, trait_data, trait_name, max_new_tokens=max_new_tokens,
+#                                                                     n_pairs=n_pairs, n_questions=n_questions),
+#                              f"{trait_name} responses", override, inputs=step)
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def run_trait_pipeline(
@@ -452,7 +550,24 @@ print(pipeline_summary.round(1).to_string(index=False))
 # Return the cosine-similarity matrix of the trait vectors (a DataFrame indexed and columned by
 # trait name). With `center=True`, first subtract the mean vector over traits: all trait vectors
 # share a component (every contrast is "some persona" minus "helpful assistant"), which inflates raw
-# cosines.
+# cosines. Centring has a cost with few traits: the centred vectors sum to zero, so their off-diagonal
+# cosines average about `-1/(n-1)`. With the three traits of the offline and lite profiles that forces
+# cosines near -0.5 whatever the traits are; only the full profile's seven traits leave room to see
+# real structure (or add traits).
+#
+# <details><summary>Hint</summary>
+#
+# Stack the vectors in the dict's order (`[n_traits, d_model]`), subtract the mean over traits (dimension
+# 0) when `center` is true, normalise the rows, and take `unit @ unit.T` (or `utils.metrics.cosine_matrix`).
+# Wrap it in a DataFrame with the names as index and columns.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# stacked = stacked - stacked.mean(dim=0, keepdim=True)  # the mean over traits, not over each vector's entries
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center: bool = False) -> pd.DataFrame:
@@ -477,6 +592,17 @@ def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center
 # %%
 tests.test_trait_similarity(trait_similarity)
 
+# %% [markdown]
+# **Before you run:** after removing the mean over traits, what will the off-diagonal cosines be?
+#
+# <details><summary>Answer</summary>
+#
+# With n traits the centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`:
+# with three traits (offline and lite) expect values near -0.5 whatever the traits mean, and treat them as
+# geometry, not findings. Compare the raw heatmap instead, and on the full profile (seven traits) look for
+# pairs that stay positive after centring.
+# </details>
+
 # %%
 trait_vectors = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
 for center in (False, True):
@@ -496,8 +622,11 @@ else:
 #
 # Three ways to get a direction from positive and negative activations:
 # - **mean difference** (what we used): `mean(pos) - mean(neg)`;
-# - **PCA of paired differences**: the first principal component of `pos_i - neg_i`, signed to
-#   agree with the mean difference;
+# - **PCA of paired differences**: the first principal direction of the uncentred differences
+#   `pos_i - neg_i`, signed to agree with the mean difference (as in repeng and the contrastive
+#   activation addition line of work). Do not centre them: the trait is what every pair has in common,
+#   i.e. the mean of the differences, and centring subtracts exactly that, leaving only how the pairs
+#   differ from one another;
 # - **a logistic-regression probe**: the weight vector of a classifier trained to tell them apart.
 #
 # ### Exercise 6: `extraction_directions`
@@ -506,8 +635,24 @@ else:
 # Return the three directions, each rescaled to the **norm of the mean difference**, so that a
 # steering coefficient means the same push for all of them. For the probe use
 # `LogisticRegression(C=1.0, max_iter=1000)` on the activations (positives labelled 1); for PCA,
-# centre the paired differences, take the top right-singular vector, and flip it if its dot
-# product with the mean difference is negative.
+# take the top right-singular vector of the paired differences **without centring them**, and flip it
+# if its dot product with the mean difference is negative.
+#
+# <details><summary>Hint</summary>
+#
+# Compute the three raw directions, then rescale all three in one loop to the mean difference's norm.
+# For PCA, the SVD of the uncentred differences: its first right-singular vector is the direction that
+# carries most of the differences' energy, mean included. For the probe, fit on `torch.cat([pos, neg])`
+# with labels ones then zeros, and take `coef_[0]`.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# _, _, vh = torch.linalg.svd(pos_acts - neg_acts, full_matrices=False)
+# pca = vh[0] if vh[0] @ mean_diff >= 0 else -vh[0]
+# ```
+# </details>
 
 # %% tags=["exercise"]
 def extraction_directions(
@@ -523,8 +668,8 @@ def extraction_directions(
     """
     # BEGIN SOLUTION
     mean_diff = pos_acts.mean(0) - neg_acts.mean(0)
-    diffs = pos_acts - neg_acts
-    _, _, vh = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
+    diffs = pos_acts - neg_acts  # not centred: their mean is the trait direction we are after
+    _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
     pca = vh[0] if vh[0] @ mean_diff >= 0 else -vh[0]
     features = torch.cat([pos_acts, neg_acts]).numpy()
     labels = np.r_[np.ones(len(pos_acts)), np.zeros(len(neg_acts))]
@@ -541,6 +686,20 @@ tests.test_extraction_directions(extraction_directions)
 # Paired activations for sycophancy at the steering layer (extraction questions), then each
 # direction judged by held-out detection AUROC and by how much the judge's trait score rises per
 # unit of steering coefficient.
+
+# %% [markdown]
+# **Before you run:** the three directions are rescaled to the same norm. Which will detect best on the
+# held-out responses, and which will move the judge's score most?
+#
+# <details><summary>Answer</summary>
+#
+# AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
+# mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
+# difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
+# probe detect equally well (held-out AUROC 0.74 and 0.73) and no method raised the judge's score (every
+# "score rise per unit coeff" was negative), so the offline table cannot rank them for steering; only a
+# stronger judge and model can.
+# </details>
 
 # %%
 syco_pairs = pipelines["sycophantic"]["effective_pairs"]
@@ -578,11 +737,54 @@ for row in comparison.itertuples():
 #
 # **Questions**
 # 1. At which coefficient does coherence start to fall, and does the trait score keep rising past it?
-# 2. Steered responses project further along the vector than prompted ones at large coefficients.
-#    Is a large projection then evidence of the trait, or only of the intervention?
+#
+# <details><summary>Answer</summary>
+#
+# In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
+# falls at larger ones. On the offline run the judge shows neither: trait 53.2, 52.6, 50.4 and coherence
+# 65.7, 70.0, 67.6 at coefficients 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
+# tokens). So by reading the text, coherence is already gone at 4, and the trait never appeared. Answer
+# from your own replies first and the judge's numbers second, and say which judge you had.
+# </details>
+#
+# 2. Steered responses project further along the vector than unsteered ones. Is a large projection then
+#    evidence of the trait, or only of the intervention?
+#
+# <details><summary>Answer</summary>
+#
+# Only of the intervention. On the offline run the mean projection jumps from -4.0 (coefficient 0) to
+# +3.7 (coefficient 4) while the judge sees no more sycophancy and the text is degenerate. Adding the
+# vector puts the activations there by construction; projection monitoring is evidence of a trait only on
+# activations you did not push, e.g. prompted or naturally occurring responses, and even then it should be
+# validated against a judge.
+# </details>
+#
 # 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
-# 4. The probe usually detects at least as well as the mean difference. Does it steer as well? Why
-#    might a direction that separates two clouds best not be the direction the model uses?
+#
+# <details><summary>Answer</summary>
+#
+# With three traits, none can: the centred vectors sum to zero, which forces off-diagonal cosines near -0.5
+# (check yours). The raw heatmap is the one to read there; the component centring removes is what all the
+# contrasts share, "any instructed persona" minus "a helpful assistant" (on the offline run also the style
+# of the prompt-labelled fallback pairs). With the full profile's seven traits centring leaves room for
+# structure, and traits such as evil and impolite may stay positive.
+# </details>
+#
+# 4. AxBench reports that a probe detects about as well as the mean difference but steers far worse.
+#    Does your comparison table show either half of that? Why might a direction that separates two
+#    clouds best not be the direction the model uses?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run only the first half shows: the probe and the mean difference detect equally well
+# (held-out AUROC 0.73 and 0.74), but no direction raised the judge's score at all, so there is no
+# steering effect to compare; run on a bigger model with a hosted judge to test the second half. Why it
+# can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
+# clouds happen not to overlap, including low-variance ones the model never reads and features
+# correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
+# the model writes. The mean difference follows the average
+# shift the responses actually share, which is closer to a direction the model uses.
+# </details>
 #
 # **Bonus**
 # - Steer with `positions="prompt"` and `"all"`: which one changes the response most per unit?

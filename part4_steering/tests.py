@@ -224,7 +224,7 @@ def test_compute_trait_projections(fn) -> None:
     check(not torch.allclose(got_t, want_t * vector.norm(), rtol=1e-4), "Divide by |v|: the projection is a . v / |v|.")
     for other in (LAYER - 1, LAYER + 1):
         shifted = torch.tensor(sol.compute_trait_projections(model, tok, *args, vector, other))
-        check(not torch.allclose(got_t, shifted, rtol=1e-4), "Off by one layer: `layer` is a block index (hidden_states[layer + 1]).")
+        check(not torch.allclose(got_t, shifted, rtol=1e-4), "Off by one layer: `layer` is a block index (hidden_states[layer + 1], below the last block).")
     no_system = torch.tensor(sol.compute_trait_projections(model, tok, [None, None], *args[1:], vector, LAYER))
     check(not torch.allclose(got_t, no_system, rtol=1e-4), "Include the system prompt in the conversation you read.")
     check(False, "Projections differ: average the block output over the response tokens only.")
@@ -328,7 +328,14 @@ def test_extraction_directions(fn) -> None:
     _, _, vh = torch.linalg.svd(stacked - stacked.mean(0), full_matrices=False)
     check(abs(cos(got["pca"], vh[0])) < 0.999 or abs(cos(vh[0], want["pca"])) > 0.999,
           "Take the PCA of the paired differences pos_i - neg_i, not of the stacked activations.")
-    check(cos(got["pca"], want["pca"]) > 0.999, "PCA differs: centre the paired differences, then take the top right-singular vector.")
+    diffs = pos - neg
+    _, _, vh_centred = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
+    check(abs(cos(got["pca"], vh_centred[0])) < 0.999 or abs(cos(vh_centred[0], want["pca"])) > 0.999,
+          "Do not centre the paired differences: centring removes their mean, which is the shared trait direction, "
+          "and leaves only how the pairs differ from one another. Take the top right-singular vector of the "
+          "uncentred pos_i - neg_i.")
+    check(cos(got["pca"], want["pca"]) > 0.999,
+          "PCA differs: take the top right-singular vector of the uncentred paired differences pos_i - neg_i.")
     check(cos(got["probe"], want["probe"]) > 0.999,
           "The probe differs: fit LogisticRegression(C=1.0, max_iter=1000) on pos (label 1) and neg (label 0) activations.")
     passed("extraction_directions")

@@ -149,7 +149,8 @@ def extract_response_activations(
     Args:
         model, tokenizer: the model.
         system_prompts, questions, responses: one entry per example ("" for no system prompt).
-        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``).
+        layer: a block index: the output of ``model.model.layers[layer]`` (= ``hidden_states[layer + 1]``,
+            except for the last block, whose ``hidden_states`` entry is after the final norm).
         batch_size: examples per forward pass.
 
     Returns:

@@ -262,8 +262,8 @@ def extraction_directions(
         {"mean_diff", "pca", "probe"}, every vector with the norm of the mean difference.
     """
     mean_diff = pos_acts.mean(0) - neg_acts.mean(0)
-    diffs = pos_acts - neg_acts
-    _, _, vh = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
+    diffs = pos_acts - neg_acts  # not centred: their mean is the trait direction we are after
+    _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
     pca = vh[0] if vh[0] @ mean_diff >= 0 else -vh[0]
     features = torch.cat([pos_acts, neg_acts]).numpy()
     labels = np.r_[np.ones(len(pos_acts)), np.zeros(len(neg_acts))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
@@ -602,3 +604,27 @@ def test_checks_leave_no_hooks():
     checks.test_extract_response_activations(sol.extract_response_activations)
     checks.test_generate_role_responses(sol.generate_role_responses)
     assert hook_counts(model) == before
+
+
+def _threshold_message(scores: dict) -> str:
+    """What the score-filter cell of the section prints for these judge scores."""
+    from part1_assistant_axis.persona_space import choose_score_threshold
+    from tests.source_cells import cells_between, run_cells
+
+    cells = cells_between(SECTION, "SCORE_THRESHOLD = choose_score_threshold(scores)", "scores_for_vectors =")
+    namespace = {"choose_score_threshold": choose_score_threshold, "scores": scores, "DEFAULT_ROLE": DEFAULT_ROLE,
+                 "course": SimpleNamespace(record=lambda *args: None)}
+    return run_cells(cells, namespace)
+
+
+def test_score_filter_message_matches_the_threshold_used():
+    """The notebook says which responses build the role vectors: never 'unfiltered' after choosing a filter."""
+    mixed = {DEFAULT_ROLE: [1, 1], "pirate": [3, 1], "ghost": [3, 2], "monk": [2, 3]}
+    message = _threshold_message(mixed)
+    assert "score 3" in message and "unfiltered" not in message, message
+    all_two = {DEFAULT_ROLE: [2, 2], "pirate": [2, 2], "ghost": [2, 2]}
+    message = _threshold_message(all_two)
+    assert ">= 2" in message and "same score" in message and "unfiltered" not in message, message
+    none_in_role = {DEFAULT_ROLE: [1], "pirate": [0, 1], "ghost": [1, 0], "monk": [0, 0]}
+    message = _threshold_message(none_in_role)
+    assert "unfiltered" in message, message

@@ -164,6 +164,23 @@ def none_counts_as_zero(responses, trait_data, pos_threshold=50, coherence_thres
     return _filter(responses, trait_data, none_value=0)
 
 
+def hard_coded_threshold(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    return _filter(responses, trait_data)  # ignores both arguments: always 50
+
+
+def only_positive_coherence(responses, trait_data, pos_threshold=50, coherence_threshold=50):
+    pos_ok = lambda s: s is not None and s >= pos_threshold  # noqa: E731
+    neg_ok = lambda s: s is not None and s < pos_threshold  # noqa: E731
+    index = {(r["instruction_idx"], r["polarity"], r["question"]): r for r in responses}
+    pairs = []
+    for idx in range(len(trait_data["instruction"])):
+        for q in trait_data["questions"]:
+            pos, neg = index[(idx, "pos", q)], index[(idx, "neg", q)]
+            if pos_ok(pos["score"]) and neg_ok(neg["score"]) and pos["coherence"] >= coherence_threshold:
+                pairs.append({"question": q, "instruction_idx": idx, "pos": pos, "neg": neg})
+    return pairs
+
+
 def filters_polarities_separately(responses, trait_data, pos_threshold=50, coherence_threshold=50):
     pos = [r for r in responses if r["polarity"] == "pos" and r["score"] is not None and r["score"] >= pos_threshold]
     neg = [r for r in responses if r["polarity"] == "neg" and r["score"] is not None and r["score"] < pos_threshold]
@@ -199,6 +216,13 @@ def hidden_states_off_by_one(model, tok, pairs, batch_size=16):
         model, tok, [p["neg"] for p in pairs]
     )
     return diff[: num_layers(model)]  # hidden_states[i] is block i - 1
+
+
+def last_row_after_final_norm(model, tok, pairs, batch_size=16):
+    diff = _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
+        model, tok, [p["neg"] for p in pairs]
+    )
+    return diff[1:]  # hidden_states[i + 1] for every block i: right except the last, which is after the final norm
 
 
 def includes_embedding_row(model, tok, pairs, batch_size=16):
@@ -375,11 +399,14 @@ WRONG = {
         (ignores_coherence, "coherent"),
         (none_counts_as_zero, "None score never passes"),
         (filters_polarities_separately, None),
+        (hard_coded_threshold, "pos_threshold argument"),
+        (only_positive_coherence, "negative response must be coherent too"),
     ],
     "extract_contrastive_vectors": [
         (reversed_sign, "sign is reversed"),
         (normalised, "normalise"),
         (hidden_states_off_by_one, "off by one"),
+        (last_row_after_final_norm, "final norm"),
         (includes_embedding_row, "embeddings"),
         (averages_prompt_tokens, "response tokens only"),
         (without_system_prompt, "system prompt"),
@@ -412,3 +439,45 @@ def test_wrong_implementation_rejected(exercise, impl, phrase):
 @pytest.mark.parametrize("exercise", list(WRONG))
 def test_solution_passes(exercise):
     assert_solution_passes(SECTION, exercise)
+
+
+def test_example_pair_is_one_positive_and_its_negative():
+    """The section's first look at the data shows one pair: a positive response and the negative one to the
+    same question under the same instruction pair (not two positives)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tests.source_cells import cells_between, run_cells
+
+    trait = {**TINY_TRAIT_FOR_CELLS, "questions": TINY_TRAIT_FOR_CELLS["questions"][:2]}
+    eval_data = {"questions": TINY_TRAIT_FOR_CELLS["questions"][2:]}
+
+    def fake_generate(model, tok, data, name, n_pairs=None, **kwargs):
+        return [
+            dict(question=q, system_prompt=f"{polarity} prompt {i}", instruction_idx=i, polarity=polarity,
+                 response=f"{polarity} reply {i} to {q}")
+            for i, _ in enumerate(data["instruction"][:n_pairs])
+            for polarity in ("pos", "neg")
+            for q in data["questions"]
+        ]
+
+    namespace = {
+        "load_or_generate": lambda path, make, *args, **kwargs: make(),
+        "generate_contrastive_responses": fake_generate, "construct_system_prompt": sol.construct_system_prompt,
+        "course": SimpleNamespace(inputs=lambda **kwargs: None, cache=Path("unused")), "GENERATION": {}, "model": None, "tokenizer": None,
+        "trait_data": trait, "eval_data": eval_data,
+        "profile": SimpleNamespace(n_questions=2, n_eval_questions=1, max_new_tokens=4, n_instruction_pairs=2, batch_size=4),
+    }
+    printed = run_cells(cells_between(SECTION, "all_responses = load_or_generate", "A: {r['response']"), namespace)
+    shown = [line for line in printed.splitlines() if line.startswith("[")]
+    assert [line[:5] for line in shown] == ["[pos]", "[neg]"], printed
+    questions = [line for line in printed.splitlines() if line.strip().startswith("Q:")]
+    assert len(questions) == 2 and questions[0] == questions[1], printed
+    assert "reply 0" in printed and "reply 1" not in printed, printed
+
+
+TINY_TRAIT_FOR_CELLS = {
+    "instruction": [{"pos": "Agree.", "neg": "Be honest."}, {"pos": "Flatter.", "neg": "No flattery."}],
+    "questions": ["Is my plan good?", "Am I right?", "Rate my poem."],
+    "eval_prompt": "T {question} {answer}",
+}

@@ -213,10 +213,12 @@ def returns_tensor(trait_vectors, center=False):
 
 
 # extraction_directions
-def _directions(pos, neg, stacked_pca=False, sign=True, rescale=True, probe_c=1.0, flip_mean=False):
+def _directions(pos, neg, stacked_pca=False, sign=True, rescale=True, probe_c=1.0, flip_mean=False, centre_diffs=False):
     mean_diff = (neg.mean(0) - pos.mean(0)) if flip_mean else (pos.mean(0) - neg.mean(0))
     data = torch.cat([pos, neg]) if stacked_pca else pos - neg
-    _, _, vh = torch.linalg.svd(data - data.mean(0), full_matrices=False)
+    if stacked_pca or centre_diffs:
+        data = data - data.mean(0)
+    _, _, vh = torch.linalg.svd(data, full_matrices=False)
     pca = vh[0] if (not sign or vh[0] @ mean_diff >= 0) else -vh[0]
     if not sign and vh[0] @ mean_diff > 0:
         pca = -vh[0]  # the unlucky sign a student without the flip can get
@@ -231,6 +233,10 @@ def _directions(pos, neg, stacked_pca=False, sign=True, rescale=True, probe_c=1.
 
 def pca_of_stacked_activations(pos, neg):
     return _directions(pos, neg, stacked_pca=True)
+
+
+def pca_of_centred_differences(pos, neg):
+    return _directions(pos, neg, centre_diffs=True)
 
 
 def pca_sign_not_aligned(pos, neg):
@@ -288,6 +294,7 @@ WRONG = {
     ],
     "extraction_directions": [
         (pca_of_stacked_activations, "paired differences"),
+        (pca_of_centred_differences, "centring"),
         (pca_sign_not_aligned, "Flip"),
         (unit_norm_directions, "Rescale"),
         (probe_strongly_regularised, "probe differs"),

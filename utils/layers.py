@@ -2,7 +2,9 @@
 
 Convention: a ``layer`` argument is a 0-based index into the decoder blocks; ``result[i]`` of an
 all-layer tensor is the output of block ``i``. ``output_hidden_states=True`` returns one more entry:
-``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of block ``i - 1``.
+``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of block ``i - 1``,
+except the last entry, which is taken after the model's final norm (not the raw output of the last
+block): capture the last block with a hook where it matters.
 """
 
 from __future__ import annotations
@@ -62,14 +64,14 @@ def d_model(model: nn.Module) -> int:
 
 
 def block_to_hidden_states_index(block: int) -> int:
-    """``hidden_states`` index holding the output of decoder block ``block``."""
+    """``hidden_states`` index of decoder block ``block`` (for the last block that entry is after the final norm)."""
     if block < 0:
         raise ValueError(f"block index must be >= 0, got {block}")
     return block + 1
 
 
 def hidden_states_to_block_index(hidden_index: int) -> int:
-    """Decoder block whose output is ``hidden_states[hidden_index]``.
+    """Decoder block whose output is ``hidden_states[hidden_index]`` (the last entry: after the final norm).
 
     Raises:
         ValueError: for index 0, which is the embedding output, not a block.

@@ -2,7 +2,7 @@
 
 Layer conventions (see DESIGN.md): ``*_layer`` fields are 0-based decoder *block* indices, except
 ``trait_vector_layer``, which is a ``hidden_states`` index (``hidden_states[i]`` = output of block
-``i - 1``), kept next to ``steer_layer = trait_vector_layer - 1`` so the two never get mixed up.
+``i - 1``, except the last entry, which is after the final norm), kept next to ``steer_layer = trait_vector_layer - 1`` so the two never get mixed up.
 """
 
 from __future__ import annotations
