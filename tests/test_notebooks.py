@@ -13,6 +13,8 @@ kernel through ``monkeypatch``, so no later test sees it.
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -33,9 +35,10 @@ def fill_stubs(nb, section: str):
 
 
 def execute(nb, timeout: int = 1800):
-    NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}
-    ).execute()
+    """Run a notebook in a fresh kernel that imports this checkout's code (even if another clone is installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}})
+    client.execute(env=env)
 
 
 @pytest.mark.parametrize("section", available_sections())
