@@ -10,11 +10,15 @@ run). A consumer asks `trait_vectors` for "the sycophantic vectors" and gets the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from part3_contrastive import DATA_DIR
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
+from utils.records import ContrastiveRecord, ScoredContrastiveRecord
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SECTION = "part3_contrastive"
 Labels = Literal["judge", "prompt"]
@@ -40,7 +44,7 @@ def trait_path(profile, trait: str, kind: Kind, labels: Labels = "judge") -> Pat
     return section_cache(SECTION, profile) / f"{trait}_{kind}{tail}{SUFFIX[kind]}"
 
 
-def prompt_labelled(responses: list[dict]) -> list[dict]:
+def prompt_labelled(responses: list[ContrastiveRecord]) -> list[ScoredContrastiveRecord]:
     """The fallback labels: every positive-prompt response scores 100, every negative one 0, all coherent.
 
     Labelling by prompt skips the judge's check that the prompts worked: a departure from the method,
@@ -59,7 +63,9 @@ def load_trait_vectors(profile, trait: str) -> Artifact | None:
     return load_artifact(trait_path(profile, trait, "vectors"), f"section 3's {trait} vectors")
 
 
-def trait_vectors(model, tokenizer, profile, trait: str = "sycophantic") -> Artifact:
+def trait_vectors(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile, trait: str = "sycophantic"
+) -> Artifact:
     """A trait's all-block vectors: section 3's if it saved them, else prompt-labelled ones built now.
 
     The ones built here (every pair labelled by its system prompt, no judge) are saved in section 3's

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from utils.judge import SCORE_0_100
+from collections.abc import Sequence
+from typing import Any
+
+from utils.judge import SCORE_0_100, Judge
+from utils.records import AnsweredQuestion, ScoredResponse
 
 
-def score_responses(responses: list[dict], eval_prompt: str, coherence_prompt: str, judge) -> list[dict]:
+def score_responses(
+    responses: Sequence[AnsweredQuestion], eval_prompt: str, coherence_prompt: str, judge: Judge
+) -> list[ScoredResponse]:
     """Add trait ``score`` and ``coherence`` (0-100, or None) to every response record.
 
     Args:
-        responses: records with ``question`` and ``response``.
+        responses: records with ``question`` and ``response`` (e.g. `utils.records.ContrastiveRecord`).
         eval_prompt: the trait's judge template (``{question}``, ``{answer}``).
         coherence_prompt: the coherence judge template.
         judge: a `utils.judge.Judge`; all prompts go in one call per template (batched or concurrent).
 
     Returns:
-        The records with ``score`` and ``coherence`` added.
+        The records with ``score`` and ``coherence`` added (every other key kept).
     """
-    items = [{"question": r["question"], "answer": r["response"]} for r in responses]
+    items: list[dict[str, Any]] = [{"question": r["question"], "answer": r["response"]} for r in responses]
     scores = judge.score_template(eval_prompt, items, SCORE_0_100)
     coherence = judge.score_template(coherence_prompt, items, SCORE_0_100)
     return [{**r, "score": s, "coherence": c} for r, s, c in zip(responses, scores, coherence)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -24,6 +25,9 @@ from torch import Tensor
 
 from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.hooks import has_user_hooks
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class ActivationStore:
@@ -34,7 +38,7 @@ class ActivationStore:
         self.hits = 0
 
     @classmethod
-    def for_model(cls, model) -> ActivationStore | None:
+    def for_model(cls, model: PreTrainedModel) -> ActivationStore | None:
         """The store of this model, or None when activations cannot be trusted to be the model's own."""
         name = getattr(model, "course_name", None)
         if name is None or has_user_hooks(model):

@@ -8,6 +8,8 @@ numbers as one example at a time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -20,12 +22,17 @@ from utils.prefill import positions_from_mask
 from utils.progress import tqdm
 from utils.timing import timed
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 Span = tuple[int, int]
 MAX_STORED_SPANS = 64  # examples with more spans than this are computed, not looked up or stored
 MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured block's output is held at once
 
 
-def run_capturing(model, input_ids: Tensor, attention_mask: Tensor, layers: list[int]) -> dict[int, Tensor]:
+def run_capturing(
+    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, layers: list[int]
+) -> dict[int, Tensor]:
     """One forward pass that returns the outputs of ``layers`` and computes nothing deeper."""
     with capture_block_outputs(model, layers) as store:
         try:
@@ -53,8 +60,8 @@ def span_weights(spans: list[list[Span]], seq_len: int, pad_offsets: list[int]) 
 
 
 def mean_over_spans(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     spans: list[list[Span]],
     layers: list[int],
@@ -84,8 +91,9 @@ def mean_over_spans(
     if store is not None:
         for i, example in enumerate(spans):
             found = [store.get(ids[i], start, end) for start, end in example]
-            if example and all(f is not None for f in found):
-                results[i] = torch.stack([f[layers] for f in found], dim=1)  # [L, n_spans, D]
+            hits = [f for f in found if f is not None]
+            if example and len(hits) == len(found):
+                results[i] = torch.stack([f[layers] for f in hits], dim=1)  # [L, n_spans, D]
     todo = [i for i, r in enumerate(results) if r is None]
     if store is not None and len(todo) < len(prompts):
         print(
@@ -101,16 +109,31 @@ def mean_over_spans(
         _capture_batches(model, tokenizer, prompts, spans, capture, batch_size, desc, order, lengths, computed)
         timer.add(tokens=sum(lengths[i] for i in todo))
     for i in todo:
-        if keep_all:
+        value = computed[i]
+        assert value is not None, "_capture_batches fills every row it is given"
+        if keep_all and store is not None:
             for s, (start, end) in enumerate(spans[i]):
-                store.put(ids[i], start, end, computed[i][:, s])
-            results[i] = computed[i][layers]
+                store.put(ids[i], start, end, value[:, s])
+            results[i] = value[layers]
         else:
-            results[i] = computed[i]
-    return results
+            results[i] = value
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results), "every prompt has its means"
+    return done
 
 
-def _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc, order, lengths, results) -> None:
+def _capture_batches(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    spans: list[list[Span]],
+    layers: list[int],
+    batch_size: int,
+    desc: str,
+    order: list[int],
+    lengths: list[int],
+    results: list[Tensor | None],
+) -> None:
     batches, start = [], 0
     while start < len(order):  # order is longest first: a batch's width is its first prompt's length
         size = max(1, min(batch_size, MAX_CAPTURE_TOKENS * 24 // (lengths[order[start]] * max(len(layers), 1))))
@@ -133,8 +156,8 @@ def _capture_batches(model, tokenizer, prompts, spans, layers, batch_size, desc,
 
 
 def response_mean_activations(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     conversations: list[list[Message]],
     layers: list[int],
     batch_size: int = 16,
@@ -161,7 +184,7 @@ def response_mean_activations(
 
 
 def turn_mean_activations(
-    model, tokenizer, messages: list[Message], layers: list[int]
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, messages: list[Message], layers: list[int]
 ) -> Float[Tensor, "n_layers n_turns d_model"]:
     """Mean block output over every assistant turn of one conversation, in one forward pass."""
     full, spans = assistant_turn_spans(messages, tokenizer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from utils.progress import tqdm
@@ -13,7 +13,7 @@ from utils.progress import tqdm
 T = TypeVar("T")
 
 
-def run_sync(coro_fn: Callable[[], Awaitable[T]], cancel_timeout: float = 10.0) -> T:
+def run_sync(coro_fn: Callable[[], Coroutine[Any, Any, T]], cancel_timeout: float = 10.0) -> T:
     """Run ``coro_fn()`` to completion; in a worker thread when an event loop is already running.
 
     In the worker-thread case (Jupyter), an interrupt of the calling thread (KeyboardInterrupt)
@@ -27,7 +27,7 @@ def run_sync(coro_fn: Callable[[], Awaitable[T]], cancel_timeout: float = 10.0) 
     started = threading.Event()
     state: dict[str, Any] = {}
 
-    def worker():
+    def worker() -> T:
         loop = asyncio.new_event_loop()
         try:
             task = loop.create_task(coro_fn())

@@ -177,9 +177,9 @@ def cache_inputs(
             "model": str(judge.model_name),
             "base_url": str(getattr(backend, "base_url", None)),
         }
-    files = [Path(f) for f in files]
-    if files:
-        inputs["files"] = {f.name: file_hash(f) for f in files}
+    paths = [Path(f) for f in files]
+    if paths:
+        inputs["files"] = {f.name: file_hash(f) for f in paths}
     code = list(code)
     if code:
         inputs["code"] = {getattr(fn, "__qualname__", repr(fn)): code_hash(fn) for fn in code}

@@ -6,24 +6,42 @@ template (Qwen, Llama, Gemma) without counting special tokens by hand.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from utils.records import ResponseRecord
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+# One chat message, {"role": ..., "content": ...}: the type transformers' chat templates take.
 Message = dict[str, str]
 
 
 _SYSTEM_ROLE_SUPPORT: dict[tuple[int, str | None], bool] = {}
 
 
-def _probe_system_role(tokenizer) -> bool:
+def _template_text(
+    messages: list[Message], tokenizer: PreTrainedTokenizerBase, add_generation_prompt: bool = False
+) -> str:
+    """The chat template applied to messages as they are (not prepared), as text."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, not text")
+    return text
+
+
+def _probe_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
     try:
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "system", "content": "SYSTEM_PROBE"}, {"role": "user", "content": "hi"}],
-            tokenize=False,
+        rendered = _template_text(
+            [{"role": "system", "content": "SYSTEM_PROBE"}, {"role": "user", "content": "hi"}], tokenizer
         )
     except Exception:  # Gemma 2 templates raise on a system message
         return False
     return "SYSTEM_PROBE" in rendered
 
 
-def supports_system_role(tokenizer) -> bool:
+def supports_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether the tokenizer's chat template accepts a system message."""
     key = (id(tokenizer), tokenizer.chat_template)
     if key not in _SYSTEM_ROLE_SUPPORT:
@@ -31,7 +49,7 @@ def supports_system_role(tokenizer) -> bool:
     return _SYSTEM_ROLE_SUPPORT[key]
 
 
-def prepare_messages(messages: list[Message], tokenizer) -> list[Message]:
+def prepare_messages(messages: list[Message], tokenizer: PreTrainedTokenizerBase) -> list[Message]:
     """Make messages acceptable to the tokenizer's template.
 
     A system message is dropped when empty, and merged into the first user turn for templates
@@ -61,19 +79,19 @@ def build_messages(question: str, response: str | None = None, system_prompt: st
     return messages
 
 
-def render(messages: list[Message], tokenizer, add_generation_prompt: bool = False) -> str:
+def render(messages: list[Message], tokenizer: PreTrainedTokenizerBase, add_generation_prompt: bool = False) -> str:
     """The chat template applied to (prepared) messages, as text."""
-    return tokenizer.apply_chat_template(
-        prepare_messages(messages, tokenizer), tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    return _template_text(prepare_messages(messages, tokenizer), tokenizer, add_generation_prompt)
 
 
-def encode(text: str | list[str], tokenizer, **kwargs):
+def encode(text: str | list[str], tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> BatchEncoding:
     """Tokenize rendered prompts. Never adds special tokens: the template already has them."""
     return tokenizer(text, add_special_tokens=False, **kwargs)
 
 
-def assistant_turn_spans(messages: list[Message], tokenizer) -> tuple[str, list[tuple[int, int]]]:
+def assistant_turn_spans(
+    messages: list[Message], tokenizer: PreTrainedTokenizerBase
+) -> tuple[str, list[tuple[int, int]]]:
     """Render a conversation and find each assistant turn's tokens.
 
     Args:
@@ -85,13 +103,13 @@ def assistant_turn_spans(messages: list[Message], tokenizer) -> tuple[str, list[
         k-th assistant message in ``encode(full_prompt)`` (end exclusive; no end-of-turn tokens).
     """
     prepared = prepare_messages(messages, tokenizer)
-    full = tokenizer.apply_chat_template(prepared, tokenize=False)
+    full = _template_text(prepared, tokenizer)
     offsets = encode(full, tokenizer, return_offsets_mapping=True)["offset_mapping"]
     spans = []
     for i, message in enumerate(prepared):
         if message["role"] != "assistant":
             continue
-        prefix = tokenizer.apply_chat_template(prepared[:i], tokenize=False, add_generation_prompt=True)
+        prefix = _template_text(prepared[:i], tokenizer, add_generation_prompt=True)
         if not full.startswith(prefix):
             raise ValueError("The chat template renders a turn differently in context; cannot locate spans")
         content = message["content"].strip()
@@ -111,7 +129,7 @@ def _first_token_at(offsets, char_pos: int) -> int:
     return len(offsets)
 
 
-def format_messages(messages: list[Message], tokenizer) -> tuple[str, int]:
+def format_messages(messages: list[Message], tokenizer: PreTrainedTokenizerBase) -> tuple[str, int]:
     """Render a conversation whose last message is the assistant's response.
 
     Args:
@@ -128,7 +146,7 @@ def format_messages(messages: list[Message], tokenizer) -> tuple[str, int]:
     return full, spans[-1][0]
 
 
-def records_to_conversations(records: list[dict]) -> list[list[Message]]:
+def records_to_conversations(records: Sequence[ResponseRecord]) -> list[list[Message]]:
     """Conversations (system prompt, question, response) for response records.
 
     Args:

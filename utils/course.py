@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from utils import environment
 from utils.results import PROFILE_KEY, read_results, summary_table
@@ -87,7 +88,9 @@ def run_section(
 
     path = ROOT / "chapters" / f"{section}_solutions.ipynb"
     nb = nbformat.read(path, as_version=4)
-    options = dict(timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    options: dict[str, Any] = dict(
+        timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     client = _relaying_client(nb, section, **options) if relay else NotebookClient(nb, **options)
     start = time.perf_counter()
     ok, message = True, "ok"
@@ -113,7 +116,7 @@ def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]
     lines = [f"{'section':<22}{'wall s':>8}" + "".join(f"{k + ' s':>14}" for k in kinds) + f"{'other s':>10}"]
     for section in sections:
         totals = read_timings(timings_dir / f"{section}.jsonl")
-        spent = [totals.get(k, {}).get("seconds", 0.0) for k in kinds]
+        spent = [totals[k]["seconds"] if k in totals else 0.0 for k in kinds]
         seconds = wall.get(section, 0.0)
         lines.append(
             f"{section:<22}{seconds:>8.0f}" + "".join(f"{s:>14.0f}" for s in spent) + f"{seconds - sum(spent):>10.0f}"

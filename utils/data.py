@@ -115,7 +115,8 @@ def _fill_model_name(value: Any, path: Path, key: str, model_name: str | None) -
     if isinstance(value, str):
         if MODEL_NAME not in value:
             return value
-        _require(model_name is not None, path, key, f"contains {MODEL_NAME}: pass model_name= to fill it")
+        if model_name is None:
+            raise DataError(f"{path}: key '{key}' contains {MODEL_NAME}: pass model_name= to fill it")
         return value.replace(MODEL_NAME, model_name)
     if isinstance(value, list):
         return [_fill_model_name(v, path, f"{key}[{i}]", model_name) for i, v in enumerate(value)]
@@ -187,9 +188,8 @@ def load_questions(path: str | Path) -> list[str]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {n} is not valid JSON ({err})") from None
         text = item if isinstance(item, str) else item.get("question") if isinstance(item, dict) else None
-        _require(
-            isinstance(text, str) and bool(text.strip()), path, f"line {n}: question", "must be a non-empty string"
-        )
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}: key 'line {n}: question' must be a non-empty string")
         questions.append(text)
     if not questions:
         raise DataError(f"{path}: no questions in this file")

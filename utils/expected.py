@@ -147,7 +147,7 @@ def check_sections(
 
 def _record_name_patterns(code: str) -> list[re.Pattern]:
     """Patterns for the names a cell records with ``course.record(<name>, ...)`` (f-strings: their fixed parts)."""
-    patterns = []
+    patterns: list[re.Pattern] = []
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -161,7 +161,7 @@ def _record_name_patterns(code: str) -> list[re.Pattern]:
         if isinstance(name, ast.Constant) and isinstance(name.value, str):
             patterns.append(re.compile(re.escape(name.value) + r"\Z"))
         elif isinstance(name, ast.JoinedStr):
-            parts = [re.escape(p.value) if isinstance(p, ast.Constant) else ".+?" for p in name.values]
+            parts = [re.escape(str(p.value)) if isinstance(p, ast.Constant) else ".+?" for p in name.values]
             patterns.append(re.compile("".join(parts) + r"\Z"))
     return patterns
 

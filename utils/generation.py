@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -38,6 +39,11 @@ from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, 
 from utils.progress import tqdm
 from utils.timing import timed
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from utils.server_generation import OpenAICompatibleGenerator
+
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
 
 
@@ -49,18 +55,20 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def stop_token_ids(model, tokenizer) -> list[int]:
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Token ids that end a reply: the generation config's EOS ids, the tokenizer's EOS, end-of-turn tokens."""
     ids: set[int] = set()
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if configured is not None:
         ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, int):
+        ids.add(eos)
     special = set(getattr(tokenizer, "all_special_tokens", []))
     for token in END_OF_TURN_TOKENS:
         if token in special:
-            ids.add(tokenizer.convert_tokens_to_ids(token))
+            token_id = tokenizer.convert_tokens_to_ids(token)  # one token in, one id out
+            ids.update(token_id if isinstance(token_id, list) else [token_id])
     return sorted(ids)
 
 
@@ -75,7 +83,7 @@ def _filtered_probabilities(logits: Float[Tensor, "batch vocab"], temperature: f
 
 @torch.inference_mode()
 def decode_batch(
-    model,
+    model: PreTrainedModel,
     rows: list[list[int]],
     pad_id: int,
     stop_ids: list[int],
@@ -86,7 +94,7 @@ def decode_batch(
     share_prefixes: bool | None = None,
     row_seeds: list[int] | None = None,
     on_step=None,
-    reply_means: list | None = None,
+    reply_means: list[Tensor | None] | None = None,
 ) -> list[list[int]]:
     """Generate new tokens for one batch of tokenized prompts.
 
@@ -121,7 +129,7 @@ def decode_batch(
     with hooked(recording.hooks() if recording is not None else {}):
         _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
                      min_new_tokens, on_step, recording)  # fmt: skip
-    if recording is not None:
+    if recording is not None and reply_means is not None:
         reply_means.extend(recording.means(outputs))
     return outputs
 
@@ -129,7 +137,7 @@ def decode_batch(
 class _ReplyRecorder:
     """Sums every block's output over the tokens fed during decoding, per row: the reply's tokens."""
 
-    def __init__(self, model, n_rows: int, device):
+    def __init__(self, model: PreTrainedModel, n_rows: int, device: torch.device):
         from utils.layers import get_layers
 
         self.blocks = get_layers(model)
@@ -225,7 +233,7 @@ class ReplyStore:
                 print(f"Ignoring an unreadable reply store at {path}; replies will be generated again")
 
     @classmethod
-    def for_model(cls, model, settings: dict) -> ReplyStore | None:
+    def for_model(cls, model: PreTrainedModel, settings: dict) -> ReplyStore | None:
         name = getattr(model, "course_name", None)
         if name is None or has_user_hooks(model):
             return None
@@ -241,8 +249,8 @@ class ReplyStore:
 
 
 def generate_replies(
-    model,
-    tokenizer,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase | None,
     conversations: list[list[Message]],
     max_new_tokens: int = 128,
     temperature: float = 0.0,
@@ -250,15 +258,15 @@ def generate_replies(
     seed: int | None = 0,
     batch_size: int = 16,
     desc: str = "generating",
-    server=None,
+    server: OpenAICompatibleGenerator | None = None,
     min_new_tokens: int = 0,
     share_prefixes: bool | None = None,
 ) -> list[str]:
     """Generate the assistant's next reply for every conversation.
 
     Args:
-        model: the in-process model (ignored when ``server`` is given).
-        tokenizer: its tokenizer.
+        model: the in-process model (ignored, and may be None, when ``server`` is given).
+        tokenizer: its tokenizer (likewise).
         conversations: message lists ending with a user turn (system prompts allowed).
         max_new_tokens: reply length cap.
         temperature: 0 for greedy decoding.
@@ -278,6 +286,8 @@ def generate_replies(
     """
     if server is not None:
         return server.generate(conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    if model is None or tokenizer is None:
+        raise ValueError("generate_replies needs a model and its tokenizer, or server=")
     prompts = [render(c, tokenizer, add_generation_prompt=True) for c in conversations]
     seen: dict[str, int] = {}
     keys = []
@@ -285,7 +295,7 @@ def generate_replies(
         keys.append(_digest(p, seen.get(p, 0)))
         seen[p] = seen.get(p, 0) + 1
     row_seeds = [int(k[:15], 16) ^ (seed or 0) for k in keys]
-    settings = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+    settings: dict[str, float | None] = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
     if temperature > 0:
         settings.update(temperature=temperature, top_p=top_p, seed=seed)
     store = ReplyStore.for_model(model, settings) if (temperature <= 0 or seed is not None) else None
@@ -308,7 +318,7 @@ def generate_replies(
     with timed("generation") as timer:
         while start < len(order):
             idx = order[start : start + batch_size]
-            means: list | None = [] if activations is not None else None
+            means: list[Tensor | None] | None = [] if activations is not None else None
             try:
                 new = decode_batch(
                     model,
@@ -332,13 +342,18 @@ def generate_replies(
                 bar.set_postfix(batch_size=batch_size)
                 continue
             for k, (i, tokens) in enumerate(zip(idx, new)):
-                replies[i] = tokenizer.decode(tokens, skip_special_tokens=True)
+                reply = tokenizer.decode(tokens, skip_special_tokens=True)
+                assert isinstance(reply, str), "one row of token ids decodes to one string"
+                replies[i] = reply
                 timer.add(tokens=len(tokens) + len(rows[i]))
-                if means and means[k] is not None:
-                    activations.put(rows[i] + tokens, len(rows[i]), len(rows[i]) + len(tokens), means[k])
+                mean = means[k] if means else None
+                if activations is not None and mean is not None:
+                    activations.put(rows[i] + tokens, len(rows[i]), len(rows[i]) + len(tokens), mean)
             start += len(idx)
             bar.update(len(idx))
     bar.close()
+    done = [r for r in replies if r is not None]
+    assert len(done) == len(replies), "every conversation got a reply"
     if store:
-        store.save({keys[i]: replies[i] for i in todo})
-    return replies
+        store.save({keys[i]: done[i] for i in todo})
+    return done

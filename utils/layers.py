@@ -9,7 +9,13 @@ block): capture the last block with a hook where it matters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch.nn as nn
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Attribute paths tried, in order, to find the list of decoder blocks.
 LAYER_PATHS = (
@@ -58,9 +64,10 @@ def num_layers(model: nn.Module) -> int:
     return len(get_layers(model))
 
 
-def d_model(model: nn.Module) -> int:
+def d_model(model: PreTrainedModel) -> int:
     """Width of the residual stream."""
-    return model.get_input_embeddings().weight.shape[1]
+    weight = model.get_input_embeddings().weight
+    return cast(Tensor, weight).shape[1]  # a Module attribute: typed Tensor | Module by torch
 
 
 def block_to_hidden_states_index(block: int) -> int:

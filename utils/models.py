@@ -6,12 +6,17 @@ All go through `load_model`, so every profile uses the same code paths afterward
 from __future__ import annotations
 
 import gc
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from utils.profiles import OFFLINE_MODEL
 from utils.timing import timed
 from utils.tiny import TINY_MODELS, build_tiny_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def default_device() -> str:
@@ -30,7 +35,9 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def load_model(name: str, device: str | None = None, dtype: torch.dtype | None = None):
+def load_model(
+    name: str, device: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a chat model and its tokenizer, ready for inference.
 
     Args:
@@ -48,17 +55,19 @@ def load_model(name: str, device: str | None = None, dtype: torch.dtype | None =
     with timed("model load"):
         model, tokenizer = _load(name, device, dtype)
     if name not in TINY_MODELS:
-        model.course_name = name  # lets generation reuse replies this model already wrote (utils.generation)
+        # Lets generation reuse replies this model already wrote (utils.generation). torch types every
+        # Module attribute as Tensor | Module, so a plain attribute needs the ignore.
+        model.course_name = name  # type: ignore[assignment]
     return model, tokenizer
 
 
-def _load(name: str, device: str, dtype: torch.dtype | None):
+def _load(name: str, device: str, dtype: torch.dtype | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name in TINY_MODELS:
         model, tokenizer = build_tiny_model(name)
     else:
-        source = name
+        source: str | Path = name
         if name == OFFLINE_MODEL:
             from utils.offline_model import converted_model_dir
 
@@ -97,7 +106,7 @@ def free_memory(*objects) -> None:
         torch.cuda.empty_cache()
 
 
-def describe(model) -> str:
+def describe(model: PreTrainedModel) -> str:
     """One line: class, blocks, width, parameters, dtype and device."""
     from utils.layers import d_model, num_layers
 

@@ -43,7 +43,7 @@ def part_files() -> list[Path]:
         bins = [f for f in (dist.files or []) if f.name.endswith(".bin") and "part" in f.name]
         if len(bins) != 1:
             raise OfflineModelError(f"Package {package!r} should hold one data/partNN.bin, found {bins}")
-        paths.append(Path(dist.locate_file(bins[0])))
+        paths.append(Path(str(dist.locate_file(bins[0]))))
     return paths
 
 

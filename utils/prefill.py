@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from utils.hooks import has_user_hooks
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 MIN_SHARED_TOKENS = 8
 
@@ -36,13 +40,13 @@ def output_cache(output):
     return output.cache if "cache" in output else output.past_key_values
 
 
-def cache_kwarg(model, cache) -> dict:
+def cache_kwarg(model: PreTrainedModel, cache: object) -> dict[str, object]:
     """Pass a KV cache under the name this transformers version's forward takes."""
     params = inspect.signature(model.forward).parameters
     return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
-def full_attention_only(model) -> bool:
+def full_attention_only(model: PreTrainedModel) -> bool:
     """True when every layer attends to the whole sequence (no sliding-window cache layers)."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     layer_types = getattr(config, "layer_types", None)
@@ -51,7 +55,7 @@ def full_attention_only(model) -> bool:
     return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
 
 
-def can_share_prefixes(model) -> bool:
+def can_share_prefixes(model: PreTrainedModel) -> bool:
     """Whether `prefill` may split prompts into a shared prefix pass and a tail pass."""
     return full_attention_only(model) and not has_user_hooks(model)
 
@@ -133,7 +137,9 @@ class Prefilled:
     shared_tokens: int
 
 
-def prefill(model, rows: list[list[int]], pad_id: int, share_prefixes: bool | None = None) -> Prefilled:
+def prefill(
+    model: PreTrainedModel, rows: list[list[int]], pad_id: int, share_prefixes: bool | None = None
+) -> Prefilled:
     """Run the prompts of one batch through the model, computing shared prefixes once.
 
     Args:

@@ -8,6 +8,7 @@ conversation that still fails is reported by index without losing the replies th
 from __future__ import annotations
 
 from utils.aio import gather_bounded, run_sync
+from utils.chat import Message
 from utils.judge.api import OpenAIBackend
 from utils.judge.failure import Failed, describe_error, summarize_failures
 
@@ -36,7 +37,11 @@ class OpenAICompatibleGenerator:
         return f"OpenAICompatibleGenerator(model={self._backend.model!r}, base_url={self._backend.base_url!r})"
 
     def generate(
-        self, conversations, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0
+        self,
+        conversations: list[list[Message]],
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
     ) -> list[str]:
         """Replies in input order.
 

@@ -15,9 +15,10 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 from utils import environment
+from utils.records import TimingTotal
 
 TIMINGS_ENV = environment.TIMINGS_FILE
-TOTALS: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "tokens": 0, "calls": 0})
+TOTALS: defaultdict[str, TimingTotal] = defaultdict(lambda: TimingTotal(seconds=0.0, tokens=0, calls=0))
 _ACTIVE: set[str] = set()
 
 
@@ -61,9 +62,9 @@ def timed(kind: str):
                 f.write(json.dumps({"kind": kind, "seconds": seconds, "tokens": timer.tokens}) + "\n")
 
 
-def read_timings(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+def read_timings(path: str | os.PathLike) -> dict[str, TimingTotal]:
     """Sum a timings file by kind: {kind: {"seconds", "tokens", "calls"}}."""
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "tokens": 0, "calls": 0})
+    totals: defaultdict[str, TimingTotal] = defaultdict(lambda: TimingTotal(seconds=0.0, tokens=0, calls=0))
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8") as f:

@@ -6,6 +6,8 @@ chat template of its family, so chat formatting, padding and hooks behave as on 
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -28,18 +30,27 @@ LLAMA_TEMPLATE = (
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 
-FAMILIES = {
-    "qwen": dict(
+
+class _Family(TypedDict):
+    """A tokenizer family: its chat template, special tokens, and which of them are eos/pad/bos."""
+
+    template: str
+    special: list[str]
+    tokens: dict[str, str]
+
+
+FAMILIES: dict[str, _Family] = {
+    "qwen": _Family(
         template=QWEN_TEMPLATE,
         special=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         tokens=dict(eos_token="<|im_end|>", pad_token="<|endoftext|>"),
     ),
-    "gemma": dict(
+    "gemma": _Family(
         template=GEMMA_TEMPLATE,
         special=["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
         tokens=dict(bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>"),
     ),
-    "llama": dict(
+    "llama": _Family(
         template=LLAMA_TEMPLATE,
         special=["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"],
         tokens=dict(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|pad|>"),

@@ -15,8 +15,11 @@ Where a key goes:
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
+from typing import Any
 
 from utils.aio import gather_bounded, run_sync
+from utils.judge.backend import OnResult
 from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, env_setting
 from utils.judge.failure import Failed, describe_error
 from utils.judge.scales import Scale, parse_text, score_from_top_logprobs
@@ -24,9 +27,16 @@ from utils.judge.scales import Scale, parse_text, score_from_top_logprobs
 log = logging.getLogger("utils.judge")
 
 
-class _APIBackend:
+class _APIBackend(ABC):
+    """What the hosted backends share: settings, key handling, and bounded concurrent scoring.
+
+    A subclass names its provider (``name``, ``key_env``) and implements `_client` and `_score_one`.
+    """
+
     name = "api"
     key_env = ""
+    base_url: str | None
+    _api_key: str | None
 
     def __init__(
         self,
@@ -58,12 +68,22 @@ class _APIBackend:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
 
+    @abstractmethod
+    def _client(self) -> Any:
+        """A new async SDK client (an async context manager), with this backend's key, URL and retries."""
+
+    @abstractmethod
+    async def _score_one(self, client: Any, prompt: str, scale: Scale) -> float | int | None:
+        """Send one judge prompt through ``client`` and read its score (None: an answer that is no score)."""
+
     @property
     def model_name(self) -> str:
         """The judge model's API id."""
         return self.model
 
-    def score(self, prompts: list[str], scale: Scale, on_result=None) -> list[float | int | None | Failed]:
+    def score(
+        self, prompts: list[str], scale: Scale, on_result: OnResult | None = None
+    ) -> list[float | int | None | Failed]:
         """Score every prompt, in order: a value, None (an answer that is no score), or `Failed`.
 
         Args:
@@ -77,6 +97,7 @@ class _APIBackend:
 
                 async def one(item):
                     index, prompt = item
+                    value: float | int | None | Failed
                     try:
                         value = await self._score_one(client, prompt, scale)
                     except Exception as err:  # one failure must not stop the batch

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from utils.judge.scales import Scale
+
+# Called as ``on_result(index, value)`` as soon as the answer to ``prompts[index]`` arrives.
+OnResult = Callable[[int, Any], None]
 
 
 @runtime_checkable
@@ -27,3 +32,14 @@ class JudgeBackend(Protocol):
         A backend may also accept ``on_result(index, value)``, called as each answer arrives.
         """
         ...
+
+
+class StreamingJudgeBackend(JudgeBackend, Protocol):
+    """A backend that reports each answer as it arrives (the hosted ones), so none is lost to an interrupt."""
+
+    def score(self, prompts: list[str], scale: Scale, on_result: OnResult | None = None) -> list[Any]: ...
+
+
+def streams_results(backend: JudgeBackend) -> TypeGuard[StreamingJudgeBackend]:
+    """Whether the backend's ``score`` takes ``on_result``."""
+    return "on_result" in inspect.signature(backend.score).parameters

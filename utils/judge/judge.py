@@ -8,18 +8,23 @@ arrive, so an interrupted batch keeps what it got. Judges sharing one cache file
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from utils.cache import write_atomic
-from utils.judge.backend import JudgeBackend
+from utils.judge.backend import JudgeBackend, OnResult, streams_results
 from utils.judge.defaults import HOSTED, check_judge_model, choose_backend, judge_choice
 from utils.judge.failure import Failed, summarize_failures
 from utils.judge.scales import Scale, finalize
+from utils.records import JudgeScore
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("utils.judge")
 _ANNOUNCED: set[str] = set()
@@ -27,7 +32,7 @@ _ANNOUNCED: set[str] = set()
 __all__ = ["Judge", "choose_backend", "make_judge", "make_section_judge"]
 
 
-def _read_cache(path: Path) -> dict:
+def _read_cache(path: Path) -> dict[str, JudgeScore]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -64,7 +69,7 @@ class Judge:
         self.remember = remember
         self.save_every = save_every
         self.cache_path = Path(cache_path) if cache_path else None
-        self._cache: dict[str, float | int | None] = {}
+        self._cache: dict[str, JudgeScore] = {}
         self._unsaved: set[str] = set()
         self._lock = threading.Lock()
         self._last_save = 0.0
@@ -93,7 +98,7 @@ class Judge:
                 return
             if not force and time.monotonic() - self._last_save < self.save_every:
                 return
-            merged = {}
+            merged: dict[str, JudgeScore] = {}
             if self.cache_path.exists():
                 try:
                     merged = _read_cache(self.cache_path)
@@ -107,9 +112,9 @@ class Judge:
             self._unsaved.clear()
             self._last_save = time.monotonic()
 
-    def _backend_score(self, prompts: list[str], scale: Scale, on_result) -> list:
+    def _backend_score(self, prompts: list[str], scale: Scale, on_result: OnResult) -> list:
         """Run the backend, reporting each value as it comes (in chunks for backends without callbacks)."""
-        if "on_result" in inspect.signature(self.backend.score).parameters:
+        if streams_results(self.backend):
             return self.backend.score(prompts, scale, on_result=on_result)
         chunk = max(1, 4 * int(getattr(self.backend, "batch_size", 8)))
         values = []
@@ -129,7 +134,7 @@ class Judge:
                 summarize_failures(failures, len(values)),
             )
 
-    def score(self, prompts: list[str], scale: Scale) -> list[float | int | None]:
+    def score(self, prompts: list[str], scale: Scale) -> list[JudgeScore]:
         """Score judge prompts (already formatted) on ``scale``; cached prompts are not sent again."""
         prompts = list(prompts)
         if not self.remember:
@@ -156,7 +161,7 @@ class Judge:
             self._report(values)
         return [self._cache.get(k) for k in keys]
 
-    def score_template(self, template: str, items: list[dict], scale: Scale) -> list[float | int | None]:
+    def score_template(self, template: str, items: Sequence[Mapping[str, Any]], scale: Scale) -> list[JudgeScore]:
         """Fill ``template`` (e.g. with ``{question}`` and ``{answer}``) for each item and score it.
 
         Filling is one `str.format` pass, so braces inside a response are left as they are.
@@ -167,7 +172,7 @@ class Judge:
 def make_judge(
     backend: str = "auto",
     model_name: str | None = None,
-    local_model=None,
+    local_model: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
     base_url: str | None = None,
     cache_dir: str | Path | None = None,
     subject_model: str | None = None,
@@ -200,7 +205,7 @@ def make_judge(
     if name == "openai":
         from utils.judge.api import OpenAIBackend
 
-        impl = OpenAIBackend(model=model, base_url=base_url, **kwargs)
+        impl: JudgeBackend = OpenAIBackend(model=model, base_url=base_url, **kwargs)
     elif name == "anthropic":
         from utils.judge.api import AnthropicBackend
 
@@ -219,7 +224,9 @@ def make_judge(
     return Judge(impl, cache_path=folder / f"{impl.name}.json")
 
 
-def make_section_judge(profile, model, tokenizer, subject_model: str, **kwargs) -> Judge:
+def make_section_judge(
+    profile, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, subject_model: str, **kwargs
+) -> Judge:
     """The judge a section uses: the same rule for every section (see `utils.judge.defaults`).
 
     Args:

@@ -8,6 +8,7 @@ exists, all read from one prompt pass plus one short continuation pass sharing i
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from utils.judge.scales import Scale, weighted_score
 from utils.prefill import cache_kwarg, positions_from_mask, prefill
 from utils.progress import tqdm
 from utils.timing import timed
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class LocalBackend:
@@ -30,7 +34,12 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, model, tokenizer, model_name: str = "local", batch_size: int = 16, share_prefixes: bool | None = None
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        model_name: str = "local",
+        batch_size: int = 16,
+        share_prefixes: bool | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
