@@ -22,6 +22,8 @@ from utils.build_notebooks import ROOT, available_sections, exercise_names
 
 CHAPTERS = ROOT / "chapters"
 
+pytestmark = pytest.mark.notebook
+
 
 def fill_stubs(nb, section: str):
     """After each exercise cell, import the reference implementation under the same names."""
@@ -33,7 +35,9 @@ def fill_stubs(nb, section: str):
 
 
 def execute(nb, timeout: int = 1800):
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}
+    ).execute()
 
 
 @pytest.mark.parametrize("section", available_sections())
