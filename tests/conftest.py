@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models (seconds) and the offline model (loaded once per session)."""
+"""Shared fixtures: tiny random models (seconds) and the offline model (loaded once per session); the
+cost markers (``offline_model``, ``notebook``, ``slow``, registered in pyproject.toml) and their guards."""
 
 from __future__ import annotations
 
@@ -64,3 +65,40 @@ def environment_unchanged(request):
             else:
                 del os.environ[key]  # repair, so one leak does not spread to every later test
         pytest.fail(f"{request.node.nodeid} left environment variables changed: {changed}", pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    """Mark ``offline_model`` every test that requests the offline_model fixture, directly or through
+    other fixtures (``offline_sycophancy``), so ``-m "not offline_model"`` leaves it out."""
+    for item in items:
+        if "offline_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.offline_model)
+
+
+@pytest.fixture(autouse=True)
+def cost_markers_honest(request):
+    """Fail a test that loads the offline model without the ``offline_model`` marker, or executes a
+    notebook without the ``notebook`` marker: the fast suite (``-m "not offline_model and not notebook"``)
+    must never pay for either. (Its own MonkeyPatch, so a test's ``monkeypatch`` is still undone before
+    ``environment_unchanged`` looks.)"""
+
+    def refuse(marker, what):
+        def refused(*args, **kwargs):
+            pytest.fail(f"{request.node.nodeid} {what} but is not marked {marker!r}: add @pytest.mark.{marker}")
+
+        return refused
+
+    with pytest.MonkeyPatch.context() as patch:
+        if request.node.get_closest_marker("offline_model") is None:
+            import utils.offline_model
+
+            # load_model("offline-...") converts or finds the converted copy through this function.
+            patch.setattr(
+                utils.offline_model, "converted_model_dir", refuse("offline_model", "loads the offline model")
+            )
+        if request.node.get_closest_marker("notebook") is None:
+            from nbclient import NotebookClient
+
+            patch.setattr(NotebookClient, "execute", refuse("notebook", "executes a notebook"))
+        yield

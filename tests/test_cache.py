@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.cache import cache_inputs, code_hash, load_or_generate, meta_path
+from utils.cache import CacheError, cache_inputs, code_hash, load_or_generate, meta_path
 from utils.checks import rule_judge
 
 
@@ -107,3 +107,34 @@ def test_a_value_that_cannot_be_saved_is_still_returned(tmp_path, case):
         out = load_or_generate(path, lambda: value)
     assert out is value
     assert not path.exists()
+
+
+def test_cache_roundtrip_and_no_recompute(tmp_path):
+    calls = []
+    for _ in range(2):
+        value = load_or_generate(tmp_path / "x.json", lambda: calls.append(1) or {"a": [1, 2]}, "numbers")
+    assert value == {"a": [1, 2]} and len(calls) == 1
+    t = load_or_generate(tmp_path / "t.pt", lambda: torch.arange(3.0), "tensor")
+    torch.testing.assert_close(load_or_generate(tmp_path / "t.pt", lambda: None), t)
+
+
+@pytest.mark.parametrize("name,content", [("x.json", b'{"a": [1, 2'), ("t.pt", b"PK\x03\x04trunc")])
+def test_cache_reports_corrupted_file_by_path(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CacheError, match=str(path).replace("\\", "\\\\")):
+        load_or_generate(path, lambda: {"fresh": True})
+    assert path.read_bytes() == content  # nothing already on disk is lost
+
+
+def test_cache_keeps_old_value_when_regeneration_fails(tmp_path):
+    path = tmp_path / "x.json"
+    load_or_generate(path, lambda: [1])
+
+    def boom():
+        raise RuntimeError("generation failed")
+
+    with pytest.raises(RuntimeError):
+        load_or_generate(path, boom, override=True)
+    assert json.loads(path.read_text()) == [1]
+    assert sorted(tmp_path.iterdir()) == sorted([path, meta_path(path)])  # no temporary file left behind

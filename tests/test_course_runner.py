@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 
 from utils import course, environment, results
 
@@ -14,6 +15,7 @@ def _notebook(cells: list[str]):
     return nb
 
 
+@pytest.mark.notebook
 def test_runner_names_failing_cell_and_keeps_finished_sections(tmp_path, monkeypatch, capsys):
     root = tmp_path / "repo"
     (root / "chapters").mkdir(parents=True)
@@ -42,6 +44,7 @@ def test_record_rounds_floats_in_the_summary(tmp_path, monkeypatch):
     assert results.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
 
 
+@pytest.mark.notebook
 def test_runner_rejects_a_section_that_ran_on_another_profile_and_shows_progress(tmp_path, monkeypatch, capsys):
     root = tmp_path / "repo"
     (root / "chapters").mkdir(parents=True)

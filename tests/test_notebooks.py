@@ -24,6 +24,8 @@ from utils.build_notebooks import ROOT, available_sections, exercise_names
 
 CHAPTERS = ROOT / "chapters"
 
+pytestmark = pytest.mark.notebook
+
 
 def fill_stubs(nb, section: str):
     """After each exercise cell, import the reference implementation under the same names."""

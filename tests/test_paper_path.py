@@ -13,6 +13,8 @@ from tests.test_notebooks import CHAPTERS, execute
 from utils.build_notebooks import available_sections
 from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, subject_model_names
 
+pytestmark = pytest.mark.notebook
+
 FAKE_KEY = "sk-fake-paper-path-0123456789"
 
 

@@ -80,6 +80,7 @@ profile = with_overrides(profile, n_questions=2, n_eval_questions=2, n_instructi
 
 
 @pytest.mark.slow  # about 25 minutes on 2 cores: run with `pytest -m slow`
+@pytest.mark.notebook
 @pytest.mark.parametrize("profile_name", ["full", "lite"])
 def test_solutions_notebooks_run_under_the_profile_with_standins(profile_name, monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_PROFILE", profile_name)

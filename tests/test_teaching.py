@@ -33,7 +33,9 @@ class Teaching:
         problems = [f"no hint for {title} (difficulty {d})" for title, d, hint in self.exercises if d >= 2 and not hint]
         if len(self.predictions) < 2:
             problems.append(f"only {len(self.predictions)} 'Before you run' prediction(s)")
-        problems += [f"'Before you run' prediction {i + 1} has no answer" for i, ok in enumerate(self.predictions) if not ok]
+        problems += [
+            f"'Before you run' prediction {i + 1} has no answer" for i, ok in enumerate(self.predictions) if not ok
+        ]
         problems += [f"no answer to the question {q[:70]!r}" for q, ok in self.questions if not ok]
         return problems
 
@@ -127,11 +129,19 @@ def _altered(nb, old: str, new: str, which=lambda cell: True):
 
 def test_counter_notices_a_removed_hint():
     nb = _notebook("part2_capping")
-    altered = _altered(nb, "<details><summary>Hint</summary>", "<details><summary>Notes</summary>",
-                       lambda text: "`ActivationCapper`" in text and "**Difficulty**" in text)
+    altered = _altered(
+        nb,
+        "<details><summary>Hint</summary>",
+        "<details><summary>Notes</summary>",
+        lambda text: "`ActivationCapper`" in text and "**Difficulty**" in text,
+    )
     assert "<summary>Hint 2" in "".join(c.source for c in altered.cells if "`ActivationCapper`" in c.source)
-    altered = _altered(altered, "<summary>Hint 2 (the key line)</summary>", "<summary>Key line</summary>",
-                       lambda text: "`ActivationCapper`" in text and "**Difficulty**" in text)
+    altered = _altered(
+        altered,
+        "<summary>Hint 2 (the key line)</summary>",
+        "<summary>Key line</summary>",
+        lambda text: "`ActivationCapper`" in text and "**Difficulty**" in text,
+    )
     assert any("ActivationCapper" in problem for problem in count(altered).missing())
     assert count(nb).missing() == []
 
@@ -158,21 +168,23 @@ def test_counter_notices_a_missing_prediction_answer_and_too_few_predictions():
 
 
 def test_counter_reads_questions_and_statements():
-    text = "\n".join([
-        "## Summary and questions",
-        "",
-        "- Is this a question?",
-        "",
-        ANSWER,
-        "",
-        "Yes.",
-        "</details>",
-        "",
-        "- A statement, not a question.",
-        "- Is this one answered",
-        "  on two lines?",
-        "",
-        "**Bonus**",
-        "- Try this? (after the block: not counted)",
-    ])
+    text = "\n".join(
+        [
+            "## Summary and questions",
+            "",
+            "- Is this a question?",
+            "",
+            ANSWER,
+            "",
+            "Yes.",
+            "</details>",
+            "",
+            "- A statement, not a question.",
+            "- Is this one answered",
+            "  on two lines?",
+            "",
+            "**Bonus**",
+            "- Try this? (after the block: not counted)",
+        ]
+    )
     assert _questions(text) == [("- Is this a question?", True), ("- Is this one answered on two lines?", False)]

@@ -1,16 +1,17 @@
-"""Section 2: wrong implementations students write, each rejected by its check with a named mistake."""
+"""Section 2: wrong implementations students write, each rejected by its check with a named mistake.
+
+`WRONG` maps each exercise to (wrong implementation, phrase its check's message must contain);
+tests/test_wrong_implementations.py runs every entry of every section."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-import pytest
 import torch
 from plotly.subplots import make_subplots
 
 from part2_capping.conversations import format_exchanges, replay_conversations
 from solutions import part2_capping as sol
-from tests.wrong import assert_rejected, assert_solution_passes, cases
 from utils.chat import assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
 from utils.hooks import block_output
@@ -648,13 +649,3 @@ WRONG = {
         (capped_on_uncapped_history, "own capped replies"),
     ],
 }
-
-
-@pytest.mark.parametrize("exercise,impl,phrase", cases(WRONG))
-def test_wrong_implementation_rejected(exercise, impl, phrase):
-    assert_rejected(SECTION, exercise, impl, phrase)
-
-
-@pytest.mark.parametrize("exercise", list(WRONG))
-def test_solution_passes(exercise):
-    assert_solution_passes(SECTION, exercise)

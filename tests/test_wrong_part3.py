@@ -1,13 +1,14 @@
-"""Section 3: wrong implementations students write, each rejected by its check with a named mistake."""
+"""Section 3: wrong implementations students write, each rejected by its check with a named mistake.
+
+`WRONG` maps each exercise to (wrong implementation, phrase its check's message must contain);
+tests/test_wrong_implementations.py runs every entry of every section."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from part3_contrastive.artifacts import prompt_labelled
 from solutions import part3_contrastive as sol
-from tests.wrong import assert_rejected, assert_solution_passes, cases
 from utils.chat import assistant_turn_spans, build_messages, encode
 from utils.generation import generate_replies
 from utils.judge import ADHERENCE_0_3, SCORE_0_100
@@ -431,16 +432,6 @@ WRONG = {
 }
 
 
-@pytest.mark.parametrize("exercise,impl,phrase", cases(WRONG))
-def test_wrong_implementation_rejected(exercise, impl, phrase):
-    assert_rejected(SECTION, exercise, impl, phrase)
-
-
-@pytest.mark.parametrize("exercise", list(WRONG))
-def test_solution_passes(exercise):
-    assert_solution_passes(SECTION, exercise)
-
-
 def test_example_pair_is_one_positive_and_its_negative():
     """The section's first look at the data shows one pair: a positive response and the negative one to the
     same question under the same instruction pair (not two positives)."""
@@ -454,8 +445,13 @@ def test_example_pair_is_one_positive_and_its_negative():
 
     def fake_generate(model, tok, data, name, n_pairs=None, **kwargs):
         return [
-            dict(question=q, system_prompt=f"{polarity} prompt {i}", instruction_idx=i, polarity=polarity,
-                 response=f"{polarity} reply {i} to {q}")
+            dict(
+                question=q,
+                system_prompt=f"{polarity} prompt {i}",
+                instruction_idx=i,
+                polarity=polarity,
+                response=f"{polarity} reply {i} to {q}",
+            )
             for i, _ in enumerate(data["instruction"][:n_pairs])
             for polarity in ("pos", "neg")
             for q in data["questions"]
@@ -463,10 +459,17 @@ def test_example_pair_is_one_positive_and_its_negative():
 
     namespace = {
         "load_or_generate": lambda path, make, *args, **kwargs: make(),
-        "generate_contrastive_responses": fake_generate, "construct_system_prompt": sol.construct_system_prompt,
-        "course": SimpleNamespace(inputs=lambda **kwargs: None, cache=Path("unused")), "GENERATION": {}, "model": None, "tokenizer": None,
-        "trait_data": trait, "eval_data": eval_data,
-        "profile": SimpleNamespace(n_questions=2, n_eval_questions=1, max_new_tokens=4, n_instruction_pairs=2, batch_size=4),
+        "generate_contrastive_responses": fake_generate,
+        "construct_system_prompt": sol.construct_system_prompt,
+        "course": SimpleNamespace(inputs=lambda **kwargs: None, cache=Path("unused")),
+        "GENERATION": {},
+        "model": None,
+        "tokenizer": None,
+        "trait_data": trait,
+        "eval_data": eval_data,
+        "profile": SimpleNamespace(
+            n_questions=2, n_eval_questions=1, max_new_tokens=4, n_instruction_pairs=2, batch_size=4
+        ),
     }
     printed = run_cells(cells_between(SECTION, "all_responses = load_or_generate", "A: {r['response']"), namespace)
     shown = [line for line in printed.splitlines() if line.startswith("[")]

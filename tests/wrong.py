@@ -4,19 +4,38 @@ its exercise check with a message naming the mistake, and the reference solution
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
 from utils.checks import tiny
 from utils.hooks import hooks_restored
 
+HERE = Path(__file__).resolve().parent
 
-def cases(wrong: dict[str, list[tuple]]) -> list:
-    """pytest params (exercise, implementation, phrase) with readable ids."""
+
+def wrong_sections() -> dict[str, dict[str, list[tuple]]]:
+    """section -> its WRONG dict, from every tests/test_wrong_part*.py (each names its SECTION)."""
+    modules = [importlib.import_module(f"tests.{p.stem}") for p in sorted(HERE.glob("test_wrong_part*.py"))]
+    return {module.SECTION: module.WRONG for module in modules}
+
+
+def cases(sections: dict[str, dict[str, list[tuple]]]) -> list:
+    """pytest params (section, exercise, implementation, phrase), with ids section-exercise-implementation."""
     return [
-        pytest.param(exercise, impl, phrase, id=f"{exercise}-{impl.__name__}")
+        pytest.param(section, exercise, impl, phrase, id=f"{section}-{exercise}-{impl.__name__}")
+        for section, wrong in sections.items()
         for exercise, impls in wrong.items()
         for impl, phrase in impls
+    ]
+
+
+def exercises(sections: dict[str, dict[str, list[tuple]]]) -> list:
+    """pytest params (section, exercise), with ids section-exercise."""
+    return [
+        pytest.param(section, exercise, id=f"{section}-{exercise}")
+        for section, wrong in sections.items()
+        for exercise in wrong
     ]
 
 
