@@ -108,8 +108,9 @@ print(
 # %% [markdown]
 # The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
 # without one it is a local model — on the offline profile, the same small model we study — that
-# weighs every possible answer by its probability. A 0.5B judge is noisy: expect the method to work,
-# not the numbers to be sharp. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
+# weighs every possible answer by its probability. A 0.5B judge is weak, and here it judges its own
+# replies: section 4 measures how well it tells a role's response from a plain assistant answer before
+# we use it as a filter, and every conclusion that depends on it is worded to match. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
 # `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
 # `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
 
@@ -1218,7 +1219,7 @@ with_prompt_acts = {
 }  # [num_layers, n, d_model], read after each response's system prompt
 for block in (0, AXIS_LAYER):
     values = []
-    for label, acts in (("with system prompt", with_prompt_acts), ("without", heldout_no_system)):
+    for label, acts in (("with system prompt", with_prompt_acts), ("without system prompt", heldout_no_system)):
         value = auroc(project(acts["default"][block], axis_all_layers[block]).numpy(),
                       project(acts["roles"][block], axis_all_layers[block]).numpy())
         values.append(f"{label} {value:.3f}")
