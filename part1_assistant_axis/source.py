@@ -491,19 +491,31 @@ default_as_role = load_or_generate(
 )
 in_role_scores = [s for role in JUDGE_CHECK_ROLES for s in scores[role] if s is not None]
 plain_scores = [s for role in JUDGE_CHECK_ROLES for s in default_as_role[role] if s is not None]
-judge_auroc = auroc(in_role_scores, plain_scores) if in_role_scores and plain_scores else float("nan")
 print(f"The judge on {len(JUDGE_CHECK_ROLES)} roles: their own responses vs the default assistant's answers to the same questions")
-print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
-for threshold in (3, 2):
-    print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
-          f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
-print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
-course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
+if in_role_scores and plain_scores:
+    judge_auroc = auroc(in_role_scores, plain_scores)
+    print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
+    for threshold in (3, 2):
+        print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
+              f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
+    print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
+    course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
+else:
+    print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
 
 # %% [markdown]
 # Read the filter in this light. It can only remove out-of-role responses if the judge scores them below
 # the threshold *and* keeps in-role ones above it; the share of default answers at or above the threshold
-# is the share of plain assistant replies the filter would let into a role vector. JUDGE_EXPLANATION
+# is the share of plain assistant replies the filter would let into a role vector.
+#
+# On the offline run the local judge gives every response the same score, 2, whether it is a role's own
+# response or the default assistant's plain answer read with that role's judging prompt: mean 2.00 against
+# 2.00, AUROC 0.500, exactly chance. At this quality the filter can do nothing. At the fallback threshold
+# (>= 2) it keeps every role response and would keep every plain assistant answer too; at the paper's
+# threshold (3) it would keep nothing. So on this profile the role vectors below are built from all role
+# responses, in role or not, and they sit closer to the default than truly in-role responses would; what
+# the judge cannot sort out, the held-out test in section 11 still has to survive. With a hosted judge
+# this cell shows whether the filter earns its place.
 
 # %% [markdown]
 # ## 5. Where the response starts: chat templates
@@ -1074,8 +1086,8 @@ print(axis_table.round(2).to_string(index=False))
 # Look at the printed AUROC and the histogram. The offline run gives 0.95 (Cohen's d 1.8): the default's
 # responses project above almost all role responses. Keep one caveat in mind: the activations are read
 # with the role's system prompt still in the context, so part of the separation can come from the prompt
-# rather than the response (the bonus below shows 0.90 already at block 0, where a response token has
-# barely been processed).
+# rather than the response (it is 0.90 already at block 0, where a response token has barely been
+# processed). The next cells measure how much.
 # </details>
 
 # %%
@@ -1139,7 +1151,7 @@ px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25,
 #
 # Compare the two printed AUROCs. If the responses themselves read as more or less assistant-like, the
 # AUROC stays well above 0.5; what it loses is the part the system prompt supplied. On the offline run it
-# falls from 0.95 to NOSYS_AXIS: the response text still separates the default from the roles, but less
+# falls from 0.95 to 0.88: the response text still separates the default from the roles, but less
 # sharply than the numbers read with the prompt suggested.
 # </details>
 
@@ -1172,7 +1184,11 @@ print(f"  response read after the user question only: {heldout_auroc_no_system:.
 course.record("held-out AUROC, response read without system prompt", heldout_auroc_no_system)
 
 # %% [markdown]
-# NOSYS_EXPLANATION
+# On the offline run the held-out AUROC at block 12 falls from 0.952 (read after the system prompt) to
+# 0.884 (after the question alone). Two things follow. The system prompt did inflate the test, by about
+# 0.07: part of what the axis read was the instruction, not the reply. But most of the separation
+# survives without it, so the responses themselves differ along the axis, and 0.88 is the honest answer
+# to "does the axis tell a default response from a role response". Section 12 asks the same at block 0.
 #
 # ## 12. The axis at every block, for sections 2 and 4
 #
@@ -1226,6 +1242,16 @@ for block in (0, AXIS_LAYER):
         if block == 0:
             course.record(f"held-out AUROC at block 0, {label}", value)
     print(f"block {block:2}: held-out AUROC " + ", ".join(values))
+
+# %% [markdown]
+# On the offline run: block 0 gives 0.903 with the system prompt and 0.878 without; block 12 gives 0.952
+# and 0.884. At block 0 the system prompt adds little: the separation there is carried by which words the
+# responses use (the default's "I am Qwen, an AI developed by Alibaba Cloud" against a viking's boasts),
+# which one block can already tell apart. From block 0 to block 12 the AUROC read with the prompt climbs
+# by 0.05 while the one read without it stays at 0.88: on this small model the middle blocks add little
+# to what the words already say, and most of the first test's gain there came from the system prompt. A
+# held-out test that reads responses in their generating context measures prompt and response together;
+# to claim that a direction reads the *response*, read the response without the prompt.
 
 # %% [markdown]
 # ## 13. Bonus: the axis across layers
@@ -1289,7 +1315,9 @@ tests.test_axis_separation_by_layer(axis_separation_by_layer)
 #
 # Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.90 at block 0
 # (the system prompt is in context), hovers around 0.92-0.97 in the middle and reaches 1.0 at the last
-# blocks, while the norm grows steadily with depth. High separation near the output reflects different
+# blocks, while the norm grows steadily with depth. The dashed curve (responses re-read after the question
+# alone, blocks 0 to `AXIS_LAYER`) stays flat around 0.86-0.90: below the solid one at every block, by
+# about 0.03 at block 0 and 0.07 at block 12. High separation near the output reflects different
 # *words* (the default says "As an AI..."), not necessarily the best place to steer; see the text below.
 # </details>
 
@@ -1344,7 +1372,7 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # of `characterize_axis` (on the offline run the lawyer and the lovestruck romantic), and often to
 # responses where the small model dropped the role and answered as itself. Check the overlapping
 # responses' text in your run. Remember that the system prompt is still in context, so this test flatters
-# the axis somewhat.
+# the axis somewhat: re-read after the question alone, the same responses give 0.88 instead of 0.95.
 # </details>
 #
 # - What happens to the role vectors, and to the axis, without the judge's filter (try
@@ -1356,8 +1384,9 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
 # axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
 # much depends on the judge. On the offline run the local judge gave every response the same score (2),
-# so the filter kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s
-# from the rest the difference is visible. Look at the score table your run printed before you conclude.
+# and the same 2 to the default assistant's plain answers (judge AUROC 0.50 in section 4), so the filter
+# kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s from the rest
+# the difference is visible. Look at the judge check your run printed before you conclude.
 # </details>
 #
 # Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection
