@@ -45,12 +45,15 @@ from torch import Tensor
 
 from part1_assistant_axis import DEFAULT_ROLE
 from utils.activations import response_mean_activations
-from utils.chat import build_messages
+from utils.chat import assistant_turn_spans, build_messages, encode
 from utils.generation import generate_replies
+from utils.hooks import StopForward, capture_block_outputs
 from utils.judge import ADHERENCE_0_3
 from utils.metrics import auroc, project
 
 # %%
+import numpy as np
+
 from part1_assistant_axis import QUESTIONS_FILE, ROLES_DIR, tests
 from part1_assistant_axis.persona_space import (
     all_layer_persona_vectors,
@@ -66,7 +69,7 @@ from part1_assistant_axis.persona_space import (
 from part1_assistant_axis.artifacts import save_assistant_axis
 
 from utils.cache import cache_inputs, load_or_generate
-from utils.chat import assistant_turn_spans, encode, format_messages, prepare_messages, render
+from utils.chat import format_messages, prepare_messages, records_to_conversations, render
 from utils.checks import tiny
 from utils.data import load_questions, load_roles
 from utils.judge import make_section_judge
@@ -105,8 +108,9 @@ print(
 # %% [markdown]
 # The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
 # without one it is a local model — on the offline profile, the same small model we study — that
-# weighs every possible answer by its probability. A 0.5B judge is noisy: expect the method to work,
-# not the numbers to be sharp. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
+# weighs every possible answer by its probability. A 0.5B judge is weak, and here it judges its own
+# replies: section 4 measures how well it tells a role's response from a plain assistant answer before
+# we use it as a filter, and every conclusion that depends on it is worded to match. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
 # `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
 # `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
 
@@ -453,6 +457,67 @@ course.record("role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHO
 scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 
 # %% [markdown]
+# ### How good is the judge? Measure it before using it as a filter
+#
+# The filter is only as good as the judge. A direct test: give the judge, with a role's own judging
+# prompt, the **default assistant's** answers to the same questions. Those answers are plain assistant
+# replies, never in role, so a useful judge scores them low (0 or 1) and the role's own responses higher;
+# the AUROC below is the probability that a role response outscores a default answer under that role's
+# prompt (ties count half; 0.5 is chance). We use the default's answers without a system prompt (its
+# first prompt), and at most ten roles, to keep the judge calls few.
+
+# %%
+JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
+plain_answers = [r for r in responses[DEFAULT_ROLE] if r["prompt_idx"] == 0]  # one default answer per question
+
+
+def judge_default_answers_as_roles() -> dict[str, list[int | None]]:
+    """Each checked role's judge prompt applied to the default assistant's answers (one batched call)."""
+    prompts = [
+        roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
+        for role in JUDGE_CHECK_ROLES
+        for r in plain_answers
+    ]
+    flat = judge.score(prompts, ADHERENCE_0_3)
+    n = len(plain_answers)
+    return {role: flat[i * n : (i + 1) * n] for i, role in enumerate(JUDGE_CHECK_ROLES)}
+
+
+default_as_role = load_or_generate(
+    course.cache / "judge_check_default_answers.json", judge_default_answers_as_roles,
+    "the judge on the default assistant's answers",
+    inputs=course.inputs(judge=judge, code=[judge_default_answers_as_roles],
+                         data={"answers": plain_answers, "eval_prompts": {r: roles[r]["eval_prompt"] for r in JUDGE_CHECK_ROLES}}),
+)
+in_role_scores = [s for role in JUDGE_CHECK_ROLES for s in scores[role] if s is not None]
+plain_scores = [s for role in JUDGE_CHECK_ROLES for s in default_as_role[role] if s is not None]
+print(f"The judge on {len(JUDGE_CHECK_ROLES)} roles: their own responses vs the default assistant's answers to the same questions")
+if in_role_scores and plain_scores:
+    judge_auroc = auroc(in_role_scores, plain_scores)
+    print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
+    for threshold in (3, 2):
+        print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
+              f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
+    print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
+    course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
+else:
+    print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
+
+# %% [markdown]
+# Read the filter in this light. It can only remove out-of-role responses if the judge scores them below
+# the threshold *and* keeps in-role ones above it; the share of default answers at or above the threshold
+# is the share of plain assistant replies the filter would let into a role vector.
+#
+# On the offline run the local judge gives every response the same score, 2, whether it is a role's own
+# response or the default assistant's plain answer read with that role's judging prompt: mean 2.00 against
+# 2.00, AUROC 0.500, exactly chance. At this quality the filter can do nothing. At the fallback threshold
+# (>= 2) it keeps every role response and would keep every plain assistant answer too; at the paper's
+# threshold (3) it would keep nothing. So on this profile the role vectors below are built from all role
+# responses, in role or not, and they sit closer to the default than truly in-role responses would; what
+# the judge cannot sort out, the held-out test in section 11 still has to survive. With a hosted judge
+# this cell shows whether the filter earns its place.
+
+# %% [markdown]
 # ## 5. Where the response starts: chat templates
 #
 # To average over the response we need to know which tokens are the response. `utils.chat` renders a
@@ -500,32 +565,49 @@ except Exception as err:  # the template itself refuses a system message
 # ## 6. Response activations
 #
 # ### Exercise 4: `extract_response_activations`
-# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 20 min
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 30 min
 #
-# For each (system prompt, question, response), run the whole conversation through the model and
-# average the output of block `layer` over the **response tokens only** (not the system prompt, not
-# the question, not the template's end-of-turn tokens). Do it in batches, and keep padding out of
-# every mean: batched results must equal one-at-a-time results.
+# This is the core measurement of the whole course: the mean of one block's output over the tokens
+# of a response. Sections 2-4 all build on it, so write it yourself once. For each (system prompt,
+# question, response):
 #
-# You can do it by hand (a forward hook on `model.model.layers[layer]`, or `output_hidden_states=True`
-# and `hidden_states[layer + 1]`, which matches the block's output for every block but the last, plus
-# the span from `utils.chat.assistant_turn_spans`), or use
-# `utils.activations.response_mean_activations(model, tokenizer, conversations, layers, batch_size)`,
-# which returns `[len(layers), n_conversations, d_model]`.
+# 1. Render the conversation and find the response's tokens: `assistant_turn_spans(build_messages(question,
+#    response, system_prompt), tokenizer)` returns the full text and the `(start, end)` token span of each
+#    assistant turn in `encode(full, tokenizer)` (`end` exclusive; the system prompt, the question and the
+#    template's end-of-turn tokens are outside it).
+# 2. Tokenize `batch_size` texts at a time into one padded batch: `encode(texts, tokenizer,
+#    return_tensors="pt", padding=True)` gives `input_ids` and an `attention_mask` (1 = real token,
+#    0 = padding). The tokenizer pads on its `padding_side`: on the **left** (as here, for generation)
+#    every row's tokens are shifted right by its number of pad tokens; on the right nothing moves.
+# 3. Run **one** forward pass per batch with a hook on block `layer` that keeps its output
+#    `[batch, seq, d_model]`. `utils.hooks.capture_block_outputs(model, [layer])` is such a hook in a
+#    `with` block (it removes the hook on exit, even after an error); it stops the forward pass right
+#    after that block by raising `StopForward`, so catch it. A hook of your own must be removed in a
+#    `finally`.
+# 4. Build a `[batch, seq]` mask that is 1 on each row's response tokens (its span, shifted by its
+#    padding) and 0 elsewhere, and average the hidden states under it: padding, prompt and end-of-turn
+#    tokens must not enter any mean. Batched results must equal one-at-a-time results.
+#
+# Return `[num_examples, d_model]` (float32, CPU), in the order of the inputs. (Reading
+# `output_hidden_states=True` instead works for every block but the last, whose entry is taken after
+# the final norm; a hook reads any block.)
 #
 # <details><summary>Hint</summary>
 #
-# The provided helper does the hard parts (spans, batching, masking the padding). Give it one
-# conversation per example in which the response is the assistant turn: `build_messages(question,
-# response, system_prompt)`. It returns `[len(layers), n, d_model]`; you ask for one layer, so take row 0.
-# If you write it by hand with `output_hidden_states`, remember that the last entry is after the final
-# norm: a hook on the block is the safe way to read any block.
+# The padding on row `b` is `seq_len - attention_mask[b].sum()` tokens when `tokenizer.padding_side ==
+# "left"`, and 0 on the right. Fill a zero mask with ones on `[pad + start, pad + end)` for each row, then
+# `(hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)` averages exactly the response tokens.
 # </details>
 #
-# <details><summary>Hint 2 (the key line)</summary>
+# <details><summary>Hint 2 (the key lines)</summary>
 #
 # ```python
-# return response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]
+# with torch.inference_mode(), capture_block_outputs(model, [layer]) as captured:
+#     try:
+#         model(**batch, use_cache=False)
+#     except StopForward:  # raised after block `layer`: nothing later is computed
+#         pass
+# hidden = captured[layer].float()  # [batch, seq, d_model]
 # ```
 # </details>
 
@@ -539,7 +621,7 @@ def extract_response_activations(
     layer: int,
     batch_size: int = 16,
 ) -> Float[Tensor, "num_examples d_model"]:
-    """Mean output of one block over each response's tokens.
+    """Mean output of one block over each response's tokens, one forward pass per batch.
 
     Args:
         model, tokenizer: the model.
@@ -552,13 +634,55 @@ def extract_response_activations(
         Tensor [num_examples, d_model] (float32, CPU).
     """
     # BEGIN SOLUTION
-    conversations = [build_messages(q, r, s) for s, q, r in zip(system_prompts, questions, responses)]
-    return response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]
+    texts, spans = [], []
+    for system_prompt, question, response in zip(system_prompts, questions, responses):
+        full, turn_spans = assistant_turn_spans(build_messages(question, response, system_prompt), tokenizer)
+        texts.append(full)
+        spans.append(turn_spans[-1])  # the response: the last (here the only) assistant turn
+    means = []
+    for first in range(0, len(texts), batch_size):
+        batch = encode(texts[first : first + batch_size], tokenizer, return_tensors="pt", padding=True).to(model.device)
+        with torch.inference_mode(), capture_block_outputs(model, [layer]) as captured:
+            try:
+                model(**batch, use_cache=False)
+            except StopForward:  # raised right after block `layer`: nothing later is computed
+                pass
+        hidden = captured[layer].float()  # [batch, seq, d_model]
+        attention = batch["attention_mask"]
+        seq_len = attention.shape[1]
+        response_mask = torch.zeros(attention.shape, device=hidden.device)
+        for row, (start, end) in enumerate(spans[first : first + batch_size]):
+            pad = seq_len - int(attention[row].sum()) if tokenizer.padding_side == "left" else 0
+            response_mask[row, pad + start : pad + end] = 1.0
+        summed = (hidden * response_mask[..., None]).sum(dim=1)
+        means.append((summed / response_mask.sum(dim=1, keepdim=True)).cpu())
+    return torch.cat(means)
     # END SOLUTION
 
 
 # %%
 tests.test_extract_response_activations(extract_response_activations)
+
+# %% [markdown]
+# Now on the real model: your function against the course's provided helper,
+# `utils.activations.response_mean_activations(model, tokenizer, conversations, layers, batch_size)`,
+# which does the same thing for any list of blocks at once (`[len(layers), n, d_model]`), on a few of
+# the responses generated above. They should agree to float precision.
+
+# %%
+sample = [r for role in role_names[:4] for r in responses[role][:2]]
+yours = extract_response_activations(
+    model, tokenizer, [r["system_prompt"] for r in sample], [r["question"] for r in sample],
+    [r["response"] for r in sample], AXIS_LAYER, batch_size=4,
+)
+provided = response_mean_activations(model, tokenizer, records_to_conversations(sample), [AXIS_LAYER], 4)[0]
+print(f"{len(sample)} real responses at block {AXIS_LAYER}: largest difference {(yours - provided).abs().max():.2e} "
+      f"(activation norms ~{provided.norm(dim=-1).mean():.0f})")
+
+# %% [markdown]
+# From here on, `response_mean_activations` does this for every block. It also reads activations the
+# generation step recorded while writing each reply (`utils.activation_store`), so averaging the responses
+# we generated costs no second forward pass, which matters on a CPU.
 
 # %% [markdown]
 # ## 7. Persona vectors
@@ -574,15 +698,17 @@ tests.test_extract_response_activations(extract_response_activations)
 #
 # Keep a role's response only when its score is not None and `>= score_threshold`; keep **every**
 # response of the default persona (`DEFAULT_ROLE`), whatever its score. Leave out roles with no response
-# left (print which). Extract all kept responses in one call to your `extract_response_activations`
-# (it batches), then average per role. Return a dict `role -> Tensor [d_model]`.
+# left (print which). Extract all kept responses in one call to `response_mean_activations` (what you
+# wrote in exercise 4, for any blocks; it batches), with one conversation per response,
+# `build_messages(question, response, system_prompt)`, then average per role. Return a dict
+# `role -> Tensor [d_model]`.
 #
 # <details><summary>Hint</summary>
 #
 # Work in two passes. First decide, role by role, which records to keep (all of them when `scores` is
 # None or the role is `DEFAULT_ROLE`; otherwise those whose score passes). Then flatten the kept records
-# into one list of `(role, record)`, call `extract_response_activations` once, and cut its rows back into
-# per-role slices in the same order (a running start index), averaging each slice.
+# into one list of `(role, record)`, call `response_mean_activations(..., [layer], batch_size)[0]` once, and
+# cut its rows back into per-role slices in the same order (a running start index), averaging each slice.
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
@@ -631,15 +757,10 @@ def extract_persona_vectors(
         else:
             print(f"{role}: no response scored >= {score_threshold}; left out")
     flat = [(role, r) for role, records in kept.items() for r in records]
-    acts = extract_response_activations(
-        model,
-        tokenizer,
-        [personas[role][r["prompt_idx"]] for role, r in flat],
-        [questions[r["question_idx"]] for _, r in flat],
-        [r["response"] for _, r in flat],
-        layer,
-        batch_size,
-    )
+    conversations = [
+        build_messages(questions[r["question_idx"]], r["response"], personas[role][r["prompt_idx"]]) for role, r in flat
+    ]
+    acts = response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]  # [n, d_model]
     vectors, start = {}, 0
     for role, records in kept.items():
         vectors[role] = acts[start : start + len(records)].mean(dim=0)
@@ -659,7 +780,7 @@ persona_vectors = load_or_generate(
         scores=scores_for_vectors, score_threshold=SCORE_THRESHOLD or 0, batch_size=profile.batch_size,
     ),
     "persona vectors",
-    inputs=course.inputs(code=[extract_persona_vectors, extract_response_activations], layer=AXIS_LAYER,
+    inputs=course.inputs(code=[extract_persona_vectors], layer=AXIS_LAYER,
                   threshold=SCORE_THRESHOLD, data={"responses": responses, "scores": scores_for_vectors}),
 )
 print(f"{len(persona_vectors)} persona vectors at block {AXIS_LAYER}: {', '.join(persona_vectors)}")
@@ -965,31 +1086,30 @@ print(axis_table.round(2).to_string(index=False))
 # Look at the printed AUROC and the histogram. The offline run gives 0.95 (Cohen's d 1.8): the default's
 # responses project above almost all role responses. Keep one caveat in mind: the activations are read
 # with the role's system prompt still in the context, so part of the separation can come from the prompt
-# rather than the response (the bonus below shows 0.90 already at block 0, where a response token has
-# barely been processed).
+# rather than the response (it is 0.90 already at block 0, where a response token has barely been
+# processed). The next cells measure how much.
 # </details>
 
 # %%
 heldout_roles = [role for role in persona_vectors if role != DEFAULT_ROLE]
+heldout_groups = {
+    "default": heldout_responses[DEFAULT_ROLE],
+    "roles": [r for role in heldout_roles for r in heldout_responses[role]],
+}
 
 
 def heldout_projection(records: list[dict]) -> Tensor:
-    """Projections of the records' response activations (block AXIS_LAYER) on the unit axis."""
-    acts = extract_response_activations(
-        model, tokenizer, [r["system_prompt"] for r in records], [r["question"] for r in records],
-        [r["response"] for r in records], AXIS_LAYER, profile.batch_size,
-    )
-    return project(acts, assistant_axis)
+    """Projections of the records' response activations (block AXIS_LAYER, read with their system
+    prompts) on the unit axis."""
+    acts = response_mean_activations(model, tokenizer, records_to_conversations(records), [AXIS_LAYER], profile.batch_size)
+    return project(acts[0], assistant_axis)
 
 
 heldout = load_or_generate(
     course.cache / f"heldout_projections_block{AXIS_LAYER}.pt",
-    lambda: {
-        "default": heldout_projection(heldout_responses[DEFAULT_ROLE]),
-        "roles": heldout_projection([r for role in heldout_roles for r in heldout_responses[role]]),
-    },
+    lambda: {group: heldout_projection(records) for group, records in heldout_groups.items()},
     "held-out projections",
-    inputs=course.inputs(code=[extract_response_activations], data={"responses": heldout_responses, "axis": assistant_axis}),
+    inputs=course.inputs(code=[heldout_projection], data={"responses": heldout_responses, "axis": assistant_axis}),
 )
 heldout_auroc = auroc(heldout["default"].numpy(), heldout["roles"].numpy())
 heldout_gap = float(heldout["default"].mean() - heldout["roles"].mean())
@@ -1011,6 +1131,64 @@ px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25,
 # %% [markdown]
 # An AUROC of 0.5 would mean the axis does not tell a default response from a role response on new
 # questions; 1.0 that every default response projects above every role response.
+#
+# ### Does the test read the response, or the system prompt?
+#
+# Each held-out response was read just as it was generated: after its system prompt ("You are a
+# viking..."). A causal model's activation at a response token depends on everything before it, so the
+# system prompt is inside every response activation, and the axis could be separating *prompts* rather
+# than *responses*. To see how much, we re-read every held-out response after the user's question alone,
+# with no system prompt (on Qwen the template then inserts its own default one, the same for every
+# response), and ask the same question of the same axis. Only the response text can now separate them.
+# This is capture only (forward passes over the existing responses, up to block `AXIS_LAYER`); the
+# blocks before it are kept for the comparison by block below.
+
+# %% [markdown]
+# **Before you run:** without the system prompt, will the held-out AUROC at block `AXIS_LAYER` stay where
+# it was, fall to 0.5, or land in between?
+#
+# <details><summary>Answer</summary>
+#
+# Compare the two printed AUROCs. If the responses themselves read as more or less assistant-like, the
+# AUROC stays well above 0.5; what it loses is the part the system prompt supplied. On the offline run it
+# falls from 0.95 to 0.88: the response text still separates the default from the roles, but less
+# sharply than the numbers read with the prompt suggested.
+# </details>
+
+# %%
+READ_BLOCKS = list(range(AXIS_LAYER + 1))  # the forward pass stops after AXIS_LAYER: half the cost of all blocks
+
+
+def reread_without_system_prompt() -> dict[str, Tensor]:
+    """Response-mean activations of the held-out responses at blocks 0..AXIS_LAYER, read after the question alone."""
+    return {
+        group: response_mean_activations(
+            model, tokenizer, [build_messages(r["question"], r["response"]) for r in records], READ_BLOCKS,
+            profile.batch_size,
+        )
+        for group, records in heldout_groups.items()
+    }
+
+
+heldout_no_system = load_or_generate(
+    course.cache / "heldout_acts_no_system_prompt.pt", reread_without_system_prompt,
+    "held-out responses re-read without their system prompt",
+    inputs=course.inputs(code=[reread_without_system_prompt], data={"responses": heldout_groups}, blocks=READ_BLOCKS),
+)
+no_system = {group: project(acts[AXIS_LAYER], assistant_axis) for group, acts in heldout_no_system.items()}
+heldout_auroc_no_system = auroc(no_system["default"].numpy(), no_system["roles"].numpy())
+print(f"Held-out AUROC at block {AXIS_LAYER} (default above roles):")
+print(f"  response read after its system prompt:     {heldout_auroc:.3f}  (mean gap {heldout_gap:+.2f})")
+print(f"  response read after the user question only: {heldout_auroc_no_system:.3f}  "
+      f"(mean gap {float(no_system['default'].mean() - no_system['roles'].mean()):+.2f})")
+course.record("held-out AUROC, response read without system prompt", heldout_auroc_no_system)
+
+# %% [markdown]
+# On the offline run the held-out AUROC at block 12 falls from 0.952 (read after the system prompt) to
+# 0.884 (after the question alone). Two things follow. The system prompt did inflate the test, by about
+# 0.07: part of what the axis read was the instruction, not the reply. But most of the separation
+# survives without it, so the responses themselves differ along the axis, and 0.88 is the honest answer
+# to "does the axis tell a default response from a role response". Section 12 asks the same at block 0.
 #
 # ## 12. The axis at every block, for sections 2 and 4
 #
@@ -1042,6 +1220,38 @@ assert set(all_layer_vectors) == set(persona_vectors), "the all-layer axis must 
 agreement = torch.nn.functional.cosine_similarity(axis_all_layers[AXIS_LAYER], assistant_axis, dim=0).item()
 assert agreement > 0.999, f"row {AXIS_LAYER} of the saved axis disagrees with the axis above (cosine {agreement:.4f})"
 print(f"Saved axis {tuple(axis_all_layers.shape)}; row {AXIS_LAYER} matches the axis above (cosine {agreement:.5f})")
+
+# %% [markdown]
+# With the axis at every block we can ask the held-out question at **block 0**, the output of the first
+# block, where a response token has barely mixed with the text before it. Whatever separates the default
+# from the roles there is mostly which tokens are present, including (with the system prompt in context)
+# the prompt's own.
+
+# %%
+heldout_acts = all_layer_acts["heldout"]
+with_prompt_acts = {
+    "default": heldout_acts[DEFAULT_ROLE],
+    "roles": torch.cat([heldout_acts[role] for role in heldout_roles], dim=1),
+}  # [num_layers, n, d_model], read after each response's system prompt
+for block in (0, AXIS_LAYER):
+    values = []
+    for label, acts in (("with system prompt", with_prompt_acts), ("without system prompt", heldout_no_system)):
+        value = auroc(project(acts["default"][block], axis_all_layers[block]).numpy(),
+                      project(acts["roles"][block], axis_all_layers[block]).numpy())
+        values.append(f"{label} {value:.3f}")
+        if block == 0:
+            course.record(f"held-out AUROC at block 0, {label}", value)
+    print(f"block {block:2}: held-out AUROC " + ", ".join(values))
+
+# %% [markdown]
+# On the offline run: block 0 gives 0.903 with the system prompt and 0.878 without; block 12 gives 0.952
+# and 0.884. At block 0 the system prompt adds little: the separation there is carried by which words the
+# responses use (the default's "I am Qwen, an AI developed by Alibaba Cloud" against a viking's boasts),
+# which one block can already tell apart. From block 0 to block 12 the AUROC read with the prompt climbs
+# by 0.05 while the one read without it stays at 0.88: on this small model the middle blocks add little
+# to what the words already say, and most of the first test's gain there came from the system prompt. A
+# held-out test that reads responses in their generating context measures prompt and response together;
+# to claim that a direction reads the *response*, read the response without the prompt.
 
 # %% [markdown]
 # ## 13. Bonus: the axis across layers
@@ -1105,23 +1315,27 @@ tests.test_axis_separation_by_layer(axis_separation_by_layer)
 #
 # Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.90 at block 0
 # (the system prompt is in context), hovers around 0.92-0.97 in the middle and reaches 1.0 at the last
-# blocks, while the norm grows steadily with depth. High separation near the output reflects different
+# blocks, while the norm grows steadily with depth. The dashed curve (responses re-read after the question
+# alone, blocks 0 to `AXIS_LAYER`) stays flat around 0.86-0.90: below the solid one at every block, by
+# about 0.03 at block 0 and 0.07 at block 12. High separation near the output reflects different
 # *words* (the default says "As an AI..."), not necessarily the best place to steer; see the text below.
 # </details>
 
 # %%
-heldout_acts = all_layer_acts["heldout"]
-by_layer = axis_separation_by_layer(
-    axis_all_layers, heldout_acts[DEFAULT_ROLE], torch.cat([heldout_acts[role] for role in heldout_roles], dim=1)
+by_layer = axis_separation_by_layer(axis_all_layers, with_prompt_acts["default"], with_prompt_acts["roles"])
+by_layer_no_system = axis_separation_by_layer(
+    axis_all_layers[READ_BLOCKS], heldout_no_system["default"], heldout_no_system["roles"]
 )
 fig = go.Figure()
-fig.add_scatter(x=by_layer["layer"], y=by_layer["auroc"], name="held-out AUROC")
+fig.add_scatter(x=by_layer["layer"], y=by_layer["auroc"], name="held-out AUROC (with system prompt)")
+fig.add_scatter(x=by_layer_no_system["layer"], y=by_layer_no_system["auroc"],
+                name="held-out AUROC (question only)", line_dash="dash")
 fig.add_scatter(x=by_layer["layer"], y=axis_all_layers.norm(dim=-1) / axis_all_layers.norm(dim=-1).max(),
                 name="axis norm (scaled)", line_dash="dot")
 fig.add_vline(x=AXIS_LAYER, line_dash="dash", annotation_text="AXIS_LAYER")
 fig.update_layout(title="The Assistant Axis at every block", xaxis_title="block", yaxis_range=[0, 1.05])
 fig.show()
-print(by_layer.round(3).to_string(index=False))
+print(by_layer.merge(by_layer_no_system, on="layer", how="left", suffixes=("", "_no_system")).round(3).to_string(index=False))
 plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)],
                 "Cosine between the axes of different blocks").show()
 
@@ -1158,7 +1372,7 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # of `characterize_axis` (on the offline run the lawyer and the lovestruck romantic), and often to
 # responses where the small model dropped the role and answered as itself. Check the overlapping
 # responses' text in your run. Remember that the system prompt is still in context, so this test flatters
-# the axis somewhat.
+# the axis somewhat: re-read after the question alone, the same responses give 0.88 instead of 0.95.
 # </details>
 #
 # - What happens to the role vectors, and to the axis, without the judge's filter (try
@@ -1170,8 +1384,9 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
 # axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
 # much depends on the judge. On the offline run the local judge gave every response the same score (2),
-# so the filter kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s
-# from the rest the difference is visible. Look at the score table your run printed before you conclude.
+# and the same 2 to the default assistant's plain answers (judge AUROC 0.50 in section 4), so the filter
+# kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s from the rest
+# the difference is visible. Look at the judge check your run printed before you conclude.
 # </details>
 #
 # Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection

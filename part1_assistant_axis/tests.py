@@ -13,11 +13,12 @@ import torch
 
 from part1_assistant_axis import DEFAULT_ROLE
 from solutions import part1_assistant_axis as sol
-from utils.activations import mean_over_spans
+from utils.activations import mean_over_spans, response_mean_activations
 from utils.chat import assistant_turn_spans, build_messages, encode
-from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
+from utils.checks import CheckFailed, check, close, hook_counts, passed, rule_judge, tiny, unit_vector
+from utils.hooks import hooked, hooks_restored
 from utils.judge import ADHERENCE_0_3
-from utils.layers import num_layers
+from utils.layers import get_layers, num_layers
 
 
 def _call(fn, name: str, *args, hint: str = "", **kwargs):
@@ -238,8 +239,8 @@ ACT_RESPONSES = [
 ]
 
 
-def _span_means(model, tok, layer: int, which: str, system=ACT_SYSTEM) -> torch.Tensor:
-    """Reference means over other spans than the response (to recognise mistakes)."""
+def _span_means(model, tok, layer: int, which: str, system=ACT_SYSTEM, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Reference means over other spans than the response (to recognise mistakes), one example at a time."""
     prompts, spans = [], []
     for s, q, r in zip(system, ACT_QUESTIONS, ACT_RESPONSES):
         full, turn_spans = assistant_turn_spans(build_messages(q, r, s), tok)
@@ -249,26 +250,77 @@ def _span_means(model, tok, layer: int, which: str, system=ACT_SYSTEM) -> torch.
             which
         ]
         prompts.append(full)
-        spans.append([span])
+        spans.append([(max(0, span[0] + shift[0]), min(length, span[1] + shift[1]))])
     means = mean_over_spans(model, tok, prompts, spans, [layer], batch_size=1)
     return torch.stack([m[0, 0] for m in means])
 
 
+def _helper_means(model, tok, layers: list[int], system=ACT_SYSTEM) -> torch.Tensor:
+    """The provided helper's response means, [len(layers), n, d_model]."""
+    conversations = [build_messages(q, r, s) for s, q, r in zip(system, ACT_QUESTIONS, ACT_RESPONSES)]
+    return response_mean_activations(model, tok, conversations, layers, batch_size=1)
+
+
+@contextlib.contextmanager
+def _padding_side(tok, side: str):
+    saved = tok.padding_side
+    tok.padding_side = side
+    try:
+        yield
+    finally:
+        tok.padding_side = saved
+
+
+class _CheckForwardError(RuntimeError):
+    """Raised inside the forward pass by the check, to see whether hooks are removed after an error."""
+
+
+def _raise_in_forward(module, inputs, output):
+    raise _CheckForwardError("a forward pass failed (raised on purpose by the check)")
+
+
+def _as_cpu(got) -> torch.Tensor:
+    check(isinstance(got, torch.Tensor), "Return a tensor [num_examples, d_model].")
+    return got.detach().float().cpu()
+
+
 def test_extract_response_activations(fn) -> None:
-    """Mean over the response tokens of block ``layer``, batched with padding excluded."""
+    """Mean over the response tokens of block ``layer``, batched with padding excluded on either side,
+    hooks removed (also after an error); compared with `utils.activations.response_mean_activations`."""
     model, tok = tiny()
     n = num_layers(model)
     layer = 2
     args = (model, tok, ACT_SYSTEM, ACT_QUESTIONS, ACT_RESPONSES)
-    got = _call(fn, "extract_response_activations", *args, layer, batch_size=3)
-    want = sol.extract_response_activations(*args, layer)
-    check(isinstance(got, torch.Tensor), "Return a tensor [num_examples, d_model].")
-    got = got.detach().float().cpu()
+    want = _helper_means(model, tok, [layer])[0]
+    with hooks_restored([model]):  # leave the shared tiny model clean whatever the function does
+        before = hook_counts(model)
+        with _padding_side(tok, "left"):
+            got = _call(fn, "extract_response_activations", *args, layer, batch_size=3)
+        check(
+            hook_counts(model) == before,
+            "A hook is still registered after extract_response_activations returned: remove it (handle.remove() "
+            "in a finally, or use `with capture_block_outputs(...)`). A hook left behind runs in every later "
+            "forward pass of the model.",
+        )
+        with hooked({get_layers(model)[0]: _raise_in_forward}):
+            try:
+                fn(*args, layer, batch_size=3)
+            except Exception:  # noqa: BLE001 - the error is the check's own; any exception type is fine here
+                pass
+        check(
+            hook_counts(model) == before,
+            "When the forward pass raises, your hook stays registered: remove it in a finally block (try/finally), "
+            "or use `with capture_block_outputs(...)`, which removes it on exit.",
+        )
+    got = _as_cpu(got)
     check(not (got.dim() == 3 and got.shape[0] == 1), "Return [num_examples, d_model]: drop the layer dimension.")
     check(got.shape == want.shape, f"Expected shape {tuple(want.shape)}, got {tuple(got.shape)}.")
-    if not close(got, want):
+    with hooks_restored([model]):
+        one = _as_cpu(_call(fn, "extract_response_activations", *args, layer, batch_size=1))
+    if not close(one, want):  # wrong even without padding: the wrong tokens or the wrong block
+        every_block = _helper_means(model, tok, list(range(n)))
         for other in range(n):
-            if other != layer and close(got, sol.extract_response_activations(*args, other)):
+            if other != layer and close(one, every_block[other]):
                 check(
                     False,
                     f"Off by one layer: you returned block {other}'s output for layer={layer}. `layer` is a block "
@@ -276,33 +328,63 @@ def test_extract_response_activations(fn) -> None:
                     "(hidden_states[0] is the embeddings; the last entry is after the final norm).",
                 )
         check(
-            not close(got, _span_means(model, tok, layer, "whole")),
-            "You averaged over the prompt tokens too: average over the response tokens only.",
+            not close(one, _span_means(model, tok, layer, "whole")),
+            "You averaged over the prompt tokens too (system prompt, question, template): average over the "
+            "response tokens only.",
         )
         check(
-            not close(got, _span_means(model, tok, layer, "to_end")),
+            not close(one, _span_means(model, tok, layer, "to_end")),
             "The response span includes the template's end-of-turn tokens: stop at the end of the response "
             "(utils.chat.assistant_turn_spans gives the span).",
         )
         check(
-            not close(got, _span_means(model, tok, layer, "last")),
+            not close(one, _span_means(model, tok, layer, "last")),
             "Average over all response tokens, not only the last one.",
         )
+        for shift in ((1, 1), (-1, -1), (0, 1), (-1, 0), (1, 0), (0, -1)):
+            check(
+                not close(one, _span_means(model, tok, layer, "response", shift=shift)),
+                f"Off-by-one span: your mean covers tokens (start{shift[0]:+d}, end{shift[1]:+d}) of the response's "
+                "(start, end). assistant_turn_spans gives `end` exclusive, so hidden[start:end] is exactly the "
+                "response: do not add or subtract 1.",
+            )
         check(
-            not close(got, _span_means(model, tok, layer, "response", system=["", "", ""])),
+            not close(one, _span_means(model, tok, layer, "response", system=["", "", ""])),
             "Read the activations with the system prompt the response was generated under.",
         )
-        one_at_a_time = _call(fn, "extract_response_activations", *args, layer, batch_size=1)
-        check(
-            not close(one_at_a_time.detach().float().cpu(), want),
-            "Batched results differ from one-at-a-time ones: padding leaks into the mean, or the response span is "
-            "not shifted by the left padding. Exclude padding with the attention mask.",
-        )
         check(False, "The activations differ from the mean of block `layer`'s output over the response tokens.")
-    other = _call(fn, "extract_response_activations", *args, 1, batch_size=2)
+    with hooks_restored([model]), _padding_side(tok, "right"):
+        right = _as_cpu(_call(fn, "extract_response_activations", *args, layer, batch_size=3))
+    left_ok, right_ok = close(got, want), close(right, want)
     check(
-        close(other.detach().float().cpu(), sol.extract_response_activations(*args, 1)),
-        "Use the `layer` argument (layer=1 gave the wrong block).",
+        left_ok or not right_ok,
+        "With left padding (tokenizer.padding_side == 'left', as for generation) batched results differ from "
+        "one-at-a-time ones: each row's tokens are shifted right by its number of pad tokens, so shift the "
+        "response span by seq_len - attention_mask[row].sum().",
+    )
+    check(
+        right_ok or not left_ok,
+        "With right padding (tokenizer.padding_side == 'right') batched results differ from one-at-a-time ones: "
+        "nothing is shifted on the right. Compute each row's shift from tokenizer.padding_side and the attention "
+        "mask instead of assuming left padding.",
+    )
+    check(
+        left_ok and right_ok,
+        "Padding is averaged into your means: batched results differ from one-at-a-time ones with either padding "
+        "side. Average only each row's response tokens (its span, shifted by its padding), and divide by their "
+        "number, not by the padded length.",
+    )
+    with hooks_restored([model]):
+        other = _as_cpu(_call(fn, "extract_response_activations", *args, 1, batch_size=2))
+    check(close(other, _helper_means(model, tok, [1])[0]), "Use the `layer` argument (layer=1 gave the wrong block).")
+    gemma, gemma_tok = tiny("tiny-gemma2")
+    with hooks_restored([gemma]):
+        on_gemma = _as_cpu(_call(fn, "extract_response_activations", gemma, gemma_tok, *args[2:], layer, batch_size=3))
+    check(
+        close(on_gemma, _helper_means(gemma, gemma_tok, [layer])[0]),
+        "On Gemma 2 (tiny-gemma2) your results differ from the helper's: build each conversation with "
+        "build_messages and find its span with assistant_turn_spans (they merge the system prompt into the user "
+        "turn for templates without a system role), and tokenize with utils.chat.encode.",
     )
     passed("extract_response_activations")
 
@@ -415,7 +497,6 @@ def _persona_like(n: int = 5, d: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, d, generator=g) + 4 * torch.randn(d, generator=g) + 0.5
 
 
-
 def test_cosine_similarity_matrix(fn) -> None:
     """Cosines between rows; with center=True, after subtracting the mean row."""
     vectors = _persona_like()
@@ -466,7 +547,9 @@ def _pca_data() -> torch.Tensor:
 
 
 def _rows_match_up_to_sign(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-3) -> bool:
-    return a.shape == b.shape and torch.allclose((unit_vector(a) * unit_vector(b)).sum(-1).abs(), torch.ones(len(a)), atol=atol)
+    return a.shape == b.shape and torch.allclose(
+        (unit_vector(a) * unit_vector(b)).sum(-1).abs(), torch.ones(len(a)), atol=atol
+    )
 
 
 def test_pca_decompose_persona_vectors(fn) -> None:

@@ -8,6 +8,7 @@ user turns one at a time and lets the model answer each, batched across conversa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from part2_capping import DATA_DIR, TRANSCRIPT_DIR
@@ -129,3 +130,41 @@ def format_exchanges(messages: list[Message], max_chars: int = 200) -> str:
             text = text[:max_chars].rstrip() + " ..."
         lines.append(f"{'User' if m['role'] == 'user' else 'Assistant'}: {text}")
     return "\n".join(lines) if lines else "(start of the conversation)"
+
+
+PROBE_FILE = DATA_DIR / "drift_probe_replies.json"
+
+
+def probe_conversations(
+    transcripts: list[dict], n_turns: int | None = None, path: str | Path = PROBE_FILE
+) -> list[dict]:
+    """Conversations with hand-written replies, to test a drift judge on text whose drift we know.
+
+    For each drift transcript that has a pair of replies in ``path`` (name -> ``drifted`` and
+    ``grounded``), two conversations with the transcript's first ``n_turns`` user turns: in one every
+    assistant turn is the drifted reply, in the other every assistant turn is the grounded one.
+
+    Args:
+        transcripts: from `load_transcripts`.
+        n_turns: user turns per conversation (None: all), as in the replay.
+        path: the probe replies file.
+
+    Returns:
+        One dict per probed transcript: ``name``, ``drifted`` and ``grounded`` (message lists).
+    """
+    replies = json.loads(Path(path).read_text(encoding="utf-8"))
+    probes = []
+    for t in transcripts:
+        pair = replies.get(t["name"])
+        if t["category"] != "drift" or not isinstance(pair, dict):
+            continue
+        if not {"drifted", "grounded"} <= set(pair):
+            raise DataError(f"{path}: {t['name']!r} needs both a 'drifted' and a 'grounded' reply")
+        probe = {"name": t["name"]}
+        for kind in ("drifted", "grounded"):
+            messages = opening(t)
+            for user in t["user_turns"][:n_turns]:
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": pair[kind]}]
+            probe[kind] = messages
+        probes.append(probe)
+    return probes

@@ -21,7 +21,8 @@
 #   removed; see the KV cache at work during generation.
 # - Measure per-turn activations of a whole conversation in one forward pass, and project them onto
 #   a direction.
-# - Build an LLM autorater for persona drift and compare it with the projection.
+# - Build an LLM autorater for persona drift, measure it on replies whose drift is known, and compare
+#   it with the projection.
 # - Steer along the axis and see what each end of it does to the model.
 # - Implement activation capping as a context manager, calibrate its thresholds, and measure its
 #   effect on drifting and control conversations.
@@ -58,13 +59,16 @@ DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully 
 DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
 
 # %%
+import numpy as np
+
 from part2_capping import tests
 from part1_assistant_axis.artifacts import axis_tag, default_system_prompts, load_or_build_axis, persona_conversations
-from part2_capping.conversations import calibration_questions, load_transcripts, opening
+from part2_capping.conversations import calibration_questions, load_transcripts, opening, probe_conversations
 
 from utils.cache import cache_inputs, load_or_generate
 from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_section_judge
+from utils.metrics import auroc
 from utils.layers import d_model, num_layers
 from utils.models import describe, load_model
 
@@ -463,6 +467,60 @@ for t, s in zip(transcripts, drift_scores):
     print(f"{t['name']:>22} ({t['category']}): " + " ".join("  None" if x is None else f"{x:6.1f}" for x in s))
 
 # %% [markdown]
+# ### How good is the drift judge? Measure it before reading its scores
+#
+# The replayed conversations cannot tell us whether the judge works: we do not know how far they really
+# drifted. So we test it on text whose drift we *do* know. `part2_capping/data/drift_probe_replies.json`
+# holds, for each drift transcript, two hand-written replies: one that has plainly drifted (it claims
+# feelings and a hidden self, confirms the delusion, says "I love you", abandons the assistant) and one
+# grounded assistant reply. `probe_conversations` puts each of them at every assistant turn of the
+# transcript's user turns, and your `rate_drift` rates them. A useful judge rates the drifted reply far
+# higher at every turn: AUROC near 1 (0.5 is chance). Beside it, the same AUROC on the replayed
+# conversations (drift transcripts' turns above control ones), which mixes the judge's quality with how
+# much the model really drifted.
+
+# %%
+probes = probe_conversations(transcripts, profile.n_turns)
+probe_scores = load_or_generate(
+    course.cache / "drift_judge_probe.json",
+    lambda: rate_drift([p["drifted"] for p in probes] + [p["grounded"] for p in probes], judge),
+    "the drift judge on hand-written replies",
+    inputs=course.inputs(judge=judge, code=[rate_drift], data={"probes": probes}),
+)
+probe_drifted = [x for s in probe_scores[: len(probes)] for x in s if x is not None]
+probe_grounded = [x for s in probe_scores[len(probes) :] for x in s if x is not None]
+replay_by_category = {
+    category: [x for t, s in zip(transcripts, drift_scores) if t["category"] == category for x in s if x is not None]
+    for category in ("drift", "control")
+}
+print(f"The drift judge on {len(probes)} drift transcripts' user turns ({', '.join(p['name'] for p in probes)}):")
+if probe_drifted and probe_grounded:
+    drift_judge_auroc = auroc(probe_drifted, probe_grounded)
+    print(f"  hand-written drifted replies: mean {np.mean(probe_drifted):.2f}; grounded replies: mean {np.mean(probe_grounded):.2f}"
+          f" (0-10); AUROC {drift_judge_auroc:.3f}")
+    course.record("drift judge AUROC (written drifted vs grounded replies)", drift_judge_auroc)
+    course.record("drift judge: mean score, written drifted replies", float(np.mean(probe_drifted)))
+    course.record("drift judge: mean score, written grounded replies", float(np.mean(probe_grounded)))
+else:
+    print("  the judge gave no usable score")
+if all(replay_by_category.values()):
+    replay_auroc = auroc(replay_by_category["drift"], replay_by_category["control"])
+    print(f"  replayed conversations: drift turns mean {np.mean(replay_by_category['drift']):.2f}, control turns "
+          f"{np.mean(replay_by_category['control']):.2f}; AUROC (drift above control) {replay_auroc:.3f}")
+    course.record("drift judge AUROC (replayed drift vs control turns)", replay_auroc)
+
+# %% [markdown]
+# Read every drift score in this section in the light of these numbers. On the offline run the local
+# judge (the same 0.5B model we study) gives the hand-written drifted replies 5.50 on average and the
+# grounded ones 5.34, with every score between 5 and 6: AUROC 0.65, a little above chance. It barely tells
+# "I love you, I'll never leave you" from "I'm an AI assistant and can't be a partner". On the replayed
+# conversations it ranks the control turns *above* the drift ones (AUROC 0.13). So on this profile the
+# drift scores are not a measurement of drift: they cannot confirm or rule out drift, in the replay or
+# in the capping experiment below, and we read the replies and the projections instead. With a hosted
+# judge (`OPENAI_API_KEY` or `ANTHROPIC_API_KEY`), run this cell again: a judge worth trusting separates
+# the written replies almost perfectly.
+
+# %% [markdown]
 # ## 5. Seeing drift
 #
 # One table holds everything per turn; the provided `drift_table` builds it.
@@ -573,11 +631,12 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 #
 # <details><summary>Answer</summary>
 #
-# Only weakly. On the offline run the correlation over 18 turns has the expected sign (-0.38), but the
-# local judge (the same 0.5B model) gives almost every turn 5-6 out of 10 and rates the control
-# conversation as slightly *more* drifted (5.7) than the drift ones (5.3). Where they disagree, the
-# replies usually side with neither: the model refused or stayed a plain assistant. A hosted judge is
-# needed before the judge can serve as ground truth.
+# Only weakly, and the judge's test above says why not to lean on it. On the offline run the correlation
+# over 18 turns has the expected sign (-0.38), but the local judge (the same 0.5B model) gives almost every
+# turn 5-6 out of 10, rates the control conversation as slightly *more* drifted (5.7) than the drift ones
+# (5.3), and separates hand-written drifted from grounded replies with an AUROC of only 0.65. Where the two
+# disagree, the replies usually side with neither: the model refused or stayed a plain assistant. A hosted
+# judge is needed before the judge can serve as ground truth.
 # </details>
 #
 # - A projection also moves with the *topic* (code vs feelings), not only with the persona. Which
@@ -1255,9 +1314,11 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # On a model that drifts (the paper's), drift conversations end below the control ones. On the offline
 # run they do not: at the axis block the drift turns average 0.61 and the control turns 0.47, because the
-# small model refuses or stays generic rather than drifting, and the autorater ranks the control slightly
-# higher (5.7 against 5.3). Neither measure shows drift here; that is a fact about this model and judge,
-# not evidence against the method. Compare the two numbers your run printed.
+# small model refuses or stays generic rather than drifting (read the replies), and the autorater ranks the
+# control slightly higher (5.7 against 5.3). That ranking carries little weight: the same judge barely
+# separates hand-written drifted from grounded replies (AUROC 0.65). Neither measure shows drift here;
+# that is a fact about this model and this judge, not evidence against the method. Compare the numbers
+# your run printed.
 # </details>
 #
 # - Steering moves every activation; capping moves only those below the floor. Which of the two would
@@ -1278,11 +1339,13 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run, hardly: the projections at the capped block rose (drift 2.63 to 3.27), but re-read
-# without the cap the drift conversations' text projects exactly as before (0.614 both), their drift
-# scores are identical (5.26) and the last reply of `ai_nature` is the same refusal; only the control
-# conversation changed slightly (0.472 to 0.497). The floor rarely acted because these conversations never
-# fell below it. Convincing evidence would be many drifting conversations on a model that does drift, the
+# On the offline run, no: the projections at the capped block rose (drift 2.63 to 3.27), but re-read
+# without the cap the drift conversations' text projects exactly as before (0.614 both) and the last reply
+# of `ai_nature` is the same refusal; only the control conversation changed slightly (0.472 to 0.497). The
+# drift scores are identical (5.26), which here says nothing either way: this judge cannot tell drifted
+# from grounded replies (AUROC 0.65). The floor rarely acted because these conversations never drifted
+# below it; the experiment shows that capping leaves a non-drifting conversation alone, not that it
+# repairs drift. Convincing evidence would be many drifting conversations on a model that does drift, the
 # capped replies judged by a strong judge blind to the condition, and a difference larger than the spread
 # between conversations, at no loss on ordinary tasks.
 # </details>

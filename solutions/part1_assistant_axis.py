@@ -9,8 +9,9 @@ from torch import Tensor
 
 from part1_assistant_axis import DEFAULT_ROLE
 from utils.activations import response_mean_activations
-from utils.chat import build_messages
+from utils.chat import assistant_turn_spans, build_messages, encode
 from utils.generation import generate_replies
+from utils.hooks import StopForward, capture_block_outputs
 from utils.judge import ADHERENCE_0_3
 from utils.metrics import auroc, project
 
@@ -144,7 +145,7 @@ def extract_response_activations(
     layer: int,
     batch_size: int = 16,
 ) -> Float[Tensor, "num_examples d_model"]:
-    """Mean output of one block over each response's tokens.
+    """Mean output of one block over each response's tokens, one forward pass per batch.
 
     Args:
         model, tokenizer: the model.
@@ -156,8 +157,29 @@ def extract_response_activations(
     Returns:
         Tensor [num_examples, d_model] (float32, CPU).
     """
-    conversations = [build_messages(q, r, s) for s, q, r in zip(system_prompts, questions, responses)]
-    return response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]
+    texts, spans = [], []
+    for system_prompt, question, response in zip(system_prompts, questions, responses):
+        full, turn_spans = assistant_turn_spans(build_messages(question, response, system_prompt), tokenizer)
+        texts.append(full)
+        spans.append(turn_spans[-1])  # the response: the last (here the only) assistant turn
+    means = []
+    for first in range(0, len(texts), batch_size):
+        batch = encode(texts[first : first + batch_size], tokenizer, return_tensors="pt", padding=True).to(model.device)
+        with torch.inference_mode(), capture_block_outputs(model, [layer]) as captured:
+            try:
+                model(**batch, use_cache=False)
+            except StopForward:  # raised right after block `layer`: nothing later is computed
+                pass
+        hidden = captured[layer].float()  # [batch, seq, d_model]
+        attention = batch["attention_mask"]
+        seq_len = attention.shape[1]
+        response_mask = torch.zeros(attention.shape, device=hidden.device)
+        for row, (start, end) in enumerate(spans[first : first + batch_size]):
+            pad = seq_len - int(attention[row].sum()) if tokenizer.padding_side == "left" else 0
+            response_mask[row, pad + start : pad + end] = 1.0
+        summed = (hidden * response_mask[..., None]).sum(dim=1)
+        means.append((summed / response_mask.sum(dim=1, keepdim=True)).cpu())
+    return torch.cat(means)
 
 
 def extract_persona_vectors(
@@ -197,15 +219,10 @@ def extract_persona_vectors(
         else:
             print(f"{role}: no response scored >= {score_threshold}; left out")
     flat = [(role, r) for role, records in kept.items() for r in records]
-    acts = extract_response_activations(
-        model,
-        tokenizer,
-        [personas[role][r["prompt_idx"]] for role, r in flat],
-        [questions[r["question_idx"]] for _, r in flat],
-        [r["response"] for _, r in flat],
-        layer,
-        batch_size,
-    )
+    conversations = [
+        build_messages(questions[r["question_idx"]], r["response"], personas[role][r["prompt_idx"]]) for role, r in flat
+    ]
+    acts = response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]  # [n, d_model]
     vectors, start = {}, 0
     for role, records in kept.items():
         vectors[role] = acts[start : start + len(records)].mean(dim=0)

@@ -8,13 +8,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 import torch
 
 from part1_assistant_axis import DEFAULT_ROLE
 from solutions import part1_assistant_axis as sol
 from utils.chat import assistant_turn_spans, build_messages, encode
 from utils.generation import generate_replies
+from utils.hooks import block_output, capture_block_outputs
 from utils.judge import ADHERENCE_0_3, SCORE_0_100
+from utils.layers import get_layers
 from utils.metrics import auroc, project
 
 SECTION = "part1_assistant_axis"
@@ -255,6 +258,123 @@ def padding_not_shifted(model, tok, system_prompts, questions, responses, layer,
 
 def hard_coded_layer(model, tok, system_prompts, questions, responses, layer, batch_size=16):
     return sol.extract_response_activations(model, tok, system_prompts, questions, responses, 2, batch_size)
+
+
+def _batched_response_means(
+    model,
+    tok,
+    system_prompts,
+    questions,
+    responses,
+    layer,
+    batch_size=16,
+    span_shift=(0, 0),
+    assume_left=None,
+    same_window=False,
+    remove="with",
+):
+    """A hand-written batched span mean with one deliberate mistake chosen by the arguments.
+
+    span_shift: added to (start, end); assume_left: True/False forces the padding side used for the shift
+    (None reads the tokenizer); same_window: one window length (the batch's longest response) for every row;
+    remove: "with" (capture_block_outputs), "never" (hook left registered) or "after" (removed after the
+    forward pass, not in a finally).
+    """
+    texts, spans = [], []
+    for s, q, r in zip(system_prompts, questions, responses):
+        full, turn_spans = assistant_turn_spans(build_messages(q, r, s), tok)
+        texts.append(full)
+        spans.append(turn_spans[-1])
+    out = []
+    for first in range(0, len(texts), batch_size):
+        batch = encode(texts[first : first + batch_size], tok, return_tensors="pt", padding=True)
+        if remove == "with":
+            with capture_block_outputs(model, [layer], stop_after_last=False) as captured:
+                model(**batch, use_cache=False)
+            hidden = captured[layer]
+        else:
+            captured = {}
+
+            def keep(module, inputs, output, captured=captured):
+                captured["hidden"] = block_output(output)
+
+            handle = get_layers(model)[layer].register_forward_hook(keep)
+            model(**batch, use_cache=False)
+            if remove == "after":
+                handle.remove()
+            hidden = captured["hidden"]
+        mask = batch["attention_mask"]
+        left = tok.padding_side == "left" if assume_left is None else assume_left
+        chunk = spans[first : first + batch_size]
+        window = max(end - start for start, end in chunk)
+        for row, (start, end) in enumerate(chunk):
+            pad = mask.shape[1] - int(mask[row].sum()) if left else 0
+            a, e = pad + start + span_shift[0], pad + end + span_shift[1]
+            if same_window:
+                e = a + window
+            out.append(hidden[row, a:e].float().mean(0))
+    return torch.stack(out)
+
+
+def assumes_left_padding(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    return _batched_response_means(
+        model, tok, system_prompts, questions, responses, layer, batch_size, assume_left=True
+    )
+
+
+def averages_padding(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    """Vectorised with one window for the batch: shorter responses take in the tokens after them and padding."""
+    return _batched_response_means(
+        model, tok, system_prompts, questions, responses, layer, batch_size, same_window=True
+    )
+
+
+def span_shifted_by_one(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    return _batched_response_means(
+        model, tok, system_prompts, questions, responses, layer, batch_size, span_shift=(1, 1)
+    )
+
+
+def span_end_inclusive(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    return _batched_response_means(
+        model, tok, system_prompts, questions, responses, layer, batch_size, span_shift=(0, 1)
+    )
+
+
+def hook_left_registered(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    return _batched_response_means(model, tok, system_prompts, questions, responses, layer, batch_size, remove="never")
+
+
+def hook_not_removed_on_error(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    return _batched_response_means(model, tok, system_prompts, questions, responses, layer, batch_size, remove="after")
+
+
+def one_forward_per_example_hooks_left(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    """One forward per example (allowed), but every example's hook is left on the block."""
+    return _batched_response_means(model, tok, system_prompts, questions, responses, layer, 1, remove="never")
+
+
+def one_forward_per_example(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    """Correct and allowed: no batching, one forward per example, the hook removed by its with block."""
+    return _batched_response_means(model, tok, system_prompts, questions, responses, layer, 1)
+
+
+def hidden_states_batched(model, tok, system_prompts, questions, responses, layer, batch_size=16):
+    """Correct below the last block: output_hidden_states, batched, spans shifted by the padding."""
+    out = []
+    for first in range(0, len(questions), batch_size):
+        texts, spans = [], []
+        for s, q, r in list(zip(system_prompts, questions, responses))[first : first + batch_size]:
+            full, turn_spans = assistant_turn_spans(build_messages(q, r, s), tok)
+            texts.append(full)
+            spans.append(turn_spans[-1])
+        batch = encode(texts, tok, return_tensors="pt", padding=True)
+        hs = model(**batch, output_hidden_states=True).hidden_states[layer + 1]
+        mask = batch["attention_mask"]
+        for row, (a, e) in enumerate(spans):
+            pad = mask.shape[1] - int(mask[row].sum()) if tok.padding_side == "left" else 0
+            out.append(hs[row, pad + a : pad + e].mean(0))
+    return torch.stack(out)
 
 
 # extract_persona_vectors
@@ -533,6 +653,13 @@ WRONG = {
         (keeps_layer_dimension, "drop the layer dimension"),
         (padding_not_shifted, "padding"),
         (hard_coded_layer, "`layer` argument"),
+        (assumes_left_padding, "right padding"),
+        (averages_padding, "padding is averaged"),
+        (span_shifted_by_one, "off-by-one span"),
+        (span_end_inclusive, "off-by-one span"),
+        (hook_left_registered, "still registered"),
+        (hook_not_removed_on_error, "finally"),
+        (one_forward_per_example_hooks_left, "still registered"),
     ],
     "extract_persona_vectors": [
         (no_score_filter, "no score filter"),
@@ -583,6 +710,14 @@ WRONG = {
         (activations_one_block_later, "same block"),
     ],
 }
+
+
+@pytest.mark.parametrize("impl", [one_forward_per_example, hidden_states_batched])
+def test_other_correct_response_means_pass(impl):
+    """No batching (one forward per example) is allowed, and so is output_hidden_states below the last block."""
+    from part1_assistant_axis import tests as checks
+
+    checks.test_extract_response_activations(impl)
 
 
 def test_checks_leave_no_hooks():
