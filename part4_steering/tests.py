@@ -339,3 +339,30 @@ def test_extraction_directions(fn) -> None:
     check(cos(got["probe"], want["probe"]) > 0.999,
           "The probe differs: fit LogisticRegression(C=1.0, max_iter=1000) on pos (label 1) and neg (label 0) activations.")
     passed("extraction_directions")
+
+
+def test_random_direction(fn) -> None:
+    """Same shape, norm, dtype as the vector; reproducible from the seed; isotropic (Gaussian), not the vector's."""
+    g = torch.Generator().manual_seed(1)
+    vector = torch.randn(4096, generator=g) * 0.3 + 0.05
+    got = fn(vector, seed=0)
+    check(isinstance(got, torch.Tensor) and got.shape == vector.shape, f"Return a tensor of shape {tuple(vector.shape)}.")
+    check(got.dtype == vector.dtype, f"Return the vector's dtype ({vector.dtype}), got {got.dtype}.")
+    check(abs(float(got.norm()) - float(vector.norm())) < 1e-3 * float(vector.norm()),
+          f"Rescale to the vector's norm ({float(vector.norm()):.3f}), got {float(got.norm()):.3f}: the control must push "
+          "as hard as the trait vector.")
+    check(torch.equal(fn(vector, seed=0), got), "The same seed must give the same direction: draw from a torch.Generator "
+                                                "seeded with `seed`, not from the global random state.")
+    other = fn(vector, seed=1)
+    check(not torch.allclose(other, got), "A different seed must give a different direction: seed the generator with `seed`.")
+    cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0))  # noqa: E731
+    check(abs(cos(got, vector)) < 0.2, f"The direction is close to the vector itself (cosine {cos(got, vector):.2f}): draw it "
+                                       "independently of the vector; only its norm is the vector's.")
+    ones = torch.ones_like(vector)
+    check(abs(cos(got, ones)) < 0.2 and abs(cos(other, ones)) < 0.2,
+          f"The direction is close to the all-ones direction (cosine {cos(got, ones):.2f}): uniform entries (torch.rand) are "
+          "all positive. Draw Gaussian entries (torch.randn) so that every direction is equally likely.")
+    half = fn(vector.to(torch.float64), seed=0)
+    check(half.dtype == torch.float64 and abs(float(half.norm()) - float(vector.norm())) < 1e-3 * float(vector.norm()),
+          "Return the vector's dtype (float64 in, float64 out) at its norm.")
+    passed("random_direction")
