@@ -87,8 +87,23 @@ class DropsTupleRest(Steerer):
 
 
 # run_steering_experiment
-def _sweep(model, tok, questions, vector, template, judge, coherence_prompt, layer=0, coefficients=None,
-           max_new_tokens=256, positions="response", steer=True, exit_hook=True, coherence=True, order="coeff"):
+def _sweep(
+    model,
+    tok,
+    questions,
+    vector,
+    template,
+    judge,
+    coherence_prompt,
+    layer=0,
+    coefficients=None,
+    max_new_tokens=256,
+    positions="response",
+    steer=True,
+    exit_hook=True,
+    coherence=True,
+    order="coeff",
+):
     coefficients = coefficients or [0.0, 1.0, 2.0]
     records = []
     for coeff in coefficients:
@@ -96,7 +111,9 @@ def _sweep(model, tok, questions, vector, template, judge, coherence_prompt, lay
         if steer:
             steerer.__enter__()
         try:
-            replies = generate_replies(model, tok, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens)
+            replies = generate_replies(
+                model, tok, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
+            )
         finally:
             if steer and exit_hook:
                 steerer.__exit__(None, None, None)
@@ -128,7 +145,10 @@ def questions_outermost(*args, **kwargs):
 
 # compute_trait_projections
 def unnormalised_projection(model, tok, system_prompts, questions, responses, vector, layer):
-    return [p * float(vector.norm()) for p in sol.compute_trait_projections(model, tok, system_prompts, questions, responses, vector, layer)]
+    return [
+        p * float(vector.norm())
+        for p in sol.compute_trait_projections(model, tok, system_prompts, questions, responses, vector, layer)
+    ]
 
 
 def off_by_one_layer(model, tok, system_prompts, questions, responses, vector, layer):
@@ -147,9 +167,26 @@ def averages_whole_sequence(model, tok, system_prompts, questions, responses, ve
 
 
 # run_trait_pipeline
-def _pipeline(model, tok, judge, trait_name, trait_data, coherence_prompt, cache_dir, eval_questions, layer=0,
-              steering_coefficients=None, max_new_tokens=256, n_pairs=None, n_questions=None, min_pairs=3,
-              override=False, cached=True, fallback=True, steer_layer_offset=0):
+def _pipeline(
+    model,
+    tok,
+    judge,
+    trait_name,
+    trait_data,
+    coherence_prompt,
+    cache_dir,
+    eval_questions,
+    layer=0,
+    steering_coefficients=None,
+    max_new_tokens=256,
+    n_pairs=None,
+    n_questions=None,
+    min_pairs=3,
+    override=False,
+    cached=True,
+    fallback=True,
+    steer_layer_offset=0,
+):
     def step(name, fn):
         if not cached:
             value = fn()
@@ -157,17 +194,35 @@ def _pipeline(model, tok, judge, trait_name, trait_data, coherence_prompt, cache
             return value
         return load_or_generate(Path(cache_dir) / name, fn, name, override)
 
-    responses = step("responses.json", lambda: part3.generate_contrastive_responses(
-        model, tok, trait_data, trait_name, max_new_tokens=max_new_tokens, n_pairs=n_pairs, n_questions=n_questions))
-    scored = step("scored.json", lambda: part3.score_responses(responses, trait_data["eval_prompt"], coherence_prompt, judge))
+    responses = step(
+        "responses.json",
+        lambda: part3.generate_contrastive_responses(
+            model, tok, trait_data, trait_name, max_new_tokens=max_new_tokens, n_pairs=n_pairs, n_questions=n_questions
+        ),
+    )
+    scored = step(
+        "scored.json", lambda: part3.score_responses(responses, trait_data["eval_prompt"], coherence_prompt, judge)
+    )
     pairs = part3.filter_effective_pairs(scored, trait_data)
     used = len(pairs) >= min_pairs
     if not used and fallback:
         pairs = part3.filter_effective_pairs(sol.prompt_labelled(responses), trait_data)
     vectors = step("vectors.pt", lambda: part3.extract_contrastive_vectors(model, tok, pairs))
-    steering = step("steering.json", lambda: sol.run_steering_experiment(
-        model, tok, eval_questions, vectors[layer + steer_layer_offset], trait_data["eval_prompt"], judge, coherence_prompt,
-        layer=layer, coefficients=steering_coefficients, max_new_tokens=max_new_tokens))
+    steering = step(
+        "steering.json",
+        lambda: sol.run_steering_experiment(
+            model,
+            tok,
+            eval_questions,
+            vectors[layer + steer_layer_offset],
+            trait_data["eval_prompt"],
+            judge,
+            coherence_prompt,
+            layer=layer,
+            coefficients=steering_coefficients,
+            max_new_tokens=max_new_tokens,
+        ),
+    )
     return {"vectors": vectors, "effective_pairs": pairs, "steering": steering, "used_judge_labels": used}
 
 
@@ -223,8 +278,10 @@ def _directions(pos, neg, stacked_pca=False, sign=True, rescale=True, probe_c=1.
     if not sign and vh[0] @ mean_diff > 0:
         pca = -vh[0]  # the unlucky sign a student without the flip can get
     labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    probe = torch.tensor(LogisticRegression(C=probe_c, max_iter=1000).fit(torch.cat([pos, neg]).numpy(), labels).coef_[0],
-                         dtype=pos.dtype)
+    probe = torch.tensor(
+        LogisticRegression(C=probe_c, max_iter=1000).fit(torch.cat([pos, neg]).numpy(), labels).coef_[0],
+        dtype=pos.dtype,
+    )
     out = {"mean_diff": mean_diff, "pca": pca, "probe": probe}
     if rescale:
         out = {k: v / v.norm() * mean_diff.norm() for k, v in out.items()}
@@ -280,7 +337,9 @@ def ignores_seed(vector, seed=0):
 
 
 def noisy_copy(vector, seed=0):
-    d = vector + 0.3 * vector.norm() / vector.numel() ** 0.5 * torch.randn(vector.shape, generator=torch.Generator().manual_seed(seed))
+    d = vector + 0.3 * vector.norm() / vector.numel() ** 0.5 * torch.randn(
+        vector.shape, generator=torch.Generator().manual_seed(seed)
+    )
     return d / d.norm() * vector.norm()
 
 
