@@ -139,7 +139,12 @@ held_out = load_or_generate(
 held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in held_out],
                                    SCORE_0_100)
 by_polarity = {pol: [s for s, r in zip(held_scores, held_out) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
-judge_auroc = auroc(torch.tensor(by_polarity["pos"]), torch.tensor(by_polarity["neg"]))
+judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
+
+
+def mean_or_nan(values) -> float:
+    """The mean of the scores the judge gave (nan when it refused every one)."""
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def shuffle_words(text: str, seed: int = 0) -> str:
@@ -154,21 +159,23 @@ def repeat_fragment(text: str, times: int = 12) -> str:
 
 clean = sorted((r for r in held_out if r["polarity"] == "neg"), key=lambda r: -len(r["response"]))[:3]  # the longest helpful replies
 coherence_check = {
-    name: np.mean([c for c in judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": garble(r["response"])}
+    name: mean_or_nan([c for c in judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": garble(r["response"])}
                                                                        for r in clean], SCORE_0_100) if c is not None])
     for name, garble in (("clean", lambda t: t), ("words shuffled", shuffle_words), ("fragment repeated", repeat_fragment))
 }
 print(f"Judge: {judge.model_name} ({'the model being steered' if judge.model_name == profile.models.part4 else 'not the model being steered'})")
-print(f"trait: mean score {np.mean(by_polarity['pos']):.1f} (sycophantic prompt) vs {np.mean(by_polarity['neg']):.1f} (helpful prompt); "
+print(f"trait: mean score {mean_or_nan(by_polarity['pos']):.1f} (sycophantic prompt) vs {mean_or_nan(by_polarity['neg']):.1f} (helpful prompt); "
       f"AUROC {judge_auroc:.2f} over {sum(map(len, by_polarity.values()))} held-out responses")
 print("coherence:", ", ".join(f"{name} {value:.1f}" for name, value in coherence_check.items()),
       f"(e.g. {shuffle_words(clean[0]['response'])[:80]!r})")
-JUDGE_SEES_TRAIT = judge_auroc >= 0.75
+score_gap = mean_or_nan(by_polarity["pos"]) - mean_or_nan(by_polarity["neg"])
+JUDGE_SEES_TRAIT = judge_auroc >= 0.9 and score_gap >= 20  # ranks them apart, and by a margin a sweep could show
 JUDGE_SEES_GARBLE = coherence_check["clean"] - max(coherence_check["words shuffled"], coherence_check["fragment repeated"]) >= 20
-print(f"So: the judge {'separates' if JUDGE_SEES_TRAIT else 'does NOT reliably separate'} sycophantic from helpful responses, and "
-      f"{'scores' if JUDGE_SEES_GARBLE else 'does NOT score'} garbled replies at least 20 points below clean ones. "
+trait_verdict = ("separates" if JUDGE_SEES_TRAIT else "only partly separates" if judge_auroc >= 0.7 else "does NOT separate")
+print(f"So: the judge {trait_verdict} sycophantic from helpful responses (AUROC {judge_auroc:.2f}, means {score_gap:+.1f} apart), "
+      f"and {'scores' if JUDGE_SEES_GARBLE else 'does NOT score'} garbled replies at least 20 points below clean ones. "
       + ("Its scores below can be read as evidence." if JUDGE_SEES_TRAIT and JUDGE_SEES_GARBLE
-         else "Read its scores below as weak evidence; the replies and the projections carry the conclusions."))
+         else "Read its scores below as weak evidence at best; the replies and the projections carry the conclusions."))
 course.record("judge: sycophancy AUROC, held-out prompted responses", judge_auroc)
 for name, value in coherence_check.items():
     course.record(f"judge: coherence, {name}", value)
@@ -316,7 +323,9 @@ tests.test_ActivationSteerer(ActivationSteerer)
 #
 # One `ActivationSteerer` per coefficient, wrapped around **one** `generate_replies` call for all the
 # questions; build the records (`coefficient`, `question`, `response`) as you go, and score them all at the
-# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call.
+# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call. (Coefficient 0
+# is the unsteered model: the reference generates it without a steerer, so that the reply store, which
+# serves no model with hooks on it, can read replies another sweep already generated. Yours may steer at 0.)
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
@@ -358,12 +367,14 @@ def run_steering_experiment(
     """
     # BEGIN SOLUTION
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
+    conversations = [build_messages(q) for q in questions]
     records = []
     for coeff in coefficients:
-        with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-            replies = generate_replies(
-                model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
-            )
+        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
+            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
+        else:
+            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
         records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
     # END SOLUTION
@@ -492,11 +503,12 @@ tests.test_compute_trait_projections(compute_trait_projections)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the box plot and the printed means. Steering adds the vector itself, so steered replies should
-# project far above unsteered ones (offline: -4.0 at coefficient 0, +3.7 at 4 and +3.5 at 8), while the
-# prompted responses differ by much less (held-out AUROC about 0.74 in section 3). A large projection here
-# measures the push, not necessarily the trait: the offline judge saw no more sycophancy in the steered
-# replies.
+# Look at the box plot and the printed means. Steering adds the vector itself, so replies steered with a
+# positive coefficient should project far above unsteered ones, and a negative coefficient below them
+# (offline: PROJ_TEXT), while the prompted responses differ by much less (held-out AUROC about 0.74 in
+# section 3). A large projection here measures the push, not necessarily the trait: the steered replies on
+# the offline run are degenerate rather than sycophantic (and its judge, measured above, could not tell us
+# either way).
 # </details>
 
 # %%
@@ -926,9 +938,10 @@ tests.test_extraction_directions(extraction_directions)
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
 # difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
-# probe detect equally well (held-out AUROC 0.74 and 0.73) and no method raised the judge's score (every
-# "score rise per unit coeff" was negative), so the offline table cannot rank them for steering; only a
-# stronger judge and model can.
+# probe detect equally well (held-out AUROC 0.74 and 0.73; a random direction: RANDOM_AUROC) and no method
+# raised the judge's score (every "score rise per unit coeff" was negative). With a judge that barely tells
+# sycophantic from helpful replies (the check at the top), that does not show that none of them steers: the
+# offline table cannot rank them for steering; only a stronger judge and model can.
 # </details>
 
 # %%
@@ -968,10 +981,12 @@ for row in comparison.itertuples():
 # <details><summary>Answer</summary>
 #
 # In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
-# falls at larger ones. On the offline run the judge shows neither: trait 53.2, 52.6, 50.4 and coherence
-# 65.7, 70.0, 67.6 at coefficients 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
-# tokens). So by reading the text, coherence is already gone at 4, and the trait never appeared. Answer
-# from your own replies first and the judge's numbers second, and say which judge you had.
+# falls at larger ones. On the offline run the judge shows neither: trait SWEEP_SCORES and coherence
+# SWEEP_COHERENCE at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
+# tokens). That the judge's coherence does not fall says nothing about the replies: the judge check rated
+# shuffled and repeated text as coherent as clean text. So by reading the text, coherence is already gone
+# at 4, and no sycophancy appeared in the replies before it went. Answer from your own replies first and
+# the judge's numbers second (with what your judge check showed it can see), and say which judge you had.
 # </details>
 #
 # 2. Steered responses project further along the vector than unsteered ones. Is a large projection then
@@ -979,11 +994,12 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# Only of the intervention. On the offline run the mean projection jumps from -4.0 (coefficient 0) to
-# +3.7 (coefficient 4) while the judge sees no more sycophancy and the text is degenerate. Adding the
-# vector puts the activations there by construction; projection monitoring is evidence of a trait only on
-# activations you did not push, e.g. prompted or naturally occurring responses, and even then it should be
-# validated against a judge.
+# Only of the intervention. On the offline run the mean projection goes PROJ_TEXT while the replies show no
+# sycophancy and the text is degenerate. Adding the vector puts the activations there by construction (the
+# random direction of the same norm, which does not point along the vector, CONTROL_PROJ_TEXT); projection
+# monitoring is evidence of a trait only on activations you did not push, e.g. prompted or naturally
+# occurring responses, and even then it should be validated against a judge that has been shown to see the
+# trait.
 # </details>
 #
 # 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
@@ -1003,9 +1019,11 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run only the first half shows: the probe and the mean difference detect equally well
-# (held-out AUROC 0.73 and 0.74), but no direction raised the judge's score at all, so there is no
-# steering effect to compare; run on a bigger model with a hosted judge to test the second half. Why it
+# On the offline run only the first half can be checked: the probe and the mean difference detect equally
+# well (held-out AUROC 0.73 and 0.74, against RANDOM_AUROC for a random direction). No direction raised the
+# judge's score, but the judge check showed a judge that barely tells sycophantic from helpful replies, so
+# the offline table cannot say whether any of them steers sycophancy: run on a bigger model with a hosted
+# judge to test the second half. Why it
 # can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
 # clouds happen not to overlap, including low-variance ones the model never reads and features
 # correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
@@ -1013,10 +1031,24 @@ for row in comparison.itertuples():
 # shift the responses actually share, which is closer to a direction the model uses.
 # </details>
 #
+# 5. What does the random direction of the same norm tell you about the sweep and about the detection AUROC?
+#
+# <details><summary>Answer</summary>
+#
+# Two different things. Steering: if the random push breaks the replies as badly as the trait vector at the
+# same coefficient, the damage is the push's size, not the trait; what is specific to the trait is only what
+# the random direction does not do (its projection on the trait vector stays near the unsteered value while
+# the trait-steered replies' jumps). Detection: a random direction separates held-out responses at an AUROC
+# near 0.5 (either side), so the trait vector's AUROC is worth comparing with that, not with 0. On the offline
+# run: CONTROL_TEXT
+# </details>
+#
 # **Bonus**
 # - Steer with `positions="prompt"` and `"all"`: which one changes the response most per unit?
 # - Steer at several layers around `STEER_LAYER` and plot score and coherence per layer.
 # - Project a long conversation turn by turn on the sycophancy vector (section 2's tools) and see
 #   whether the projection rises before the model gives in to a user.
-# - Subtract the vector during generation (negative coefficient) while the system prompt asks for
+# - Subtract the vector during generation (a negative coefficient) while the system prompt asks for
 #   the trait: can steering cancel a prompt?
+# - Repeat the random-direction control with ten seeds: how much do the control's score, projection and
+#   AUROC vary from one random direction to the next? Is the trait vector outside that range?

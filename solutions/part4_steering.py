@@ -114,12 +114,14 @@ def run_steering_experiment(
         Records with keys coefficient, question, response, score, coherence.
     """
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
+    conversations = [build_messages(q) for q in questions]
     records = []
     for coeff in coefficients:
-        with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-            replies = generate_replies(
-                model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
-            )
+        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
+            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
+        else:
+            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
         records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
 
