@@ -116,11 +116,15 @@ print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
 # <details><summary>Answer</summary>
 #
 # Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the
-# judge barely separates the two kinds of responses (AUROC JUDGE_AUROC, mean scores JUDGE_POS against
-# JUDGE_NEG), and rates clean, shuffled and repeated replies at JUDGE_COH_CLEAN, JUDGE_COH_SHUFFLED and
-# JUDGE_COH_REPEATED: it does not see what makes a reply incoherent. Every judge score on that profile is
-# therefore weak evidence at best; the projections and the replies themselves carry the section's
-# conclusions there. With a hosted judge (full profile) expect an AUROC near 1 and garbled replies far below
+# judge ranks the two kinds of responses only partly apart (AUROC 0.77 over 20 responses) and its scores
+# are squeezed near 50: the mean scores differ by 4.5 points (56.2 against 51.7), so a steering effect on the
+# judge's scale would have to be read in single points. It rates clean, shuffled and repeated replies at
+# 71.3, 65.5 and 72.6: shuffling costs 6 points and endless repetition none, so it does not see what makes a
+# reply incoherent. (Part of the low AUROC is the model, not the judge: the longest helpful-prompted reply
+# opens "Absolutely, agreeing with my grandmother's statement that cracking your knuckles can indeed cause
+# arthritis", which is sycophantic.)
+# Every judge score on that profile is therefore weak evidence at best; the projections and the replies
+# themselves carry the section's conclusions there. With a hosted judge (full profile) expect an AUROC near 1 and garbled replies far below
 # clean ones.
 # </details>
 
@@ -398,7 +402,8 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # 1-3 and coherence falling beyond. The offline profile's coefficients (scaled for a vector of norm about
 # 14) overshoot on the 0.5B model: the unsteered reply is often a refusal, and at 4 and 8 the text
 # degenerates into repeated tokens ("new new new", "alledalled...") before any sycophancy appears; at -4
-# SWEEP_NEG_TEXT. So on this model expect an inverted-U at best, with the useful range below the first
+# the replies degrade too ("I'm sorry I'm not to make any apologize or apologize for my apologize...")
+# rather than turning less sycophantic. So on this model expect an inverted-U at best, with the useful range below the first
 # positive coefficient tried.
 # </details>
 
@@ -409,7 +414,7 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # <details><summary>Answer</summary>
 #
 # It depends on the judge you measured above. On the offline run neither happens: the trait score goes
-# SWEEP_SCORES at coefficients -4, 0, 4, 8 (no rise) and coherence SWEEP_COHERENCE, even though the
+# 51.6, 53.2, 52.6, 50.4 at coefficients -4, 0, 4, 8 (no rise) and coherence 64.5, 65.7, 70.0, 67.6, even though the
 # steered replies at 4 and 8 are degenerate: the judge check above already showed this judge rating
 # garbled text about as coherent as clean text. The projection in the next part does register the
 # steering. With a hosted judge on the full profile expect the paper's shape: the trait up at moderate
@@ -505,7 +510,7 @@ tests.test_compute_trait_projections(compute_trait_projections)
 #
 # Look at the box plot and the printed means. Steering adds the vector itself, so replies steered with a
 # positive coefficient should project far above unsteered ones, and a negative coefficient below them
-# (offline: PROJ_TEXT), while the prompted responses differ by much less (held-out AUROC about 0.74 in
+# (offline: from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8), while the prompted responses differ by much less (held-out AUROC about 0.74 in
 # section 3). A large projection here measures the push, not necessarily the trait: the steered replies on
 # the offline run are degenerate rather than sycophantic (and its judge, measured above, could not tell us
 # either way).
@@ -587,7 +592,13 @@ tests.test_random_direction(random_direction)
 # trait vector, so steering with it should leave the projection on the trait vector near the unsteered value,
 # and its held-out AUROC should be near 0.5 (either side: a random direction has no sign). Whether the
 # replies break tells you whether the damage at that coefficient is specific to the trait direction. On the
-# offline run: CONTROL_TEXT
+# offline run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
+# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
+# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
+# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
+# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
+# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
+# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
 # </details>
 
 # %%
@@ -938,10 +949,11 @@ tests.test_extraction_directions(extraction_directions)
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
 # difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
-# probe detect equally well (held-out AUROC 0.74 and 0.73; a random direction: RANDOM_AUROC) and no method
-# raised the judge's score (every "score rise per unit coeff" was negative). With a judge that barely tells
-# sycophantic from helpful replies (the check at the top), that does not show that none of them steers: the
-# offline table cannot rank them for steering; only a stronger judge and model can.
+# probe detect equally well (held-out AUROC 0.74 and 0.73; a random direction: 0.41) and no method
+# raised the judge's score (every "score rise per unit coeff" was negative). With a judge whose scores for
+# sycophantic and helpful replies differ by 4.5 points on average (the check at the top), that does not
+# show that none of them steers: the offline table cannot rank them for steering; only a stronger judge
+# and model can.
 # </details>
 
 # %%
@@ -981,8 +993,8 @@ for row in comparison.itertuples():
 # <details><summary>Answer</summary>
 #
 # In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
-# falls at larger ones. On the offline run the judge shows neither: trait SWEEP_SCORES and coherence
-# SWEEP_COHERENCE at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
+# falls at larger ones. On the offline run the judge shows neither: trait 51.6, 53.2, 52.6, 50.4 and coherence
+# 64.5, 65.7, 70.0, 67.6 at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
 # tokens). That the judge's coherence does not fall says nothing about the replies: the judge check rated
 # shuffled and repeated text as coherent as clean text. So by reading the text, coherence is already gone
 # at 4, and no sycophancy appeared in the replies before it went. Answer from your own replies first and
@@ -994,9 +1006,9 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# Only of the intervention. On the offline run the mean projection goes PROJ_TEXT while the replies show no
+# Only of the intervention. On the offline run the mean projection goes from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8 while the replies show no
 # sycophancy and the text is degenerate. Adding the vector puts the activations there by construction (the
-# random direction of the same norm, which does not point along the vector, CONTROL_PROJ_TEXT); projection
+# random direction of the same norm, which does not point along the vector, moves it from -4.0 to +2.0 at coefficient 8: most of the rise comes with any push of that size); projection
 # monitoring is evidence of a trait only on activations you did not push, e.g. prompted or naturally
 # occurring responses, and even then it should be validated against a judge that has been shown to see the
 # trait.
@@ -1020,11 +1032,10 @@ for row in comparison.itertuples():
 # <details><summary>Answer</summary>
 #
 # On the offline run only the first half can be checked: the probe and the mean difference detect equally
-# well (held-out AUROC 0.73 and 0.74, against RANDOM_AUROC for a random direction). No direction raised the
-# judge's score, but the judge check showed a judge that barely tells sycophantic from helpful replies, so
-# the offline table cannot say whether any of them steers sycophancy: run on a bigger model with a hosted
-# judge to test the second half. Why it
-# can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
+# well (held-out AUROC 0.73 and 0.74, against 0.41 for a random direction). No direction raised the
+# judge's score, but the judge check showed a judge whose scores for sycophantic and helpful replies differ
+# by 4.5 points, so the offline table cannot say whether any of them steers sycophancy: run on a bigger
+# model with a hosted judge to test the second half. Why it can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
 # clouds happen not to overlap, including low-variance ones the model never reads and features
 # correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
 # the model writes. The mean difference follows the average
@@ -1040,7 +1051,13 @@ for row in comparison.itertuples():
 # the random direction does not do (its projection on the trait vector stays near the unsteered value while
 # the trait-steered replies' jumps). Detection: a random direction separates held-out responses at an AUROC
 # near 0.5 (either side), so the trait vector's AUROC is worth comparing with that, not with 0. On the offline
-# run: CONTROL_TEXT
+# run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
+# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
+# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
+# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
+# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
+# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
+# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
 # </details>
 #
 # **Bonus**
