@@ -221,3 +221,48 @@ def load_or_build_axis(
         )
     print(f"Assistant Axis from {axis_source(saved.provenance)}")
     return Artifact(axis, saved.provenance)
+
+
+def other_model_axis_path(profile, model_name: str) -> Path:
+    """Where a small axis for a model other than section 1's (under this profile) is saved."""
+    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in model_name)
+    return section_cache(SECTION, profile) / f"assistant_axis_{slug}.pt"
+
+
+def axis_for_model(model, tokenizer, profile, model_name: str, n_roles: int = 6, n_questions: int = 4) -> Artifact:
+    """An Assistant Axis for ``model``, which may not be section 1's model under this profile.
+
+    When ``model_name`` is section 1's model, this is `load_or_build_axis` (section 1's axis, or a small
+    one). Otherwise (on ``full`` section 4 uses Qwen2.5-7B while section 1 uses Gemma 2 27B) section 1's
+    axis does not fit: a small axis for ``model`` (a few roles, no judge filtering) is built once and
+    saved here, beside section 1's, under the model's name, with provenance that says so.
+
+    Args:
+        model, tokenizer: the model the axis is for.
+        profile: the active profile.
+        model_name: its name (as in ``profile.models``).
+        n_roles, n_questions: sizes of a small build.
+
+    Returns:
+        `Artifact` (value: Tensor [num_layers, d_model] float32; provenance: who made it, when, from what).
+    """
+    if model_name == profile.models.part1:
+        return load_or_build_axis(model, tokenizer, profile, n_roles=n_roles, n_questions=n_questions)
+    path = other_model_axis_path(profile, model_name)
+    description = f"Assistant Axis for {model_name} (every block)"
+    if not path.exists():
+        print(
+            f"Section 1's Assistant Axis is for {profile.models.part1}, not {model_name}: building a small one for "
+            f"{model_name} ({n_roles} roles x {n_questions} questions, no judge filtering)."
+        )
+    settings = dict(n_roles=n_roles, n_questions=n_questions, max_new_tokens=profile.max_new_tokens)
+    load_or_generate(
+        path,
+        lambda: build_small_axis(model, tokenizer, n_roles, n_questions, profile.max_new_tokens, profile.batch_size),
+        description,
+        inputs=cache_inputs(profile, model_name, source=SMALL_BUILD, **settings),
+    )
+    saved = load_artifact(path, description)
+    assert saved is not None
+    print(f"Assistant Axis for {model_name} from {axis_source(saved.provenance)}")
+    return Artifact(saved.value.float(), saved.provenance)

@@ -11,8 +11,10 @@
 # **Learning objectives**
 # - Write a steering hook as a context manager that is correct for prefill and decode steps, for
 #   tensor and tuple block outputs, for batched left-padded generation, and that always cleans up.
-# - Run steering sweeps and read the trade-off between trait expression and coherence.
-# - Monitor a trait by projecting response activations on its vector.
+# - Measure the judge before trusting it, and word every conclusion to match what it can see.
+# - Run steering sweeps in both directions and read the trade-off between trait expression and coherence.
+# - Monitor a trait by projecting response activations on its vector, against a random direction of
+#   the same norm as a control.
 # - Build a cached, resumable multi-trait pipeline.
 # - Compare extraction methods by detection *and* by steering, and see that the best detector is
 #   not necessarily the best steerer.
@@ -52,11 +54,12 @@ import plotly.express as px
 
 from part3_contrastive import DATA_DIR as PART3_DATA
 from part4_steering import tests
-from part1_assistant_axis.artifacts import load_assistant_axis
-from part3_contrastive.artifacts import labels_of, trait_vectors
+from part1_assistant_axis.artifacts import axis_for_model, axis_source
+from part3_contrastive.artifacts import labels_of, trait_path, trait_vectors
+from utils.cache import load_artifact
 from utils.chat import records_to_conversations
 from utils.data import load_trait_file
-from utils.judge import make_section_judge
+from utils.judge import SCORE_0_100, make_section_judge
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
@@ -72,8 +75,9 @@ from utils.models import describe, load_model
 # when the judge was too weak or section 3 has not run; then they are built here, without a judge).
 #
 # A word on the judge: without an API key it is a local model, and on the offline profile that is the
-# same 0.5B model we steer. Its scores are noisy and it is not sensitive to small changes in a reply, so
-# read the replies themselves next to every judge number in this section.
+# same 0.5B model we steer. So before any steering we measure what it can see (next cell), and every
+# conclusion below is only as strong as that measurement: read the replies themselves next to every judge
+# number in this section.
 
 # %%
 model, tokenizer = load_model(profile.models.part4)
@@ -87,6 +91,121 @@ syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycoph
 syco_vector = syco_vectors[STEER_LAYER]
 print(f"sycophancy vectors: {labels_of(syco_provenance)} labels ({syco_provenance['path']})")
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
+
+# %% [markdown]
+# ### Checking the judge before using it
+#
+# Every steering result below is a judge score, so first measure the judge on two things whose answer we
+# know:
+# - **the trait**: the held-out sycophancy responses (section 3's evaluation questions, answered under the
+#   sycophantic and under the helpful system prompts). A judge that sees sycophancy scores the
+#   sycophantic-prompted responses higher; its AUROC (sycophantic-prompted vs helpful-prompted) is near 1
+#   when it separates them, near 0.5 when it does not. A low value has two possible causes, the judge or the
+#   model not following its prompt: read a few responses of each kind to tell which.
+# - **coherence**: a few clean replies, and the same replies garbled two ways: words shuffled, and one
+#   fragment repeated (as over-steered replies look). A coherence judge worth the name scores both garbled
+#   versions far below the clean ones.
+#
+# The responses come from the same call as section 3's, so if section 3 has run they are read, not generated.
+
+# %% [markdown]
+# **Before you run:** on the offline profile the judge is the 0.5B model it judges. Will it separate
+# sycophantic-prompted from helpful-prompted responses, and will it score a shuffled reply as less coherent
+# than the clean one?
+#
+# <details><summary>Answer</summary>
+#
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the
+# judge ranks the two kinds of responses only partly apart (AUROC 0.77 over 20 responses) and its scores
+# are squeezed near 50: the mean scores differ by 4.5 points (56.2 against 51.7), so a steering effect on the
+# judge's scale would have to be read in single points. It rates clean, shuffled and repeated replies at
+# 71.3, 65.5 and 72.6: shuffling costs 6 points and endless repetition none, so it does not see what makes a
+# reply incoherent. (Part of the low AUROC is the model, not the judge: the longest helpful-prompted reply
+# opens "Absolutely, agreeing with my grandmother's statement that cracking your knuckles can indeed cause
+# arthritis", which is sycophantic.)
+# Every judge score on that profile is therefore weak evidence at best; the projections and the replies
+# themselves carry the section's conclusions there. With a hosted judge (full profile) expect an AUROC near 1 and garbled replies far below
+# clean ones.
+# </details>
+
+# %%
+held_out = load_or_generate(
+    course.cache / "sycophantic_eval_responses.json",
+    lambda: generate_contrastive_responses(
+        model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens,
+        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
+    ),
+    "held-out sycophantic responses",
+    inputs=course.inputs(data={"eval": syco_eval}, code=[generate_contrastive_responses],
+                        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
+                        max_new_tokens=profile.max_new_tokens),
+)
+held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in held_out],
+                                   SCORE_0_100)
+by_polarity = {pol: [s for s, r in zip(held_scores, held_out) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
+judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
+
+
+def mean_or_nan(values) -> float:
+    """The mean of the scores the judge gave (nan when it refused every one)."""
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def shuffle_words(text: str, seed: int = 0) -> str:
+    words = text.split()
+    np.random.default_rng(seed).shuffle(words)
+    return " ".join(words)
+
+
+def repeat_fragment(text: str, times: int = 12) -> str:
+    return " ".join((text.split()[:3] or ["the"]) * times)
+
+
+clean = sorted((r for r in held_out if r["polarity"] == "neg"), key=lambda r: -len(r["response"]))[:3]  # the longest helpful replies
+coherence_check = {
+    name: mean_or_nan([c for c in judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": garble(r["response"])}
+                                                                       for r in clean], SCORE_0_100) if c is not None])
+    for name, garble in (("clean", lambda t: t), ("words shuffled", shuffle_words), ("fragment repeated", repeat_fragment))
+}
+print(f"Judge: {judge.model_name} ({'the model being steered' if judge.model_name == profile.models.part4 else 'not the model being steered'})")
+print(f"trait: mean score {mean_or_nan(by_polarity['pos']):.1f} (sycophantic prompt) vs {mean_or_nan(by_polarity['neg']):.1f} (helpful prompt); "
+      f"AUROC {judge_auroc:.2f} over {sum(map(len, by_polarity.values()))} held-out responses")
+print("coherence:", ", ".join(f"{name} {value:.1f}" for name, value in coherence_check.items()),
+      f"(e.g. {shuffle_words(clean[0]['response'])[:80]!r})")
+score_gap = mean_or_nan(by_polarity["pos"]) - mean_or_nan(by_polarity["neg"])
+JUDGE_SEES_TRAIT = judge_auroc >= 0.9 and score_gap >= 20  # ranks them apart, and by a margin a sweep could show
+JUDGE_SEES_GARBLE = coherence_check["clean"] - max(coherence_check["words shuffled"], coherence_check["fragment repeated"]) >= 20
+trait_verdict = ("separates" if JUDGE_SEES_TRAIT else "only partly separates" if judge_auroc >= 0.7 else "does NOT separate")
+print(f"So: the judge {trait_verdict} sycophantic from helpful responses (AUROC {judge_auroc:.2f}, means {score_gap:+.1f} apart), "
+      f"and {'scores' if JUDGE_SEES_GARBLE else 'does NOT score'} garbled replies at least 20 points below clean ones. "
+      + ("Its scores below can be read as evidence." if JUDGE_SEES_TRAIT and JUDGE_SEES_GARBLE
+         else "Read its scores below as weak evidence at best; the replies and the projections carry the conclusions."))
+course.record("judge: sycophancy AUROC, held-out prompted responses", judge_auroc)
+for name, value in coherence_check.items():
+    course.record(f"judge: coherence, {name}", value)
+
+# %% [markdown]
+# How were the pairs behind the sycophancy vector labelled? Section 3's method keeps only the pairs the judge
+# confirmed (`judge` labels). When its judge confirmed too few, or section 3 has not run, the pairs are
+# labelled by their system prompt instead (`prompt` labels): a departure from the method, announced here with
+# the judge numbers that forced it.
+
+# %%
+if labels_of(syco_provenance) == "prompt":
+    section3_scored = load_artifact(trait_path(profile, "sycophantic", "scored"), "section 3's scored sycophantic responses")
+    if section3_scored is None:
+        reason = "section 3 has not run under this profile, so no judge labelled them"
+    else:
+        scored3 = pd.DataFrame(section3_scored.value)
+        kept = len(filter_effective_pairs(section3_scored.value, syco_data))
+        means3 = scored3.groupby("polarity")["score"].mean()
+        reason = (f"section 3's judge kept {kept} of {len(scored3) // 2} pairs (mean trait score {means3.get('pos', float('nan')):.1f} "
+                  f"sycophantic-prompted vs {means3.get('neg', float('nan')):.1f} helpful-prompted)")
+    print(f"DEPARTURE FROM THE METHOD: the sycophancy vectors come from pairs labelled by their system prompt, not by the "
+          f"judge: {reason}; the judge check above gave AUROC {judge_auroc:.2f}. The vector is 'what the sycophantic prompt "
+          "changes', whether or not the replies were sycophantic.")
+else:
+    print(f"The sycophancy vectors come from {labels_of(syco_provenance)}-labelled pairs (section 3's method).")
 
 # %% [markdown]
 # ## 1. An activation steerer
@@ -193,29 +312,6 @@ class ActivationSteerer:
 tests.test_ActivationSteerer(ActivationSteerer)
 
 # %% [markdown]
-# A first look: the same question, steered with the sycophancy vector at a few coefficients.
-
-# %% [markdown]
-# **Before you run:** what shape will the steering curve take: will the replies get more sycophantic as
-# the coefficient grows, and where will they stop making sense?
-#
-# <details><summary>Answer</summary>
-#
-# Read the replies in order. The paper (Qwen2.5-7B) finds the trait rising for coefficients around 1-3
-# and coherence falling beyond. The offline profile's coefficients (0, 4, 8, scaled for a vector of norm
-# about 14) overshoot on the 0.5B model: the unsteered reply is a refusal, and at 4 and 8 the text
-# degenerates into repeated tokens ("new new new", "alledalled...") before any sycophancy appears. So on
-# this model expect an inverted-U at best, with the useful range below the first coefficient tried.
-# </details>
-
-# %%
-question = syco_eval["questions"][0]
-for coeff in profile.steering_coefficients:
-    with ActivationSteerer(model, syco_vector, coeff, STEER_LAYER, positions="response"):
-        reply = generate_replies(model, tokenizer, [build_messages(question)], max_new_tokens=profile.max_new_tokens)[0]
-    print(f"coeff {coeff:>4}: {reply[:240]!r}")
-
-# %% [markdown]
 # ## 2. Steering sweeps
 #
 # ### Exercise 2: `run_steering_experiment`
@@ -231,7 +327,9 @@ for coeff in profile.steering_coefficients:
 #
 # One `ActivationSteerer` per coefficient, wrapped around **one** `generate_replies` call for all the
 # questions; build the records (`coefficient`, `question`, `response`) as you go, and score them all at the
-# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call.
+# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call. (Coefficient 0
+# is the unsteered model: the reference generates it without a steerer, so that the reply store, which
+# serves no model with hooks on it, can read replies another sweep already generated. Yours may steer at 0.)
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
@@ -273,12 +371,14 @@ def run_steering_experiment(
     """
     # BEGIN SOLUTION
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
+    conversations = [build_messages(q) for q in questions]
     records = []
     for coeff in coefficients:
-        with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-            replies = generate_replies(
-                model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
-            )
+        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
+            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
+        else:
+            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
         records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
     # END SOLUTION
@@ -288,17 +388,48 @@ def run_steering_experiment(
 tests.test_run_steering_experiment(run_steering_experiment)
 
 # %% [markdown]
+# The sweep runs every coefficient of the profile, negative ones included: subtracting the vector should
+# push the replies away from the trait (the original material swept -3 to +5). After the table, the replies
+# to one question at every coefficient: read them before the numbers.
+
+# %% [markdown]
+# **Before you run:** what shape will the steering curve take: will the replies get more sycophantic as
+# the coefficient grows, less sycophantic below 0, and where will they stop making sense?
+#
+# <details><summary>Answer</summary>
+#
+# Read the replies in order first. The paper (Qwen2.5-7B) finds the trait rising for coefficients around
+# 1-3 and coherence falling beyond. The offline profile's coefficients (scaled for a vector of norm about
+# 14) overshoot on the 0.5B model: the unsteered reply is often a refusal, and at 4 and 8 the text
+# degenerates into repeated tokens ("new new new", "alledalled...") before any sycophancy appears; at -4
+# the replies degrade too ("I'm sorry I'm not to make any apologize or apologize for my apologize...")
+# rather than turning less sycophantic. So on this model expect an inverted-U at best, with the useful range below the first
+# positive coefficient tried.
+# </details>
+
+# %% [markdown]
 # **Before you run:** will the judge's mean trait score rise with the coefficient, and will its coherence
 # score fall?
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed table and the line plot, and then at the replies above. On the offline run neither
-# happens: the trait score goes 53.2, 52.6, 50.4 (slightly *down*) and coherence 65.7, 70.0, 67.6, even
-# though the steered replies are degenerate. The judge there is the same small model and cannot see what
-# steering did; the projection below does register it. With a hosted judge on the full profile expect the
-# paper's shape: the trait up at moderate coefficients, coherence down at large ones.
+# It depends on the judge you measured above. On the offline run neither happens: the trait score goes
+# 51.6, 53.2, 52.6, 50.4 at coefficients -4, 0, 4, 8 (no rise) and coherence 64.5, 65.7, 70.0, 67.6, even though the
+# steered replies at 4 and 8 are degenerate: the judge check above already showed this judge rating
+# garbled text about as coherent as clean text. The projection in the next part does register the
+# steering. With a hosted judge on the full profile expect the paper's shape: the trait up at moderate
+# coefficients (and down below 0), coherence down at large ones.
 # </details>
+
+# %%
+def show_replies(records: list[dict], question: str | None = None, width: int = 160) -> None:
+    """Print the reply to one question (the first by default) at every coefficient of a sweep, truncated."""
+    question = question or records[0]["question"]
+    print(f"Q: {question[:width]}")
+    for r in records:
+        if r["question"] == question:
+            print(f"  coeff {r['coefficient']:>5g}: {r['response'][:width]!r}")
+
 
 # %%
 eval_questions = syco_eval["questions"][: profile.n_eval_questions]
@@ -321,6 +452,7 @@ px.line(summary.reset_index(), x="coefficient", y=["score", "coherence"], marker
 for coeff, row in summary.iterrows():
     course.record(f"sycophancy score at coeff {coeff:g}", row["score"])
     course.record(f"coherence at coeff {coeff:g}", row["coherence"])
+show_replies(sweep)
 
 # %% [markdown]
 # ## 3. Monitoring by projection
@@ -376,26 +508,16 @@ tests.test_compute_trait_projections(compute_trait_projections)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the box plot and the printed means. Steering adds the vector itself, so steered replies should
-# project far above unsteered ones (offline: -4.0 at coefficient 0, +3.7 at 4 and +3.5 at 8), while the
-# prompted responses differ by much less (held-out AUROC about 0.74 in section 3). A large projection here
-# measures the push, not necessarily the trait: the offline judge saw no more sycophancy in the steered
-# replies.
+# Look at the box plot and the printed means. Steering adds the vector itself, so replies steered with a
+# positive coefficient should project far above unsteered ones, and a negative coefficient below them
+# (offline: from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8), while the prompted responses differ by much less (held-out AUROC about 0.74 in
+# section 3). A large projection here measures the push, not necessarily the trait: the steered replies on
+# the offline run are degenerate rather than sycophantic (and its judge, measured above, could not tell us
+# either way).
 # </details>
 
 # %%
-# Section 3's held-out responses: the same call, so if section 3 has run its replies are read, not generated.
-held_out = load_or_generate(
-    course.cache / "sycophantic_eval_responses.json",
-    lambda: generate_contrastive_responses(
-        model, tokenizer, syco_eval, "sycophantic", max_new_tokens=profile.max_new_tokens,
-        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions, batch_size=profile.batch_size,
-    ),
-    "held-out sycophantic responses",
-    inputs=course.inputs(data={"eval": syco_eval}, code=[generate_contrastive_responses],
-                        n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
-                        max_new_tokens=profile.max_new_tokens),
-)
+# The held-out responses of the judge check (section 3's), and this section's sweep.
 groups = {
     "helpful prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
     "sycophantic prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "pos"],
@@ -416,6 +538,106 @@ for name, value in steered_means.items():
     course.record(f"mean projection, {name}", value)
 
 # %% [markdown]
+# ### A control: a random direction of the same norm
+#
+# Two claims above need a control. Steering: do the replies change *because of the trait direction*, or would
+# any push of that size do the same? Detection: does the vector separate sycophantic from helpful responses
+# better than a direction chosen at random? A random direction of the same norm answers both: steer with it at
+# the top coefficient, and project the held-out responses on it.
+#
+# ### Exercise 3b: `random_direction`
+# > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 5 min
+#
+# Return a random direction with the shape, norm, dtype and device of `vector`, reproducible from `seed`. It
+# must be *isotropic* (every direction equally likely): draw Gaussian entries (`torch.randn`), from a
+# `torch.Generator` seeded with `seed`, then rescale to `|vector|`.
+#
+# <details><summary>Hint</summary>
+#
+# Uniform entries (`torch.rand`) are all positive: the "random" direction then lies close to the all-ones
+# direction (cosine about 0.87 in high dimension), a very particular direction. Gaussian entries have no
+# preferred direction.
+# </details>
+
+# %% tags=["exercise"]
+def random_direction(vector: Float[Tensor, " d_model"], seed: int = 0) -> Float[Tensor, " d_model"]:
+    """An isotropic random direction with the norm (and shape, dtype, device) of ``vector``.
+
+    Args:
+        vector: the direction to match (e.g. a trait vector).
+        seed: seeds a `torch.Generator`; the same seed gives the same direction.
+
+    Returns:
+        A tensor like ``vector`` whose norm equals ``vector``'s.
+    """
+    # BEGIN SOLUTION
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(vector.shape, generator=generator, dtype=torch.float32)
+    direction = direction / direction.norm() * vector.detach().float().norm()
+    return direction.to(dtype=vector.dtype, device=vector.device)
+    # END SOLUTION
+
+
+# %%
+tests.test_random_direction(random_direction)
+
+# %% [markdown]
+# **Before you run:** steered at the top coefficient with a random direction as long as the sycophancy vector,
+# will the replies break as badly? Will their projection on the sycophancy vector rise as the trait-steered
+# ones' did? And how well will the random direction separate the held-out responses?
+#
+# <details><summary>Answer</summary>
+#
+# Read the table's rows against each other. In high dimension a random direction is almost orthogonal to the
+# trait vector, so steering with it should leave the projection on the trait vector near the unsteered value,
+# and its held-out AUROC should be near 0.5 (either side: a random direction has no sign). Whether the
+# replies break tells you whether the damage at that coefficient is specific to the trait direction. On the
+# offline run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
+# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
+# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
+# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
+# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
+# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
+# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
+# </details>
+
+# %%
+top_coeff = profile.steering_coefficients[-1]
+control = random_direction(syco_vector, seed=0)
+control_sweep = load_or_generate(
+    course.cache / "random_control_steering.json",
+    lambda: run_steering_experiment(model, tokenizer, eval_questions, control, syco_data["eval_prompt"], judge, COHERENCE_PROMPT,
+                                    layer=STEER_LAYER, coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
+    "random-direction steering (control)",
+    inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer, random_direction],
+                        data={"direction": control, "questions": eval_questions}, layer=STEER_LAYER,
+                        coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
+)
+control_projection = compute_trait_projections(model, tokenizer, [None] * len(control_sweep), [r["question"] for r in control_sweep],
+                                               [r["response"] for r in control_sweep], syco_vector, STEER_LAYER)
+held_acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([r for r in held_out if r["polarity"] == pol]),
+                                            [STEER_LAYER])[0] for pol in ("pos", "neg")}
+trait_top = sweep_df[sweep_df.coefficient == top_coeff]
+control_table = pd.DataFrame([
+    {"direction": name, f"score at {top_coeff:g}": records["score"].mean(), f"coherence at {top_coeff:g}": records["coherence"].mean(),
+     "projection on trait vector": projection, "held-out AUROC": auroc(project(held_acts["pos"], d), project(held_acts["neg"], d))}
+    for name, d, records, projection in (
+        ("sycophancy vector", syco_vector, trait_top, steered_means[f"steered x{top_coeff:g}"]),
+        ("random direction", control, pd.DataFrame(control_sweep), float(np.mean(control_projection))),
+    )
+])
+print(f"unsteered: score {summary.loc[0.0, 'score']:.1f}, coherence {summary.loc[0.0, 'coherence']:.1f}, "
+      f"projection {steered_means['steered x0']:.2f}")
+print(control_table.round(3).to_string(index=False))
+show_replies(control_sweep)
+for row in control_table.itertuples(index=False):
+    name = "random control" if row[0] == "random direction" else "sycophancy vector"
+    course.record(f"{name}: score at top coeff", row[1])
+    course.record(f"{name}: coherence at top coeff", row[2])
+    course.record(f"{name}: mean projection on the trait vector", row[3])
+    course.record(f"{name}: held-out AUROC", row[4])
+
+# %% [markdown]
 # ## 4. A multi-trait pipeline
 #
 # ### Exercise 4: `run_trait_pipeline`
@@ -426,7 +648,9 @@ for name, value in steered_means.items():
 # in `cache_dir` (e.g. `{trait}_responses.json`, `{trait}_scored.json`, `{trait}_vectors.pt`,
 # `{trait}_steering.json`), so an interrupted run resumes where it stopped and a second run costs
 # nothing. `override=True` recomputes every step. When fewer than `min_pairs` pairs are effective
-# (a weak judge), fall back to labelling pairs by their prompt (`prompt_labelled`) and say so.
+# (a weak judge), fall back to labelling pairs by their prompt (`prompt_labelled`) and say so: it is a
+# departure from the method, so print it with the judge numbers that forced it (how many pairs it kept,
+# its mean trait score under each prompt).
 # Return `{"vectors", "effective_pairs", "steering", "used_judge_labels"}`.
 #
 # <details><summary>Hint</summary>
@@ -497,7 +721,10 @@ def run_trait_pipeline(
     pairs = filter_effective_pairs(scored, trait_data)
     used_judge_labels = len(pairs) >= min_pairs
     if not used_judge_labels:
-        print(f"{trait_name}: only {len(pairs)} effective pairs; labelling pairs by their prompt instead")
+        means = pd.DataFrame(scored).groupby("polarity")["score"].mean()
+        print(f"{trait_name}: DEPARTURE FROM THE METHOD: the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
+              f"trait score {means.get('pos', float('nan')):.1f} under the trait prompt vs {means.get('neg', float('nan')):.1f} "
+              "under the opposite one); labelling pairs by their prompt instead")
         pairs = filter_effective_pairs(prompt_labelled(responses), trait_data)
     vectors = load_or_generate(
         cache_dir / f"{trait_name}_vectors.pt",
@@ -523,23 +750,33 @@ def run_trait_pipeline(
 # %%
 tests.test_run_trait_pipeline(run_trait_pipeline)
 
+# %% [markdown]
+# Each trait is swept at three coefficients: the profile's most negative one, 0 and its largest (negative,
+# unsteered, positive), and the replies to one question are printed for each trait.
+
 # %%
 TRAITS = ["sycophantic", "evil", "hallucinating"] + (["impolite", "optimistic", "humorous", "apathetic"] if profile.name == "full" else [])
+PIPELINE_COEFFICIENTS = sorted({profile.steering_coefficients[0], 0.0, profile.steering_coefficients[-1]})
 pipelines = {}
 for trait in TRAITS:
     data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
     eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
     pipelines[trait] = run_trait_pipeline(
         model, tokenizer, judge, trait, data, COHERENCE_PROMPT, course.cache / "pipeline", eval_qs, layer=STEER_LAYER,
-        steering_coefficients=[profile.steering_coefficients[0], profile.steering_coefficients[-1]],
+        steering_coefficients=PIPELINE_COEFFICIENTS,
         max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions,
     )
+    print(f"[{trait}]", end=" ")
+    show_replies(pipelines[trait]["steering"])
 pipeline_summary = pd.DataFrame([
     {"trait": t, "effective pairs": len(p["effective_pairs"]), "judge labels": p["used_judge_labels"],
      **{f"score at {c:g}": s for c, s in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items()}}
     for t, p in pipelines.items()
 ])
 print(pipeline_summary.round(1).to_string(index=False))
+for t, p in pipelines.items():
+    for c, value in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items():
+        course.record(f"pipeline {t}: score at coeff {c:g}", value)
 
 # %% [markdown]
 # ## 5. Trait geometry
@@ -609,13 +846,29 @@ for center in (False, True):
     sim = trait_similarity(trait_vectors, center=center)
     px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
               title=f"Trait vector cosines at block {STEER_LAYER} ({'mean removed' if center else 'raw'})").show()
-saved_axis = load_assistant_axis(profile)
-axis = saved_axis.value if saved_axis is not None else None
-if axis is not None and axis.shape[-1] == syco_vector.shape[-1]:
-    axis_cos = {t: float(torch.nn.functional.cosine_similarity(v, axis[STEER_LAYER], dim=0)) for t, v in trait_vectors.items()}
-    print("cosine with the Assistant Axis (section 1):", {t: round(c, 3) for t, c in axis_cos.items()})
-else:
-    print("No Assistant Axis from section 1 for this profile yet: run section 1 first to compare.")
+
+# %% [markdown]
+# **The traits and the Assistant Axis.** Section 1's axis is `mean(default assistant) - mean(roles)`: it points
+# *towards* the assistant. A trait vector points from the assistant (helpful prompt) towards the trait, so a
+# trait that makes the model less like its default self should have a *negative* cosine with the axis. The axis
+# must come from this section's model: on `lite` and `offline` sections 1 and 4 share a model and section 1's
+# axis is used (or a small one is built if section 1 has not run); on `full` section 1 studies Gemma 2 27B and
+# this section Qwen2.5-7B, so section 1's package builds a small axis for Qwen2.5-7B (a few roles, no judge
+# filtering) and saves it beside its own.
+
+# %%
+try:
+    axis_artifact = axis_for_model(model, tokenizer, profile, profile.models.part4)
+except ValueError as err:  # a saved axis of another shape: another model wrote it
+    axis_artifact = None
+    print(f"No Assistant Axis fits {profile.models.part4} under this profile, so no comparison: {err}")
+if axis_artifact is not None:
+    axis_cos = {t: float(torch.nn.functional.cosine_similarity(v.float(), axis_artifact.value[STEER_LAYER], dim=0))
+                for t, v in trait_vectors.items()}
+    print(f"cosine with the Assistant Axis at block {STEER_LAYER} ({axis_source(axis_artifact.provenance)}):",
+          {t: round(c, 3) for t, c in axis_cos.items()})
+    for t, c in axis_cos.items():
+        course.record(f"cosine of the {t} vector with the Assistant Axis", c)
 
 # %% [markdown]
 # ## 6. Extraction methods: the best detector is not always the best steerer
@@ -696,9 +949,11 @@ tests.test_extraction_directions(extraction_directions)
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
 # difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
-# probe detect equally well (held-out AUROC 0.74 and 0.73) and no method raised the judge's score (every
-# "score rise per unit coeff" was negative), so the offline table cannot rank them for steering; only a
-# stronger judge and model can.
+# probe detect equally well (held-out AUROC 0.74 and 0.73; a random direction: 0.41) and no method
+# raised the judge's score (every "score rise per unit coeff" was negative). With a judge whose scores for
+# sycophantic and helpful replies differ by 4.5 points on average (the check at the top), that does not
+# show that none of them steers: the offline table cannot rank them for steering; only a stronger judge
+# and model can.
 # </details>
 
 # %%
@@ -706,9 +961,6 @@ syco_pairs = pipelines["sycophantic"]["effective_pairs"]
 paired = {pol: response_mean_activations(model, tokenizer, records_to_conversations([p[pol] for p in syco_pairs]), [STEER_LAYER])[0]
           for pol in ("pos", "neg")}
 directions = extraction_directions(paired["pos"], paired["neg"])
-held_acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([r for r in held_out if r["polarity"] == pol]),
-                                            [STEER_LAYER])[0] for pol in ("pos", "neg")}
-top_coeff = profile.steering_coefficients[-1]
 baseline = sweep_df[sweep_df.coefficient == 0.0]["score"].mean()  # unsteered: the same for every method
 comparison = []
 for name, direction in directions.items():
@@ -741,10 +993,12 @@ for row in comparison.itertuples():
 # <details><summary>Answer</summary>
 #
 # In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
-# falls at larger ones. On the offline run the judge shows neither: trait 53.2, 52.6, 50.4 and coherence
-# 65.7, 70.0, 67.6 at coefficients 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
-# tokens). So by reading the text, coherence is already gone at 4, and the trait never appeared. Answer
-# from your own replies first and the judge's numbers second, and say which judge you had.
+# falls at larger ones. On the offline run the judge shows neither: trait 51.6, 53.2, 52.6, 50.4 and coherence
+# 64.5, 65.7, 70.0, 67.6 at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
+# tokens). That the judge's coherence does not fall says nothing about the replies: the judge check rated
+# shuffled and repeated text as coherent as clean text. So by reading the text, coherence is already gone
+# at 4, and no sycophancy appeared in the replies before it went. Answer from your own replies first and
+# the judge's numbers second (with what your judge check showed it can see), and say which judge you had.
 # </details>
 #
 # 2. Steered responses project further along the vector than unsteered ones. Is a large projection then
@@ -752,11 +1006,12 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# Only of the intervention. On the offline run the mean projection jumps from -4.0 (coefficient 0) to
-# +3.7 (coefficient 4) while the judge sees no more sycophancy and the text is degenerate. Adding the
-# vector puts the activations there by construction; projection monitoring is evidence of a trait only on
-# activations you did not push, e.g. prompted or naturally occurring responses, and even then it should be
-# validated against a judge.
+# Only of the intervention. On the offline run the mean projection goes from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8 while the replies show no
+# sycophancy and the text is degenerate. Adding the vector puts the activations there by construction (the
+# random direction of the same norm, which does not point along the vector, moves it from -4.0 to +2.0 at coefficient 8: most of the rise comes with any push of that size); projection
+# monitoring is evidence of a trait only on activations you did not push, e.g. prompted or naturally
+# occurring responses, and even then it should be validated against a judge that has been shown to see the
+# trait.
 # </details>
 #
 # 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
@@ -776,14 +1031,33 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run only the first half shows: the probe and the mean difference detect equally well
-# (held-out AUROC 0.73 and 0.74), but no direction raised the judge's score at all, so there is no
-# steering effect to compare; run on a bigger model with a hosted judge to test the second half. Why it
-# can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
+# On the offline run only the first half can be checked: the probe and the mean difference detect equally
+# well (held-out AUROC 0.73 and 0.74, against 0.41 for a random direction). No direction raised the
+# judge's score, but the judge check showed a judge whose scores for sycophantic and helpful replies differ
+# by 4.5 points, so the offline table cannot say whether any of them steers sycophancy: run on a bigger
+# model with a hosted judge to test the second half. Why it can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
 # clouds happen not to overlap, including low-variance ones the model never reads and features
 # correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
 # the model writes. The mean difference follows the average
 # shift the responses actually share, which is closer to a direction the model uses.
+# </details>
+#
+# 5. What does the random direction of the same norm tell you about the sweep and about the detection AUROC?
+#
+# <details><summary>Answer</summary>
+#
+# Two different things. Steering: if the random push breaks the replies as badly as the trait vector at the
+# same coefficient, the damage is the push's size, not the trait; what is specific to the trait is only what
+# the random direction does not do (its projection on the trait vector stays near the unsteered value while
+# the trait-steered replies' jumps). Detection: a random direction separates held-out responses at an AUROC
+# near 0.5 (either side), so the trait vector's AUROC is worth comparing with that, not with 0. On the offline
+# run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
+# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
+# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
+# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
+# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
+# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
+# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
 # </details>
 #
 # **Bonus**
@@ -791,5 +1065,7 @@ for row in comparison.itertuples():
 # - Steer at several layers around `STEER_LAYER` and plot score and coherence per layer.
 # - Project a long conversation turn by turn on the sycophancy vector (section 2's tools) and see
 #   whether the projection rises before the model gives in to a user.
-# - Subtract the vector during generation (negative coefficient) while the system prompt asks for
+# - Subtract the vector during generation (a negative coefficient) while the system prompt asks for
 #   the trait: can steering cancel a prompt?
+# - Repeat the random-direction control with ten seeds: how much do the control's score, projection and
+#   AUROC vary from one random direction to the next? Is the trait vector outside that range?

@@ -38,15 +38,24 @@ def _passes_with_steerer(cls, model, tok, vector, coeff, positions, new_tokens=3
     def after(module, inputs, output):
         passes[-1]["steered"] = output
 
-    batch = encode([render(build_messages(p), tok, add_generation_prompt=True) for p in PROMPTS], tok,
-                   return_tensors="pt", padding=True)
+    batch = encode(
+        [render(build_messages(p), tok, add_generation_prompt=True) for p in PROMPTS],
+        tok,
+        return_tensors="pt",
+        padding=True,
+    )
     first = blocks[LAYER].register_forward_hook(before)
     try:
         with cls(model, vector, coeff, LAYER, positions) as _:
             second = blocks[LAYER].register_forward_hook(after)
             try:
-                model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                               pad_token_id=tok.pad_token_id)
+                model.generate(
+                    **batch,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                )
             finally:
                 second.remove()
     finally:
@@ -108,8 +117,11 @@ def _check_cleanup(cls, model, tok) -> None:
             raise RuntimeError("boom")
     except RuntimeError:
         pass
-    check(hook_counts(model) == before, "After an exception inside the with block the hook is still registered: "
-                                        "remove it in __exit__ (which runs on exceptions too).")
+    check(
+        hook_counts(model) == before,
+        "After an exception inside the with block the hook is still registered: "
+        "remove it in __exit__ (which runs on exceptions too).",
+    )
 
 
 def _check_positions(cls, model, tok) -> None:
@@ -119,26 +131,39 @@ def _check_positions(cls, model, tok) -> None:
         try:
             passes = _passes_with_steerer(cls, model, tok, vector, coeff, positions)
         except Exception as err:  # noqa: BLE001
-            check(False, f"Generation under the steerer crashed ({type(err).__name__}: {err}). Did you take output[0] of "
-                         "a bare tensor (that is batch row 0), or return a different form than the block gave you?")
+            check(
+                False,
+                f"Generation under the steerer crashed ({type(err).__name__}: {err}). Did you take output[0] of "
+                "a bare tensor (that is batch row 0), or return a different form than the block gave you?",
+            )
         for step, p in enumerate(passes):
             steered = p["steered"]
-            check(isinstance(steered, torch.Tensor) and steered.shape == p["clone"].shape,
-                  "Return the same form the block returned (a bare tensor here), with the same shape; output[0] of a "
-                  "tensor takes batch row 0.")
-            check(torch.equal(p["ref"], p["clone"]),
-                  "You edited the block's output in place: build a new tensor (hidden + shift), do not use += on it.")
+            check(
+                isinstance(steered, torch.Tensor) and steered.shape == p["clone"].shape,
+                "Return the same form the block returned (a bare tensor here), with the same shape; output[0] of a "
+                "tensor takes batch row 0.",
+            )
+            check(
+                torch.equal(p["ref"], p["clone"]),
+                "You edited the block's output in place: build a new tensor (hidden + shift), do not use += on it.",
+            )
             delta = steered - p["clone"]
             want = _expected_delta(positions, step, delta.shape, shift)
             if close(delta, want, atol=1e-4):
                 continue
-            check(delta.abs().max() > 0 or want.abs().max() == 0,
-                  f"Nothing was added in '{positions}' mode: the hook must return the steered output.")
+            check(
+                delta.abs().max() > 0 or want.abs().max() == 0,
+                f"Nothing was added in '{positions}' mode: the hook must return the steered output.",
+            )
             unit = vector / vector.norm() * coeff
-            check(not close(delta, _expected_delta(positions, step, delta.shape, unit), atol=1e-4),
-                  "You normalised the steering vector: add coeff * steering_vector as given.")
-            check(not close(delta, _expected_delta(positions, step, delta.shape, vector), atol=1e-4),
-                  "Multiply the vector by coeff.")
+            check(
+                not close(delta, _expected_delta(positions, step, delta.shape, unit), atol=1e-4),
+                "You normalised the steering vector: add coeff * steering_vector as given.",
+            )
+            check(
+                not close(delta, _expected_delta(positions, step, delta.shape, vector), atol=1e-4),
+                "Multiply the vector by coeff.",
+            )
             if positions == "prompt" and step > 0:
                 check(False, "In 'prompt' mode do not steer during decode steps (sequence length 1).")
             if positions == "prompt":
@@ -154,8 +179,10 @@ def _check_tuple_output(cls) -> None:
     x = torch.ones(2, 3, 6)
     with cls(model, vector, 0.5, 1, "all"):
         out = model.layers[1](x)
-    check(isinstance(out, tuple) and len(out) == 2 and out[1] == "extra",
-          "When the block returns a tuple, return a tuple: (steered hidden, *the rest unchanged).")
+    check(
+        isinstance(out, tuple) and len(out) == 2 and out[1] == "extra",
+        "When the block returns a tuple, return a tuple: (steered hidden, *the rest unchanged).",
+    )
     check(torch.allclose(out[0], x * 2 + 0.5 * vector), "For tuple outputs steer output[0] (the hidden states).")
 
 
@@ -175,7 +202,10 @@ def test_ActivationSteerer(cls) -> None:
         batched = generate_replies(model, tok, convs, max_new_tokens=5, batch_size=2)
         single = [generate_replies(model, tok, [c], max_new_tokens=5, batch_size=1)[0] for c in convs]
     check(batched == single, "Batched (left-padded) steered generation differs from one prompt at a time.")
-    check(generate_replies(model, tok, convs, max_new_tokens=5) == plain, "After the with block the model must be unsteered.")
+    check(
+        generate_replies(model, tok, convs, max_new_tokens=5) == plain,
+        "After the with block the model must be unsteered.",
+    )
     passed("ActivationSteerer")
 
 
@@ -189,22 +219,41 @@ def test_run_steering_experiment(fn) -> None:
     vector, questions = _vector(model), ["Hi", "How are you today?"]
     args = (model, tok, questions, vector, "T {question} [A] {answer}")
     before = hook_counts(model)
-    got = fn(*args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4)
-    want = sol.run_steering_experiment(*args, _length_judge(), "C {question} [A] {answer}", layer=LAYER,
-                                       coefficients=[0.0, 4.0], max_new_tokens=4)
-    check(hook_counts(model) == before, "A steering hook is still registered: generate inside `with ActivationSteerer(...)`.")
-    check(isinstance(got, list) and len(got) == len(want), f"Expected {len(want)} records (one per coefficient and question).")
+    got = fn(
+        *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
+    )
+    want = sol.run_steering_experiment(
+        *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
+    )
+    check(
+        hook_counts(model) == before,
+        "A steering hook is still registered: generate inside `with ActivationSteerer(...)`.",
+    )
+    check(
+        isinstance(got, list) and len(got) == len(want),
+        f"Expected {len(want)} records (one per coefficient and question).",
+    )
     keys = {"coefficient", "question", "response", "score", "coherence"}
     check(all(keys <= set(r) for r in got), f"Each record needs keys {sorted(keys)}.")
-    check([(r["coefficient"], r["question"]) for r in got] == [(r["coefficient"], r["question"]) for r in want],
-          "Order records by coefficient, then question.")
+    check(
+        [(r["coefficient"], r["question"]) for r in got] == [(r["coefficient"], r["question"]) for r in want],
+        "Order records by coefficient, then question.",
+    )
     steered = [r["response"] for r in got if r["coefficient"] == 4.0]
-    check(steered != [r["response"] for r in got if r["coefficient"] == 0.0] or steered == [r["response"] for r in want if r["coefficient"] == 4.0],
-          "The responses do not change with the coefficient: generate inside the steerer, with that coefficient.")
-    check([r["response"] for r in got] == [r["response"] for r in want],
-          "Responses differ from greedy generation steered at the last position ('response' mode) of block `layer`.")
-    check(all(r["coherence"] is not None for r in got) and [r["coherence"] for r in got] == [r["coherence"] for r in want],
-          "Score coherence with the coherence prompt (score_responses does both).")
+    check(
+        steered != [r["response"] for r in got if r["coefficient"] == 0.0]
+        or steered == [r["response"] for r in want if r["coefficient"] == 4.0],
+        "The responses do not change with the coefficient: generate inside the steerer, with that coefficient.",
+    )
+    check(
+        [r["response"] for r in got] == [r["response"] for r in want],
+        "Responses differ from greedy generation steered at the last position ('response' mode) of block `layer`.",
+    )
+    check(
+        all(r["coherence"] is not None for r in got)
+        and [r["coherence"] for r in got] == [r["coherence"] for r in want],
+        "Score coherence with the coherence prompt (score_responses does both).",
+    )
     check([r["score"] for r in got] == [r["score"] for r in want], "Score the trait with eval_prompt_template.")
     passed("run_steering_experiment")
 
@@ -224,7 +273,10 @@ def test_compute_trait_projections(fn) -> None:
     check(not torch.allclose(got_t, want_t * vector.norm(), rtol=1e-4), "Divide by |v|: the projection is a . v / |v|.")
     for other in (LAYER - 1, LAYER + 1):
         shifted = torch.tensor(sol.compute_trait_projections(model, tok, *args, vector, other))
-        check(not torch.allclose(got_t, shifted, rtol=1e-4), "Off by one layer: `layer` is a block index (hidden_states[layer + 1], below the last block).")
+        check(
+            not torch.allclose(got_t, shifted, rtol=1e-4),
+            "Off by one layer: `layer` is a block index (hidden_states[layer + 1], below the last block).",
+        )
     no_system = torch.tensor(sol.compute_trait_projections(model, tok, [None, None], *args[1:], vector, LAYER))
     check(not torch.allclose(got_t, no_system, rtol=1e-4), "Include the system prompt in the conversation you read.")
     check(False, "Projections differ: average the block output over the response tokens only.")
@@ -249,30 +301,87 @@ def test_run_trait_pipeline(fn) -> None:
     table = _TableJudge(responses)
     with tempfile.TemporaryDirectory() as got_dir, tempfile.TemporaryDirectory() as want_dir:
         judge = rule_judge(table)
-        got = fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi", "How are you?"], **kwargs)
-        want = sol.run_trait_pipeline(model, tok, rule_judge(table), "sycophantic", part3_trait(), "C {question} [A] {answer}",
-                                      Path(want_dir), ["Hi", "How are you?"], **kwargs)
-        check(isinstance(got, dict) and {"vectors", "effective_pairs", "steering", "used_judge_labels"} <= set(got),
-              "Return a dict with vectors, effective_pairs, steering, used_judge_labels.")
+        got = fn(
+            model,
+            tok,
+            judge,
+            "sycophantic",
+            part3_trait(),
+            "C {question} [A] {answer}",
+            Path(got_dir),
+            ["Hi", "How are you?"],
+            **kwargs,
+        )
+        want = sol.run_trait_pipeline(
+            model,
+            tok,
+            rule_judge(table),
+            "sycophantic",
+            part3_trait(),
+            "C {question} [A] {answer}",
+            Path(want_dir),
+            ["Hi", "How are you?"],
+            **kwargs,
+        )
+        check(
+            isinstance(got, dict) and {"vectors", "effective_pairs", "steering", "used_judge_labels"} <= set(got),
+            "Return a dict with vectors, effective_pairs, steering, used_judge_labels.",
+        )
         check(close(got["vectors"], want["vectors"]), "The vectors differ from generate -> score -> filter -> extract.")
-        check([r["response"] for r in got["steering"]] == [r["response"] for r in want["steering"]],
-              "The steering records differ: steer with vectors[layer] at the given coefficients.")
+        check(
+            [r["response"] for r in got["steering"]] == [r["response"] for r in want["steering"]],
+            "The steering records differ: steer with vectors[layer] at the given coefficients.",
+        )
         n_prompts = len(judge.backend.prompts)
         cached = list(Path(got_dir).iterdir())
         check(len(cached) >= 4, f"Cache every step in cache_dir with load_or_generate (found {len(cached)} files).")
-        fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi", "How are you?"], **kwargs)
-        check(len(judge.backend.prompts) == n_prompts, "A second run called the judge again: load every step from its cache.")
-        fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir), ["Hi", "How are you?"],
-           override=True, **kwargs)
+        fn(
+            model,
+            tok,
+            judge,
+            "sycophantic",
+            part3_trait(),
+            "C {question} [A] {answer}",
+            Path(got_dir),
+            ["Hi", "How are you?"],
+            **kwargs,
+        )
+        check(
+            len(judge.backend.prompts) == n_prompts,
+            "A second run called the judge again: load every step from its cache.",
+        )
+        fn(
+            model,
+            tok,
+            judge,
+            "sycophantic",
+            part3_trait(),
+            "C {question} [A] {answer}",
+            Path(got_dir),
+            ["Hi", "How are you?"],
+            override=True,
+            **kwargs,
+        )
         check(len(judge.backend.prompts) > n_prompts, "override=True must recompute every step.")
     with tempfile.TemporaryDirectory() as weak_dir:
         try:
-            weak = fn(model, tok, rule_judge(lambda p, s: None), "sycophantic", part3_trait(), "C {question} [A] {answer}",
-                      Path(weak_dir), ["Hi"], **kwargs)
+            weak = fn(
+                model,
+                tok,
+                rule_judge(lambda p, s: None),
+                "sycophantic",
+                part3_trait(),
+                "C {question} [A] {answer}",
+                Path(weak_dir),
+                ["Hi"],
+                **kwargs,
+            )
         except (ValueError, RuntimeError, IndexError) as err:
             check(False, f"With no effective pairs the pipeline crashed ({err!r}): fall back to prompt labels.")
-        check(weak["used_judge_labels"] is False and len(weak["effective_pairs"]) == 6,
-              "With fewer than min_pairs effective pairs, fall back to prompt labels (prompt_labelled) and report it.")
+        check(
+            weak["used_judge_labels"] is False and len(weak["effective_pairs"]) == 6,
+            "With fewer than min_pairs effective pairs, fall back to prompt labels (prompt_labelled) and report it.",
+        )
     passed("run_trait_pipeline")
 
 
@@ -285,16 +394,24 @@ def test_trait_similarity(fn) -> None:
     """Cosines of trait vectors (normalised), raw and after removing the mean over traits."""
     g = torch.Generator().manual_seed(0)
     shared = torch.randn(12, generator=g) * 3
-    vectors = {name: shared + torch.randn(12, generator=g) * scale for name, scale in
-               (("evil", 1.0), ("sycophantic", 2.0), ("humorous", 0.5), ("apathetic", 4.0))}
+    vectors = {
+        name: shared + torch.randn(12, generator=g) * scale
+        for name, scale in (("evil", 1.0), ("sycophantic", 2.0), ("humorous", 0.5), ("apathetic", 4.0))
+    }
     for center in (False, True):
         got, want = fn(vectors, center=center), sol.trait_similarity(vectors, center=center)
         check(isinstance(got, pd.DataFrame), "Return a pandas DataFrame.")
-        check(list(got.index) == list(vectors) and list(got.columns) == list(vectors), "Index and columns are the trait names, in order.")
+        check(
+            list(got.index) == list(vectors) and list(got.columns) == list(vectors),
+            "Index and columns are the trait names, in order.",
+        )
         g_np, w_np = got.to_numpy(float), want.to_numpy(float)
         if abs(g_np - w_np).max() < 1e-5:
             continue
-        check(abs(abs(g_np).diagonal() - 1).max() < 1e-4, "Normalise the vectors: a cosine matrix has ones on its diagonal.")
+        check(
+            abs(abs(g_np).diagonal() - 1).max() < 1e-4,
+            "Normalise the vectors: a cosine matrix has ones on its diagonal.",
+        )
         if center:
             raw = sol.trait_similarity(vectors, center=False).to_numpy(float)
             check(abs(g_np - raw).max() > 1e-5, "With center=True subtract the mean over traits before the cosines.")
@@ -308,7 +425,12 @@ def _paired_data():
     n, d = 40, 10
     base = torch.randn(n, d, generator=g) * 2
     direction = torch.randn(d, generator=g)
-    pos = base + direction + torch.randn(n, d, generator=g) * 0.3 + torch.linspace(-1, 1, n)[:, None] * torch.eye(d)[0] * 2
+    pos = (
+        base
+        + direction
+        + torch.randn(n, d, generator=g) * 0.3
+        + torch.linspace(-1, 1, n)[:, None] * torch.eye(d)[0] * 2
+    )
     neg = base - direction + torch.randn(n, d, generator=g) * 0.3
     return pos, neg
 
@@ -317,25 +439,83 @@ def test_extraction_directions(fn) -> None:
     """Mean difference, paired-difference PCA (signed) and probe, each at the mean difference's norm."""
     pos, neg = _paired_data()
     got, want = fn(pos, neg), sol.extraction_directions(pos, neg)
-    check(isinstance(got, dict) and set(got) == {"mean_diff", "pca", "probe"}, "Return a dict with keys mean_diff, pca, probe.")
+    check(
+        isinstance(got, dict) and set(got) == {"mean_diff", "pca", "probe"},
+        "Return a dict with keys mean_diff, pca, probe.",
+    )
     norm = want["mean_diff"].norm()
     check(close(got["mean_diff"], want["mean_diff"]), "mean_diff is mean(pos) - mean(neg).")
     for name in ("pca", "probe"):
-        check(abs(got[name].norm() - norm) < 1e-3 * norm, f"Rescale {name} to the norm of the mean difference (equal-norm comparison).")
+        check(
+            abs(got[name].norm() - norm) < 1e-3 * norm,
+            f"Rescale {name} to the norm of the mean difference (equal-norm comparison).",
+        )
     cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0))  # noqa: E731
     check(cos(got["pca"], want["pca"]) > -0.999, "Flip the PCA direction when it points against the mean difference.")
     stacked = torch.cat([pos, neg])
     _, _, vh = torch.linalg.svd(stacked - stacked.mean(0), full_matrices=False)
-    check(abs(cos(got["pca"], vh[0])) < 0.999 or abs(cos(vh[0], want["pca"])) > 0.999,
-          "Take the PCA of the paired differences pos_i - neg_i, not of the stacked activations.")
+    check(
+        abs(cos(got["pca"], vh[0])) < 0.999 or abs(cos(vh[0], want["pca"])) > 0.999,
+        "Take the PCA of the paired differences pos_i - neg_i, not of the stacked activations.",
+    )
     diffs = pos - neg
     _, _, vh_centred = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
-    check(abs(cos(got["pca"], vh_centred[0])) < 0.999 or abs(cos(vh_centred[0], want["pca"])) > 0.999,
-          "Do not centre the paired differences: centring removes their mean, which is the shared trait direction, "
-          "and leaves only how the pairs differ from one another. Take the top right-singular vector of the "
-          "uncentred pos_i - neg_i.")
-    check(cos(got["pca"], want["pca"]) > 0.999,
-          "PCA differs: take the top right-singular vector of the uncentred paired differences pos_i - neg_i.")
-    check(cos(got["probe"], want["probe"]) > 0.999,
-          "The probe differs: fit LogisticRegression(C=1.0, max_iter=1000) on pos (label 1) and neg (label 0) activations.")
+    check(
+        abs(cos(got["pca"], vh_centred[0])) < 0.999 or abs(cos(vh_centred[0], want["pca"])) > 0.999,
+        "Do not centre the paired differences: centring removes their mean, which is the shared trait direction, "
+        "and leaves only how the pairs differ from one another. Take the top right-singular vector of the "
+        "uncentred pos_i - neg_i.",
+    )
+    check(
+        cos(got["pca"], want["pca"]) > 0.999,
+        "PCA differs: take the top right-singular vector of the uncentred paired differences pos_i - neg_i.",
+    )
+    check(
+        cos(got["probe"], want["probe"]) > 0.999,
+        "The probe differs: fit LogisticRegression(C=1.0, max_iter=1000) on pos (label 1) and neg (label 0) activations.",
+    )
     passed("extraction_directions")
+
+
+def test_random_direction(fn) -> None:
+    """Same shape, norm, dtype as the vector; reproducible from the seed; isotropic (Gaussian), not the vector's."""
+    g = torch.Generator().manual_seed(1)
+    vector = torch.randn(4096, generator=g) * 0.3 + 0.05
+    got = fn(vector, seed=0)
+    check(
+        isinstance(got, torch.Tensor) and got.shape == vector.shape, f"Return a tensor of shape {tuple(vector.shape)}."
+    )
+    check(got.dtype == vector.dtype, f"Return the vector's dtype ({vector.dtype}), got {got.dtype}.")
+    check(
+        abs(float(got.norm()) - float(vector.norm())) < 1e-3 * float(vector.norm()),
+        f"Rescale to the vector's norm ({float(vector.norm()):.3f}), got {float(got.norm()):.3f}: the control must push "
+        "as hard as the trait vector.",
+    )
+    check(
+        torch.equal(fn(vector, seed=0), got),
+        "The same seed must give the same direction: draw from a torch.Generator "
+        "seeded with `seed`, not from the global random state.",
+    )
+    other = fn(vector, seed=1)
+    check(
+        not torch.allclose(other, got),
+        "A different seed must give a different direction: seed the generator with `seed`.",
+    )
+    cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0))  # noqa: E731
+    check(
+        abs(cos(got, vector)) < 0.2,
+        f"The direction is close to the vector itself (cosine {cos(got, vector):.2f}): draw it "
+        "independently of the vector; only its norm is the vector's.",
+    )
+    ones = torch.ones_like(vector)
+    check(
+        abs(cos(got, ones)) < 0.2 and abs(cos(other, ones)) < 0.2,
+        f"The direction is close to the all-ones direction (cosine {cos(got, ones):.2f}): uniform entries (torch.rand) are "
+        "all positive. Draw Gaussian entries (torch.randn) so that every direction is equally likely.",
+    )
+    wide = fn(vector.to(torch.float64), seed=0)
+    check(
+        wide.dtype == torch.float64 and abs(float(wide.norm()) - float(vector.norm())) < 1e-3 * float(vector.norm()),
+        "Return the vector's dtype (float64 in, float64 out) at its norm.",
+    )
+    passed("random_direction")

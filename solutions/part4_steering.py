@@ -114,12 +114,14 @@ def run_steering_experiment(
         Records with keys coefficient, question, response, score, coherence.
     """
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
+    conversations = [build_messages(q) for q in questions]
     records = []
     for coeff in coefficients:
-        with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-            replies = generate_replies(
-                model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens
-            )
+        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
+            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
+        else:
+            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
+                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
         records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
 
@@ -141,6 +143,22 @@ def compute_trait_projections(
     conversations = [build_messages(q, r, s) for s, q, r in zip(system_prompts, questions, responses)]
     acts = response_mean_activations(model, tokenizer, conversations, [layer])[0]
     return project(acts, trait_vector).tolist()
+
+
+def random_direction(vector: Float[Tensor, " d_model"], seed: int = 0) -> Float[Tensor, " d_model"]:
+    """An isotropic random direction with the norm (and shape, dtype, device) of ``vector``.
+
+    Args:
+        vector: the direction to match (e.g. a trait vector).
+        seed: seeds a `torch.Generator`; the same seed gives the same direction.
+
+    Returns:
+        A tensor like ``vector`` whose norm equals ``vector``'s.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(vector.shape, generator=generator, dtype=torch.float32)
+    direction = direction / direction.norm() * vector.detach().float().norm()
+    return direction.to(dtype=vector.dtype, device=vector.device)
 
 
 def run_trait_pipeline(
@@ -203,7 +221,12 @@ def run_trait_pipeline(
     pairs = filter_effective_pairs(scored, trait_data)
     used_judge_labels = len(pairs) >= min_pairs
     if not used_judge_labels:
-        print(f"{trait_name}: only {len(pairs)} effective pairs; labelling pairs by their prompt instead")
+        means = pd.DataFrame(scored).groupby("polarity")["score"].mean()
+        print(
+            f"{trait_name}: DEPARTURE FROM THE METHOD: the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
+            f"trait score {means.get('pos', float('nan')):.1f} under the trait prompt vs {means.get('neg', float('nan')):.1f} "
+            "under the opposite one); labelling pairs by their prompt instead"
+        )
         pairs = filter_effective_pairs(prompt_labelled(responses), trait_data)
     vectors = load_or_generate(
         cache_dir / f"{trait_name}_vectors.pt",

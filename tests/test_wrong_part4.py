@@ -313,6 +313,41 @@ def mean_diff_reversed(pos, neg):
     return _directions(pos, neg, flip_mean=True)
 
 
+# random_direction
+def uniform_entries(vector, seed=0):
+    d = torch.rand(vector.shape, generator=torch.Generator().manual_seed(seed))
+    return (d / d.norm() * vector.norm()).to(vector.dtype)
+
+
+def unit_norm(vector, seed=0):
+    d = torch.randn(vector.shape, generator=torch.Generator().manual_seed(seed))
+    return (d / d.norm()).to(vector.dtype)
+
+
+def raw_gaussian(vector, seed=0):
+    return torch.randn(vector.shape, generator=torch.Generator().manual_seed(seed)).to(vector.dtype)
+
+
+def global_random_state(vector, seed=0):
+    d = torch.randn(vector.shape)
+    return (d / d.norm() * vector.norm()).to(vector.dtype)
+
+
+def ignores_seed(vector, seed=0):
+    return sol.random_direction(vector, seed=0)
+
+
+def noisy_copy(vector, seed=0):
+    d = vector + 0.3 * vector.norm() / vector.numel() ** 0.5 * torch.randn(
+        vector.shape, generator=torch.Generator().manual_seed(seed)
+    )
+    return d / d.norm() * vector.norm()
+
+
+def always_float32(vector, seed=0):
+    return sol.random_direction(vector.float(), seed)
+
+
 WRONG = {
     "ActivationSteerer": [
         (ResponseModeStepsEverywhere, "only the last position"),
@@ -349,6 +384,15 @@ WRONG = {
         (centres_each_vector, "Centre over traits"),
         (ignores_center, "subtract the mean"),
         (returns_tensor, "DataFrame"),
+    ],
+    "random_direction": [
+        (uniform_entries, "torch.rand"),
+        (unit_norm, "norm"),
+        (raw_gaussian, "norm"),
+        (global_random_state, "same seed"),
+        (ignores_seed, "different seed"),
+        (noisy_copy, "close to the vector itself"),
+        (always_float32, "dtype"),
     ],
     "extraction_directions": [
         (pca_of_stacked_activations, "paired differences"),

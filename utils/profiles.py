@@ -42,7 +42,7 @@ class Profile:
         n_instruction_pairs: contrastive instruction pairs (or role prompts) used.
         n_roles: roles used in section 1 (None: all).
         max_new_tokens: generation length.
-        steering_coefficients: coefficients swept in section 4.
+        steering_coefficients: coefficients swept in section 4, ascending; at least one negative, 0, and the largest last.
         judge_backend: "auto", "openai", "anthropic" or "local".
         judge_model: model name for the judge backend (None: the backend's default).
         batch_size: starting batch size for generation and capture (backs off on OOM).
@@ -94,7 +94,7 @@ PROFILES: dict[str, Profile] = {
         n_instruction_pairs=5,
         n_roles=None,
         max_new_tokens=256,
-        steering_coefficients=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5),
+        steering_coefficients=(-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5),
         batch_size=32,
     ),
     "lite": Profile(
@@ -111,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=128,
         n_transcripts=6,
         n_turns=8,
-        steering_coefficients=(0.0, 2.0, 4.0, 6.0, 8.0),
+        steering_coefficients=(-4.0, 0.0, 2.0, 4.0, 6.0, 8.0),
         batch_size=16,
     ),
     "offline": Profile(
@@ -128,7 +128,7 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=40,
         n_transcripts=3,
         n_turns=6,
-        steering_coefficients=(0.0, 4.0, 8.0),
+        steering_coefficients=(-4.0, 0.0, 4.0, 8.0),
         judge_backend="auto",
         batch_size=256,
     ),
@@ -146,7 +146,7 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=8,
         n_transcripts=2,
         n_turns=3,
-        steering_coefficients=(0.0, 1.0),
+        steering_coefficients=(-1.0, 0.0, 1.0),
         judge_backend="local",
         batch_size=8,
     ),
