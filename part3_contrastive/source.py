@@ -318,6 +318,20 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # a lower bound because a small model sometimes ignores its prompt: then the judge is right to score
 # the two alike.) **Coherence:** three hand-written answers to one question, one clean, one rambling,
 # one a pile of keywords; a working coherence judge ranks the clean one far above the other two.
+#
+# **Before you run:** will the local judge rank the clean answer above the rambling and the
+# keyword-stuffed ones?
+#
+# <details><summary>Answer</summary>
+#
+# Not on the offline run. There the trait judge's AUROC was 0.64 (above chance, far from reliable), and the
+# coherence judge scored the clean answer 57.9, the rambling one 69.0 and the keyword pile 70.7: backwards.
+# The 0.5B model does not measure coherence, so on the offline profile the coherence threshold of the next
+# exercise filters nothing meaningful, and the effective pairs rest on a weak trait judge. Check your own
+# numbers: the filter is only as good as these two measurements, and every conclusion after it inherits
+# their weakness. A hosted judge (the paper used gpt-4.1-mini) is expected to rank the three answers
+# correctly; run this cell with one to see it.
+# </details>
 
 # %%
 def judge_auroc(records: list[dict], key: str = "score") -> tuple[float, int]:
@@ -747,12 +761,14 @@ course.record("STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "a
 # <details><summary>Answer</summary>
 #
 # Look at the three rows printed below the figure (block 0, `STEER_LAYER` and the best block, each with
-# and without the system prompt). With the system prompt, even block 0 separates well above chance,
-# although a response token there has been through a single block: that separation comes from reading the
-# prompt. Without it, what is left is what the responses themselves carry. The gap between the two curves
-# is the part of the "held-out separation" that was the prompt's; the curve without the prompt is the
-# honest measure of whether the vector reads the trait in a response. Compare the two at `STEER_LAYER` in
-# your output before drawing conclusions from the first figure.
+# and without the system prompt). The gap between the two curves is the part of the "held-out separation"
+# that was the prompt's; the curve without the prompt is the honest measure of whether the vector reads the
+# trait in a response. On the offline run the drop is small and sits in the middle and late blocks:
+# `STEER_LAYER` 0.74 with the prompt, 0.685 without; the best block 0.75 (block 8) with, 0.725 (block 7)
+# without. Block 0 barely moves (0.69 and 0.685): there the separation is not the system prompt's doing,
+# but the words of the responses themselves (the helpful-prompted ones apologise and refuse more), which a
+# first block already sees. So on this run most of the held-out separation survives without the prompt,
+# and part of it is word choice rather than sycophancy as such.
 # </details>
 
 # %%
@@ -813,7 +829,10 @@ course.record("block 0 held-out AUROC, question only", float(separation_question
 # a single response token. That is not a reason to prefer them: they measure what the model was *told*,
 # not what it *did*, and after the question alone they drop to 0.5 by construction. The response mean is
 # the kind that still separates (if anything does) when the prompt is gone, and it is the one the paper
-# steers with. Read the table: the `question only` column is the comparison that matters.
+# steers with. Read the table: the `question only` column is the comparison that matters. On the offline
+# run, at `STEER_LAYER`: `prompt_avg` 1.00 with the system prompt and 0.50 without, `prompt_last` 0.89
+# (1.00 at block 3) and 0.50, `response_avg` 0.74 and 0.685. Held-out separation with the prompt in context
+# would have picked the wrong kind.
 # </details>
 
 # %%
@@ -845,6 +864,16 @@ px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VEC
 # no more than "the projection knows which system prompt it read, and the judge scored the two groups
 # differently". The correlation within each group is the finer test, but with so few prompts per group it
 # is noisy. And the trait scores come from the same judge measured above: a judge near chance caps r.
+#
+# <details><summary>What the offline run showed</summary>
+#
+# r = 0.44 over the 20 held-out responses, and within the groups -0.19 (sycophantic prompts) and 0.45
+# (helpful prompts), ten responses each. The judge's AUROC on these responses was 0.77. So the projection
+# before generation does rank the responses somewhat, but mostly by which system prompt they had; within a
+# group there is no consistent relation on this run. This is not the paper's result (r = 0.75-0.83, on a
+# 7B model, with a strong judge, across many prompts built to elicit the trait to different degrees), and
+# this run is too small and too noisy to confirm or refute it.
+# </details>
 
 # %%
 eval_scored = load_or_generate(
@@ -1116,7 +1145,8 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # On the offline run 3 of 10 sycophancy pairs (30%), and no evil pair at all (the section fell back to
 # prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of
-# the two polarities differed by only 2.5 points). Here both play a part: the 0.5B model often answers the
+# the two polarities differed by only 2.5 points, the judge's AUROC at telling them apart was 0.64, and its
+# coherence ratings put a keyword pile above a clean answer). Here both play a part: the 0.5B model often answers the
 # same way under both prompts, and the local judge is the same small model. With a hosted judge and a 7B
 # model the paper keeps most pairs.
 # </details>
@@ -1130,6 +1160,21 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # helpful prompt produced in this small model (it often refused or apologised), not about flattery as
 # such. A vector built from contrastive prompts carries every difference between the two sets of
 # responses, wanted or not; the logit lens is a quick way to see which ones.
+# </details>
+#
+# - Why does the paper build its vectors from the response mean rather than from the prompt? What did the
+#   comparison with and without the system prompt show here?
+#
+# <details><summary>Answer</summary>
+#
+# A prompt-token vector (`prompt_avg`, `prompt_last`) is built from activations that exist before the model
+# writes anything, so it can only encode the instruction. Read with the system prompt it separates held-out
+# examples perfectly or nearly (offline, at `STEER_LAYER`: 1.00 and 0.89), because the held-out prompts
+# carry the same instructions; read after the question alone it is at chance (0.50) by construction. The
+# response mean is the only kind that reads what the model did: 0.74 with the system prompt, 0.685 without
+# on the offline run. The paper's choice also matches its use: steering and monitoring act on responses. The
+# lesson for evaluation: separation measured with the generating prompt in context overstates what a vector
+# knows about the response; measure it after the question alone as well.
 # </details>
 #
 # Next: section 4 uses these vectors to steer the model and to monitor it.
