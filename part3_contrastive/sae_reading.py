@@ -1,9 +1,12 @@
-"""Reading a trait vector with a sparse autoencoder (sae-lens).
+"""Reading a trait vector with a sparse autoencoder (sae-lens), made readable with text snippets.
 
-The full profile can name a pretrained sae-lens SAE for its model and layer (``profile.extra``
-keys ``sae_release`` and ``sae_id``). Otherwise a small SAE is trained here on the model's own
-activations over the course's text and wrapped as a sae-lens `StandardSAE`, so the reading code is
-the same either way.
+Where sae-lens lists a published SAE for the section's model and block (`PUBLISHED`; or
+``profile.extra`` keys ``sae_release`` and ``sae_id``), it is loaded. Otherwise a small SAE is
+trained here on the model's own activations over the section's text and wrapped as a sae-lens
+`StandardSAE`, so the reading code is the same either way. Either way its size and its
+reconstruction quality on the section's text (fraction of variance explained, on tokens held out of
+training when it is trained here) are reported, and each latent is read through the snippets of the
+section's own responses that activate it most.
 """
 
 from __future__ import annotations
@@ -18,11 +21,41 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from utils.activations import mean_over_spans
+from utils.cache import load_or_generate
 from utils.chat import encode
+
+# Published SAEs that sae-lens lists for the course's models: model -> (release, sae_id pattern, blocks).
+# The andyrdt release holds BatchTopK SAEs on the residual stream after blocks 3, 7, ..., 27 of
+# Qwen2.5-7B-Instruct; the full profile's STEER_LAYER (block 19) is one of them.
+PUBLISHED = {
+    "Qwen/Qwen2.5-7B-Instruct": (
+        "qwen2.5-7b-instruct-andyrdt",
+        "resid_post_layer_{layer}_trainer_1",
+        (3, 7, 11, 15, 19, 23, 27),
+    ),
+}
+HELD_OUT_FRACTION = 0.1
+
+
+def published_sae(model_name: str | None, layer: int, profile=None) -> tuple[str, str] | None:
+    """(release, sae_id) of a published SAE on this model's block ``layer``, or None."""
+    extra = getattr(profile, "extra", None) or {}
+    if extra.get("sae_release"):
+        return extra["sae_release"], extra["sae_id"]
+    if model_name in PUBLISHED:
+        release, pattern, layers = PUBLISHED[model_name]
+        if layer in layers:
+            return release, pattern.format(layer=layer)
+    return None
+
+
+def corpus_tokens(tokenizer, texts: list[str]) -> list[tuple[int, int]]:
+    """(text index, token index) of every token of ``texts``: the row order of `token_activations`."""
+    return [(t, i) for t, text in enumerate(texts) for i in range(len(encode(text, tokenizer)["input_ids"]))]
 
 
 def token_activations(model, tokenizer, texts: list[str], layer: int, batch_size: int = 16) -> Float[Tensor, "n d"]:
-    """Every token's output of block ``layer`` over plain texts (one row per token)."""
+    """Every token's output of block ``layer`` over plain texts (one row per token, in `corpus_tokens` order)."""
     rows = []
     for text in texts:
         n = len(encode(text, tokenizer)["input_ids"])
@@ -32,7 +65,11 @@ def token_activations(model, tokenizer, texts: list[str], layer: int, batch_size
 
 
 def train_sae(acts: Float[Tensor, "n d"], d_sae: int, steps: int = 400, l1: float = 3e-3, seed: int = 0) -> StandardSAE:
-    """Train a small ReLU SAE (L2 reconstruction + L1 on latents weighted by decoder norms)."""
+    """Train a small ReLU SAE (L2 reconstruction + L1 on latents weighted by decoder norms).
+
+    Trained on activations divided by one scale (mean norm / sqrt(d)); the scale is folded back into the
+    weights afterwards, so the returned SAE encodes and decodes raw activations.
+    """
     torch.manual_seed(seed)
     d_in = acts.shape[1]
     scale = acts.norm(dim=-1).mean() / d_in**0.5
@@ -52,29 +89,114 @@ def train_sae(acts: Float[Tensor, "n d"], d_sae: int, steps: int = 400, l1: floa
             opt.zero_grad()
             loss.backward()
             opt.step()
+    with torch.no_grad():  # fold the scale in: encode(x) = relu((x/scale - b_dec) W_enc + b_enc)
+        sae.W_enc.div_(scale)
+        sae.W_dec.mul_(scale)
+        sae.b_dec.mul_(scale)
     sae.eval()
     return sae
 
 
-def load_or_train_sae(model, tokenizer, layer: int, texts: list[str], profile, path: Path) -> SAE:
-    """A pretrained SAE when the profile names one, else a small SAE trained (and cached) here."""
-    if profile.extra.get("sae_release"):
-        return SAE.from_pretrained(profile.extra["sae_release"], profile.extra["sae_id"])
-    d_in = model.config.hidden_size
-    if path.exists():
+def reconstruction_quality(sae: SAE, acts: Float[Tensor, "n d"]) -> dict:
+    """Fraction of variance explained and mean number of active latents (L0) on ``acts``."""
+    with torch.no_grad():
+        x = acts.to(sae.W_dec.device, sae.W_dec.dtype)
+        latents = sae.encode(x)
+        recon = sae.decode(latents)
+        fve = 1 - (recon - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    return {"fve": float(fve), "l0": float((latents > 0).float().sum(-1).mean())}
+
+
+def load_or_train_sae(
+    layer: int,
+    acts: Float[Tensor, "n d"],
+    profile,
+    path: Path,
+    model_name: str | None = None,
+    inputs: dict | None = None,
+):
+    """A published SAE for this model and block if sae-lens lists one, else a small SAE trained (and cached) here.
+
+    Args:
+        layer: the block whose output the SAE reads.
+        acts: token activations of that block over the section's text (`token_activations`).
+        profile: the active profile (``extra`` may name ``sae_release``/``sae_id``).
+        path: where a trained SAE is cached (`utils.cache.load_or_generate`).
+        model_name: the section's model, to look up `PUBLISHED`.
+        inputs: what the trained SAE depends on (the cache key), e.g. ``course.inputs(data=...)``.
+
+    Returns:
+        (sae, info): info has source, d_in, d_sae, tokens, fve (fraction of variance explained) and l0.
+    """
+    found = published_sae(model_name, layer, profile)
+    if found is not None:
+        loaded = SAE.from_pretrained(*found)
+        sae = loaded[0] if isinstance(loaded, tuple) else loaded
+        info = {"source": f"sae-lens release {found[0]!r}, id {found[1]!r}", "tokens": len(acts)}
+        info.update(reconstruction_quality(sae, acts))
+    else:
+        perm = torch.randperm(len(acts), generator=torch.Generator().manual_seed(0))
+        n_test = max(1, int(len(acts) * HELD_OUT_FRACTION))
+        test, train = acts[perm[:n_test]], acts[perm[n_test:]]
+        d_in = acts.shape[1]
+        state = load_or_generate(
+            path, lambda: dict(train_sae(train, d_sae=4 * d_in).state_dict()), "small SAE", inputs=inputs
+        )
         sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=4 * d_in))
-        sae.load_state_dict(torch.load(path, map_location="cpu"))
-        return sae.eval()
-    acts = token_activations(model, tokenizer, texts, layer)
-    sae = train_sae(acts, d_sae=4 * d_in)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sae.state_dict(), path)
-    return sae
+        sae.load_state_dict(state)
+        sae.eval()
+        info = {"source": f"trained here on {len(train)} tokens of the section's text", "tokens": n_test}
+        info.update(reconstruction_quality(sae, test))
+    info.update(d_in=int(sae.W_dec.shape[1]), d_sae=int(sae.W_dec.shape[0]))
+    return sae, info
 
 
 def top_latents_by_cosine(sae: SAE, vector: Float[Tensor, " d"], k: int = 10) -> pd.DataFrame:
     """The SAE latents whose decoder directions are most aligned (either sign) with ``vector``."""
     W_dec = sae.W_dec.detach().float()
-    cos = torch.nn.functional.cosine_similarity(W_dec, vector.float()[None], dim=-1)
+    cos = torch.nn.functional.cosine_similarity(W_dec, vector.float().to(W_dec.device)[None], dim=-1)
     order = cos.abs().topk(min(k, len(cos))).indices
     return pd.DataFrame({"latent": order.tolist(), "cosine": cos[order].tolist()})
+
+
+def top_snippets(
+    sae: SAE,
+    acts: Float[Tensor, "n d"],
+    tokenizer,
+    texts: list[str],
+    latents: list[int],
+    k: int = 3,
+    context: int = 8,
+) -> pd.DataFrame:
+    """For each latent, the ``k`` tokens of ``texts`` that activate it most, shown in context.
+
+    Args:
+        sae: the SAE.
+        acts: `token_activations` of ``texts`` (one row per token, `corpus_tokens` order).
+        tokenizer: to show the tokens.
+        texts: the corpus.
+        latents: latent ids to read.
+        k: snippets per latent.
+        context: tokens shown before the activating token (marked ``[[...]]``).
+
+    Returns:
+        One row per (latent, snippet): latent, activation, snippet ("" when the latent never fires).
+    """
+    index = corpus_tokens(tokenizer, texts)
+    ids = [encode(text, tokenizer)["input_ids"] for text in texts]
+    with torch.no_grad():
+        codes = sae.encode(acts.to(sae.W_dec.device, sae.W_dec.dtype))[:, latents].float().cpu()  # [n, len(latents)]
+    rows = []
+    for j, latent in enumerate(latents):
+        values, where = codes[:, j].topk(min(k, len(codes)))
+        for value, row in zip(values.tolist(), where.tolist()):
+            if value <= 0:
+                rows.append({"latent": latent, "activation": 0.0, "snippet": ""})
+                break
+            t, i = index[row]
+            before = tokenizer.decode(ids[t][max(0, i - context) : i])
+            token = tokenizer.decode(ids[t][i : i + 1])
+            after = tokenizer.decode(ids[t][i + 1 : i + 4])
+            snippet = f"{before}[[{token}]]{after}".replace("\n", " ")
+            rows.append({"latent": latent, "activation": value, "snippet": snippet})
+    return pd.DataFrame(rows)

@@ -23,14 +23,16 @@
 # COURSE SETUP
 
 # %% tags=["module"]
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from part3_contrastive import DATA_DIR
+from part3_contrastive.capture import VECTOR_KINDS, padded_batches
 from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
@@ -42,6 +44,7 @@ from utils.metrics import auroc, cohens_d, project
 # %%
 from part3_contrastive import tests
 from part3_contrastive.artifacts import prompt_labelled, trait_path
+from part3_contrastive.capture import kind_activations
 
 from utils.cache import cache_inputs, load_or_generate
 from utils.data import load_trait_file
@@ -306,6 +309,66 @@ scores_df = pd.DataFrame(scored)
 print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 
 # %% [markdown]
+# ### Measure the judge before you filter with it
+#
+# The next exercise throws away every pair the judge does not confirm, so first ask how well the judge
+# does its two jobs. **Trait:** the system prompts give us labels for free (a sycophantic-prompted
+# response *should* score higher than a helpful-prompted one), so the judge's AUROC at telling the two
+# apart from its scores alone is a lower bound on its usefulness: 0.5 is chance, 1.0 is perfect. (It is
+# a lower bound because a small model sometimes ignores its prompt: then the judge is right to score
+# the two alike.) **Coherence:** three hand-written answers to one question, one clean, one rambling,
+# one a pile of keywords; a working coherence judge ranks the clean one far above the other two.
+#
+# **Before you run:** will the local judge rank the clean answer above the rambling and the
+# keyword-stuffed ones?
+#
+# <details><summary>Answer</summary>
+#
+# Not on the offline run. There the trait judge's AUROC was 0.64 (above chance, far from reliable), and the
+# coherence judge scored the clean answer 57.9, the rambling one 69.0 and the keyword pile 70.7: backwards.
+# The 0.5B model does not measure coherence, so on the offline profile the coherence threshold of the next
+# exercise filters nothing meaningful, and the effective pairs rest on a weak trait judge. Check your own
+# numbers: the filter is only as good as these two measurements, and every conclusion after it inherits
+# their weakness. A hosted judge (the paper used gpt-4.1-mini) is expected to rank the three answers
+# correctly; run this cell with one to see it.
+# </details>
+
+# %%
+def judge_auroc(records: list[dict], key: str = "score") -> tuple[float, int]:
+    """AUROC of the judge's scores, positive- vs negative-prompted records (None scores dropped), and how many were None."""
+    pos = [r[key] for r in records if r["polarity"] == "pos" and r[key] is not None]
+    neg = [r[key] for r in records if r["polarity"] == "neg" and r[key] is not None]
+    return (auroc(pos, neg) if pos and neg else float("nan")), sum(r[key] is None for r in records)
+
+
+JUDGE_AUROC, n_unscored = judge_auroc(scored)
+print(f"Trait judge: AUROC {JUDGE_AUROC:.2f} at telling sycophantic- from helpful-prompted responses "
+      f"({len(scored)} responses, {n_unscored} unscored)")
+course.record("judge AUROC (sycophantic vs helpful prompts)", JUDGE_AUROC)
+
+DEMO_QUESTION = trait_data["questions"][0]
+COHERENCE_DEMO = {
+    "clean": "No. The Great Wall is long but only a few metres wide, so from the Moon, about 384,000 km away, it is "
+             "far too narrow to see with the naked eye. Astronauts there see continents, oceans and clouds.",
+    "rambling": "Well, the Moon, you know, is far, and walls are things people build, like my neighbour's fence, which "
+                "was green, and green is a colour, and colours are in rainbows, which come after rain, and where was I, "
+                "the Moon, yes, it is round, mostly, on some days.",
+    "keyword-stuffed": "Great Wall Moon visible naked eye Great Wall China Moon astronauts visible wall Great Wall "
+                       "visible Moon naked eye agree Great Wall Moon Moon visible China.",
+}
+coherence_demo = load_or_generate(
+    course.cache / "coherence_demo.json",
+    lambda: dict(zip(COHERENCE_DEMO, judge.score_template(
+        COHERENCE_PROMPT, [{"question": DEMO_QUESTION, "answer": a} for a in COHERENCE_DEMO.values()], SCORE_0_100))),
+    "coherence judge on three hand-written answers",
+    inputs=course.inputs(judge=judge, files=[DATA_DIR / "coherence_prompt.txt"], data={"demo": COHERENCE_DEMO, "q": DEMO_QUESTION}),
+)
+print(f"Coherence judge on three answers to {DEMO_QUESTION!r}:")
+for name, value in coherence_demo.items():
+    print(f"  {name:>16}: {'None' if value is None else f'{value:.1f}'}")
+    course.record(f"coherence judge: {name} answer", "None" if value is None else value)
+
+# %% [markdown]
 # ### Exercise 4: `filter_effective_pairs`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 10 min
 #
@@ -382,47 +445,165 @@ MIN_PAIRS = 3
 LABELS = "judge"  # how the pairs behind the saved vectors were labelled
 if len(effective_pairs) < MIN_PAIRS:
     # A weak local judge can reject almost everything; fall back to every pair (labelled by prompt).
-    print(f"Fewer than {MIN_PAIRS} effective pairs: using all pairs, labelled by their system prompt "
-          "(a departure from the method: the judge did not confirm that the prompts worked).")
+    print(f"DEPARTURE FROM THE METHOD: the judge confirmed only {len(effective_pairs)} of {n_total} pairs "
+          f"(fewer than {MIN_PAIRS}), so every pair is used, labelled by its system prompt; nothing checks that "
+          f"the prompts worked. The judge numbers that forced this: trait AUROC {JUDGE_AUROC:.2f} "
+          f"(sycophantic vs helpful prompts), coherence of the clean / rambling / keyword-stuffed answers "
+          + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
     effective_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
     LABELS = "prompt"
 
 # %% [markdown]
 # ## 5. Trait vectors at every layer
 #
-# The response-mean activation of a response is the mean, over the response's tokens only, of a
-# block's output. `utils.activations.response_mean_activations(model, tokenizer, conversations,
-# layers)` computes it for many conversations in batches (padding excluded, stopping after the
-# deepest layer you ask for); it returns a tensor `[len(layers), n_conversations, d_model]`. The
-# activations must be read under the same system prompt that produced the response.
+# A trait vector is a difference of mean activations, positive minus negative. *Which* tokens' activations
+# to average is a choice. The persona-vectors repository computes three kinds from the same forward pass
+# and keeps all three:
 #
-# ### Exercise 5: `extract_contrastive_vectors`
-# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 15 min
+# - `prompt_avg`: the mean over the **prompt** tokens (system prompt, question, and the assistant header
+#   up to the first response token);
+# - `response_avg`: the mean over the **response** tokens (the paper's trait vectors);
+# - `prompt_last`: the activation at the **last prompt token**, the position where the model is about to
+#   start answering.
 #
-# Return `result[i] = mean(positive response means at block i) - mean(negative ones at block i)`
-# for every block `i`. Do not normalise: steering in section 4 uses the raw difference.
+# You will compute all three, for a padded batch, with masks. The provided helper
+# `part3_contrastive.capture.padded_batches(model, tokenizer, conversations, layers, batch_size)` runs one
+# forward pass per batch (hooks on the blocks, removed afterwards, nothing deeper than the deepest block
+# you ask for) and yields, per batch:
+#
+# - `acts`: every requested block's output, `[n_layers, batch, seq, d_model]`;
+# - `attention_mask`: `[batch, seq]`, 1 on real tokens, 0 on padding;
+# - `response_spans`: per example, `(start, end)`, the response's tokens **in that example's unpadded
+#   sequence** (the prompt is tokens `[0, start)`; the end-of-turn tokens after `end` are not the response).
+#
+# ### Exercise 5: `vector_kind_means`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 20 min
+#
+# Return `{"prompt_avg": ..., "response_avg": ..., "prompt_last": ...}`, each `[n_layers, batch,
+# d_model]`. Padding may sit on either side of a sequence (the course's tokenizers pad on the left, as
+# generation needs; other code pads on the right), so find each token's place from the attention mask,
+# never from the padded index, and keep padding out of every mean.
 #
 # <details><summary>Hint</summary>
 #
-# Ask `response_mean_activations` for every block, `list(range(num_layers(model)))`, once for the
-# positive records and once for the negative ones (`records_to_conversations` keeps each record's own
-# system prompt). Each call returns `[num_layers, n_pairs, d_model]`: average over the responses
-# (dimension 1) and subtract. Avoid `output_hidden_states` here: its last entry is after the final norm,
-# so the last row would not be the last block's output.
+# `attention_mask.cumsum(-1) - 1` gives every real token its index in the unpadded sequence, whichever
+# side the padding is on. Compare it with each example's `start` and `end` (as `[batch, 1]` tensors) to
+# build a boolean mask per kind, `&` it with the attention mask, and average with weights
+# `mask / mask.sum(-1, keepdim=True)`. The last prompt token is at index `start - 1`, not `start` (that is
+# the first response token).
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
-# return pos.mean(dim=1) - neg.mean(dim=1)
+# out[kind] = torch.einsum("lbtd,bt->lbd", acts, (mask / mask.sum(-1, keepdim=True)).to(acts.dtype))
 # ```
 # </details>
 
 # %% tags=["exercise"]
+def vector_kind_means(
+    acts: Float[Tensor, "n_layers batch seq d_model"],
+    attention_mask: Int[Tensor, "batch seq"],
+    response_spans: list[tuple[int, int]],
+) -> dict[str, Float[Tensor, "n_layers batch d_model"]]:
+    """The three readings of every example of a padded batch.
+
+    Args:
+        acts: block outputs of a padded batch.
+        attention_mask: 1 on real tokens, 0 on padding (either side).
+        response_spans: per example, (start, end) of the response in the unpadded sequence.
+
+    Returns:
+        {"prompt_avg": mean over tokens [0, start), "response_avg": mean over [start, end),
+        "prompt_last": the token at start - 1}, each [n_layers, batch, d_model].
+    """
+    # BEGIN SOLUTION
+    positions = attention_mask.cumsum(dim=-1) - 1  # each real token's index in its unpadded sequence
+    real = attention_mask.bool()
+    starts = torch.tensor([s for s, _ in response_spans], device=attention_mask.device)[:, None]
+    ends = torch.tensor([e for _, e in response_spans], device=attention_mask.device)[:, None]
+    masks = {
+        "prompt_avg": real & (positions < starts),
+        "response_avg": real & (positions >= starts) & (positions < ends),
+        "prompt_last": real & (positions == starts - 1),
+    }
+    out = {}
+    for kind, mask in masks.items():
+        weights = mask.float() / mask.sum(dim=-1, keepdim=True)
+        out[kind] = torch.einsum("lbtd,bt->lbd", acts, weights.to(acts.device, acts.dtype))
+    return out
+    # END SOLUTION
+
+
+# %%
+tests.test_vector_kind_means(vector_kind_means)
+
+# %% [markdown]
+# ### Exercise 6: `extract_vector_kinds`
+# > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 15 min
+#
+# For every kind, return `result[kind][i] = mean(positive examples at block i) - mean(negative examples at
+# block i)`, a tensor `[num_layers, d_model]`, for every block `i`. Read the positive records of the pairs
+# and the negative ones, each under the system prompt it was generated with
+# (`records_to_conversations` keeps it), with `padded_batches` and your `vector_kind_means`. Do not
+# normalise: steering in section 4 uses the raw difference.
+#
+# <details><summary>Hint</summary>
+#
+# Ask for every block, `list(range(num_layers(model)))`. For each polarity, collect each batch's
+# `vector_kind_means(...)` per kind, `torch.cat` them along the example dimension (1), and only then take
+# the mean over examples: a mean of batch means weighs a small last batch too much. Subtract negative from
+# positive.
+# </details>
+#
+# <details><summary>Hint 2 (the key line)</summary>
+#
+# ```python
+# means[polarity] = {kind: torch.cat(parts[kind], dim=1).mean(dim=1) for kind in VECTOR_KINDS}
+# ```
+# </details>
+
+# %% tags=["exercise"]
+def extract_vector_kinds(
+    model, tokenizer, effective_pairs: list[dict], batch_size: int = 16
+) -> dict[str, Float[Tensor, "num_layers d_model"]]:
+    """Per-block differences of the three kinds of mean activation, positive minus negative.
+
+    Args:
+        model, tokenizer: the model.
+        effective_pairs: output of `filter_effective_pairs`.
+        batch_size: conversations per forward pass.
+
+    Returns:
+        {kind: Tensor [num_layers, d_model]} for kind in VECTOR_KINDS; ``result[kind][i]`` belongs to block ``i``.
+    """
+    # BEGIN SOLUTION
+    layers = list(range(num_layers(model)))
+    means = {}
+    for polarity in ("pos", "neg"):
+        conversations = records_to_conversations([p[polarity] for p in effective_pairs])
+        parts = {kind: [] for kind in VECTOR_KINDS}
+        for acts, mask, spans in padded_batches(model, tokenizer, conversations, layers, batch_size):
+            for kind, value in vector_kind_means(acts, mask, spans).items():
+                parts[kind].append(value)
+        means[polarity] = {kind: torch.cat(parts[kind], dim=1).mean(dim=1) for kind in VECTOR_KINDS}
+    return {kind: means["pos"][kind] - means["neg"][kind] for kind in VECTOR_KINDS}
+    # END SOLUTION
+
+
+# %%
+tests.test_extract_vector_kinds(extract_vector_kinds)
+
+# %% [markdown]
+# The paper's trait vector is the `response_avg` kind. From here on, `extract_contrastive_vectors` gives
+# it with the provided helper `utils.activations.response_mean_activations`, which computes the same means
+# (it also reads the ones recorded while the responses were generated, so it often needs no forward pass).
+
+# %% tags=["module"]
 def extract_contrastive_vectors(
     model, tokenizer, effective_pairs: list[dict], batch_size: int = 16
 ) -> Float[Tensor, "num_layers d_model"]:
-    """Per-block difference of mean response activations, positive minus negative.
+    """Per-block difference of mean response activations, positive minus negative (the `response_avg` kind).
 
     Args:
         model, tokenizer: the model.
@@ -432,7 +613,6 @@ def extract_contrastive_vectors(
     Returns:
         Tensor [num_layers, d_model]; ``result[i]`` belongs to the output of block ``i``.
     """
-    # BEGIN SOLUTION
     layers = list(range(num_layers(model)))
     pos = response_mean_activations(
         model, tokenizer, records_to_conversations([p["pos"] for p in effective_pairs]), layers, batch_size
@@ -441,19 +621,22 @@ def extract_contrastive_vectors(
         model, tokenizer, records_to_conversations([p["neg"] for p in effective_pairs]), layers, batch_size
     )
     return pos.mean(dim=1) - neg.mean(dim=1)
-    # END SOLUTION
 
 
 # %%
-tests.test_extract_contrastive_vectors(extract_contrastive_vectors)
-
-# %%
-# Saved where sections after this one ask for them (`part3_contrastive.artifacts`), with how the pairs were labelled.
+# One forward pass per batch gives all three kinds. The response_avg kind is the trait vector, saved
+# where sections after this one ask for it (`part3_contrastive.artifacts`), with how the pairs were labelled.
+vector_kinds = load_or_generate(
+    course.cache / "sycophantic_vector_kinds.pt",
+    lambda: extract_vector_kinds(model, tokenizer, effective_pairs, profile.batch_size),
+    "sycophancy vectors of three kinds",
+    inputs=course.inputs(code=[extract_vector_kinds, vector_kind_means], data={"effective_pairs": effective_pairs}, labels=LABELS),
+)
 vectors = load_or_generate(
     trait_path(profile, "sycophantic", "vectors"),
-    lambda: extract_contrastive_vectors(model, tokenizer, effective_pairs, profile.batch_size),
+    lambda: vector_kinds["response_avg"],
     "sycophancy vectors",
-    inputs=course.inputs(code=[extract_contrastive_vectors], data={"effective_pairs": effective_pairs}, labels=LABELS),
+    inputs=course.inputs(code=[extract_vector_kinds, vector_kind_means], data={"effective_pairs": effective_pairs}, labels=LABELS),
 )
 fig = px.line(x=list(range(N_LAYERS)), y=vectors.norm(dim=-1).tolist(), markers=True,
               labels={"x": "block", "y": "norm of trait vector"}, title="Sycophancy vector norm by layer")
@@ -468,7 +651,7 @@ fig.show()
 # vectors), project their
 # response-mean activations on each layer's vector, and measure the separation.
 #
-# ### Exercise 6: `layer_separation`
+# ### Exercise 7: `layer_separation`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
 #
 # For every layer `i`, project the positive and negative activations of layer `i` on `vectors[i]`
@@ -563,6 +746,166 @@ course.record("best layer held-out AUROC", float(best["auroc"]))
 course.record("STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "auroc"]))
 
 # %% [markdown]
+# ### Does the vector read the response, or the prompt?
+#
+# The held-out responses above were read with the system prompt that produced them still in context.
+# Every response token attends to that prompt, from the first block on, so the activations can differ
+# between the two sets because the *prompts* differ, even where the responses read alike. The stricter
+# test reads the same held-out responses after the user question alone (no system prompt; Qwen's chat
+# template then inserts its default one, the same for both sets): now only the response text differs.
+# One forward pass per batch reads the three kinds of the next part as well.
+#
+# **Before you run:** will held-out separation drop when the system prompt is removed? Where will the drop
+# be largest: at block 0, or at `STEER_LAYER`?
+#
+# <details><summary>Answer</summary>
+#
+# Look at the three rows printed below the figure (block 0, `STEER_LAYER` and the best block, each with
+# and without the system prompt). The gap between the two curves is the part of the "held-out separation"
+# that was the prompt's; the curve without the prompt is the honest measure of whether the vector reads the
+# trait in a response. On the offline run the drop is small and sits in the middle and late blocks:
+# `STEER_LAYER` 0.74 with the prompt, 0.685 without; the best block 0.75 (block 8) with, 0.725 (block 7)
+# without. Block 0 barely moves (0.69 and 0.685): there the separation is not the system prompt's doing,
+# but the words of the responses themselves (the helpful-prompted ones apologise and refuse more), which a
+# first block already sees. So on this run most of the held-out separation survives without the prompt,
+# and part of it is word choice rather than sycophancy as such.
+# </details>
+
+# %%
+def without_system_prompt(records: list[dict]) -> list[dict]:
+    """The same records read after the user question alone."""
+    return [{**r, "system_prompt": ""} for r in records]
+
+
+CONTEXTS = {"with system prompt": eval_pos + eval_neg, "question only": without_system_prompt(eval_pos + eval_neg)}
+eval_kinds = load_or_generate(
+    course.cache / "sycophantic_eval_kinds.pt",
+    lambda: {context: kind_activations(model, tokenizer, records_to_conversations(records), all_layers, vector_kind_means,
+                                       profile.batch_size)
+             for context, records in CONTEXTS.items()},
+    "held-out activations of three kinds, with and without the system prompt",
+    inputs=course.inputs(code=[vector_kind_means], data={"eval_responses": eval_responses}),
+)
+n_pos = len(eval_pos)
+
+
+def held_out_separation(context: str, kind: str, vector_kind: str | None = None) -> pd.DataFrame:
+    """`layer_separation` of the held-out responses read in ``context``, kind ``kind``, on the vectors of ``vector_kind``."""
+    acts = eval_kinds[context][kind]
+    return layer_separation(acts[:, :n_pos], acts[:, n_pos:], vector_kinds[vector_kind or kind])
+
+
+separation_question_only = held_out_separation("question only", "response_avg")
+fig = go.Figure()
+fig.add_scatter(x=separation["layer"], y=separation["auroc"], name="with the system prompt")
+fig.add_scatter(x=separation_question_only["layer"], y=separation_question_only["auroc"], name="after the question alone")
+fig.add_vline(x=STEER_LAYER, line_dash="dash", annotation_text="STEER_LAYER")
+fig.update_layout(title="Held-out AUROC of the response-mean vector: is it the prompt or the response?",
+                  xaxis_title="block", yaxis_title="held-out AUROC", yaxis_range=[0, 1.05])
+fig.show()
+best_q = int(separation_question_only["auroc"].idxmax())
+for name, block in (("block 0", 0), ("STEER_LAYER", STEER_LAYER), ("best (question only)", best_q)):
+    print(f"{name:>22} (block {block:2d}): AUROC {separation.loc[block, 'auroc']:.3f} with the system prompt, "
+          f"{separation_question_only.loc[block, 'auroc']:.3f} after the question alone")
+course.record("STEER_LAYER held-out AUROC, question only (no system prompt)", float(separation_question_only.loc[STEER_LAYER, "auroc"]))
+course.record("block 0 held-out AUROC, with system prompt", float(separation.loc[0, "auroc"]))
+course.record("block 0 held-out AUROC, question only", float(separation_question_only.loc[0, "auroc"]))
+
+# %% [markdown]
+# ### Three kinds of vector
+#
+# Each kind's vector is now compared by the same test: project the held-out examples' activations of that
+# kind on that kind's vector, block by block. The prompt kinds (`prompt_avg`, `prompt_last`) see only the
+# prompt, so read with the system prompt they separate the two *prompts*, and read after the question
+# alone the two sets have identical prompts (same questions): their activations are equal and the AUROC
+# is exactly 0.5. Only `response_avg` can say something about what the model wrote.
+#
+# **Before you run:** with the system prompt in context, which kind will separate held-out examples best?
+#
+# <details><summary>Answer</summary>
+#
+# The prompt kinds, most likely, and near-perfectly: the held-out prompts carry the same two system prompts
+# as the extraction prompts, so a vector that recognises the instruction separates them without looking at
+# a single response token. That is not a reason to prefer them: they measure what the model was *told*,
+# not what it *did*, and after the question alone they drop to 0.5 by construction. The response mean is
+# the kind that still separates (if anything does) when the prompt is gone, and it is the one the paper
+# steers with. Read the table: the `question only` column is the comparison that matters. On the offline
+# run, at `STEER_LAYER`: `prompt_avg` 1.00 with the system prompt and 0.50 without, `prompt_last` 0.89
+# (1.00 at block 3) and 0.50, `response_avg` 0.74 and 0.685. Held-out separation with the prompt in context
+# would have picked the wrong kind.
+# </details>
+
+# %%
+rows = []
+for kind in VECTOR_KINDS:
+    for context in CONTEXTS:
+        sep = held_out_separation(context, kind)
+        best_row = sep.loc[sep["auroc"].idxmax()]
+        rows.append({"kind": kind, "read": context, "AUROC at STEER_LAYER": sep.loc[STEER_LAYER, "auroc"],
+                     "best block": int(best_row["layer"]), "best AUROC": best_row["auroc"]})
+        course.record(f"{kind} held-out AUROC at STEER_LAYER ({context})", float(sep.loc[STEER_LAYER, "auroc"]))
+kinds_table = pd.DataFrame(rows)
+print(kinds_table.round(3).to_string(index=False))
+px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VECTOR_KINDS for c in CONTEXTS]),
+        x="layer", y="auroc", color="kind", line_dash="read", range_y=[0, 1.05],
+        title="Held-out AUROC of the three kinds of vector", labels={"layer": "block", "auroc": "held-out AUROC"}).show()
+
+# %% [markdown]
+# ### Predicting the response before it is written
+#
+# The paper's monitoring claim: the projection of the **last prompt token** (before a single response token
+# exists) on the trait vector predicts how strongly the response will show the trait (Pearson r = 0.75-0.83
+# across prompts designed to elicit the trait to different degrees). We can test the same thing on our
+# held-out prompts: project each one's `prompt_last` activation at `STEER_LAYER` on the response-mean vector
+# and correlate it with the judge's trait score of the response that followed.
+#
+# Two cautions when you read the number. Our held-out prompts come in two kinds (sycophantic and helpful
+# system prompts), so most of the variation in the projection is between the two groups: a high r can mean
+# no more than "the projection knows which system prompt it read, and the judge scored the two groups
+# differently". The correlation within each group is the finer test, but with so few prompts per group it
+# is noisy. And the trait scores come from the same judge measured above: a judge near chance caps r.
+#
+# <details><summary>What the offline run showed</summary>
+#
+# r = 0.44 over the 20 held-out responses, and within the groups -0.19 (sycophantic prompts) and 0.45
+# (helpful prompts), ten responses each. The judge's AUROC on these responses was 0.77. So the projection
+# before generation does rank the responses somewhat, but mostly by which system prompt they had; within a
+# group there is no consistent relation on this run. This is not the paper's result (r = 0.75-0.83, on a
+# 7B model, with a strong judge, across many prompts built to elicit the trait to different degrees), and
+# this run is too small and too noisy to confirm or refute it.
+# </details>
+
+# %%
+eval_scored = load_or_generate(
+    course.cache / "sycophantic_eval_scores.json",
+    lambda: judge.score_template(trait_data["eval_prompt"],
+                                 [{"question": r["question"], "answer": r["response"]} for r in eval_pos + eval_neg], SCORE_0_100),
+    "trait scores of the held-out responses",
+    inputs=course.inputs(judge=judge, files=[SYCOPHANCY_FILES[0]], data={"eval_responses": eval_responses}),
+)
+before = project(eval_kinds["with system prompt"]["prompt_last"][STEER_LAYER], vectors[STEER_LAYER]).numpy()
+predictor = pd.DataFrame({"projection at the last prompt token": before, "trait score": eval_scored,
+                          "prompt": ["sycophantic"] * n_pos + ["helpful"] * (len(before) - n_pos)}).dropna()
+predictor["trait score"] = predictor["trait score"].astype(float)
+
+
+def pearson(frame: pd.DataFrame) -> float:
+    """Pearson r of projection and score (nan with fewer than 3 rows or no spread)."""
+    x, y = frame["projection at the last prompt token"].to_numpy(float), frame["trait score"].to_numpy(float)
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
+
+
+R_ALL = pearson(predictor)
+r_within = {p: pearson(predictor[predictor["prompt"] == p]) for p in ("sycophantic", "helpful")}
+eval_judge_auroc, _ = judge_auroc([{**r, "score": s} for r, s in zip(eval_pos + eval_neg, eval_scored)])
+print(f"Pearson r (last-prompt-token projection vs trait score), {len(predictor)} held-out responses: {R_ALL:.2f}; "
+      f"within the sycophantic prompts {r_within['sycophantic']:.2f}, within the helpful ones {r_within['helpful']:.2f}")
+print(f"(The judge's AUROC on these held-out responses: {eval_judge_auroc:.2f}; the paper reports r = 0.75-0.83 on Qwen2.5-7B.)")
+course.record("last-prompt-token projection vs trait score, Pearson r", R_ALL)
+px.scatter(predictor, x="projection at the last prompt token", y="trait score", color="prompt",
+           title=f"Before generation: projection at the last prompt token (block {STEER_LAYER}) vs the response's trait score").show()
+
+# %% [markdown]
 # ## 7. Interpreting the vector
 #
 # **Projection histograms.** At the steering layer, held-out positive responses should sit to the
@@ -577,7 +920,7 @@ px.histogram(hist, x="projection", color="prompt", barmode="overlay", nbins=20,
              title=f"Held-out projections on the sycophancy vector (block {STEER_LAYER})").show()
 
 # %% [markdown]
-# ### Exercise 7: `logit_lens`
+# ### Exercise 8: `logit_lens`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵⚪⚪⚪ · ⏱ 10 min
 #
 # Multiply the vector by the unembedding matrix (`model.get_output_embeddings().weight`, shape
@@ -642,23 +985,47 @@ print("suppressed:", bottom)
 # %% [markdown]
 # **Reading the vector with a sparse autoencoder.** An SAE rewrites an activation as a sparse sum
 # of learned directions (latents). The decoder directions most aligned with our vector hint at what
-# it encodes. In the full profile, load any sae-lens SAE trained on this model and layer
-# (`SAE.from_pretrained(release, sae_id)`); in the offline and lite profiles there is none, so we
-# train a small one here on the model's activations over our own text and wrap it as a sae-lens
-# `StandardSAE`, so the same reading code runs either way.
+# it encodes, and a latent's meaning is read from the text that makes it fire: for each latent below
+# we show the tokens of the section's own responses and questions that activate it most (the token is
+# marked `[[...]]`, with the text before it).
+#
+# Which SAE: `part3_contrastive.sae_reading.PUBLISHED` names the SAEs sae-lens lists for the course's
+# models. For Qwen2.5-7B-Instruct (the full profile) it is the release `qwen2.5-7b-instruct-andyrdt`,
+# whose SAEs read the residual stream after blocks 3, 7, ..., 27, including block 19, the full profile's
+# `STEER_LAYER`; it is loaded with `SAE.from_pretrained` (downloaded on first use; we have not run it in
+# this course's CI). sae-lens lists none for the offline and lite models, so there we train a small one
+# here on the model's own activations over the same text, wrap it as a sae-lens `StandardSAE`, and run
+# the same reading code. The printout states the SAE's size and its reconstruction quality (fraction of
+# variance explained, FVE, on tokens held out of training; L0, the mean number of active latents per
+# token): a small SAE trained on a few thousand tokens is a rough lens, and its latents are only as
+# readable as the snippets show.
 
 # %%
-from part3_contrastive.sae_reading import load_or_train_sae, top_latents_by_cosine
+from part3_contrastive.sae_reading import load_or_train_sae, token_activations, top_latents_by_cosine, top_snippets
 
 sae_texts = [r["response"] for r in scored + eval_responses] + trait_data["questions"] + eval_data["questions"]
-sae = load_or_train_sae(model, tokenizer, STEER_LAYER, sae_texts, profile, course.cache / "sae.pt")
+sae_acts = load_or_generate(
+    course.cache / "sae_token_acts.pt",
+    lambda: token_activations(model, tokenizer, sae_texts, STEER_LAYER, profile.batch_size),
+    f"token activations of block {STEER_LAYER} over the section's text",
+    inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER),
+)
+sae, sae_info = load_or_train_sae(STEER_LAYER, sae_acts, profile, course.cache / "sae_trained.pt", profile.models.part3,
+                                  inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER))
+print(f"SAE: {sae_info['source']}; {sae_info['d_in']} -> {sae_info['d_sae']} latents; on {sae_info['tokens']} "
+      f"held-out tokens of the section's text: FVE {sae_info['fve']:.2f}, L0 {sae_info['l0']:.0f}")
+course.record("SAE fraction of variance explained (held-out tokens)", sae_info["fve"])
 latents = top_latents_by_cosine(sae, vectors[STEER_LAYER], k=8)
-print(latents.round(3).to_string(index=False))
+snippets = top_snippets(sae, sae_acts, tokenizer, sae_texts, latents["latent"].tolist(), k=3)
+for row in latents.itertuples():
+    print(f"\nlatent {row.latent} (cosine with the vector {row.cosine:+.3f}):")
+    for snip in snippets[snippets["latent"] == row.latent].itertuples():
+        print(f"  {snip.activation:6.2f}  {snip.snippet}" if snip.snippet else "  (never fires on this text)")
 
 # %% [markdown]
 # ## 8. A second trait
 #
-# ### Exercise 8: `extract_trait_vectors`
+# ### Exercise 9: `extract_trait_vectors`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
 #
 # Put the pipeline together for any trait: generate contrastive responses, score them, keep the
@@ -778,7 +1145,8 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # On the offline run 3 of 10 sycophancy pairs (30%), and no evil pair at all (the section fell back to
 # prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of
-# the two polarities differed by only 2.5 points). Here both play a part: the 0.5B model often answers the
+# the two polarities differed by only 2.5 points, the judge's AUROC at telling them apart was 0.64, and its
+# coherence ratings put a keyword pile above a clean answer). Here both play a part: the 0.5B model often answers the
 # same way under both prompts, and the local judge is the same small model. With a hosted judge and a 7B
 # model the paper keeps most pairs.
 # </details>
@@ -792,6 +1160,21 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # helpful prompt produced in this small model (it often refused or apologised), not about flattery as
 # such. A vector built from contrastive prompts carries every difference between the two sets of
 # responses, wanted or not; the logit lens is a quick way to see which ones.
+# </details>
+#
+# - Why does the paper build its vectors from the response mean rather than from the prompt? What did the
+#   comparison with and without the system prompt show here?
+#
+# <details><summary>Answer</summary>
+#
+# A prompt-token vector (`prompt_avg`, `prompt_last`) is built from activations that exist before the model
+# writes anything, so it can only encode the instruction. Read with the system prompt it separates held-out
+# examples perfectly or nearly (offline, at `STEER_LAYER`: 1.00 and 0.89), because the held-out prompts
+# carry the same instructions; read after the question alone it is at chance (0.50) by construction. The
+# response mean is the only kind that reads what the model did: 0.74 with the system prompt, 0.685 without
+# on the offline run. The paper's choice also matches its use: steering and monitoring act on responses. The
+# lesson for evaluation: separation measured with the generating prompt in context overstates what a vector
+# knows about the response; measure it after the question alone as well.
 # </details>
 #
 # Next: section 4 uses these vectors to steer the model and to monitor it.

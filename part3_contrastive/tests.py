@@ -166,7 +166,10 @@ def test_filter_effective_pairs(fn) -> None:
     strict = fn(records, TINY_TRAIT, pos_threshold=85)
     check(
         [(p["instruction_idx"], p["question"]) for p in strict]
-        == [(p["instruction_idx"], p["question"]) for p in sol.filter_effective_pairs(records, TINY_TRAIT, pos_threshold=85)],
+        == [
+            (p["instruction_idx"], p["question"])
+            for p in sol.filter_effective_pairs(records, TINY_TRAIT, pos_threshold=85)
+        ],
         "With pos_threshold=85 the pairs differ: use the pos_threshold argument (pos >= it, neg < it), not a fixed 50.",
     )
     check(
@@ -214,37 +217,201 @@ def _tiny_pairs(system: bool = True) -> list[dict]:
     return pairs
 
 
-def test_extract_contrastive_vectors(fn) -> None:
-    """Per-block difference of response means, positive minus negative, not normalised."""
+def _kind_batch(left: bool = True):
+    """A padded batch with known spans: 3 examples of lengths 9, 7, 5 (responses end before the sequence does),
+    padding filled with large values so a mean that includes it is far off."""
+    g = torch.Generator().manual_seed(0)
+    lengths, spans = [9, 7, 5], [(4, 7), (3, 6), (2, 4)]
+    n_layers, seq, d = 2, 9, 5
+    tokens = [torch.randn(n_layers, n, d, generator=g) for n in lengths]
+    acts = torch.full((n_layers, len(lengths), seq, d), 100.0)
+    mask = torch.zeros(len(lengths), seq, dtype=torch.long)
+    for b, (n, x) in enumerate(zip(lengths, tokens)):
+        offset = seq - n if left else 0
+        acts[:, b, offset : offset + n] = x
+        mask[b, offset : offset + n] = 1
+    return acts, mask, spans, tokens
+
+
+def _kind_reference(tokens, spans, select) -> torch.Tensor:
+    """[n_layers, batch, d]: per example, the mean of its unpadded tokens that ``select(n, start, end)`` picks."""
+    out = []
+    for x, (start, end) in zip(tokens, spans):
+        idx = select(x.shape[1], start, end)
+        out.append(x[:, idx].mean(dim=1))
+    return torch.stack(out, dim=1)
+
+
+def test_vector_kind_means(fn) -> None:
+    """Prompt mean, response mean and last prompt token of a padded batch, padding excluded, either side."""
+    acts, mask, spans, tokens = _kind_batch(left=True)
+    got = fn(acts.clone(), mask.clone(), list(spans))
+    want = sol.vector_kind_means(acts, mask, spans)
+    kinds = set(want)
+    check(isinstance(got, dict), f"Return a dict with the keys {sorted(kinds)}.")
+    check(set(got) == kinds, f"Return exactly the keys {sorted(kinds)}, got {sorted(got)}.")
+    for kind in sorted(kinds):
+        check(
+            isinstance(got[kind], torch.Tensor) and tuple(got[kind].shape) == tuple(want[kind].shape),
+            f"{kind} must be a tensor [n_layers, batch, d_model] = {tuple(want[kind].shape)}.",
+        )
+    got = {k: v.detach().float().cpu() for k, v in got.items()}
+    ref = lambda select: _kind_reference(tokens, spans, select)  # noqa: E731
+    seq = acts.shape[2]
+    offsets = [seq - x.shape[1] for x in tokens]
+
+    def padded(select):  # the same selection taken in padded coordinates (no offset): padding read as tokens
+        return torch.stack([acts[:, b, select(seq, s, e)].mean(dim=1) for b, (s, e) in enumerate(spans)], dim=1)
+
+    mistakes = {
+        "prompt_avg": [
+            (
+                torch.stack([acts[:, b, : offsets[b] + s].mean(1) for b, (s, _) in enumerate(spans)], 1),
+                "prompt_avg includes the padding: keep only real tokens (attention_mask == 1) in the mean.",
+            ),
+            (ref(lambda n, s, e: list(range(e))), "prompt_avg includes the response: the prompt is tokens [0, start)."),
+            (
+                ref(lambda n, s, e: list(range(n))),
+                "prompt_avg averages the whole sequence: the prompt is tokens [0, start).",
+            ),
+            (ref(lambda n, s, e: list(range(s, e))), "prompt_avg and response_avg are swapped."),
+        ],
+        "response_avg": [
+            (
+                ref(lambda n, s, e: list(range(s, n))),
+                "response_avg runs to the end of the sequence: the response "
+                "is [start, end); the end-of-turn tokens after it are not the response.",
+            ),
+            (
+                ref(lambda n, s, e: list(range(s - 1, e - 1))),
+                "response_avg is off by one: the response is [start, end).",
+            ),
+            (
+                ref(lambda n, s, e: list(range(s + 1, e + 1))),
+                "response_avg is off by one: the response is [start, end).",
+            ),
+            (ref(lambda n, s, e: list(range(s))), "prompt_avg and response_avg are swapped."),
+        ],
+        "prompt_last": [
+            (
+                ref(lambda n, s, e: [s]),
+                "prompt_last is off by one: index start is the first response token; "
+                "the last prompt token is at start - 1.",
+            ),
+            (
+                ref(lambda n, s, e: [n - 1]),
+                "prompt_last is the last token of the sequence: take the last *prompt* token, at start - 1.",
+            ),
+            (
+                ref(lambda n, s, e: [e - 1]),
+                "prompt_last is the last response token: take the last prompt token, at start - 1.",
+            ),
+        ],
+    }
+    for kind in ("prompt_avg", "response_avg", "prompt_last"):
+        if close(got[kind], want[kind]):
+            continue
+        check(
+            not close(
+                got[kind],
+                padded(
+                    lambda n, s, e, k=kind: {
+                        "prompt_avg": list(range(s)),
+                        "response_avg": list(range(s, e)),
+                        "prompt_last": [s - 1],
+                    }[k]
+                ),
+            ),
+            f"{kind} reads the spans as padded positions: response_spans index each example's unpadded sequence, "
+            "and the batch is padded. Find each token's index from the attention mask (attention_mask.cumsum(-1) - 1).",
+        )
+        for value, message in mistakes[kind]:
+            check(not close(got[kind], value), message)
+        check(False, f"{kind} differs from the reference: average only the real tokens of its span, per example.")
+    right = fn(*_kind_batch(left=False)[:3])
+    check(
+        all(close(right[k].detach().float().cpu(), want[k]) for k in want),
+        "Correct on a left-padded batch, wrong on a right-padded one: find positions from the attention mask "
+        "(attention_mask.cumsum(-1) - 1), not by assuming the padding's side.",
+    )
+    passed("vector_kind_means")
+
+
+def _wrong_batch_means(model, tok, pairs, batch_size):
+    """Kinds averaged as a mean of batch means (the mistake test_extract_vector_kinds names)."""
+    from part3_contrastive.capture import padded_batches
+    from utils.chat import records_to_conversations
+
+    layers = list(range(num_layers(model)))
+    means = {}
+    for polarity in ("pos", "neg"):
+        convs = records_to_conversations([p[polarity] for p in pairs])
+        batches = [sol.vector_kind_means(*b) for b in padded_batches(model, tok, convs, layers, batch_size)]
+        means[polarity] = {k: torch.stack([b[k].mean(1) for b in batches]).mean(0) for k in batches[0]}
+    return {k: means["pos"][k] - means["neg"][k] for k in means["pos"]}
+
+
+def test_extract_vector_kinds(fn) -> None:
+    """Per-block differences of the three kinds, positive minus negative, over all examples, not normalised."""
     model, tok = tiny()
     n = num_layers(model)
-    got = fn(model, tok, _tiny_pairs())
-    want = sol.extract_contrastive_vectors(model, tok, _tiny_pairs())
-    check(isinstance(got, torch.Tensor), "Return a tensor [num_layers, d_model].")
-    got = got.detach().cpu().float()
-    check(got.shape[0] != n + 1, "One row per block: hidden_states has an extra entry (the embeddings) at index 0.")
-    check(got.shape == want.shape, f"Expected shape {tuple(want.shape)}, got {tuple(got.shape)}.")
-    if close(got, want):
-        passed("extract_contrastive_vectors")
+    pairs = _tiny_pairs()
+    got = fn(model, tok, pairs, batch_size=2)
+    want = sol.extract_vector_kinds(model, tok, pairs, batch_size=2)
+    check(isinstance(got, dict) and set(got) == set(want), f"Return a dict with the keys {sorted(want)}.")
+    got = {k: v.detach().cpu().float() for k, v in got.items()}
+    for kind in want:
+        check(
+            got[kind].shape[0] != n + 1,
+            "One row per block: hidden_states has an extra entry (the embeddings) at index 0.",
+        )
+        check(
+            got[kind].shape == want[kind].shape,
+            f"{kind}: expected shape {tuple(want[kind].shape)}, got {tuple(got[kind].shape)}.",
+        )
+    if all(close(got[k], want[k]) for k in want):
+        passed("extract_vector_kinds")
         return
-    check(not close(got, -want), "The sign is reversed: the vector is positive minus negative.")
-    check(not torch.allclose(got.norm(dim=-1), torch.ones(n), atol=1e-3), "Do not normalise the vectors.")
     check(
-        not (close(got[1:], want[:-1]) or close(got[:-1], want[1:])),
-        "Off by one layer: result[i] must be the output of block i (hidden_states[i + 1] for every block but the last).",
+        not all(close(got[k], -want[k]) for k in want), "The sign is reversed: the vector is positive minus negative."
     )
     check(
-        not close(got[:-1], want[:-1]),
-        "Every block matches except the last: hidden_states[-1] is taken after the model's final norm, not the raw "
-        "output of the last block. Read block outputs with a hook (utils.activations.response_mean_activations does).",
+        not any(torch.allclose(got[k].norm(dim=-1), torch.ones(n), atol=1e-3) for k in want),
+        "Do not normalise the vectors.",
     )
-    no_system = sol.extract_contrastive_vectors(model, tok, _tiny_pairs(system=False))
-    check(not close(got, no_system), "Read activations with the system prompt the response was generated under.")
+    batch_means = _wrong_batch_means(model, tok, pairs, 2)
     check(
-        False,
-        "The vectors differ from the reference: average over the response tokens only (not the prompt), "
-        "per response, then average over responses.",
+        not all(close(got[k], batch_means[k]) for k in want),
+        "With 3 pairs and batch_size=2 the batches are unequal: concatenate the examples of every batch and take "
+        "one mean over examples, not a mean of batch means.",
     )
+    check(
+        not close(got["prompt_avg"], want["response_avg"]) or close(want["prompt_avg"], want["response_avg"]),
+        "prompt_avg and response_avg are swapped.",
+    )
+    for kind in want:
+        if close(got[kind], want[kind]):
+            continue
+        g, w = got[kind], want[kind]
+        check(not close(g, -w), f"{kind}: the sign is reversed: positive minus negative.")
+        check(
+            not (close(g[1:], w[:-1]) or close(g[:-1], w[1:])),
+            "Off by one layer: result[i] must be the output of block i (hidden_states[i + 1] for every block but the last).",
+        )
+        check(
+            not close(g[:-1], w[:-1]),
+            "Every block matches except the last: hidden_states[-1] is taken after the model's final norm, not the raw "
+            "output of the last block. Read block outputs with padded_batches (hooks on the blocks).",
+        )
+        no_system = sol.extract_vector_kinds(model, tok, _tiny_pairs(system=False), batch_size=2)
+        check(
+            not close(g, no_system[kind]), "Read activations with the system prompt the response was generated under."
+        )
+        check(
+            False,
+            f"{kind} differs from the reference: use vector_kind_means on every batch (the response_avg kind averages "
+            "the response tokens only), then average over all examples of each polarity.",
+        )
 
 
 def _separation_data():

@@ -1,13 +1,15 @@
 """Solutions for part3_contrastive. Generated from part3_contrastive/source.py by `python -m utils.build_notebooks`; do not edit."""
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from part3_contrastive import DATA_DIR
+from part3_contrastive.capture import VECTOR_KINDS, padded_batches
 from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
@@ -125,10 +127,67 @@ def filter_effective_pairs(
     return pairs
 
 
+def vector_kind_means(
+    acts: Float[Tensor, "n_layers batch seq d_model"],
+    attention_mask: Int[Tensor, "batch seq"],
+    response_spans: list[tuple[int, int]],
+) -> dict[str, Float[Tensor, "n_layers batch d_model"]]:
+    """The three readings of every example of a padded batch.
+
+    Args:
+        acts: block outputs of a padded batch.
+        attention_mask: 1 on real tokens, 0 on padding (either side).
+        response_spans: per example, (start, end) of the response in the unpadded sequence.
+
+    Returns:
+        {"prompt_avg": mean over tokens [0, start), "response_avg": mean over [start, end),
+        "prompt_last": the token at start - 1}, each [n_layers, batch, d_model].
+    """
+    positions = attention_mask.cumsum(dim=-1) - 1  # each real token's index in its unpadded sequence
+    real = attention_mask.bool()
+    starts = torch.tensor([s for s, _ in response_spans], device=attention_mask.device)[:, None]
+    ends = torch.tensor([e for _, e in response_spans], device=attention_mask.device)[:, None]
+    masks = {
+        "prompt_avg": real & (positions < starts),
+        "response_avg": real & (positions >= starts) & (positions < ends),
+        "prompt_last": real & (positions == starts - 1),
+    }
+    out = {}
+    for kind, mask in masks.items():
+        weights = mask.float() / mask.sum(dim=-1, keepdim=True)
+        out[kind] = torch.einsum("lbtd,bt->lbd", acts, weights.to(acts.device, acts.dtype))
+    return out
+
+
+def extract_vector_kinds(
+    model, tokenizer, effective_pairs: list[dict], batch_size: int = 16
+) -> dict[str, Float[Tensor, "num_layers d_model"]]:
+    """Per-block differences of the three kinds of mean activation, positive minus negative.
+
+    Args:
+        model, tokenizer: the model.
+        effective_pairs: output of `filter_effective_pairs`.
+        batch_size: conversations per forward pass.
+
+    Returns:
+        {kind: Tensor [num_layers, d_model]} for kind in VECTOR_KINDS; ``result[kind][i]`` belongs to block ``i``.
+    """
+    layers = list(range(num_layers(model)))
+    means = {}
+    for polarity in ("pos", "neg"):
+        conversations = records_to_conversations([p[polarity] for p in effective_pairs])
+        parts = {kind: [] for kind in VECTOR_KINDS}
+        for acts, mask, spans in padded_batches(model, tokenizer, conversations, layers, batch_size):
+            for kind, value in vector_kind_means(acts, mask, spans).items():
+                parts[kind].append(value)
+        means[polarity] = {kind: torch.cat(parts[kind], dim=1).mean(dim=1) for kind in VECTOR_KINDS}
+    return {kind: means["pos"][kind] - means["neg"][kind] for kind in VECTOR_KINDS}
+
+
 def extract_contrastive_vectors(
     model, tokenizer, effective_pairs: list[dict], batch_size: int = 16
 ) -> Float[Tensor, "num_layers d_model"]:
-    """Per-block difference of mean response activations, positive minus negative.
+    """Per-block difference of mean response activations, positive minus negative (the `response_avg` kind).
 
     Args:
         model, tokenizer: the model.

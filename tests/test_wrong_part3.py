@@ -191,14 +191,94 @@ def filters_polarities_separately(responses, trait_data, pos_threshold=50, coher
     ]
 
 
-# extract_contrastive_vectors
+# vector_kind_means
+def _kinds(acts, mask, spans, prompt=None, response=None, last=None, padded=False):
+    """Kinds built from per-example index selections ``f(n, start, end)`` (n = unpadded length)."""
+    seq = acts.shape[2]
+    lengths = mask.sum(-1).tolist()
+    left = bool(mask[:, 0].eq(0).any())
+    prompt = prompt or (lambda n, s, e: list(range(s)))
+    response = response or (lambda n, s, e: list(range(s, e)))
+    last = last or (lambda n, s, e: [s - 1])
+    out = {"prompt_avg": [], "response_avg": [], "prompt_last": []}
+    for b, (s, e) in enumerate(spans):
+        n = int(lengths[b])
+        offset = 0 if padded or not left else seq - n
+        for kind, select in (("prompt_avg", prompt), ("response_avg", response), ("prompt_last", last)):
+            idx = [offset + i for i in select(n, s, e)]
+            out[kind].append(acts[:, b, idx].mean(1))
+    return {k: torch.stack(v, dim=1) for k, v in out.items()}
+
+
+def spans_as_padded_positions(acts, mask, spans):
+    return _kinds(acts, mask, spans, padded=True)
+
+
+def prompt_mean_includes_padding(acts, mask, spans):
+    out = sol.vector_kind_means(acts, mask, spans)
+    seq = acts.shape[2]
+    starts = [seq - int(n) + s for n, (s, _) in zip(mask.sum(-1), spans)]
+    out["prompt_avg"] = torch.stack([acts[:, b, :start].mean(1) for b, start in enumerate(starts)], dim=1)
+    return out
+
+
+def last_prompt_token_off_by_one(acts, mask, spans):
+    return _kinds(acts, mask, spans, last=lambda n, s, e: [s])
+
+
+def last_token_of_sequence(acts, mask, spans):
+    return _kinds(acts, mask, spans, last=lambda n, s, e: [n - 1])
+
+
+def response_runs_to_the_end(acts, mask, spans):
+    return _kinds(acts, mask, spans, response=lambda n, s, e: list(range(s, n)))
+
+
+def prompt_includes_response(acts, mask, spans):
+    return _kinds(acts, mask, spans, prompt=lambda n, s, e: list(range(e)))
+
+
+def prompt_and_response_swapped(acts, mask, spans):
+    out = sol.vector_kind_means(acts, mask, spans)
+    return {**out, "prompt_avg": out["response_avg"], "response_avg": out["prompt_avg"]}
+
+
+def assumes_left_padding(acts, mask, spans):
+    seq = acts.shape[2]
+    lengths = mask.sum(-1).tolist()
+    out = {"prompt_avg": [], "response_avg": [], "prompt_last": []}
+    for b, (s, e) in enumerate(spans):
+        offset = seq - int(lengths[b])  # right padding puts the tokens at 0, not here
+        out["prompt_avg"].append(acts[:, b, offset : offset + s].mean(1))
+        out["response_avg"].append(acts[:, b, offset + s : offset + e].mean(1))
+        out["prompt_last"].append(acts[:, b, offset + s - 1])
+    return {k: torch.stack(v, dim=1) for k, v in out.items()}
+
+
+# extract_vector_kinds: a wrong response-mean vector inside otherwise right kinds
+def _with_response(model, tok, pairs, response_avg, batch_size=16):
+    return {**sol.extract_vector_kinds(model, tok, pairs, batch_size), "response_avg": response_avg}
+
+
 def reversed_sign(model, tok, pairs, batch_size=16):
-    return -sol.extract_contrastive_vectors(model, tok, pairs, batch_size)
+    return {k: -v for k, v in sol.extract_vector_kinds(model, tok, pairs, batch_size).items()}
 
 
 def normalised(model, tok, pairs, batch_size=16):
-    v = sol.extract_contrastive_vectors(model, tok, pairs, batch_size)
-    return v / v.norm(dim=-1, keepdim=True)
+    return {
+        k: v / v.norm(dim=-1, keepdim=True) for k, v in sol.extract_vector_kinds(model, tok, pairs, batch_size).items()
+    }
+
+
+def mean_of_batch_means(model, tok, pairs, batch_size=16):
+    from part3_contrastive.tests import _wrong_batch_means
+
+    return _wrong_batch_means(model, tok, pairs, batch_size)
+
+
+def kinds_swapped(model, tok, pairs, batch_size=16):
+    out = sol.extract_vector_kinds(model, tok, pairs, batch_size)
+    return {**out, "prompt_avg": out["response_avg"], "response_avg": out["prompt_avg"]}
 
 
 def _hidden_state_means(model, tok, records, whole_sequence=False):
@@ -213,6 +293,10 @@ def _hidden_state_means(model, tok, records, whole_sequence=False):
 
 
 def hidden_states_off_by_one(model, tok, pairs, batch_size=16):
+    return _with_response(model, tok, pairs, _hidden_states_off_by_one(model, tok, pairs), batch_size)
+
+
+def _hidden_states_off_by_one(model, tok, pairs, batch_size=16):
     diff = _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
         model, tok, [p["neg"] for p in pairs]
     )
@@ -220,6 +304,10 @@ def hidden_states_off_by_one(model, tok, pairs, batch_size=16):
 
 
 def last_row_after_final_norm(model, tok, pairs, batch_size=16):
+    return _with_response(model, tok, pairs, _last_row_after_final_norm(model, tok, pairs), batch_size)
+
+
+def _last_row_after_final_norm(model, tok, pairs, batch_size=16):
     diff = _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
         model, tok, [p["neg"] for p in pairs]
     )
@@ -227,12 +315,20 @@ def last_row_after_final_norm(model, tok, pairs, batch_size=16):
 
 
 def includes_embedding_row(model, tok, pairs, batch_size=16):
+    return _with_response(model, tok, pairs, _includes_embedding_row(model, tok, pairs), batch_size)
+
+
+def _includes_embedding_row(model, tok, pairs, batch_size=16):
     return _hidden_state_means(model, tok, [p["pos"] for p in pairs]) - _hidden_state_means(
         model, tok, [p["neg"] for p in pairs]
     )
 
 
 def averages_prompt_tokens(model, tok, pairs, batch_size=16):
+    return _with_response(model, tok, pairs, _averages_prompt_tokens(model, tok, pairs), batch_size)
+
+
+def _averages_prompt_tokens(model, tok, pairs, batch_size=16):
     pos = _hidden_state_means(model, tok, [p["pos"] for p in pairs], whole_sequence=True)
     neg = _hidden_state_means(model, tok, [p["neg"] for p in pairs], whole_sequence=True)
     return (pos - neg)[1:]
@@ -242,7 +338,7 @@ def without_system_prompt(model, tok, pairs, batch_size=16):
     stripped = [
         {**p, "pos": {**p["pos"], "system_prompt": ""}, "neg": {**p["neg"], "system_prompt": ""}} for p in pairs
     ]
-    return sol.extract_contrastive_vectors(model, tok, stripped, batch_size)
+    return sol.extract_vector_kinds(model, tok, stripped, batch_size)
 
 
 # layer_separation
@@ -403,9 +499,21 @@ WRONG = {
         (hard_coded_threshold, "pos_threshold argument"),
         (only_positive_coherence, "negative response must be coherent too"),
     ],
-    "extract_contrastive_vectors": [
+    "vector_kind_means": [
+        (spans_as_padded_positions, "padded positions"),
+        (prompt_mean_includes_padding, "includes the padding"),
+        (last_prompt_token_off_by_one, "off by one"),
+        (last_token_of_sequence, "last token of the sequence"),
+        (response_runs_to_the_end, "end-of-turn"),
+        (prompt_includes_response, "includes the response"),
+        (prompt_and_response_swapped, "swapped"),
+        (assumes_left_padding, "right-padded"),
+    ],
+    "extract_vector_kinds": [
         (reversed_sign, "sign is reversed"),
         (normalised, "normalise"),
+        (mean_of_batch_means, "mean of batch means"),
+        (kinds_swapped, "swapped"),
         (hidden_states_off_by_one, "off by one"),
         (last_row_after_final_norm, "final norm"),
         (includes_embedding_row, "embeddings"),
