@@ -49,7 +49,6 @@ def _single_thread(check_fn):
     return wrapper
 
 
-
 @contextmanager
 def _sentinel(module):
     """A do-nothing hook of someone else's on ``module``: it must survive the student's code."""
@@ -128,7 +127,10 @@ def test_record_hook_shapes(fn) -> None:
         "The first pass saw only the raw prompt: apply the chat template "
         "(render(build_messages(prompt), tokenizer, add_generation_prompt=True)).",
     )
-    check(shapes[0] == (1, templated, d), f"The first pass (prefill) should have shape (1, {templated}, {d}), got {shapes[0]}.")
+    check(
+        shapes[0] == (1, templated, d),
+        f"The first pass (prefill) should have shape (1, {templated}, {d}), got {shapes[0]}.",
+    )
     check(
         all(s[1] == 1 for s in shapes[1:]),
         "Later passes see the whole sequence again: generation should use the KV cache (use_cache=True, the default), "
@@ -172,7 +174,10 @@ def test_ConversationAnalyzer(cls) -> None:
         acts = got.extract_turn_activations(TINY_CONVERSATION)
     finally:
         counter.remove()
-    check(hook_counts(model) == before, "A hook is still registered after extract_turn_activations: remove it in a finally.")
+    check(
+        hook_counts(model) == before,
+        "A hook is still registered after extract_turn_activations: remove it in a finally.",
+    )
     check(
         isinstance(acts, (list, tuple)) and len(acts) == len(spans),
         f"Return one mean vector per assistant turn ({len(spans)}), got "
@@ -217,18 +222,28 @@ def test_ConversationAnalyzer(cls) -> None:
             "Off by one layer: read the output of block `layer` itself (with output_hidden_states, that is "
             "hidden_states[layer + 1], for every block but the last).",
         )
-        check(False, "The per-turn means differ from the reference: hook block `layer`, run the full conversation "
-                     "once, and average each assistant span of the output.")
+        check(
+            False,
+            "The per-turn means differ from the reference: hook block `layer`, run the full conversation "
+            "once, and average each assistant span of the output.",
+        )
 
     proj = got.project_onto_axis(TINY_CONVERSATION)
     want_proj = want.project_onto_axis(TINY_CONVERSATION)
-    check(isinstance(proj, (list, tuple)) and len(proj) == len(want_proj), "project_onto_axis returns one float per turn.")
+    check(
+        isinstance(proj, (list, tuple)) and len(proj) == len(want_proj), "project_onto_axis returns one float per turn."
+    )
     proj_t = torch.tensor([float(p) for p in proj])
     want_t = torch.tensor(want_proj)
     raw_dot = torch.stack(want_acts) @ axis
     cosine = torch.nn.functional.cosine_similarity(torch.stack(want_acts), axis[None], dim=-1)
-    check(not torch.allclose(proj_t, raw_dot, atol=1e-3), "Normalise the axis: the projection is a . v / |v|, not a . v.")
-    check(not torch.allclose(proj_t, cosine, atol=1e-4), "Divide by |v| only: the projection a . v / |v| keeps |a| (it is not the cosine).")
+    check(
+        not torch.allclose(proj_t, raw_dot, atol=1e-3), "Normalise the axis: the projection is a . v / |v|, not a . v."
+    )
+    check(
+        not torch.allclose(proj_t, cosine, atol=1e-4),
+        "Divide by |v| only: the projection a . v / |v| keeps |a| (it is not the cosine).",
+    )
     check(torch.allclose(proj_t, want_t, atol=1e-3), f"Expected projections {want_proj}, got {proj_t.tolist()}.")
     check(hook_counts(model) == before, "A hook is still registered after project_onto_axis: remove it in a finally.")
     passed("ConversationAnalyzer")
@@ -306,7 +321,10 @@ def test_rate_drift(fn) -> None:
         f"got {[len(g) for g in got]}.",
     )
     if sent != want_prompts:
-        check(len(sent) == len(want_prompts), f"Expected {len(want_prompts)} judge prompts (one per assistant turn), got {len(sent)}.")
+        check(
+            len(sent) == len(want_prompts),
+            f"Expected {len(want_prompts)} judge prompts (one per assistant turn), got {len(sent)}.",
+        )
         check(
             not any("mentions" in s and "mentions {reply}" not in s for s in sent),
             "Fill the template with one str.format call: chained .replace() also substitutes text inside a message "
@@ -315,11 +333,12 @@ def test_rate_drift(fn) -> None:
         for s, w in zip(sent, want_prompts):
             user_w = w.split("U[", 1)[1].split("] R[", 1)[0]
             reply_w = w.split("R[", 1)[1][:-1]
-            check(not (s.count(reply_w) > 1 or f"Assistant: {reply_w}" in s), "The history contains the reply being rated: "
-                  "the history holds only the exchanges before the user message that the turn answers.")
             check(
-                f"U[{reply_w}]" not in s, "The user message and the reply are swapped in the template."
+                not (s.count(reply_w) > 1 or f"Assistant: {reply_w}" in s),
+                "The history contains the reply being rated: "
+                "the history holds only the exchanges before the user message that the turn answers.",
             )
+            check(f"U[{reply_w}]" not in s, "The user message and the reply are swapped in the template.")
             check(
                 s.count(user_w) == 1 or user_w.startswith("v1") or user_w.startswith("u1"),
                 "The user message being answered also appears in the history: the history ends before it.",
@@ -328,8 +347,11 @@ def test_rate_drift(fn) -> None:
             not any("Be kind." in s for s in sent),
             "The system prompt is not an exchange: leave it out of the history.",
         )
-        check(False, f"Judge prompts differ from the expected ones, e.g. {want_prompts[2]!r} vs {sent[2]!r}: the history "
-                     "is format_exchanges of the last context_turns user/assistant pairs before the user message.")
+        check(
+            False,
+            f"Judge prompts differ from the expected ones, e.g. {want_prompts[2]!r} vs {sent[2]!r}: the history "
+            "is format_exchanges of the last context_turns user/assistant pairs before the user message.",
+        )
     judge2, calls2 = _recording_judge()
     ref2, ref_calls2 = _recording_judge()
     fn(DRIFT_CONVERSATIONS, judge2, DRIFT_TEMPLATE, context_turns=2)
@@ -465,7 +487,10 @@ def test_generate_with_steering(fn) -> None:
         check(False, f"Generation failed ({type(err).__name__}: {err}): {OUTPUT0_HINT}.")
     check(hook_counts(model) == before, "A hook is still registered after generation: remove it in a finally block.")
     passes = len(seen["next_in"])
-    check(passes > 0 and len(seen["raw"]) == passes, "Generate with the model (generate_replies) while the hook is registered.")
+    check(
+        passes > 0 and len(seen["raw"]) == passes,
+        "Generate with the model (generate_replies) while the hook is registered.",
+    )
     check(
         all(r.shape == n.shape for r, n in zip(seen["raw_clone"], seen["next_in"])),
         f"The hook changed the shape of the block's output: {OUTPUT0_HINT}.",
@@ -477,7 +502,10 @@ def test_generate_with_steering(fn) -> None:
     )
     unit, raw_v = unit_vector(vector), vector.float()
     diffs = [n - c for c, n in zip(seen["raw_clone"], seen["next_in"])]
-    check(not all(d.abs().max() < 1e-6 for d in diffs), "The block's output is unchanged: return the steered tensor from the hook.")
+    check(
+        not all(d.abs().max() < 1e-6 for d in diffs),
+        "The block's output is unchanged: return the steered tensor from the hook.",
+    )
     check(
         not all(torch.allclose(d, alpha * raw_v.expand_as(d), atol=1e-3) for d in diffs),
         "You added alpha times the raw vector: normalise the steering vector to unit length first.",
@@ -539,7 +567,10 @@ def test_compute_capping_thresholds(fn) -> None:
     for percentile in (25.0, 10.0, 50.0):
         got = fn(data, percentile)
         want = sol.compute_capping_thresholds(data, percentile)
-        check(isinstance(got, dict) and set(got) == set(data), "Return a dict: block index -> threshold, one per block given.")
+        check(
+            isinstance(got, dict) and set(got) == set(data),
+            "Return a dict: block index -> threshold, one per block given.",
+        )
         values = {k: float(v) for k, v in got.items()}
         if all(abs(values[k] - want[k]) < 1e-4 for k in data):
             continue
@@ -635,12 +666,20 @@ def test_ActivationCapper(cls) -> None:
     finally:
         for handle in pre_handles + post_handles:
             handle.remove()
-    check(hook_counts(model) == before, "Hooks are still registered after the with block: __exit__ must remove every handle.")
+    check(
+        hook_counts(model) == before,
+        "Hooks are still registered after the with block: __exit__ must remove every handle.",
+    )
     check(entered is capper, "__enter__ should return self (so `with ActivationCapper(...) as capper:` works).")
     for layer in layers:
         out = post[layer]
-        check(isinstance(out, torch.Tensor), f"The block returned a tensor but your hook returned a {type(out).__name__}: {OUTPUT0_HINT}.")
-        check(out.shape == raw_clone[layer].shape, f"Your hook changed the shape of the block's output: {OUTPUT0_HINT}.")
+        check(
+            isinstance(out, torch.Tensor),
+            f"The block returned a tensor but your hook returned a {type(out).__name__}: {OUTPUT0_HINT}.",
+        )
+        check(
+            out.shape == raw_clone[layer].shape, f"Your hook changed the shape of the block's output: {OUTPUT0_HINT}."
+        )
         check(
             torch.equal(raw[layer], raw_clone[layer]),
             "The hook edits the block's output in place: other hooks and caches hold that tensor; return a new one.",
@@ -678,7 +717,10 @@ def test_ActivationCapper(cls) -> None:
         )
         move = h1 - h0
         along = (move @ unit)[..., None] * unit
-        check(torch.allclose(move, along, atol=1e-4), "Move activations only along the axis: h + v * max(tau - <h, v>, 0).")
+        check(
+            torch.allclose(move, along, atol=1e-4),
+            "Move activations only along the axis: h + v * max(tau - <h, v>, 0).",
+        )
 
     # The same form in and out: a block that returns a tuple.
     forms = []
@@ -700,12 +742,17 @@ def test_ActivationCapper(cls) -> None:
     except CheckFailed:
         raise
     except Exception as err:
-        check(False, f"Capping failed on a block that returns a tuple ({type(err).__name__}: {err}): handle both forms.")
+        check(
+            False, f"Capping failed on a block that returns a tuple ({type(err).__name__}: {err}): handle both forms."
+        )
     finally:
         first.remove()
         if last is not None:
             last.remove()
-    check(forms and forms[0] is tuple, "Given a tuple output, return a tuple (the capped hidden states first, the rest unchanged).")
+    check(
+        forms and forms[0] is tuple,
+        "Given a tuple output, return a tuple (the capped hidden states first, the rest unchanged).",
+    )
 
     # Exceptions inside the with block: hooks removed, exception not swallowed, others' hooks kept.
     with _sentinel(blocks[layers[0]]) as sentinel:
@@ -745,7 +792,10 @@ def _experiment_parts():
     batch = _cap_batch(tok)
     with torch.inference_mode():
         store = run_capturing(model, batch["input_ids"], batch["attention_mask"], layers)
-    thresholds = {layer: float(torch.quantile((store[layer].float() @ unit_vector(axis[layer])).flatten(), 0.9)) for layer in layers}
+    thresholds = {
+        layer: float(torch.quantile((store[layer].float() @ unit_vector(axis[layer])).flatten(), 0.9))
+        for layer in layers
+    }
     capper = sol.ActivationCapper(model, axis, thresholds, layers)
     analyzer = sol.ConversationAnalyzer(model, tok, 2, axis[2])
     return model, tok, capper, analyzer
@@ -775,7 +825,10 @@ def test_run_capping_experiment(fn) -> None:
     check(hook_counts(model) == before, "Hooks are still registered after the experiment: use `with capper:`.")
     check(isinstance(got, pd.DataFrame), f"Return a pandas DataFrame, got {type(got).__name__}.")
     check(EXPERIMENT_COLUMNS <= set(got.columns), f"The table needs the columns {sorted(EXPERIMENT_COLUMNS)}.")
-    check(set(got["condition"]) == {"uncapped", "capped"}, "condition must be 'uncapped' or 'capped', and both must appear.")
+    check(
+        set(got["condition"]) == {"uncapped", "capped"},
+        "condition must be 'uncapped' or 'capped', and both must appear.",
+    )
     n_rows = len(EXPERIMENT_TRANSCRIPTS) * kwargs["n_turns"]
     check(
         (got["condition"] == "capped").sum() == n_rows and (got["condition"] == "uncapped").sum() == n_rows,
@@ -788,7 +841,8 @@ def test_run_capping_experiment(fn) -> None:
         return rows[column].tolist()
 
     check(
-        part(got, "uncapped", "reply") != part(want, "capped", "reply") or part(got, "capped", "reply") != part(want, "uncapped", "reply"),
+        part(got, "uncapped", "reply") != part(want, "capped", "reply")
+        or part(got, "capped", "reply") != part(want, "uncapped", "reply"),
         "The conditions are swapped: label the run generated inside the capper 'capped'.",
     )
     check(
@@ -807,8 +861,11 @@ def test_run_capping_experiment(fn) -> None:
     )
     got_cp, want_cp = part(got, "capped", "projection"), part(want, "capped", "projection")
     if not torch.allclose(torch.tensor(got_cp), torch.tensor(want_cp), atol=1e-4):
-        check(False, "The capped run's projections differ: read them with the capper active (`with capper:` around "
-                     "analyzer.project_onto_axis), i.e. the activations the model had while writing them.")
+        check(
+            False,
+            "The capped run's projections differ: read them with the capper active (`with capper:` around "
+            "analyzer.project_onto_axis), i.e. the activations the model had while writing them.",
+        )
     check(
         state["capped_calls"] == 0,
         "The judge scored while the capper was active: a local judge is the same model, so score outside `with capper:`.",
