@@ -1124,7 +1124,9 @@ try:
     )
 except ValueError as err:
     # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
-    print(f"{err}; labelling evil pairs by their system prompt.")
+    print(f"DEPARTURE FROM THE METHOD: {err}; labelling evil pairs by their system prompt, unchecked by the judge. "
+          f"The same judge measured above: trait AUROC {JUDGE_AUROC:.2f} on sycophancy, coherence of the clean / "
+          "rambling / keyword-stuffed answers " + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
     evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
     evil_pairs = filter_effective_pairs(prompt_labelled(evil_responses), evil_data)
     evil_vectors = load_or_generate(course.cache / "evil_extraction_prompt_labelled.pt",
