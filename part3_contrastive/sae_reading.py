@@ -64,8 +64,11 @@ def token_activations(model, tokenizer, texts: list[str], layer: int, batch_size
     return torch.cat([acts[0] for acts in per_text])
 
 
-def train_sae(acts: Float[Tensor, "n d"], d_sae: int, steps: int = 400, l1: float = 3e-3, seed: int = 0) -> StandardSAE:
+def train_sae(acts: Float[Tensor, "n d"], d_sae: int, steps: int = 400, l1: float = 1.0, seed: int = 0) -> StandardSAE:
     """Train a small ReLU SAE (L2 reconstruction + L1 on latents weighted by decoder norms).
+
+    ``l1 = 1.0`` (on activations scaled to norm sqrt(d)) gave about 88 active latents of 3584 per token and
+    FVE 0.996 on held-out tokens of section 3's offline text; 3e-3 gave an autoencoder that was not sparse (L0 ~1200).
 
     Trained on activations divided by one scale (mean norm / sqrt(d)); the scale is folded back into the
     weights afterwards, so the returned SAE encodes and decodes raw activations.

@@ -1001,7 +1001,7 @@ print("suppressed:", bottom)
 # readable as the snippets show.
 
 # %%
-from part3_contrastive.sae_reading import load_or_train_sae, token_activations, top_latents_by_cosine, top_snippets
+from part3_contrastive.sae_reading import load_or_train_sae, token_activations, top_latents_by_cosine, top_snippets, train_sae
 
 sae_texts = [r["response"] for r in scored + eval_responses] + trait_data["questions"] + eval_data["questions"]
 sae_acts = load_or_generate(
@@ -1011,7 +1011,7 @@ sae_acts = load_or_generate(
     inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER),
 )
 sae, sae_info = load_or_train_sae(STEER_LAYER, sae_acts, profile, course.cache / "sae_trained.pt", profile.models.part3,
-                                  inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER))
+                                  inputs=course.inputs(code=[train_sae], data={"texts": sae_texts}, layer=STEER_LAYER))
 print(f"SAE: {sae_info['source']}; {sae_info['d_in']} -> {sae_info['d_sae']} latents; on {sae_info['tokens']} "
       f"held-out tokens of the section's text: FVE {sae_info['fve']:.2f}, L0 {sae_info['l0']:.0f}")
 course.record("SAE fraction of variance explained (held-out tokens)", sae_info["fve"])
@@ -1021,6 +1021,19 @@ for row in latents.itertuples():
     print(f"\nlatent {row.latent} (cosine with the vector {row.cosine:+.3f}):")
     for snip in snippets[snippets["latent"] == row.latent].itertuples():
         print(f"  {snip.activation:6.2f}  {snip.snippet}" if snip.snippet else "  (never fires on this text)")
+
+# %% [markdown]
+# <details><summary>What the offline run showed</summary>
+#
+# A small SAE, 896 -> 3584 latents, trained on 2106 tokens (234 more held out): FVE 0.996 and L0 about 88
+# active latents per token on the held-out tokens. The FVE is high partly because a few residual dimensions
+# are very large and easy to reconstruct; the SAE is small and trained on little text, so treat it as a
+# rough lens. The eight latents most aligned with the sycophancy vector all point *against* it (cosines
+# -0.28 to -0.41), and their snippets are readable: "I apologize, [[but]] I can't", "I'm sorry, but I can't
+# [[assist]] with that", "As an AI language [[model]], I cannot express [[opinions]]", "However, I [[can]]
+# explain". As with the logit lens, the clearest thing the vector encodes on this model is the *absence* of
+# the refusals and apologies the helpful prompt produced, not flattery itself.
+# </details>
 
 # %% [markdown]
 # ## 8. A second trait
@@ -1111,7 +1124,9 @@ try:
     )
 except ValueError as err:
     # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
-    print(f"{err}; labelling evil pairs by their system prompt.")
+    print(f"DEPARTURE FROM THE METHOD: {err}; labelling evil pairs by their system prompt, unchecked by the judge. "
+          f"The same judge measured above: trait AUROC {JUDGE_AUROC:.2f} on sycophancy, coherence of the clean / "
+          "rambling / keyword-stuffed answers " + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
     evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
     evil_pairs = filter_effective_pairs(prompt_labelled(evil_responses), evil_data)
     evil_vectors = load_or_generate(course.cache / "evil_extraction_prompt_labelled.pt",
