@@ -110,3 +110,15 @@ def test_a_malformed_expected_file_is_named(tmp_path):
     path.write_text(json.dumps({"results": {"auroc": {"value": 0.7}}}))
     with pytest.raises(ValueError, match="toy/expected/offline.json"):
         exp.load_expected("toy", "offline", tmp_path)
+
+
+@pytest.mark.parametrize("section", list(build.SECTIONS))
+def test_every_cell_that_records_a_result_is_followed_by_its_expected_output(section):
+    """The committed offline results exist, and each exercises notebook shows them after the cells that record them."""
+    assert exp.load_expected(section) is not None, f"record them: {exp.RECORD_COMMAND}"
+    cells = json.loads((build.ROOT / "chapters" / f"{section}_exercises.ipynb").read_text())["cells"]
+    for i, cell in enumerate(cells):
+        code = "".join(cell["source"])
+        if cell["cell_type"] == "code" and exp._record_name_patterns(code):
+            following = "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""
+            assert "Expected output" in following, f"{section}: no expected output after the cell {cell['source'][:2]}"
