@@ -335,33 +335,18 @@ def test_run_trait_pipeline(fn) -> None:
         n_prompts = len(judge.backend.prompts)
         cached = list(Path(got_dir).iterdir())
         check(len(cached) >= 4, f"Cache every step in cache_dir with load_or_generate (found {len(cached)} files).")
-        fn(
-            model,
-            tok,
-            judge,
-            "sycophantic",
-            part3_trait(),
-            "C {question} [A] {answer}",
-            Path(got_dir),
-            ["Hi", "How are you?"],
-            **kwargs,
-        )
+
+        def rerun(**extra):
+            """The student's pipeline again, on the same cache folder and judge."""
+            return fn(model, tok, judge, "sycophantic", part3_trait(), "C {question} [A] {answer}", Path(got_dir),
+                      ["Hi", "How are you?"], **kwargs, **extra)  # fmt: skip
+
+        rerun()
         check(
             len(judge.backend.prompts) == n_prompts,
             "A second run called the judge again: load every step from its cache.",
         )
-        fn(
-            model,
-            tok,
-            judge,
-            "sycophantic",
-            part3_trait(),
-            "C {question} [A] {answer}",
-            Path(got_dir),
-            ["Hi", "How are you?"],
-            override=True,
-            **kwargs,
-        )
+        rerun(override=True)
         check(len(judge.backend.prompts) > n_prompts, "override=True must recompute every step.")
     with tempfile.TemporaryDirectory() as weak_dir:
         try:
