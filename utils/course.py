@@ -3,9 +3,10 @@
 ``python -m utils.course [--profile P] [--sections 1,3]`` executes the solutions notebooks under a
 profile, each in its own kernel, and relays what the notebook prints as it runs (which cell of how
 many, and the long steps' own progress bars). It writes each executed notebook and its HTML export
-under ``outputs/<profile>/``, each section's headline results to ``outputs/<profile>/results/``, and
-where the time went to ``outputs/<profile>/timings/``, then prints one table of every section's
-headline results. A failing cell is named (section and cell) and the sections that finished are kept.
+under ``outputs/<profile>/`` (`utils.reports`: figures drawn offline, progress bars collapsed; checked
+in a browser by ``python -m utils.reports --check outputs/<profile>``), each section's headline
+results to ``outputs/<profile>/results/``, and where the time went to ``outputs/<profile>/timings/``,
+then prints one table of every section's headline results. A failing cell is named (section and cell) and the sections that finished are kept.
 
 The runner never changes its own process's environment: the profile and the output folders reach
 the notebooks through their kernels' environment only.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from utils import environment
+from utils.reports import save_report
 from utils.results import PROFILE_KEY, read_results, summary_table
 from utils.sections import ROOT, section_by_number
 
@@ -69,7 +71,8 @@ def _relaying_client(nb, section: str, **kwargs):
 def run_section(
     section: str, out_dir: Path, env: dict[str, str] | None = None, timeout: int = 3600, relay: bool = True
 ) -> tuple[bool, str, float]:
-    """Execute one solutions notebook in a fresh kernel; save it (even when it fails) and its HTML export.
+    """Execute one solutions notebook in a fresh kernel; save it (even when it fails) and its HTML export,
+    progress bars collapsed (`utils.reports.save_report`; the terminal got them as they ran).
 
     Args:
         section: the section package name.
@@ -84,7 +87,6 @@ def run_section(
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    from nbconvert import HTMLExporter
 
     path = ROOT / "chapters" / f"{section}_solutions.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -101,10 +103,7 @@ def run_section(
         index, error = _failing_cell(nb)
         message = f"failed in cell {index}: {error}"
     finally:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out_dir / path.name)
-        html, _ = HTMLExporter().from_notebook_node(nb)
-        (out_dir / path.with_suffix(".html").name).write_text(html, encoding="utf-8")
+        save_report(nb, out_dir / path.name)
     return ok, message, time.perf_counter() - start
 
 
