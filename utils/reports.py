@@ -38,15 +38,14 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 def _collapse_carriage_returns(text: str) -> str:
     """Each line keeps what follows its last carriage return; lines left blank by a cleared bar go."""
+    lines = text.replace("\r\n", "\n").split("\n")
     kept = []
-    for line in text.splitlines(keepends=True):
-        body, newline = (line[:-1], "\n") if line.endswith("\n") else (line, "")
-        if "\r" not in body:
-            kept.append(line)
-            continue
-        last = body.rstrip("\r").split("\r")[-1] if body.strip("\r") else ""
-        if last.strip():
-            kept.append(last + newline)
+    for i, line in enumerate(lines):
+        if "\r" in line:
+            line = line.rstrip("\r").split("\r")[-1]
+            if not line.strip():
+                continue
+        kept.append(line + ("\n" if i < len(lines) - 1 else ""))
     return "".join(kept)
 
 
