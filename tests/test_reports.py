@@ -26,6 +26,16 @@ BAR = (
     "    bar.update(1)\n"
     "bar.close()\nprint('done')"
 )
+NESTED = (  # as section 2's steering loop: an outer bar kept, an inner one (generation) cleared each time
+    "import sys\nfrom tqdm.std import tqdm\n"
+    "for persona in tqdm(['a', 'b', 'c'], desc='steering', file=sys.stderr, mininterval=0):\n"
+    "    inner = tqdm(total=40, desc='generating', file=sys.stderr, mininterval=0, leave=False)\n"
+    "    for token in range(40):\n"
+    "        inner.set_postfix_str(f'token {token}/40')\n"
+    "    inner.update(40)\n"
+    "    inner.close()\n"
+    "print('steered')"
+)
 
 
 def _notebook(cells: list[str]):
@@ -41,7 +51,10 @@ def _bar_output(lines: int) -> str:
 
 def test_progress_collapses_to_what_a_terminal_finally_shows():
     nb = _notebook(["pass"])
-    kept, cleared = _bar_output(200) + "\rgenerating: 100%|##########| 2/2 [00:02<00:00]\n", _bar_output(200)
+    kept, cleared = (
+        _bar_output(200) + "\rgenerating: 100%|##########| 2/2 [00:02<00:00]".ljust(90) + "\n",
+        _bar_output(200),
+    )
     nb.cells[0].outputs = [
         nbformat.v4.new_output("stream", name="stderr", text=kept),
         nbformat.v4.new_output("stream", name="stdout", text="result 1\n"),
@@ -103,7 +116,7 @@ def test_a_figure_stored_as_json_only_is_rejected(tmp_path):
 def test_runner_report_draws_every_figure_offline_with_progress_collapsed(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     (root / "chapters").mkdir(parents=True)
-    cells = [SETUP, FIGURE.format(1, 1), BAR.format(leave=True), BAR.format(leave=False), FIGURE.format(2, 2)]
+    cells = [SETUP, FIGURE.format(1, 1), BAR.format(leave=True), BAR.format(leave=False), FIGURE.format(2, 2), NESTED]
     nbformat.write(_notebook(cells), root / "chapters" / "part1_assistant_axis_solutions.ipynb")
     monkeypatch.setattr(course, "ROOT", root)
     out = tmp_path / "out"
@@ -119,6 +132,8 @@ def test_runner_report_draws_every_figure_offline_with_progress_collapsed(tmp_pa
     kept_bar = [o.text for o in executed.cells[2].outputs if o.get("name") == "stderr"]
     assert len(kept_bar) == 1 and kept_bar[0].count("\n") == 1 and "3/3" in kept_bar[0]
     assert [o.get("name") for o in executed.cells[3].outputs] == ["stdout"]  # a cleared bar leaves nothing
+    nested = [o.text for o in executed.cells[5].outputs if o.get("name") == "stderr"]
+    assert len(nested) == 1 and nested[0].strip().startswith("steering: 100%") and nested[0].count("\n") == 1
 
     html = (out / "part1_assistant_axis_solutions.html").read_text()
     assert html.count("* plotly.js v") == 1  # plotly.js embedded once, not once per figure

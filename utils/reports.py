@@ -1,8 +1,9 @@
 """The executed notebooks and HTML reports the runner writes for readers, and the check that they read well.
 
 `save_report` writes an executed notebook and its HTML export with its progress bars collapsed: a
-bar redrawn with carriage returns (one redraw per decoded token) keeps only what a terminal would
-finally show, and a bar that cleared itself (``leave=False``) leaves nothing. The runner relays the
+bar redrawn with carriage returns (one redraw per decoded token; nested bars also move the cursor up)
+keeps only what a terminal would finally show, and a bar that cleared itself (``leave=False``)
+leaves nothing. The runner relays the
 bars to the terminal as they run; the live notebook shows them as widgets.
 
 ``python -m utils.reports --check outputs/offline`` opens every ``<section>_solutions.html`` there in
@@ -34,23 +35,47 @@ SCREENSHOT_SIZE = (1280, 12000)
 PROGRESS_LINE = re.compile(r"\d+%\||\|\s*\d+/\d+\s*\[|\d+it \[|\d+(?:\.\d+)?\s*(?:it/s|s/it)")
 # A browser shows a stored "\r" as a line break (HTML turns CR into LF), as nbconvert's export does.
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+TERMINAL_CONTROL = re.compile(r"\r|\n|\x1b\[(\d*)A")
 
 
-def _collapse_carriage_returns(text: str) -> str:
-    """Each line keeps what follows its last carriage return; lines left blank by a cleared bar go."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    kept = []
-    for i, line in enumerate(lines):
-        if "\r" in line:
-            line = line.rstrip("\r").split("\r")[-1]
-            if not line.strip():
-                continue
-        kept.append(line + ("\n" if i < len(lines) - 1 else ""))
-    return "".join(kept)
+def _as_a_terminal_shows(text: str) -> str:
+    """What a terminal finally shows of ``text``: a carriage return goes back to the line's start and a
+    cursor-up (how tqdm redraws a nested bar on the line below) to the line above, and what is written
+    there overwrites what was. A line a bar left blank (``leave=False``) goes."""
+    if "\r" not in text and "\x1b[" not in text:
+        return text
+    lines, redrawn = [""], set()
+    row = col = 0
+    at = 0
+    for control in TERMINAL_CONTROL.finditer(text + "\n"):
+        chunk = text[at : control.start()]
+        at = control.end()
+        if chunk:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + chunk + line[col + len(chunk) :]
+            col += len(chunk)
+        if at > len(text):
+            break
+        if control.group() == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+        elif control.group() == "\r":
+            col = 0
+            redrawn.add(row)
+        else:
+            row, col = max(0, row - int(control.group(1) or 1)), 0
+            redrawn.add(row)
+    last = len(lines) - 1
+    return "".join(
+        (line.rstrip() if i in redrawn else line) + ("\n" if i < last else "")
+        for i, line in enumerate(lines)
+        if line.strip() or i not in redrawn
+    )
 
 
 def collapse_progress(nb: Any) -> Any:
-    """Merge each code cell's stream outputs by stream (stdout, stderr) and collapse carriage returns.
+    """Merge each code cell's stream outputs by stream (stdout, stderr) and keep what a terminal would show.
 
     A kernel sends a redrawn bar as many small stream messages, interleaved with printed lines; the
     merged stream is what a terminal shows. A stream left empty is dropped. Changes ``nb`` in place.
@@ -69,7 +94,7 @@ def collapse_progress(nb: Any) -> Any:
                 streams[output["name"]] = output
                 outputs.append(output)
         for output in streams.values():
-            output["text"] = _collapse_carriage_returns(output["text"])
+            output["text"] = _as_a_terminal_shows(output["text"])
         cell.outputs = [o for o in outputs if o.get("output_type") != "stream" or o["text"]]
     return nb
 
