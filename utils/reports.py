@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
-MAX_PROGRESS_LINES = 5
+MAX_PROGRESS_LINES = 10  # a few finished bars, one final line each; never a line per redraw
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-SCREENSHOT_SIZE = (1280, 12000)
+# The screenshot: a 1280-wide window 60,000 pixels tall (a whole section), at half scale (640 x 30,000).
+SCREENSHOT_WINDOW, SCREENSHOT_SCALE = (1280, 60000), 0.5
 # A tqdm bar as a reader sees it: "45%|####  | 18/40 [00:03<00:04, 5.1it/s]" or "18it [00:03, 5.1it/s]".
 PROGRESS_LINE = re.compile(r"\d+%\||\|\s*\d+/\d+\s*\[|\d+it \[|\d+(?:\.\d+)?\s*(?:it/s|s/it)")
 # A browser shows a stored "\r" as a line break (HTML turns CR into LF), as nbconvert's export does.
@@ -261,8 +262,14 @@ def check_report(html: Path, chromium: str, screenshot: bool = True) -> ReportCh
     if screenshot:
         png = html.with_suffix(".png")
         png.unlink(missing_ok=True)
-        width, height = SCREENSHOT_SIZE
-        _chromium(chromium, html, f"--screenshot={png.resolve()}", f"--window-size={width},{height}")
+        width, height = SCREENSHOT_WINDOW
+        _chromium(
+            chromium,
+            html,
+            f"--screenshot={png.resolve()}",
+            f"--window-size={width},{height}",
+            f"--force-device-scale-factor={SCREENSHOT_SCALE}",
+        )
         check.screenshot = png if png.exists() else None
     check.seconds = time.perf_counter() - start
     return check
