@@ -141,3 +141,16 @@ def test_runner_report_draws_every_figure_offline_with_progress_collapsed(tmp_pa
     (check,) = reports.check_reports(out)
     assert (check.made, check.drawn, check.problems) == (2, 2, [])
     assert check.screenshot is not None and check.screenshot.stat().st_size > 10_000
+
+
+def test_the_renderer_changes_nothing_outside_a_kernel_and_uses_colabs_in_colab():
+    import plotly.io as pio
+
+    from utils import figures
+
+    before = pio.renderers.default
+    try:
+        assert figures.use_course_renderer() is None and pio.renderers.default == before
+        assert figures.use_course_renderer(colab=True) == "colab" and pio.renderers.default == "colab"
+    finally:
+        pio.renderers.default = before
