@@ -154,3 +154,15 @@ def test_the_renderer_changes_nothing_outside_a_kernel_and_uses_colabs_in_colab(
         assert figures.use_course_renderer(colab=True) == "colab" and pio.renderers.default == "colab"
     finally:
         pio.renderers.default = before
+
+
+def test_a_nested_bar_redrawn_per_token_collapses():
+    # as section 2's replay relayed it on the offline model: the inner bar one line down, then cursor-up
+    inner = "".join(f"\n\rturn 1:   0%|          | 0/3 [00:{t:02d}<?, ?it/s, token {t}/40]\x1b[A" for t in range(40))
+    text = "replaying:   0%|          | 0/6 [00:00<?, ?it/s]" + inner + "\n\r" + " " * 60 + "\x1b[A"
+    text += "\rreplaying:  17%|#6        | 1/6 [00:40<03:20, 40.0s/it]"
+    assert reports.progress_lines(text) == 42
+    nb = _notebook(["pass"])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text=text)]
+    reports.collapse_progress(nb)
+    assert nb.cells[0].outputs[0].text == "replaying:  17%|#6        | 1/6 [00:40<03:20, 40.0s/it]\n"
