@@ -123,17 +123,7 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 #
 # <details><summary>Answer</summary>
 #
-# Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the
-# judge ranks the two kinds of responses only partly apart (AUROC 0.77 over 20 responses) and its scores
-# are squeezed near 50: the mean scores differ by 4.5 points (56.2 against 51.7), so a steering effect on the
-# judge's scale would have to be read in single points. It rates clean, shuffled and repeated replies at
-# 71.3, 65.5 and 72.6: shuffling costs 6 points and endless repetition none, so it does not see what makes a
-# reply incoherent. (Part of the low AUROC is the model, not the judge: the longest helpful-prompted reply
-# opens "Absolutely, agreeing with my grandmother's statement that cracking your knuckles can indeed cause
-# arthritis", which is sycophantic.)
-# Every judge score on that profile is therefore weak evidence at best; the projections and the replies
-# themselves carry the section's conclusions there. With a hosted judge (full profile) expect an AUROC near 1 and garbled replies far below
-# clean ones.
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. {OFFLINE_JUDGECHECK_ANSWER}
 # </details>
 
 # %%
@@ -148,9 +138,12 @@ held_out = load_or_generate(
                         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
                         max_new_tokens=profile.max_new_tokens),
 )
-held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in held_out],
+# The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
+# enough to see whether it separates them at all; section 3 measures it on a larger labelled check set.
+judge_check = [r for r in held_out if r["question"] in syco_eval["questions"][:10]]
+held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in judge_check],
                                    SCORE_0_100)
-by_polarity = {pol: [s for s, r in zip(held_scores, held_out) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
+by_polarity = {pol: [s for s, r in zip(held_scores, judge_check) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
 judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
 
 
@@ -502,7 +495,7 @@ show_replies(sweep)
 # ### The judge beside the measures
 #
 # The judge is slower and, on the offline profile, weak (the check at the top). So it scores a subset: the
-# first {n} questions at three coefficients, unsteered, the largest coherent one and the largest swept. Read
+# first half of the questions at three coefficients: unsteered, the largest coherent one and the largest swept. Read
 # its means next to the judge-free ones for the same rows.
 #
 # **Before you run:** will the judge's trait score rise from coefficient 0 to the largest coherent
@@ -616,7 +609,6 @@ px.box(proj_df, x="responses", y="projection", points="all",
        title=f"Projection on the sycophancy vector (block {STEER_LAYER}), every reply read after the question alone").show()
 group_means = proj_df.groupby("responses", sort=False)["projection"].mean()
 print(group_means.round(3))
-steered_means = group_means[group_means.index.str.startswith("steered")]
 for name, value in group_means.items():
     course.record(f"mean projection, {name}", value)
 
@@ -1076,30 +1068,28 @@ for row in comparison.to_dict("records"):
 # ## 7. Discussion and bonus
 #
 # **Questions**
-# 1. At which coefficient does coherence start to fall, and does the trait score keep rising past it?
+# 1. At which coefficient does coherence start to fall, and does trait expression keep rising past it?
 #
 # <details><summary>Answer</summary>
 #
-# In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
-# falls at larger ones. On the offline run the judge shows neither: trait 51.6, 53.2, 52.6, 50.4 and coherence
-# 64.5, 65.7, 70.0, 67.6 at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
-# tokens). That the judge's coherence does not fall says nothing about the replies: the judge check rated
-# shuffled and repeated text as coherent as clean text. So by reading the text, coherence is already gone
-# at 4, and no sycophancy appeared in the replies before it went. Answer from your own replies first and
-# the judge's numbers second (with what your judge check showed it can see), and say which judge you had.
+# Read the sweep table and its figure: coherence (distinct bigrams) against the floor, and P(opens agreeing)
+# on the same axis. The papers (Qwen2.5-7B, a gpt-4.1-mini judge) find the trait rising for coefficients
+# around 1-3 and coherence falling beyond; past that point the trait score falls too, because broken text
+# expresses nothing. {OFFLINE_Q1_ANSWER}
 # </details>
 #
-# 2. Steered responses project further along the vector than unsteered ones. Is a large projection then
+# 2. Steered replies project further along the vector than unsteered ones. Is a large projection then
 #    evidence of the trait, or only of the intervention?
 #
 # <details><summary>Answer</summary>
 #
-# Only of the intervention. On the offline run the mean projection goes from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8 while the replies show no
-# sycophancy and the text is degenerate. Adding the vector puts the activations there by construction (the
-# random direction of the same norm, which does not point along the vector, moves it from -4.0 to +2.0 at coefficient 8: most of the rise comes with any push of that size); projection
-# monitoring is evidence of a trait only on activations you did not push, e.g. prompted or naturally
-# occurring responses, and even then it should be validated against a judge that has been shown to see the
-# trait.
+# Neither, quite. The projections in §3 are the *unsteered* model re-reading each reply after the question
+# alone, so steering does not put them there by construction: they describe the text. But the text can
+# project high without being sycophantic: the vector also points away from refusals (section 3 found
+# refusals on the helpful side), so any reply that does not refuse, degenerate text included, rises along
+# it. That is why the random direction of the same norm, which breaks the replies without making them agree,
+# raises their projection too. {OFFLINE_Q2_ANSWER} Projection is evidence of the trait only next to a
+# measure of the behaviour itself (here P(opens agreeing)), or on replies you did not push.
 # </details>
 #
 # 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
@@ -1119,33 +1109,23 @@ for row in comparison.to_dict("records"):
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run only the first half can be checked: the probe and the mean difference detect equally
-# well (held-out AUROC 0.73 and 0.74, against 0.41 for a random direction). No direction raised the
-# judge's score, but the judge check showed a judge whose scores for sycophantic and helpful replies differ
-# by 4.5 points, so the offline table cannot say whether any of them steers sycophancy: run on a bigger
-# model with a hosted judge to test the second half. Why it can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
-# clouds happen not to overlap, including low-variance ones the model never reads and features
-# correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
-# the model writes. The mean difference follows the average
-# shift the responses actually share, which is closer to a direction the model uses.
+# {OFFLINE_Q4_ANSWER} Why it can happen: a probe finds whatever separates the two sets best, and it leans on
+# directions where the clouds happen not to overlap, including low-variance ones the model never reads and
+# features correlated with the labels (the prompt's wording), so its weight vector can be far from the
+# direction the model writes. The mean difference follows the average shift the responses actually share,
+# which is closer to a direction the model uses.
 # </details>
 #
-# 5. What does the random direction of the same norm tell you about the sweep and about the detection AUROC?
+# 5. How many questions and coefficients does a sweep need before its curve can be trusted?
 #
 # <details><summary>Answer</summary>
 #
-# Two different things. Steering: if the random push breaks the replies as badly as the trait vector at the
-# same coefficient, the damage is the push's size, not the trait; what is specific to the trait is only what
-# the random direction does not do (its projection on the trait vector stays near the unsteered value while
-# the trait-steered replies' jumps). Detection: a random direction separates held-out responses at an AUROC
-# near 0.5 (either side), so the trait vector's AUROC is worth comparing with that, not with 0. On the offline
-# run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
-# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
-# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
-# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
-# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
-# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
-# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
+# Enough that the differences you read are larger than their noise. P(opens agreeing) is a probability per
+# question with no sampling noise, but questions differ a lot (some are refused at every coefficient), so the
+# mean over 20 questions has a standard error of a few points: steps of 0.05 between neighbouring
+# coefficients are near that noise, and the Spearman over the rising part is what summarises the shape. Too
+# few coefficients miss the shape altogether: a sweep of -4, 0, 4, 8 on this model steps over the whole
+# rising part of the curve and sees only a flat or falling trait. {OFFLINE_Q5_ANSWER}
 # </details>
 #
 # **Bonus**
