@@ -212,7 +212,7 @@ tests.test_generate_contrastive_responses(generate_contrastive_responses)
 
 # %%
 # One call for the extraction and the held-out evaluation questions (bigger batches decode faster);
-# split by question right after. The held-out responses are used only in section 6.
+# split by question right after. The held-out responses are first read in §6 (choosing the layer).
 EXTRACT_QUESTIONS = trait_data["questions"][: profile.n_questions]
 EVAL_QUESTIONS = eval_data["questions"][: profile.n_eval_questions]
 all_responses = load_or_generate(
@@ -1148,6 +1148,16 @@ def extract_trait_vectors(
     min_pairs: int = 1,
 ) -> tuple[Float[Tensor, "num_layers d_model"], list[dict]]:
     """Generate, score, filter and extract a trait's vectors at every block.
+
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        trait_name: the trait's name.
+        coherence_prompt: the coherence judge prompt.
+        n_pairs, n_questions: how many instruction pairs and questions to use (None: all).
+        max_new_tokens: reply length.
+        min_pairs: the fewest effective pairs accepted.
 
     Returns:
         (vectors [num_layers, d_model], effective_pairs).

@@ -562,6 +562,14 @@ def compute_trait_projections(
 ) -> list[float]:
     """Projection of each response's mean activation at block ``layer`` on the trait vector.
 
+    Args:
+        model, tokenizer: the model, unsteered.
+        system_prompts: one per response (None: no system prompt).
+        questions: the user question each response answers.
+        responses: the responses to read.
+        trait_vector: the direction at ``layer`` (any norm).
+        layer: block index.
+
     Returns:
         One float per response: a . v / |v|.
     """
@@ -779,6 +787,21 @@ def run_trait_pipeline(
     override: bool = False,
 ) -> dict:
     """Generate, score, filter, extract and steer one trait, caching every step.
+
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_name: the trait's name (used in the cache file names).
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        coherence_prompt: the coherence judge prompt.
+        cache_dir: where every step's result is cached.
+        eval_questions: held-out questions for the steering sweep.
+        layer: block index to steer (the vector used is ``vectors[layer]``).
+        steering_coefficients: the sweep's coefficients.
+        max_new_tokens: reply length.
+        n_pairs, n_questions: how many instruction pairs and extraction questions to use (None: all).
+        min_pairs: fewer effective pairs than this falls back to prompt labels (announced).
+        override: recompute every step.
 
     Returns:
         dict with vectors [num_layers, d_model], effective_pairs, steering records, used_judge_labels.
