@@ -813,7 +813,8 @@ for row in steered.itertuples():
 #
 # The thresholds come from the default assistant: at each capped block, `tau` is a low percentile of
 # its projections on that block's unit axis, over the tokens of its replies (we cap every token, so we
-# calibrate on every token). The default assistant itself is then rarely touched.
+# calibrate on every token). By construction the floor then acts on a quarter of the default
+# assistant's reply tokens at each capped block, and lifts them only to `tau`: a small nudge.
 #
 # *Which* replies matters. Questions about the model itself ("Who are you?") are where the assistant
 # persona is strongest, and they are what the axis was built from: a floor calibrated on them sits
@@ -1019,10 +1020,12 @@ tests.test_ActivationCapper(ActivationCapper)
 #
 # Nothing: `max(tau - <h, v>, 0)` is zero for every token already above the floor, so the hook adds zero
 # and the model computes exactly what it would without the cap. Look at the "% of tokens below tau
-# without capping" column: where it is 0% the minimum projection cannot move (on the offline run it is
-# 0-1% at every capped block, because this conversation does not drift). The capped minimum equals `tau`
-# only at blocks where some token fell below it; elsewhere it can still move a little, because capping an
-# earlier block changes the later blocks' inputs.
+# without capping" column (reply tokens only): on the offline run it is 1-2% at every capped block, because
+# this conversation does not drift. The capped minimum equals `tau` only at blocks where some token fell
+# below it; elsewhere it can still move a little, because capping an earlier block changes the later
+# blocks' inputs. And the cap acts at *every* position, not only on the reply: the prompt's first token
+# (the attention sink) projects far below every floor (-62 at block 16 on the offline run, against a
+# floor of -1.75), so the cap always lifts it, and through attention that nudges every later token.
 # </details>
 
 # %%
@@ -1219,9 +1222,22 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap
 #
-# DEMO_INTRO_PLACEHOLDER
+# On this model the replays above barely test the cap: they do not drift (section 5), so their replies
+# sit above the floor almost everywhere. To see the cap *act*, we need activations that fall below it,
+# so we make them: steer at block `PUSH_LAYER = AXIS_LAYER`, before the capped range, by `-2 x |axis|`
+# (the push that turned the default assistant into "a skilled craftsman" in section 6), and cap blocks
+# `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
+# model: it never sees the push, only projections that have fallen below the floor.
 #
-# Three provided helpers: `push_hook` is the steering hook of exercise 5 as a plain hook (so it can be
+# On 20 prompts (the 10 calibration questions, the opening user turn of each of the 8 transcripts,
+# section 6's question and "Who are you?"), greedy and batched, we compare three conditions:
+# unpushed, pushed, pushed + capped. For each we read every reply's mean projection at
+# `READOUT_LAYER` with the condition's hooks on, count the reply tokens that are below the floor at
+# one or more capped blocks (under the cap: the tokens it changed), and read the replies.
+# `share of the push undone` is `(capped - pushed) / (unpushed - pushed)` of the mean projections:
+# 0 if the cap did nothing, 1 if it brought the replies back to where the unpushed model had them.
+#
+# Three provided helpers, and one function that runs the three conditions: `push_hook` is the steering hook of exercise 5 as a plain hook (so it can be
 # combined with the capper); `FloorCounter` counts, while the model decodes, the reply tokens whose
 # projection is below the floor at some capped block, i.e. the tokens the cap changes (enter it
 # *before* the capper: hooks on a block run in the order they were registered, so it sees each capped
@@ -1386,7 +1402,19 @@ def run_push_and_cap(
 
 
 # %% [markdown]
-# **Before you run:** DEMO_PREDICT_PLACEHOLDER
+# **Before you run:** how far back will the cap bring the mean projection of the pushed replies, on how many of
+# their tokens will it act, and will the replies be the assistant's again?
+#
+# <details><summary>Answer</summary>
+#
+# The cap can only lift a token *to* the floor, not back to where that token was before the push. So the
+# capped replies should sit just above the floor, short of the unpushed mean, and the cap should act on
+# nearly every reply token, since the push moves all of them. On the offline run (20 prompts, 40 tokens
+# each; read at block 20, whose floor is -6.39): unpushed -1.02, pushed -17.78, pushed + capped -5.25, so
+# 0.75 of the push undone; the cap changed 537 of 537 reply tokens (without any push, 187 of 630 reply
+# tokens, 30%, are below the floor at one capped block or more). The words come back only in part: fluency
+# and topic return, the assistant persona does not (see the replies below).
+# </details>
 
 # %%
 PUSH_LAYER = AXIS_LAYER  # where section 6 steered; it must come before the capped range
@@ -1422,14 +1450,53 @@ share_capped = capped_tokens["below_floor"] / max(capped_tokens["tokens"], 1)
 print(f"share of the push undone: {share_undone:.2f}; share of response tokens capped: {share_capped:.2f}")
 course.record("capping demo: share of the push undone", share_undone)
 course.record("capping demo: share of response tokens capped", share_capped)
-for i in [DEMO_QUESTIONS.index(STEER_QUESTION), DEMO_QUESTIONS.index("Who are you?"), 0]:
-    print(f"\n{DEMO_QUESTIONS[i]!r}")
+openers = {t["name"]: t["user_turns"][0] for t in load_transcripts()}
+for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_spiral"], "Who are you?"]:
+    i = DEMO_QUESTIONS.index(question)
+    print(f"\n{question!r}")
     for condition in PUSH_CONDITIONS:
         reply = demo_df[(demo_df["condition"] == condition) & (demo_df["index"] == i)]["reply"].iloc[0]
         print(f"  [{condition:>15}] {reply[:200]!r}")
 
 # %% [markdown]
-# DEMO_RESULT_PLACEHOLDER
+# What the offline run shows (20 prompts). Every pushed reply projects below the floor at block 20
+# (-24.9 to -10.2), and every capped one just above it (-6.3 to -4.1): the cap holds the floor at each
+# capped block by construction, so it brings every prompt to about the same place, whatever its
+# unpushed projection was (-8.4 to 18.8). The readout is itself a capped block; the test that is not
+# by construction is the text. There the cap repairs what the push broke in the *words*: "a peculiarly
+# small, but a peculiarly small, and a peculiarly small, ..." becomes "The number 417 is a common feature
+# on various items, including receipts, clocks, and license plates.", and stress advice about "ensuring
+# the firewood is well-protected" becomes "start by identifying the key deadlines". It does not give the
+# assistant back: "I am a skilled and experienced craftsman, with a keen eye for detail, ... a master of
+# the craft" becomes "I am a skilled and experienced software engineer, with a passion for technology",
+# still a person rather than "an AI language model created by Alibaba Cloud" (the unpushed reply). A floor
+# at the 25th percentile of ordinary work is low: it stops the fall, it does not undo it. Raising the
+# percentile (section 9) would bring the capped replies closer to the assistant, at the price of
+# touching more of the unpushed model's tokens, 30% of which the floor already reaches.
+#
+# **Why did the capped replays' projections rise although their text did not change?** In section 8 the
+# drift replays' mean per-turn projection at block 20 rose under the cap, while re-read without it their
+# text projects as before. We measured why on one offline run of the three replayed conversations (with
+# the axis section 2 builds when section 1 has not run; not a cell of this notebook), where the drift
+# conversations' mean per-turn projection at block 20 rose from 1.09 to 1.58 under the cap. The floor acted on only 3 of 114 reply tokens of `ai_nature`, 4 of 240 of
+# `python_debugging`, but on 32 of 155 of `growing_delusion` (21%, almost all at block 16). It also acted
+# on 7-31% of the *other* positions (system prompt, template, user turns), always including the first
+# token, whose projection is -62 at block 16 and -85 at block 19 against floors of -1.75 and -5.54.
+# Capping only those non-reply positions reproduces almost all of the rise: at block 20, `ai_nature` goes
+# from 4.17 (no cap) to 4.52 (non-reply positions only), 4.24 (reply tokens only) and 4.59 (everything);
+# `python_debugging` from 0.15 to 0.41, 0.15 and 0.41; `growing_delusion`, whose replies the floor does
+# reach, from -1.99 to -1.56, -1.85 and -1.43. The lift of a far-below-floor first token reaches
+# every later token through attention: it raises their projections by a few tenths, too little to change a
+# greedy choice. So the rise is real, but it is mostly the cap acting on the prompt, not on drifting replies.
+#
+# **Did the replays drift?** No, on this model: that is a measured null. At the axis block, `ai_nature`'s
+# per-turn projections go 1.36, 2.73, 1.33, 0.28, 4.68, 3.47 (turns 1-3 average 1.81, turns 4-6 2.81: up,
+# as the model answers the pressure with refusals), `growing_delusion`'s stay flat at -0.77 to -0.99
+# (-0.83, then -0.92), and the control `python_debugging` goes 0.78 to 0.58 (1.22, then 0.37). Drift should
+# show as later turns falling below earlier ones, and further than in the control; here the control falls
+# more than either drift conversation. Showing the effect needs a model that does drift (the paper's
+# 27B-32B models, over longer conversations), more transcripts than three, and a judge that can tell
+# drifted from grounded replies; the push above stands in for it here.
 
 
 # %% [markdown]
@@ -1478,8 +1545,8 @@ fig.show()
 #
 # <details><summary>Answer</summary>
 #
-# A 25th-percentile floor should barely touch ordinary replies (three quarters of default tokens are above
-# it); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
+# A 25th-percentile floor touches ordinary replies only a little (at each block it lifts a quarter of
+# default tokens, each just up to the floor); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
 # coherence. On the offline run the hash-table reply changes a few words at the 90th percentile, and the
 # local judge's mean coherence hardly moves (63.7, 63.7, 63.3): read the replies as well as the scores,
 # since a 0.5B judge is not sensitive to small losses.
@@ -1560,9 +1627,13 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # without the cap the drift conversations' text projects exactly as before (0.614 both) and the last reply
 # of `ai_nature` is the same refusal; only the control conversation changed slightly (0.472 to 0.497). The
 # drift scores are identical (5.26), which here says nothing either way: this judge cannot tell drifted
-# from grounded replies (AUROC 0.65). The floor rarely acted because these conversations never drifted
-# below it; the experiment shows that capping leaves a non-drifting conversation alone, not that it
-# repairs drift. Convincing evidence would be many drifting conversations on a model that does drift, the
+# from grounded replies (AUROC 0.65). The projections rose mostly because the floor acts at every
+# position: it lifts the prompt's first token (far below every floor) and other prompt positions, and
+# through attention that raises every later token a little, too little to change a word; on the replies'
+# own tokens it acted rarely except in `growing_delusion` (see "Why did the capped replays' projections
+# rise" in section 8). The replays never drifted, so the experiment shows that capping leaves a
+# non-drifting conversation's words alone, not that it repairs drift; the push-and-cap demo shows the cap
+# acting on a model that was pushed off the axis. Convincing evidence would be many drifting conversations on a model that does drift, the
 # capped replies judged by a strong judge blind to the condition, and a difference larger than the spread
 # between conversations, at no loss on ordinary tasks.
 # </details>
