@@ -1613,7 +1613,7 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # Capping: it adds zero to every activation above the floor, and lifts the others only up to it, whereas
 # steering changes every answer and costs fluency. It is not idle on normal traffic, though: on the offline
 # run it reached 30% of the unpushed replies' tokens (187 of 630, 20 prompts) and always the prompt's first
-# token, with no visible change to ordinary replies. Monitor how often the cap fires (the fraction of
+# token. Monitor how often the cap fires (the fraction of
 # tokens below the floor, per block and per conversation, as `FloorCounter` counts it), the per-turn projection,
 # a drift judge on samples of capped conversations, and capability and coherence evaluations on ordinary
 # traffic to catch a floor that is too high.
