@@ -1222,8 +1222,8 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap
 #
-# On this model the replays above barely test the cap: they do not drift (section 5), so their replies
-# sit above the floor almost everywhere. To see the cap *act*, we need activations that fall below it,
+# On this model the replays above barely test the cap: they do not drift (section 5), so the floor
+# reaches few of their reply tokens (39 of 509 over the three replays on the offline run). To see the cap *act*, we need activations that fall below it,
 # so we make them: steer at block `PUSH_LAYER = AXIS_LAYER`, before the capped range, by `-2 x |axis|`
 # (the push that turned the default assistant into "a skilled craftsman" in section 6), and cap blocks
 # `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
@@ -1237,8 +1237,8 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # `share of the push undone` is `(capped - pushed) / (unpushed - pushed)` of the mean projections:
 # 0 if the cap did nothing, 1 if it brought the replies back to where the unpushed model had them.
 #
-# Three provided helpers, and one function that runs the three conditions: `push_hook` is the steering hook of exercise 5 as a plain hook (so it can be
-# combined with the capper); `FloorCounter` counts, while the model decodes, the reply tokens whose
+# Provided: `run_push_and_cap` runs the three conditions with three helpers. `push_hook` is the
+# steering hook of exercise 5 as a plain hook (so it can be combined with the capper); `FloorCounter` counts, while the model decodes, the reply tokens whose
 # projection is below the floor at some capped block, i.e. the tokens the cap changes (enter it
 # *before* the capper: hooks on a block run in the order they were registered, so it sees each capped
 # block's output just before the cap acts on it); `reply_projections` reads the mean projection of each
@@ -1409,8 +1409,8 @@ def run_push_and_cap(
 #
 # The cap can only lift a token *to* the floor, not back to where that token was before the push. So the
 # capped replies should sit just above the floor, short of the unpushed mean, and the cap should act on
-# nearly every reply token, since the push moves all of them. On the offline run (20 prompts, 40 tokens
-# each; read at block 20, whose floor is -6.39): unpushed -1.02, pushed -17.78, pushed + capped -5.25, so
+# nearly every reply token, since the push moves all of them. On the offline run (20 prompts, replies of
+# at most 40 tokens; read at block 20, whose floor is -6.39): unpushed -1.02, pushed -17.78, pushed + capped -5.25, so
 # 0.75 of the push undone; the cap changed 537 of 537 reply tokens (without any push, 187 of 630 reply
 # tokens, 30%, are below the floor at one capped block or more). The words come back only in part: fluency
 # and topic return, the assistant persona does not (see the replies below).
