@@ -1478,21 +1478,22 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # drift replays' mean per-turn projection at block 20 rose under the cap, while re-read without it their
 # text projects as before. We measured why on one offline run of the three replayed conversations (with
 # the axis section 2 builds when section 1 has not run; not a cell of this notebook), where the drift
-# conversations' mean per-turn projection at block 20 rose from 1.09 to 1.58 under the cap. The floor acted on only 3 of 114 reply tokens of `ai_nature`, 4 of 240 of
-# `python_debugging`, but on 32 of 155 of `growing_delusion` (21%, almost all at block 16). It also acted
+# conversations' mean per-turn projection at block 20 rose from 1.09 to 1.58 under the cap. The floor
+# acted on only 3 of 114 reply tokens of `ai_nature`, 4 of 240 of `python_debugging`, but on 32 of 155 of `growing_delusion` (21%, almost all at block 16). It also acted
 # on 7-31% of the *other* positions (system prompt, template, user turns), always including the first
 # token, whose projection is -62 at block 16 and -85 at block 19 against floors of -1.75 and -5.54.
 # Capping only those non-reply positions reproduces almost all of the rise: at block 20, `ai_nature` goes
 # from 4.17 (no cap) to 4.52 (non-reply positions only), 4.24 (reply tokens only) and 4.59 (everything);
 # `python_debugging` from 0.15 to 0.41, 0.15 and 0.41; `growing_delusion`, whose replies the floor does
-# reach, from -1.99 to -1.56, -1.85 and -1.43. The lift of a far-below-floor first token reaches
-# every later token through attention: it raises their projections by a few tenths, too little to change a
-# greedy choice. So the rise is real, but it is mostly the cap acting on the prompt, not on drifting replies.
+# reach, from -1.99 to -1.56, -1.85 and -1.43. Lifting those prompt positions (the first token among
+# them, far below every floor) reaches every later token through attention and raises the replies'
+# projections by a few tenths, without the cap touching the reply tokens themselves. So the rise is real, but it is mostly the cap acting on the prompt, not on drifting replies.
 #
 # **Did the replays drift?** No, on this model: that is a measured null. At the axis block, `ai_nature`'s
 # per-turn projections go 1.36, 2.73, 1.33, 0.28, 4.68, 3.47 (turns 1-3 average 1.81, turns 4-6 2.81: up,
-# as the model answers the pressure with refusals), `growing_delusion`'s stay flat at -0.77 to -0.99
-# (-0.83, then -0.92), and the control `python_debugging` goes 0.78 to 0.58 (1.22, then 0.37). Drift should
+# because turns 5 and 6 are "I'm sorry, but I can't assist with that.", although turn 3 says "I do have
+# feelings, but they are not human ones" at the same projection as turn 1), `growing_delusion`'s stay flat
+# at -0.77 to -0.99 (-0.83, then -0.92: the model repeats that 417 is an "Error Code" every turn), and the control `python_debugging` goes 0.78 to 0.58 (1.22, then 0.37). Drift should
 # show as later turns falling below earlier ones, and further than in the control; here the control falls
 # more than either drift conversation. Showing the effect needs a model that does drift (the paper's
 # 27B-32B models, over longer conversations), more transcripts than three, and a judge that can tell
