@@ -1224,9 +1224,9 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 #
 # On this model the replays above barely test the cap: they do not drift (section 5), so the floor
 # reaches few of their reply tokens (39 of 509 over the three replays on the offline run). To see the cap *act*, we need activations that fall below it,
-# so we make them: steer at block `PUSH_LAYER = AXIS_LAYER`, before the capped range, by `-2 x |axis|`
-# (the push that turned the default assistant into "a skilled craftsman" in section 6), and cap blocks
-# `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
+# so we make them: steer at block `PUSH_LAYER` (the axis block, 12 on the offline profile, unless that is
+# not before the capped range) by `-2 x |axis|`, the push that turned the default assistant into "a
+# skilled craftsman" in section 6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
 # model: it never sees the push, only projections that have fallen below the floor.
 #
 # On 20 prompts (the 10 calibration questions, the opening user turn of each of the 8 transcripts,
@@ -1417,9 +1417,9 @@ def run_push_and_cap(
 # </details>
 
 # %%
-PUSH_LAYER = AXIS_LAYER  # where section 6 steered; it must come before the capped range
+# Where section 6 steered, unless that is not before the capped range (the cap must see the push's effect).
+PUSH_LAYER = min(AXIS_LAYER, CAPPING_LAYERS[0] - 1)
 PUSH_MULTIPLE = -2.0  # in units of |axis[AXIS_LAYER]|: section 6's "skilled craftsman"
-assert PUSH_LAYER < CAPPING_LAYERS[0], "push before the capped blocks, or the cap cannot undo it"
 DEMO_QUESTIONS = [*calibration_questions(), *(t["user_turns"][0] for t in load_transcripts()), STEER_QUESTION, "Who are you?"]
 demo_conversations = [build_messages(q) for q in DEMO_QUESTIONS]
 demo = load_or_generate(
