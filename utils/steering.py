@@ -11,10 +11,15 @@ Tested equal to one single-coefficient steerer per coefficient (`tests/test_stee
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 from utils.hooks import block_output, current_rows, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
@@ -42,7 +47,7 @@ class RowSteerer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: PreTrainedModel,
         vector: Float[Tensor, " d_model"],
         coeffs: Sequence[float] | Float[Tensor, " rows"],
         layer: int,
@@ -59,7 +64,7 @@ class RowSteerer:
             raise ValueError(f"coeffs must be one number per row, got shape {tuple(self.coeffs.shape)}")
         check_block_index(model, layer)
         self.model, self.vector, self.layer, self.positions = model, vector.detach(), layer, positions
-        self._handle = None
+        self._handle: RemovableHandle | None = None
 
     def _hook(self, module, inputs, output):
         hidden = block_output(output)
@@ -87,7 +92,7 @@ class RowSteerer:
         self._handle = get_layers(self.model)[self.layer].register_forward_hook(self._hook)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> Literal[False]:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
