@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from jaxtyping import Float
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from jaxtyping import Float
 from sae_lens import SAE, StandardSAE, StandardSAEConfig
 from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
 from torch import Tensor
@@ -65,9 +65,9 @@ def unavailable_message(release: str, sae_id: str, layer: int, err: Exception) -
     repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
     reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return (
-        f"The published SAE for block {layer} is not available: sae-lens release {release!r}, id {sae_id!r} "
-        f"(Hugging Face repo {repo_id}, folder {folder}) is not in the local Hugging Face cache and the hub "
-        f"could not be reached ({type(err).__name__}: {reason}).\n"
+        f"DEPARTURE FROM THE METHOD: the published SAE for block {layer} is not available: sae-lens release "
+        f"{release!r}, id {sae_id!r} (Hugging Face repo {repo_id}, folder {folder}) is not in the local Hugging "
+        f"Face cache and could not be downloaded ({type(err).__name__}: {reason}).\n"
         f"To use it, fetch it once on a machine with network, into the Hugging Face cache this kernel reads "
         f"(HF_HOME / HF_HUB_CACHE):\n    {fetch_command(release, sae_id)}\nthen re-run this cell.\n"
         f"FALLBACK: this run trains a small SAE here, on the model's own activations over the section's text, "
