@@ -49,6 +49,8 @@ STANDINS = {
     "Qwen/Qwen2.5-7B-Instruct": "tiny-qwen2",
     "Qwen/Qwen2.5-1.5B-Instruct": "tiny-qwen2",
 }
+# real model -> (its stand-in, the real model's depth): what the inserted cell builds.
+STANDIN_DEPTHS = {name: (tiny, REAL_LAYER_COUNTS[name]) for name, tiny in STANDINS.items()}
 STANDIN_WIDTH = 64  # hidden_size of every tiny model (utils.tiny)
 SECTIONS = ("part1", "part2", "part3", "part4")
 # The hosted judge each stand-in run uses (its default model is what the run proves).
@@ -81,21 +83,22 @@ def test_layer_constants_fit_every_model_a_profile_names(name):
             assert 0 <= profile.steer_layer < n, f"{where}: steer_layer {profile.steer_layer}"
 
 
-STANDIN_CELL = """\
+STANDIN_CELL = f"""\
 # Inserted by tests/test_profile_paths.py: tiny stand-ins of the profile's models, small sizes.
 import torch
 import utils.models as _models
-from tests.test_profile_paths import REAL_LAYER_COUNTS, STANDINS
 from utils.profiles import with_overrides
 from utils.tiny import build_tiny_model
 
 torch.set_num_threads(1)  # stand-ins this small run fastest on one thread (and a busy machine cannot stall them)
+_STANDINS = {STANDIN_DEPTHS!r}
 _real_load_model = _models.load_model
 
 def _standin(name, device=None, dtype=None):
-    if name not in STANDINS:  # the checks' own tiny models
+    if name not in _STANDINS:  # the checks' own tiny models
         return _real_load_model(name, device, dtype)
-    model, tokenizer = build_tiny_model(STANDINS[name], num_hidden_layers=REAL_LAYER_COUNTS[name])
+    tiny, depth = _STANDINS[name]
+    model, tokenizer = build_tiny_model(tiny, num_hidden_layers=depth)
     model.eval()
     model.requires_grad_(False)
     tokenizer.padding_side = "left"
