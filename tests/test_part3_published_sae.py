@@ -40,6 +40,16 @@ def hub(monkeypatch, tmp_path):
     return cache
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Torch on one thread while the fallback trains its small SAE (two threads on a busy 2-core machine
+    made 400 steps take minutes instead of seconds); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def token_acts(n: int = 200) -> torch.Tensor:
     return torch.randn(n, D_IN, generator=torch.Generator().manual_seed(1)) * 3
 
