@@ -1064,8 +1064,11 @@ print("suppressed:", bottom)
 # Which SAE: `part3_contrastive.sae_reading.PUBLISHED` names the SAEs sae-lens lists for the course's
 # models. For Qwen2.5-7B-Instruct (the full profile) it is the release `qwen2.5-7b-instruct-andyrdt`,
 # whose SAEs read the residual stream after blocks 3, 7, ..., 27, including block 19, the full profile's
-# `STEER_LAYER`; it is loaded with `SAE.from_pretrained` (downloaded on first use; we have not run it in
-# this course's CI). sae-lens lists none for the offline and lite models, so there we train a small one
+# `STEER_LAYER`; it is loaded with `SAE.from_pretrained`, downloaded on first use into the Hugging Face
+# cache (CI runs this call offline on a small stand-in in the release's format placed in a local cache,
+# not on the real download). Without a network and without a local copy the cell says so, names the
+# release, block and the `hf download` command that fetches it, and falls back to the small SAE below.
+# sae-lens lists none for the offline and lite models, so there we train a small one
 # here on the model's own activations over the same text, wrap it as a sae-lens `StandardSAE`, and run
 # the same reading code. The printout states the SAE's size and its reconstruction quality (fraction of
 # variance explained, FVE, on tokens held out of training; L0, the mean number of active latents per
