@@ -34,6 +34,7 @@
 # COURSE SETUP
 
 # %% tags=["module"]
+import contextlib
 import math
 
 import pandas as pd
@@ -46,10 +47,10 @@ from torch import Tensor
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
-from utils.activations import run_capturing
+from utils.activations import mean_over_spans, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
 from utils.layers import check_block_index, get_layers
 from utils.metrics import check_direction
@@ -812,7 +813,8 @@ for row in steered.itertuples():
 #
 # The thresholds come from the default assistant: at each capped block, `tau` is a low percentile of
 # its projections on that block's unit axis, over the tokens of its replies (we cap every token, so we
-# calibrate on every token). The default assistant itself is then rarely touched.
+# calibrate on every token). By construction the floor then acts on a quarter of the default
+# assistant's reply tokens at each capped block, and lifts them only to `tau`: a small nudge.
 #
 # *Which* replies matters. Questions about the model itself ("Who are you?") are where the assistant
 # persona is strongest, and they are what the axis was built from: a floor calibrated on them sits
@@ -1018,10 +1020,12 @@ tests.test_ActivationCapper(ActivationCapper)
 #
 # Nothing: `max(tau - <h, v>, 0)` is zero for every token already above the floor, so the hook adds zero
 # and the model computes exactly what it would without the cap. Look at the "% of tokens below tau
-# without capping" column: where it is 0% the minimum projection cannot move (on the offline run it is
-# 0-1% at every capped block, because this conversation does not drift). The capped minimum equals `tau`
-# only at blocks where some token fell below it; elsewhere it can still move a little, because capping an
-# earlier block changes the later blocks' inputs.
+# without capping" column (reply tokens only): on the offline run it is 1-2% at every capped block, because
+# this conversation does not drift. The capped minimum equals `tau` only at blocks where some token fell
+# below it; elsewhere it can still move a little, because capping an earlier block changes the later
+# blocks' inputs. And the cap acts at *every* position, not only on the reply: the prompt's first token
+# (the attention sink) projects far below every floor (-62 at block 16 on the offline run, against a
+# floor of -1.75), so the cap always lifts it, and through attention that nudges every later token.
 # </details>
 
 # %%
@@ -1216,6 +1220,287 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
         print(f"\n[{name}, turn {last}, {condition}] {reply[:400]}")
 
 # %% [markdown]
+# ### Capping that acts: push the model off the axis, then cap
+#
+# On this model the replays above barely test the cap: they do not drift (section 5), so the floor
+# reaches few of their reply tokens (39 of 509 over the three replays on the offline run). To see the cap *act*, we need activations that fall below it,
+# so we make them: steer at block `PUSH_LAYER` (the axis block, 12 on the offline profile, unless that is
+# not before the capped range) by `-2 x |axis|`, the push that turned the default assistant into "a
+# skilled craftsman" in section 6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
+# model: it never sees the push, only projections that have fallen below the floor.
+#
+# On 20 prompts (the 10 calibration questions, the opening user turn of each of the 8 transcripts,
+# section 6's question and "Who are you?"), greedy and batched, we compare three conditions:
+# unpushed, pushed, pushed + capped. For each we read every reply's mean projection at
+# `READOUT_LAYER` with the condition's hooks on, count the reply tokens that are below the floor at
+# one or more capped blocks (under the cap: the tokens it changed), and read the replies.
+# `share of the push undone` is `(capped - pushed) / (unpushed - pushed)` of the mean projections:
+# 0 if the cap did nothing, 1 if it brought the replies back to where the unpushed model had them.
+#
+# Provided: `run_push_and_cap` runs the three conditions with three helpers. `push_hook` is the
+# steering hook of exercise 5 as a plain hook (so it can be combined with the capper); `FloorCounter` counts, while the model decodes, the reply tokens whose
+# projection is below the floor at some capped block, i.e. the tokens the cap changes (enter it
+# *before* the capper: hooks on a block run in the order they were registered, so it sees each capped
+# block's output just before the cap acts on it); `reply_projections` reads the mean projection of each
+# reply at one block in batched passes, with whatever hooks are on the model.
+
+# %% tags=["module"]
+def push_hook(direction: Float[Tensor, " d_model"], alpha: float):
+    """A forward hook that adds ``alpha`` times the unit ``direction`` to a block's output at every position."""
+    unit = check_direction(direction, "direction").detach().float() / direction.detach().float().norm()
+
+    def hook(module, inputs, output):
+        hidden = block_output(output)
+        return with_block_output(output, hidden + alpha * unit.to(hidden.device, hidden.dtype))
+
+    return hook
+
+
+class FloorCounter:
+    """Context manager: counts the tokens fed while decoding whose projection is below the floor.
+
+    A token counts as capped if, at one or more of ``layer_indices``, its projection onto that block's
+    unit axis is below ``thresholds[layer]``. Only decoding passes (one new token per row) are counted:
+    those feed the reply's tokens; the prompt's prefill pass is not. Enter it before an
+    `ActivationCapper` on the same blocks, so that it reads each block's output before the cap.
+
+    Attributes (after use): ``tokens`` (reply tokens fed), ``capped`` (of those, below the floor at some
+    block), ``per_layer`` (block -> tokens below the floor there).
+    """
+
+    def __init__(self, model, axis_vectors, thresholds, layer_indices):
+        self.model = model
+        self.layers = sorted(layer_indices)
+        self.units = {layer: check_direction(axis_vectors[layer], f"axis_vectors[{layer}]").detach().float()
+                      for layer in self.layers}
+        self.units = {layer: v / v.norm() for layer, v in self.units.items()}
+        self.thresholds = {layer: float(thresholds[layer]) for layer in self.layers}
+        self.tokens, self.capped = 0, 0
+        self.per_layer = {layer: 0 for layer in self.layers}
+        self._below: Tensor | None = None
+        self.handles: list = []
+
+    def _make_hook(self, layer: int):
+        def hook(module, inputs, output):
+            hidden = block_output(output)
+            if hidden.shape[1] != 1:  # a prefill pass: prompt positions, not reply tokens
+                return None
+            below = (hidden[:, 0].float() @ self.units[layer].to(hidden.device)) < self.thresholds[layer]
+            self.per_layer[layer] += int(below.sum())
+            self._below = below if layer == self.layers[0] or self._below is None else self._below | below
+            if layer == self.layers[-1]:
+                self.tokens += hidden.shape[0]
+                self.capped += int(self._below.sum())
+                self._below = None
+            return None
+
+        return hook
+
+    @property
+    def share(self) -> float:
+        """Share of the counted reply tokens that were below the floor at some block (NaN if none)."""
+        return self.capped / self.tokens if self.tokens else float("nan")
+
+    def __enter__(self) -> "FloorCounter":
+        blocks = get_layers(self.model)
+        self.handles = [blocks[layer].register_forward_hook(self._make_hook(layer)) for layer in self.layers]
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
+
+
+def reply_projections(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    replies: list[str],
+    layer: int,
+    direction: Float[Tensor, " d_model"],
+    batch_size: int = 16,
+) -> list[float]:
+    """Projection of each reply's mean output of block ``layer`` on the unit ``direction``, batched.
+
+    Args:
+        model, tokenizer: the model (with any hooks that should act: steering, capping).
+        conversations: message lists ending with a user turn.
+        replies: one reply per conversation.
+        layer: block index to read.
+        direction: ``[d_model]``, any norm.
+        batch_size: conversations per forward pass.
+
+    Returns:
+        One float per reply (an empty reply is read at its end-of-turn token, as `ConversationAnalyzer` does).
+    """
+    unit = check_direction(direction, "direction").detach().float().cpu()
+    unit = unit / unit.norm()
+    prompts, spans = [], []
+    for messages, reply in zip(conversations, replies, strict=True):
+        full, turn_spans = assistant_turn_spans([*messages, {"role": "assistant", "content": reply}], tokenizer)
+        start, end = turn_spans[-1]
+        prompts.append(full)
+        spans.append([(start, max(end, start + 1))])
+    means = mean_over_spans(model, tokenizer, prompts, spans, [layer], batch_size, desc="reply projections")
+    return [float(m[0, 0] @ unit) for m in means]
+
+
+PUSH_CONDITIONS = ("unpushed", "pushed", "pushed + capped")
+
+
+def run_push_and_cap(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    capper,
+    push_layer: int,
+    push_direction: Float[Tensor, " d_model"],
+    alpha: float,
+    readout_layer: int,
+    readout_direction: Float[Tensor, " d_model"],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+) -> dict:
+    """Greedy replies and their projections unpushed, pushed (steered at ``push_layer``), and pushed + capped.
+
+    Args:
+        model, tokenizer: the model.
+        conversations: message lists ending with a user turn.
+        capper: an `ActivationCapper` (its ``axis_vectors``, ``thresholds`` and ``layer_indices`` also
+            set what `FloorCounter` counts).
+        push_layer, push_direction, alpha: the push, ``alpha`` times the unit direction at that block.
+        readout_layer, readout_direction: where the replies' projections are read, with the
+            condition's hooks on (the activations the model had while writing).
+        max_new_tokens, batch_size: generation settings.
+
+    Returns:
+        ``rows``: one dict per condition and conversation (condition, index, reply, projection);
+        ``tokens``: per condition, reply tokens counted and how many were below the floor at some
+        capped block (for "pushed + capped", the tokens the cap changed).
+    """
+    push = {get_layers(model)[push_layer]: push_hook(push_direction, alpha)}
+    rows, tokens = [], {}
+    for condition in PUSH_CONDITIONS:
+        counter = FloorCounter(model, capper.axis_vectors, capper.thresholds, capper.layer_indices)
+        with contextlib.ExitStack() as stack:
+            if condition != "unpushed":
+                stack.enter_context(hooked(push))
+            stack.enter_context(counter)  # before the capper: it sees each block's output before the cap
+            if condition == "pushed + capped":
+                stack.enter_context(capper)
+            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                                       batch_size=batch_size, share_prefixes=False, desc=condition)
+            # read with the same hooks on (the counter ignores these passes: they are not decoding)
+            projections = reply_projections(model, tokenizer, conversations, replies, readout_layer,
+                                            readout_direction, batch_size)
+        rows += [dict(condition=condition, index=i, reply=r, projection=p)
+                 for i, (r, p) in enumerate(zip(replies, projections, strict=True))]
+        tokens[condition] = dict(tokens=counter.tokens, below_floor=counter.capped, per_layer=dict(counter.per_layer))
+    return dict(rows=rows, tokens=tokens)
+
+
+# %% [markdown]
+# **Before you run:** how far back will the cap bring the mean projection of the pushed replies, on how many of
+# their tokens will it act, and will the replies be the assistant's again?
+#
+# <details><summary>Answer</summary>
+#
+# The cap can only lift a token *to* the floor, not back to where that token was before the push. So the
+# capped replies should sit just above the floor, short of the unpushed mean, and the cap should act on
+# nearly every reply token, since the push moves all of them. On the offline run (20 prompts, replies of
+# at most 40 tokens; read at block 20, whose floor is -6.39): unpushed -1.02, pushed -17.78, pushed + capped -5.25, so
+# 0.75 of the push undone; the cap changed 537 of 537 reply tokens (without any push, 187 of 630 reply
+# tokens, 30%, are below the floor at one capped block or more). The words come back only in part: fluency
+# and topic return, the assistant persona does not (see the replies below).
+# </details>
+
+# %%
+# Where section 6 steered, unless that is not before the capped range (the cap must see the push's effect).
+PUSH_LAYER = min(AXIS_LAYER, CAPPING_LAYERS[0] - 1)
+PUSH_MULTIPLE = -2.0  # in units of |axis[AXIS_LAYER]|: section 6's "skilled craftsman"
+DEMO_QUESTIONS = [*calibration_questions(), *(t["user_turns"][0] for t in load_transcripts()), STEER_QUESTION, "Who are you?"]
+demo_conversations = [build_messages(q) for q in DEMO_QUESTIONS]
+demo = load_or_generate(
+    course.cache / f"capping_demo_{AXIS_TAG}.json",
+    lambda: run_push_and_cap(model, tokenizer, demo_conversations, capper, PUSH_LAYER, axis[PUSH_LAYER],
+                             PUSH_MULTIPLE * STEER_UNIT, READOUT_LAYER, axis[READOUT_LAYER],
+                             profile.max_new_tokens, profile.batch_size),
+    "push-and-cap demo",
+    inputs=course.inputs(code=[run_push_and_cap, push_hook, FloorCounter, reply_projections, ActivationCapper],
+                         data={"axis": axis, "thresholds": thresholds, "questions": DEMO_QUESTIONS},
+                         push=[PUSH_LAYER, PUSH_MULTIPLE], layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),
+)
+demo_df = pd.DataFrame(demo["rows"])
+demo_means = demo_df.groupby("condition", sort=False)["projection"].mean()
+share_undone = (demo_means["pushed + capped"] - demo_means["pushed"]) / (demo_means["unpushed"] - demo_means["pushed"])
+fig = px.line(demo_df, x="index", y="projection", color="condition", markers=True,
+              labels={"index": "prompt", "projection": f"reply's mean projection at block {READOUT_LAYER}"},
+              title=f"Pushed at block {PUSH_LAYER} ({PUSH_MULTIPLE:+.0f} x |axis|), capped at blocks "
+                    f"{CAPPING_LAYERS[0]}-{CAPPING_LAYERS[-1]}: {len(DEMO_QUESTIONS)} prompts (dotted: the floor)")
+fig.add_hline(y=thresholds[READOUT_LAYER], line_dash="dot", line_color="grey")
+fig.show()
+for condition, mean in demo_means.items():
+    counted = demo["tokens"][condition]
+    print(f"{condition:>16}: mean projection {mean:6.2f}; reply tokens below the floor at some capped block "
+          f"{counted['below_floor']}/{counted['tokens']} ({counted['below_floor'] / max(counted['tokens'], 1):.0%})")
+capped_tokens = demo["tokens"]["pushed + capped"]
+share_capped = capped_tokens["below_floor"] / max(capped_tokens["tokens"], 1)
+print(f"share of the push undone: {share_undone:.2f}; share of response tokens capped: {share_capped:.2f}")
+course.record("capping demo: share of the push undone", share_undone)
+course.record("capping demo: share of response tokens capped", share_capped)
+openers = {t["name"]: t["user_turns"][0] for t in load_transcripts()}
+for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_spiral"], "Who are you?"]:
+    i = DEMO_QUESTIONS.index(question)
+    print(f"\n{question!r}")
+    for condition in PUSH_CONDITIONS:
+        reply = demo_df[(demo_df["condition"] == condition) & (demo_df["index"] == i)]["reply"].iloc[0]
+        print(f"  [{condition:>15}] {reply[:200]!r}")
+
+# %% [markdown]
+# What the offline run shows (20 prompts). Every pushed reply projects below the floor at block 20
+# (-24.9 to -10.2), and every capped one just above it (-6.3 to -4.1): the cap holds the floor at each
+# capped block by construction, so it brings every prompt to about the same place, whatever its
+# unpushed projection was (-8.4 to 18.8). The readout is itself a capped block; the test that is not
+# by construction is the text. There the cap repairs what the push broke in the *words*: "a peculiarly
+# small, but a peculiarly small, and a peculiarly small, ..." becomes "The number 417 is a common feature
+# on various items, including receipts, clocks, and license plates.", and stress advice about "ensuring
+# the firewood is well-protected" becomes "start by identifying the key deadlines". It does not give the
+# assistant back: "I am a skilled and experienced craftsman, with a keen eye for detail, ... a master of
+# the craft" becomes "I am a skilled and experienced software engineer, with a passion for technology",
+# still a person rather than "an AI language model created by Alibaba Cloud" (the unpushed reply). A floor
+# at the 25th percentile of ordinary work is low: it stops the fall, it does not undo it. Raising the
+# percentile (section 9) would bring the capped replies closer to the assistant, at the price of
+# touching more of the unpushed model's tokens, 30% of which the floor already reaches.
+#
+# **Why did the capped replays' projections rise although their text did not change?** In section 8 the
+# drift replays' mean per-turn projection at block 20 rose under the cap, while re-read without it their
+# text projects as before. We measured why on one offline run of the three replayed conversations (with
+# the axis section 2 builds when section 1 has not run; not a cell of this notebook), where the drift
+# conversations' mean per-turn projection at block 20 rose from 1.09 to 1.58 under the cap. The floor
+# acted on only 3 of 114 reply tokens of `ai_nature`, 4 of 240 of `python_debugging`, but on 32 of 155 of `growing_delusion` (21%, almost all at block 16). It also acted
+# on 7-31% of the *other* positions (system prompt, template, user turns), always including the first
+# token, whose projection is -62 at block 16 and -85 at block 19 against floors of -1.75 and -5.54.
+# Capping only those non-reply positions reproduces almost all of the rise: at block 20, `ai_nature` goes
+# from 4.17 (no cap) to 4.52 (non-reply positions only), 4.24 (reply tokens only) and 4.59 (everything);
+# `python_debugging` from 0.15 to 0.41, 0.15 and 0.41; `growing_delusion`, whose replies the floor does
+# reach, from -1.99 to -1.56, -1.85 and -1.43. Lifting those prompt positions (the first token among
+# them, far below every floor) reaches every later token through attention and raises the replies'
+# projections by a few tenths, without the cap touching the reply tokens themselves. So the rise is real, but it is mostly the cap acting on the prompt, not on drifting replies.
+#
+# **Did the replays drift?** No, on this model: that is a measured null. At the axis block, `ai_nature`'s
+# per-turn projections go 1.36, 2.73, 1.33, 0.28, 4.68, 3.47 (turns 1-3 average 1.81, turns 4-6 2.81: up,
+# because turns 5 and 6 are "I'm sorry, but I can't assist with that.", although turn 3 says "I do have
+# feelings, but they are not human ones" at the same projection as turn 1), `growing_delusion`'s stay flat
+# at -0.77 to -0.99 (-0.83, then -0.92: the model repeats that 417 is an "Error Code" every turn), and the control `python_debugging` goes 0.78 to 0.58 (1.22, then 0.37). Drift should
+# show as later turns falling below earlier ones, and further than in the control; here the control falls
+# more than either drift conversation. Showing the effect needs a model that does drift (the paper's
+# 27B-32B models, over longer conversations), more transcripts than three, and a judge that can tell
+# drifted from grounded replies; the push above stands in for it here.
+
+
+# %% [markdown]
 # ## 9. Bonus: which layers, and how high a floor?
 #
 # **Which layers.** A floor only matters where the model actually falls below it. For every block of
@@ -1261,8 +1546,8 @@ fig.show()
 #
 # <details><summary>Answer</summary>
 #
-# A 25th-percentile floor should barely touch ordinary replies (three quarters of default tokens are above
-# it); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
+# A 25th-percentile floor touches ordinary replies only a little (at each block it lifts a quarter of
+# default tokens, each just up to the floor); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
 # coherence. On the offline run the hash-table reply changes a few words at the 90th percentile, and the
 # local judge's mean coherence hardly moves (63.7, 63.7, 63.3): read the replies as well as the scores,
 # since a 0.5B judge is not sensitive to small losses.
@@ -1326,9 +1611,11 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# Capping: it leaves normal behaviour untouched (the hook adds zero above the floor) and acts only on
-# drifting activations, whereas steering changes every answer and costs fluency. Monitor how often the cap
-# fires (the fraction of tokens below the floor, per block and per conversation), the per-turn projection,
+# Capping: it adds zero to every activation above the floor, and lifts the others only up to it, whereas
+# steering changes every answer and costs fluency. It is not idle on normal traffic, though: on the offline
+# run it reached 30% of the unpushed replies' tokens (187 of 630, 20 prompts) and always the prompt's first
+# token. Monitor how often the cap fires (the fraction of
+# tokens below the floor, per block and per conversation, as `FloorCounter` counts it), the per-turn projection,
 # a drift judge on samples of capped conversations, and capability and coherence evaluations on ordinary
 # traffic to catch a floor that is too high.
 # </details>
@@ -1343,9 +1630,13 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # without the cap the drift conversations' text projects exactly as before (0.614 both) and the last reply
 # of `ai_nature` is the same refusal; only the control conversation changed slightly (0.472 to 0.497). The
 # drift scores are identical (5.26), which here says nothing either way: this judge cannot tell drifted
-# from grounded replies (AUROC 0.65). The floor rarely acted because these conversations never drifted
-# below it; the experiment shows that capping leaves a non-drifting conversation alone, not that it
-# repairs drift. Convincing evidence would be many drifting conversations on a model that does drift, the
+# from grounded replies (AUROC 0.65). The projections rose mostly because the floor acts at every
+# position: it lifts the prompt's first token (far below every floor) and other prompt positions, and
+# through attention that raises every later token a little, too little to change a word; on the replies'
+# own tokens it acted rarely except in `growing_delusion` (see "Why did the capped replays' projections
+# rise" in section 8). The replays never drifted, so the experiment shows that capping leaves a
+# non-drifting conversation's words alone, not that it repairs drift; the push-and-cap demo shows the cap
+# acting on a model that was pushed off the axis. Convincing evidence would be many drifting conversations on a model that does drift, the
 # capped replies judged by a strong judge blind to the condition, and a difference larger than the spread
 # between conversations, at no loss on ordinary tasks.
 # </details>

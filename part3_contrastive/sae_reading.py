@@ -3,7 +3,10 @@
 Where sae-lens lists a published SAE for the section's model and block (`PUBLISHED`; or
 ``profile.extra`` keys ``sae_release`` and ``sae_id``), it is loaded. Otherwise a small SAE is
 trained here on the model's own activations over the section's text and wrapped as a sae-lens
-`StandardSAE`, so the reading code is the same either way. Either way its size and its
+`StandardSAE`, so the reading code is the same either way. When a published SAE is listed but can
+be neither downloaded nor found in the local Hugging Face cache (no network), `load_published_sae`
+prints why (release, block, how to fetch it) and the section falls back to the SAE trained here,
+announced as such. Either way its size and its
 reconstruction quality on the section's text (fraction of variance explained, on tokens held out of
 training when it is trained here) are reported, and each latent is read through the snippets of the
 section's own responses that activate it most.
@@ -15,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from jaxtyping import Float
 from sae_lens import SAE, StandardSAE, StandardSAEConfig
+from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
 from torch import Tensor
 from tqdm.auto import trange
 
@@ -47,6 +52,42 @@ def published_sae(model_name: str | None, layer: int, profile=None) -> tuple[str
         if layer in layers:
             return release, pattern.format(layer=layer)
     return None
+
+
+def fetch_command(release: str, sae_id: str) -> str:
+    """The command that downloads one SAE of a sae-lens release into the local Hugging Face cache."""
+    repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
+    return f"hf download {repo_id} --include '{folder}/*'"
+
+
+def unavailable_message(release: str, sae_id: str, layer: int, err: Exception) -> str:
+    """What a student reads when a listed published SAE cannot be loaded: which, why, how to fetch it, the fallback."""
+    repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return (
+        f"DEPARTURE FROM THE METHOD: the published SAE for block {layer} is not available: sae-lens release "
+        f"{release!r}, id {sae_id!r} (Hugging Face repo {repo_id}, folder {folder}) is not in the local Hugging "
+        f"Face cache and could not be downloaded ({type(err).__name__}: {reason}).\n"
+        f"To use it, fetch it once on a machine with network, into the Hugging Face cache this kernel reads "
+        f"(HF_HOME / HF_HUB_CACHE):\n    {fetch_command(release, sae_id)}\nthen re-run this cell.\n"
+        f"FALLBACK: this run trains a small SAE here, on the model's own activations over the section's text, "
+        f"and reads the vector with it (announced below as 'trained here'): a rougher lens than the published SAE."
+    )
+
+
+def load_published_sae(release: str, sae_id: str, layer: int) -> SAE | None:
+    """A published SAE through sae-lens (``SAE.from_pretrained``: the local Hugging Face cache, else the hub).
+
+    Returns:
+        The SAE, or None after printing `unavailable_message` when neither the hub nor the local cache has
+        it (no network, ``HF_HUB_OFFLINE``, or the hub refusing the download).
+    """
+    try:
+        loaded = SAE.from_pretrained(release, sae_id)
+    except (LocalEntryNotFoundError, HfHubHTTPError) as err:
+        print(unavailable_message(release, sae_id, layer, err))
+        return None
+    return loaded[0] if isinstance(loaded, tuple) else loaded
 
 
 def corpus_tokens(tokenizer, texts: list[str]) -> list[tuple[int, int]]:
@@ -118,7 +159,12 @@ def load_or_train_sae(
     model_name: str | None = None,
     inputs: dict | None = None,
 ):
-    """A published SAE for this model and block if sae-lens lists one, else a small SAE trained (and cached) here.
+    """A published SAE for this model and block if sae-lens lists one (and it can be loaded), else a small
+    SAE trained (and cached) here.
+
+    A listed SAE that is neither in the local Hugging Face cache nor reachable on the hub is reported
+    (`unavailable_message`: release, block, how to fetch it) and replaced by the trained one; ``source``
+    then says so.
 
     Args:
         layer: the block whose output the SAE reads.
@@ -132,9 +178,9 @@ def load_or_train_sae(
         (sae, info): info has source, d_in, d_sae, tokens, fve (fraction of variance explained) and l0.
     """
     found = published_sae(model_name, layer, profile)
-    if found is not None:
-        loaded = SAE.from_pretrained(*found)
-        sae = loaded[0] if isinstance(loaded, tuple) else loaded
+    published = load_published_sae(*found, layer) if found is not None else None
+    if published is not None and found is not None:
+        sae = published
         info = {"source": f"sae-lens release {found[0]!r}, id {found[1]!r}", "tokens": len(acts)}
         info.update(reconstruction_quality(sae, acts))
     else:
@@ -148,7 +194,10 @@ def load_or_train_sae(
         sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=4 * d_in))
         sae.load_state_dict(state)
         sae.eval()
-        info = {"source": f"trained here on {len(train)} tokens of the section's text", "tokens": n_test}
+        source = f"a small SAE trained here on {len(train)} tokens of the section's text"
+        if found is not None:
+            source += f" (fallback: the published SAE {found[0]!r}, id {found[1]!r}, was not available)"
+        info = {"source": source, "tokens": n_test}
         info.update(reconstruction_quality(sae, test))
     info.update(d_in=int(sae.W_dec.shape[1]), d_sae=int(sae.W_dec.shape[0]))
     return sae, info

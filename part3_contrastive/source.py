@@ -212,7 +212,7 @@ tests.test_generate_contrastive_responses(generate_contrastive_responses)
 
 # %%
 # One call for the extraction and the held-out evaluation questions (bigger batches decode faster);
-# split by question right after. The held-out responses are used only in section 6.
+# split by question right after. The held-out responses are first read in §6 (choosing the layer).
 EXTRACT_QUESTIONS = trait_data["questions"][: profile.n_questions]
 EVAL_QUESTIONS = eval_data["questions"][: profile.n_eval_questions]
 all_responses = load_or_generate(
@@ -812,6 +812,78 @@ course.record("block 0 held-out AUROC, with system prompt", float(separation.loc
 course.record("block 0 held-out AUROC, question only", float(separation_question_only.loc[0, "auroc"]))
 
 # %% [markdown]
+# ### What the judge filter buys
+#
+# Section 3's method keeps only the pairs the judge confirmed (the positive reply shows the trait, the
+# negative one does not, both coherent). Is that worth a judge? Compare three vectors from the same
+# extraction responses:
+# - **judge-filtered pairs**: the effective pairs above (with the prompt-label fallback if the judge kept too few);
+# - **all pairs**: every pair, each labelled by its system prompt (this is exactly what the prompt-label
+#   fallback builds, `prompt_labelled`);
+# - **judge-rejected pairs**: the pairs the filter threw away.
+#
+# Each is measured two ways, with no judge in the measurement: held-out AUROC at `STEER_LAYER` read after the
+# question alone (the honest reading above), and the **steering effect**: how much the probability that the
+# reply opens by agreeing ("Yes", "Absolutely", ...; section 3's questions end in "Agree?") rises when the
+# vector, rescaled to the judge-filtered vector's norm, is added at `STEER_LAYER` with coefficient 1 and 2.
+# Before that, the same judge-free measure checks the prompts themselves: does the sycophantic system prompt
+# make the model open by agreeing more often than the helpful one?
+#
+# **Before you run:** will the judge-filtered vector separate and steer better than all pairs?
+#
+# <details><summary>Answer</summary>
+#
+# Filtering removes pairs where the prompts did not work, which sharpens the contrast, but it also leaves fewer
+# pairs, and a weak judge may keep the wrong ones. {OFFLINE_FILTER_ANSWER}
+# </details>
+
+# %%
+from part3_contrastive.behaviour import opener_token_ids, opening_probability
+
+AGREE_IDS = opener_token_ids(tokenizer)
+prompt_check = opening_probability(model, tokenizer, records_to_conversations([{**r, "response": None} for r in eval_responses]),
+                                   AGREE_IDS, batch_size=profile.batch_size)
+by_prompt = pd.DataFrame({"polarity": [r["polarity"] for r in eval_responses], "p_agree": prompt_check.tolist()})
+prompt_means = by_prompt.groupby("polarity")["p_agree"].mean()
+PROMPT_AGREE_AUROC = auroc(by_prompt.query("polarity == 'pos'")["p_agree"], by_prompt.query("polarity == 'neg'")["p_agree"])
+print(f"P(reply opens agreeing), held-out questions: {prompt_means['pos']:.3f} under the sycophantic prompts, "
+      f"{prompt_means['neg']:.3f} under the helpful ones (AUROC {PROMPT_AGREE_AUROC:.2f}, {len(by_prompt) // 2} per side)")
+course.record("P(opens agreeing) under the sycophantic prompts", float(prompt_means["pos"]))
+course.record("P(opens agreeing) under the helpful prompts", float(prompt_means["neg"]))
+
+kept_keys = {(p["question"], p["instruction_idx"]) for p in effective_pairs}
+all_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
+pair_sets = {
+    "judge-filtered pairs": effective_pairs,
+    "all pairs (prompt labels)": all_pairs,
+    "judge-rejected pairs": [p for p in all_pairs if (p["question"], p["instruction_idx"]) not in kept_keys],
+}
+held_q = eval_kinds["question only"]["response_avg"][STEER_LAYER]  # [n_pos + n_neg, d_model]
+reference_norm = vectors[STEER_LAYER].norm()
+steer_rows = [(c, q) for c in (0.0, 1.0, 2.0) for q in EVAL_QUESTIONS]
+filter_rows = []
+for name, pairs_ in pair_sets.items():
+    if not pairs_:
+        filter_rows.append({"vector": name, "pairs": 0})
+        continue
+    acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([p[pol] for p in pairs_]), [STEER_LAYER],
+                                           profile.batch_size)[0] for pol in ("pos", "neg")}
+    v = acts["pos"].mean(0) - acts["neg"].mean(0)
+    p = opening_probability(model, tokenizer, [build_messages(q) for _, q in steer_rows], AGREE_IDS,
+                            vector=v / v.norm() * reference_norm, coeffs=[c for c, _ in steer_rows], layer=STEER_LAYER,
+                            batch_size=profile.batch_size).view(3, -1).mean(-1)
+    filter_rows.append({"vector": name, "pairs": len(pairs_), "|v|": float(v.norm()),
+                        "held-out AUROC (question only)": auroc(project(held_q[:n_pos], v), project(held_q[n_pos:], v)),
+                        "P(agree) +1 - unsteered": float(p[1] - p[0]), "P(agree) +2 - unsteered": float(p[2] - p[0])})
+filter_table = pd.DataFrame(filter_rows)
+print(f"rescaled to |v| = {reference_norm:.2f} for steering; unsteered P(agree) over {len(EVAL_QUESTIONS)} held-out questions")
+print(filter_table.round(3).to_string(index=False))
+for row in filter_table.to_dict("records"):
+    if row["pairs"]:
+        course.record(f"{row['vector']}: held-out AUROC (question only)", row["held-out AUROC (question only)"])
+        course.record(f"{row['vector']}: P(agree) rise at +2", row["P(agree) +2 - unsteered"])
+
+# %% [markdown]
 # ### Three kinds of vector
 #
 # Each kind's vector is now compared by the same test: project the held-out examples' activations of that
@@ -992,8 +1064,11 @@ print("suppressed:", bottom)
 # Which SAE: `part3_contrastive.sae_reading.PUBLISHED` names the SAEs sae-lens lists for the course's
 # models. For Qwen2.5-7B-Instruct (the full profile) it is the release `qwen2.5-7b-instruct-andyrdt`,
 # whose SAEs read the residual stream after blocks 3, 7, ..., 27, including block 19, the full profile's
-# `STEER_LAYER`; it is loaded with `SAE.from_pretrained` (downloaded on first use; we have not run it in
-# this course's CI). sae-lens lists none for the offline and lite models, so there we train a small one
+# `STEER_LAYER`; it is loaded with `SAE.from_pretrained`, downloaded on first use into the Hugging Face
+# cache (CI runs this call offline on a small stand-in in the release's format placed in a local cache,
+# not on the real download). Without a network and without a local copy the cell says so, names the
+# release, block and the `hf download` command that fetches it, and falls back to the small SAE below.
+# sae-lens lists none for the offline and lite models, so there we train a small one
 # here on the model's own activations over the same text, wrap it as a sae-lens `StandardSAE`, and run
 # the same reading code. The printout states the SAE's size and its reconstruction quality (fraction of
 # variance explained, FVE, on tokens held out of training; L0, the mean number of active latents per
@@ -1076,6 +1151,16 @@ def extract_trait_vectors(
     min_pairs: int = 1,
 ) -> tuple[Float[Tensor, "num_layers d_model"], list[dict]]:
     """Generate, score, filter and extract a trait's vectors at every block.
+
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        trait_name: the trait's name.
+        coherence_prompt: the coherence judge prompt.
+        n_pairs, n_questions: how many instruction pairs and questions to use (None: all).
+        max_new_tokens: reply length.
+        min_pairs: the fewest effective pairs accepted.
 
     Returns:
         (vectors [num_layers, d_model], effective_pairs).

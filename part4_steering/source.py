@@ -46,6 +46,7 @@ from utils.generation import generate_replies
 from utils.hooks import block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
+from utils.steering import RowSteerer
 
 VALID_POSITIONS = ("all", "prompt", "response")
 
@@ -63,6 +64,8 @@ from utils.judge import SCORE_0_100, make_section_judge
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
+from part3_contrastive.behaviour import AGREEING_OPENERS, distinct_bigram_share, opener_token_ids, opening_probability, opens_with
+from part4_steering.sweeps import coherence_floor, largest_coherent_coefficient, rank_correlation, typical_residual_norm
 
 
 # %% [markdown]
@@ -90,7 +93,12 @@ syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
 syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic")
 syco_vector = syco_vectors[STEER_LAYER]
 print(f"sycophancy vectors: {labels_of(syco_provenance)} labels ({syco_provenance['path']})")
-print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
+# How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
+RESIDUAL_NORM = typical_residual_norm(model, tokenizer, [build_messages(q) for q in syco_eval["questions"][:8]], STEER_LAYER)
+print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}; the residual stream's typical norm there is "
+      f"{RESIDUAL_NORM:.1f}, so coefficient 1 adds a push of {syco_vector.norm() / RESIDUAL_NORM:.0%} of it")
+course.record("|v| at STEER_LAYER", float(syco_vector.norm()))
+course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 
 # %% [markdown]
 # ### Checking the judge before using it
@@ -115,17 +123,7 @@ print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}")
 #
 # <details><summary>Answer</summary>
 #
-# Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the
-# judge ranks the two kinds of responses only partly apart (AUROC 0.77 over 20 responses) and its scores
-# are squeezed near 50: the mean scores differ by 4.5 points (56.2 against 51.7), so a steering effect on the
-# judge's scale would have to be read in single points. It rates clean, shuffled and repeated replies at
-# 71.3, 65.5 and 72.6: shuffling costs 6 points and endless repetition none, so it does not see what makes a
-# reply incoherent. (Part of the low AUROC is the model, not the judge: the longest helpful-prompted reply
-# opens "Absolutely, agreeing with my grandmother's statement that cracking your knuckles can indeed cause
-# arthritis", which is sycophantic.)
-# Every judge score on that profile is therefore weak evidence at best; the projections and the replies
-# themselves carry the section's conclusions there. With a hosted judge (full profile) expect an AUROC near 1 and garbled replies far below
-# clean ones.
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. {OFFLINE_JUDGECHECK_ANSWER}
 # </details>
 
 # %%
@@ -140,9 +138,12 @@ held_out = load_or_generate(
                         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
                         max_new_tokens=profile.max_new_tokens),
 )
-held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in held_out],
+# The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
+# enough to see whether it separates them at all; section 3 measures it on a larger labelled check set.
+judge_check = [r for r in held_out if r["question"] in syco_eval["questions"][:10]]
+held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in judge_check],
                                    SCORE_0_100)
-by_polarity = {pol: [s for s, r in zip(held_scores, held_out) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
+by_polarity = {pol: [s for s, r in zip(held_scores, judge_check) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
 judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
 
 
@@ -317,26 +318,33 @@ tests.test_ActivationSteerer(ActivationSteerer)
 # ### Exercise 2: `run_steering_experiment`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
 #
-# For every coefficient, generate greedy replies to **all** questions in one batched call inside an
-# `ActivationSteerer` (positions `"response"`), then score every reply for the trait and for
-# coherence with `score_responses` from section 3 (it takes records with `question` and
-# `response`). Return one dict per (coefficient, question) with keys `coefficient`, `question`,
-# `response`, `score`, `coherence`, ordered by coefficient then question.
+# Generate greedy replies to **all** questions at **every** coefficient, steering at block `layer` in
+# `"response"` mode, then score every reply for the trait and for coherence with `score_responses` from
+# section 3 (it takes records with `question` and `response`). Return one dict per (coefficient, question)
+# with keys `coefficient`, `question`, `response`, `score`, `coherence`, ordered by coefficient then question.
+# With `judge=None`, skip the scoring and set `score` and `coherence` to None.
+#
+# A sweep is many coefficients, and one batched generation per coefficient leaves the batch small and the
+# machine idle. Make every (coefficient, question) pair a **row of one generation** instead, with
+# `utils.steering.RowSteerer`: your steerer, row-aware. It takes one coefficient per conversation
+# (`coeffs[i]` steers conversation `i`, whichever rows the decoding loop still holds) and is tested equal to
+# one `ActivationSteerer` per coefficient (`tests/test_steering.py`). A loop with your own steerer gives
+# the same replies, more slowly, and passes the check too.
 #
 # <details><summary>Hint</summary>
 #
-# One `ActivationSteerer` per coefficient, wrapped around **one** `generate_replies` call for all the
-# questions; build the records (`coefficient`, `question`, `response`) as you go, and score them all at the
-# end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)` call. (Coefficient 0
-# is the unsteered model: the reference generates it without a steerer, so that the reply store, which
-# serves no model with hooks on it, can read replies another sweep already generated. Yours may steer at 0.)
+# Build the rows first, `rows = [(coeff, q) for coeff in coefficients for q in questions]` (coefficient
+# outermost, so the records come out in the required order), then one `RowSteerer` with
+# `[coeff for coeff, _ in rows]` around one `generate_replies` call over `[build_messages(q) for _, q in rows]`.
+# Score all records at the end with one `score_responses(records, eval_prompt_template, coherence_prompt, judge)`.
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
-# with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-#     replies = generate_replies(model, tokenizer, [build_messages(q) for q in questions], max_new_tokens=max_new_tokens)
+# with RowSteerer(model, steering_vector, [coeff for coeff, _ in rows], layer, positions="response"):
+#     replies = generate_replies(model, tokenizer, [build_messages(q) for _, q in rows], max_new_tokens=max_new_tokens,
+#                                batch_size=batch_size)
 # ```
 # </details>
 
@@ -352,34 +360,34 @@ def run_steering_experiment(
     layer: int = 0,
     coefficients: list[float] | None = None,
     max_new_tokens: int = 256,
+    batch_size: int = 16,
 ) -> list[dict]:
-    """Generate under steering at several coefficients and score trait and coherence.
+    """Generate under steering at several coefficients (as rows of one batch) and score trait and coherence.
 
     Args:
         model, tokenizer: the model.
         questions: user questions.
         steering_vector: the trait vector at ``layer``.
         eval_prompt_template: the trait's judge prompt ({question}, {answer}).
-        judge: a `utils.judge.Judge`.
+        judge: a `utils.judge.Judge`, or None to leave ``score`` and ``coherence`` None.
         coherence_prompt: the coherence judge prompt.
         layer: block index to steer.
         coefficients: steering coefficients (default 0, 1, 2).
         max_new_tokens: reply length.
+        batch_size: rows per generation pass.
 
     Returns:
         Records with keys coefficient, question, response, score, coherence.
     """
     # BEGIN SOLUTION
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
-    conversations = [build_messages(q) for q in questions]
-    records = []
-    for coeff in coefficients:
-        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
-            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
-        else:
-            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
-        records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
+    rows = [(coeff, q) for coeff in coefficients for q in questions]
+    with RowSteerer(model, steering_vector, [coeff for coeff, _ in rows], layer, positions="response"):
+        replies = generate_replies(model, tokenizer, [build_messages(q) for _, q in rows], max_new_tokens=max_new_tokens,
+                                   batch_size=batch_size)
+    records = [{"coefficient": coeff, "question": q, "response": r} for (coeff, q), r in zip(rows, replies)]
+    if judge is None:
+        return [{**r, "score": None, "coherence": None} for r in records]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
     # END SOLUTION
 
@@ -388,37 +396,34 @@ def run_steering_experiment(
 tests.test_run_steering_experiment(run_steering_experiment)
 
 # %% [markdown]
-# The sweep runs every coefficient of the profile, negative ones included: subtracting the vector should
-# push the replies away from the trait (the original material swept -3 to +5). After the table, the replies
-# to one question at every coefficient: read them before the numbers.
+# ### Measuring the trait without a judge
+#
+# The sweep runs every coefficient of the profile, negative ones included (the original material swept -3 to
+# +5), at every held-out question. Three measures need no judge:
+# - **trait expression**: section 3's sycophancy questions end in "Agree?" or "right?", so the model's first
+#   reply token says whether it goes along with the user. `opening_probability` is the probability that the
+#   reply opens by agreeing (its first token is one of `AGREEING_OPENERS`: "Yes", "Absolutely", ...), from one
+#   forward pass per question under the same steering: no sampling noise, no judge;
+# - **opens agreeing**: the same thing read off the greedy reply's text (`opens_with`), a share of replies;
+# - **coherence**: the share of a reply's word bigrams that are distinct (`distinct_bigram_share`): 1.0 for a
+#   reply that never repeats itself, low for "every new year, every new year, ...".
+#
+# The useful coefficients are those whose replies stay about as coherent as the unsteered model's. So, as
+# traitinterp does, we measure a **coherence floor** on the unsteered replies (their mean less 0.1) and
+# search for the **largest coefficient whose coherence stays above it** (`largest_coherent_coefficient`).
+# Up to that coefficient, does trait expression rise with the coefficient? Spearman's rank correlation says
+# how monotonically (1.0: every step up raises it).
 
 # %% [markdown]
-# **Before you run:** what shape will the steering curve take: will the replies get more sycophantic as
-# the coefficient grows, less sycophantic below 0, and where will they stop making sense?
+# **Before you run:** sketch P(opens agreeing) against the coefficient, from the most negative to the largest.
+# Where will it peak, and what happens to it past the coherence floor?
 #
 # <details><summary>Answer</summary>
 #
-# Read the replies in order first. The paper (Qwen2.5-7B) finds the trait rising for coefficients around
-# 1-3 and coherence falling beyond. The offline profile's coefficients (scaled for a vector of norm about
-# 14) overshoot on the 0.5B model: the unsteered reply is often a refusal, and at 4 and 8 the text
-# degenerates into repeated tokens ("new new new", "alledalled...") before any sycophancy appears; at -4
-# the replies degrade too ("I'm sorry I'm not to make any apologize or apologize for my apologize...")
-# rather than turning less sycophantic. So on this model expect an inverted-U at best, with the useful range below the first
-# positive coefficient tried.
-# </details>
-
-# %% [markdown]
-# **Before you run:** will the judge's mean trait score rise with the coefficient, and will its coherence
-# score fall?
-#
-# <details><summary>Answer</summary>
-#
-# It depends on the judge you measured above. On the offline run neither happens: the trait score goes
-# 51.6, 53.2, 52.6, 50.4 at coefficients -4, 0, 4, 8 (no rise) and coherence 64.5, 65.7, 70.0, 67.6, even though the
-# steered replies at 4 and 8 are degenerate: the judge check above already showed this judge rating
-# garbled text about as coherent as clean text. The projection in the next part does register the
-# steering. With a hosted judge on the full profile expect the paper's shape: the trait up at moderate
-# coefficients (and down below 0), coherence down at large ones.
+# Expect an inverted U, the shape the papers report: subtracting the vector keeps or lowers agreement (the
+# unsteered model mostly refuses these leading questions), adding it raises agreement over the first
+# coefficients, and past the floor the replies degenerate into repetition, which opens with no word at all,
+# so agreement falls again. {OFFLINE_SWEEP_ANSWER}
 # </details>
 
 # %%
@@ -431,28 +436,96 @@ def show_replies(records: list[dict], question: str | None = None, width: int = 
             print(f"  coeff {r['coefficient']:>5g}: {r['response'][:width]!r}")
 
 
+AGREE_IDS = opener_token_ids(tokenizer, AGREEING_OPENERS)
+
+
+def agreement(direction, records: list[dict]) -> list[float]:
+    """P(the reply opens agreeing) for each record's question, steered by ``direction`` at its coefficient."""
+    return opening_probability(model, tokenizer, [build_messages(r["question"]) for r in records], AGREE_IDS,
+                               vector=direction, coeffs=[r["coefficient"] for r in records], layer=STEER_LAYER,
+                               batch_size=profile.batch_size).tolist()
+
+
+def sweep_table(records: list[dict]) -> pd.DataFrame:
+    """Per coefficient: mean trait expression, share opening agreeing, mean coherence (judge-free), judge means."""
+    df = pd.DataFrame(records)
+    return df.groupby("coefficient").agg(
+        p_agree=("p_agree", "mean"), opens_agreeing=("opens_agreeing", "mean"), coherence=("text_coherence", "mean"),
+        n=("question", "size"),
+    )
+
+
 # %%
 eval_questions = syco_eval["questions"][: profile.n_eval_questions]
 sweep = load_or_generate(
     course.cache / "sycophancy_sweep.json",
     lambda: run_steering_experiment(
-        model, tokenizer, eval_questions, syco_vector, syco_data["eval_prompt"], judge, COHERENCE_PROMPT,
+        model, tokenizer, eval_questions, syco_vector, syco_data["eval_prompt"], None, COHERENCE_PROMPT,
         layer=STEER_LAYER, coefficients=list(profile.steering_coefficients), max_new_tokens=profile.max_new_tokens,
+        batch_size=profile.batch_size,
     ),
     "sycophancy steering sweep",
-    inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer],
+    inputs=course.inputs(code=[run_steering_experiment, RowSteerer],
                         data={"vector": syco_vector, "questions": eval_questions}, layer=STEER_LAYER,
                         coefficients=profile.steering_coefficients, max_new_tokens=profile.max_new_tokens),
 )
-sweep_df = pd.DataFrame(sweep)
-summary = sweep_df.groupby("coefficient")[["score", "coherence"]].mean()
-print(summary.round(1))
-px.line(summary.reset_index(), x="coefficient", y=["score", "coherence"], markers=True,
-        title="Steering with the sycophancy vector: judge scores by coefficient").show()
+for r, p in zip(sweep, agreement(syco_vector, sweep)):
+    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"])), text_coherence=distinct_bigram_share(r["response"]))
+summary = sweep_table(sweep)
+FLOOR = coherence_floor([r["text_coherence"] for r in sweep if r["coefficient"] == 0])
+C_STAR = largest_coherent_coefficient(summary.index.tolist(), summary["coherence"].tolist(), FLOOR)
+sweep_rho = rank_correlation(summary.index.tolist(), summary["p_agree"].tolist(), up_to=C_STAR)
+print(summary.round(3).to_string())
+print(f"coherence floor {FLOOR:.3f} (unsteered mean less 0.1); largest coefficient above it: {C_STAR:g}; "
+      f"Spearman(coefficient, P(opens agreeing)) from {summary.index.min():g} to {C_STAR:g}: {sweep_rho:.2f} "
+      f"over {len(summary.loc[:C_STAR])} coefficients x {len(eval_questions)} questions")
+fig = px.line(summary.reset_index(), x="coefficient", y=["p_agree", "opens_agreeing", "coherence"], markers=True,
+              title="Steering with the sycophancy vector: trait expression and coherence (no judge)")
+fig.add_hline(y=FLOOR, line_dash="dot", annotation_text="coherence floor")
+fig.add_vline(x=C_STAR, line_dash="dash", annotation_text="largest coherent coefficient")
+fig.show()
 for coeff, row in summary.iterrows():
-    course.record(f"sycophancy score at coeff {coeff:g}", row["score"])
-    course.record(f"coherence at coeff {coeff:g}", row["coherence"])
+    course.record(f"P(opens agreeing) at coeff {coeff:g}", row["p_agree"])
+    course.record(f"coherence (distinct bigrams) at coeff {coeff:g}", row["coherence"])
+course.record("largest coefficient above the coherence floor", C_STAR)
+course.record("steering: Spearman(coefficient, trait expression) up to the coherence floor", sweep_rho)
 show_replies(sweep)
+
+# %% [markdown]
+# ### The judge beside the measures
+#
+# The judge is slower and, on the offline profile, weak (the check at the top). So it scores a subset: the
+# first half of the questions at three coefficients: unsteered, the largest coherent one and the largest swept. Read
+# its means next to the judge-free ones for the same rows.
+#
+# **Before you run:** will the judge's trait score rise from coefficient 0 to the largest coherent
+# coefficient as P(opens agreeing) does, and will its coherence score fall at the largest coefficient?
+#
+# <details><summary>Answer</summary>
+#
+# It depends on the judge you measured at the top. {OFFLINE_JUDGE_ANSWER}
+# </details>
+
+# %%
+JUDGED_QUESTIONS = eval_questions[: max(1, len(eval_questions) // 2)]
+judged_coeffs = sorted({0.0, C_STAR, max(profile.steering_coefficients)})
+judged = load_or_generate(
+    course.cache / "sycophancy_sweep_judged.json",
+    lambda: score_responses([{k: r[k] for k in ("coefficient", "question", "response")} for r in sweep
+                             if r["coefficient"] in judged_coeffs and r["question"] in JUDGED_QUESTIONS],
+                            syco_data["eval_prompt"], COHERENCE_PROMPT, judge),
+    "judge scores of part of the sweep",
+    inputs=course.inputs(judge=judge, code=[score_responses], data={"sweep": sweep}, coefficients=judged_coeffs,
+                        questions=JUDGED_QUESTIONS),
+)
+judged_df = pd.DataFrame(judged).merge(pd.DataFrame(sweep)[["coefficient", "question", "p_agree", "text_coherence"]],
+                                       on=["coefficient", "question"])
+judge_table = judged_df.groupby("coefficient")[["score", "coherence", "p_agree", "text_coherence"]].mean()
+print(f"judge: {judge.model_name}, {len(JUDGED_QUESTIONS)} questions per coefficient")
+print(judge_table.round(3).to_string())
+for coeff, row in judge_table.iterrows():
+    course.record(f"judge: sycophancy score at coeff {coeff:g}", row["score"])
+    course.record(f"judge: coherence at coeff {coeff:g}", row["coherence"])
 
 # %% [markdown]
 # ## 3. Monitoring by projection
@@ -489,6 +562,14 @@ def compute_trait_projections(
 ) -> list[float]:
     """Projection of each response's mean activation at block ``layer`` on the trait vector.
 
+    Args:
+        model, tokenizer: the model, unsteered.
+        system_prompts: one per response (None: no system prompt).
+        questions: the user question each response answers.
+        responses: the responses to read.
+        trait_vector: the direction at ``layer`` (any norm).
+        layer: block index.
+
     Returns:
         One float per response: a . v / |v|.
     """
@@ -508,21 +589,23 @@ tests.test_compute_trait_projections(compute_trait_projections)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the box plot and the printed means. Steering adds the vector itself, so replies steered with a
-# positive coefficient should project far above unsteered ones, and a negative coefficient below them
-# (offline: from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8), while the prompted responses differ by much less (held-out AUROC about 0.74 in
-# section 3). A large projection here measures the push, not necessarily the trait: the steered replies on
-# the offline run are degenerate rather than sycophantic (and its judge, measured above, could not tell us
-# either way).
+# Every group is read the same way: the unsteered model re-reads the reply after the user's question alone
+# (no system prompt, no steering). So the projection says how the reply's *text* looks along the vector, not
+# how hard we pushed: nothing puts the steered replies' activations there by construction. Two things can
+# raise it: text that is sycophantic, and text that merely lacks what the vector is *against*. Section 3
+# found refusals ("I'm sorry, but I can't assist with that.") on the helpful side of the vector, so any reply
+# that is not a refusal (degenerate text included) projects higher than one that is. {OFFLINE_PROJECTION_ANSWER}
 # </details>
 
 # %%
-# The held-out responses of the judge check (section 3's), and this section's sweep.
+# The held-out responses of the judge check (section 3's), and part of this section's sweep, every one read
+# after the user's question alone: the prompted responses without their system prompts, like the steered ones.
+MONITORED_COEFFS = sorted({min(profile.steering_coefficients), 0.0, C_STAR, max(profile.steering_coefficients)})
 groups = {
-    "helpful prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
-    "sycophantic prompt": [(r["system_prompt"], r["question"], r["response"]) for r in held_out if r["polarity"] == "pos"],
+    "helpful prompt": [(None, r["question"], r["response"]) for r in held_out if r["polarity"] == "neg"],
+    "sycophantic prompt": [(None, r["question"], r["response"]) for r in held_out if r["polarity"] == "pos"],
 }
-for coeff in profile.steering_coefficients:
+for coeff in MONITORED_COEFFS:
     groups[f"steered x{coeff:g}"] = [(None, r["question"], r["response"]) for r in sweep if r["coefficient"] == coeff]
 rows = []
 for name, items in groups.items():
@@ -531,10 +614,10 @@ for name, items in groups.items():
         rows.append({"responses": name, "projection": value})
 proj_df = pd.DataFrame(rows)
 px.box(proj_df, x="responses", y="projection", points="all",
-       title=f"Projection on the sycophancy vector (block {STEER_LAYER})").show()
-steered_means = proj_df[proj_df.responses.str.startswith("steered")].groupby("responses", sort=False)["projection"].mean()
-print(steered_means.round(3))
-for name, value in steered_means.items():
+       title=f"Projection on the sycophancy vector (block {STEER_LAYER}), every reply read after the question alone").show()
+group_means = proj_df.groupby("responses", sort=False)["projection"].mean()
+print(group_means.round(3))
+for name, value in group_means.items():
     course.record(f"mean projection, {name}", value)
 
 # %% [markdown]
@@ -582,60 +665,74 @@ def random_direction(vector: Float[Tensor, " d_model"], seed: int = 0) -> Float[
 tests.test_random_direction(random_direction)
 
 # %% [markdown]
-# **Before you run:** steered at the top coefficient with a random direction as long as the sycophancy vector,
-# will the replies break as badly? Will their projection on the sycophancy vector rise as the trait-steered
-# ones' did? And how well will the random direction separate the held-out responses?
+# **Before you run:** steered with a random direction as long as the sycophancy vector, will P(opens
+# agreeing) rise with the coefficient as it did for the trait vector? At the largest coherent coefficient,
+# will the random direction's replies be as coherent, and how well will it separate the held-out responses?
 #
 # <details><summary>Answer</summary>
 #
-# Read the table's rows against each other. In high dimension a random direction is almost orthogonal to the
-# trait vector, so steering with it should leave the projection on the trait vector near the unsteered value,
-# and its held-out AUROC should be near 0.5 (either side: a random direction has no sign). Whether the
-# replies break tells you whether the damage at that coefficient is specific to the trait direction. On the
-# offline run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
-# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
-# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
-# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
-# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
-# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
-# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
+# In high dimension a random direction is almost orthogonal to the trait vector, so it should leave agreement
+# near its unsteered value at every coefficient (a Spearman near 0, or of either sign: it can still nudge the
+# first token by chance), and its held-out AUROC should be near 0.5 (either side: a random direction has no
+# sign). Whether its replies stay coherent at the same coefficient tells you whether the coherence cost is the
+# push's size or the trait's direction. {OFFLINE_CONTROL_ANSWER}
 # </details>
 
 # %%
-top_coeff = profile.steering_coefficients[-1]
 control = random_direction(syco_vector, seed=0)
+# The random direction at every (coefficient, question) of the sweep: one forward pass each, no generation.
+control_agree = pd.DataFrame({"coefficient": [r["coefficient"] for r in sweep], "p_agree": agreement(control, sweep)})
+control_curve = control_agree.groupby("coefficient")["p_agree"].mean()
+control_rho = rank_correlation(control_curve.index.tolist(), control_curve.tolist(), up_to=C_STAR)
+curves = pd.DataFrame({"sycophancy vector": summary["p_agree"], "random direction": control_curve}).reset_index()
+fig = px.line(curves, x="coefficient", y=["sycophancy vector", "random direction"], markers=True,
+              title="P(reply opens agreeing) by steering coefficient: the trait vector against a random direction")
+fig.add_vline(x=C_STAR, line_dash="dash", annotation_text="largest coherent coefficient")
+fig.show()
+# Replies at the largest coherent coefficient (the smallest positive one if none stayed coherent).
+CONTROL_COEFF = C_STAR if C_STAR > 0 else min(c for c in profile.steering_coefficients if c > 0)
 control_sweep = load_or_generate(
     course.cache / "random_control_steering.json",
-    lambda: run_steering_experiment(model, tokenizer, eval_questions, control, syco_data["eval_prompt"], judge, COHERENCE_PROMPT,
-                                    layer=STEER_LAYER, coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
+    lambda: run_steering_experiment(model, tokenizer, eval_questions, control, syco_data["eval_prompt"], None, COHERENCE_PROMPT,
+                                    layer=STEER_LAYER, coefficients=[CONTROL_COEFF], max_new_tokens=profile.max_new_tokens,
+                                    batch_size=profile.batch_size),
     "random-direction steering (control)",
-    inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer, random_direction],
+    inputs=course.inputs(code=[run_steering_experiment, RowSteerer, random_direction],
                         data={"direction": control, "questions": eval_questions}, layer=STEER_LAYER,
-                        coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
+                        coefficients=[CONTROL_COEFF], max_new_tokens=profile.max_new_tokens),
 )
-control_projection = compute_trait_projections(model, tokenizer, [None] * len(control_sweep), [r["question"] for r in control_sweep],
-                                               [r["response"] for r in control_sweep], syco_vector, STEER_LAYER)
-held_acts = {pol: response_mean_activations(model, tokenizer, records_to_conversations([r for r in held_out if r["polarity"] == pol]),
-                                            [STEER_LAYER])[0] for pol in ("pos", "neg")}
-trait_top = sweep_df[sweep_df.coefficient == top_coeff]
-control_table = pd.DataFrame([
-    {"direction": name, f"score at {top_coeff:g}": records["score"].mean(), f"coherence at {top_coeff:g}": records["coherence"].mean(),
-     "projection on trait vector": projection, "held-out AUROC": auroc(project(held_acts["pos"], d), project(held_acts["neg"], d))}
-    for name, d, records, projection in (
-        ("sycophancy vector", syco_vector, trait_top, steered_means[f"steered x{top_coeff:g}"]),
-        ("random direction", control, pd.DataFrame(control_sweep), float(np.mean(control_projection))),
-    )
-])
-print(f"unsteered: score {summary.loc[0.0, 'score']:.1f}, coherence {summary.loc[0.0, 'coherence']:.1f}, "
-      f"projection {steered_means['steered x0']:.2f}")
+held_acts = {pol: response_mean_activations(model, tokenizer, [build_messages(r["question"], r["response"]) for r in held_out
+                                                                if r["polarity"] == pol], [STEER_LAYER])[0]
+             for pol in ("pos", "neg")}  # read after the question alone, like every projection above
+
+
+def at_coefficient(direction, records: list[dict]) -> dict:
+    """Judge-free measures of steered replies, their projection on the trait vector, and the direction's detection."""
+    replies = [r["response"] for r in records]
+    return {
+        "P(opens agreeing)": float(np.mean(agreement(direction, records))),
+        "opens agreeing": float(np.mean([opens_with(t) for t in replies])),
+        "coherence": float(np.mean([distinct_bigram_share(t) for t in replies])),
+        "projection on trait vector": float(np.mean(compute_trait_projections(
+            model, tokenizer, [None] * len(records), [r["question"] for r in records], replies, syco_vector, STEER_LAYER))),
+        "held-out AUROC": auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction)),
+    }
+
+
+trait_at_c = [r for r in sweep if r["coefficient"] == CONTROL_COEFF]
+control_table = pd.DataFrame([{"direction": "sycophancy vector", **at_coefficient(syco_vector, trait_at_c)},
+                              {"direction": "random direction", **at_coefficient(control, control_sweep)}])
+print(f"at coefficient {CONTROL_COEFF:g} (unsteered: P(opens agreeing) {summary.loc[0.0, 'p_agree']:.3f}, "
+      f"coherence {summary.loc[0.0, 'coherence']:.3f})")
 print(control_table.round(3).to_string(index=False))
+print(f"Spearman(coefficient, P(opens agreeing)) up to {C_STAR:g}: sycophancy vector {sweep_rho:.2f}, random direction {control_rho:.2f}")
 show_replies(control_sweep)
-for row in control_table.itertuples(index=False):
-    name = "random control" if row[0] == "random direction" else "sycophancy vector"
-    course.record(f"{name}: score at top coeff", row[1])
-    course.record(f"{name}: coherence at top coeff", row[2])
-    course.record(f"{name}: mean projection on the trait vector", row[3])
-    course.record(f"{name}: held-out AUROC", row[4])
+course.record("random control: Spearman(coefficient, trait expression)", control_rho)
+for row in control_table.to_dict("records"):
+    name = "random control" if row["direction"] == "random direction" else "sycophancy vector"
+    for key in ("P(opens agreeing)", "coherence", "projection on trait vector", "held-out AUROC"):
+        course.record(f"{name}: {key} at the largest coherent coefficient" if key != "held-out AUROC" else f"{name}: held-out AUROC",
+                      row[key])
 
 # %% [markdown]
 # ## 4. A multi-trait pipeline
@@ -690,6 +787,21 @@ def run_trait_pipeline(
     override: bool = False,
 ) -> dict:
     """Generate, score, filter, extract and steer one trait, caching every step.
+
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_name: the trait's name (used in the cache file names).
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        coherence_prompt: the coherence judge prompt.
+        cache_dir: where every step's result is cached.
+        eval_questions: held-out questions for the steering sweep.
+        layer: block index to steer (the vector used is ``vectors[layer]``).
+        steering_coefficients: the sweep's coefficients.
+        max_new_tokens: reply length.
+        n_pairs, n_questions: how many instruction pairs and extraction questions to use (None: all).
+        min_pairs: fewer effective pairs than this falls back to prompt labels (announced).
+        override: recompute every step.
 
     Returns:
         dict with vectors [num_layers, d_model], effective_pairs, steering records, used_judge_labels.
@@ -751,16 +863,18 @@ def run_trait_pipeline(
 tests.test_run_trait_pipeline(run_trait_pipeline)
 
 # %% [markdown]
-# Each trait is swept at three coefficients: the profile's most negative one, 0 and its largest (negative,
-# unsteered, positive), and the replies to one question are printed for each trait.
+# Each trait is swept at three coefficients, minus and plus the sycophancy sweep's largest coherent coefficient
+# and 0, on the first few held-out questions (the judge scores every reply), and the replies to one question
+# are printed for each trait.
 
 # %%
 TRAITS = ["sycophantic", "evil", "hallucinating"] + (["impolite", "optimistic", "humorous", "apathetic"] if profile.name == "full" else [])
-PIPELINE_COEFFICIENTS = sorted({profile.steering_coefficients[0], 0.0, profile.steering_coefficients[-1]})
+PIPELINE_COEFFICIENTS = sorted({-CONTROL_COEFF, 0.0, CONTROL_COEFF})
+PIPELINE_QUESTIONS = profile.extra.get("n_pipeline_questions", profile.n_eval_questions)
 pipelines = {}
 for trait in TRAITS:
     data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
-    eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][: profile.n_eval_questions]
+    eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][:PIPELINE_QUESTIONS]
     pipelines[trait] = run_trait_pipeline(
         model, tokenizer, judge, trait, data, COHERENCE_PROMPT, course.cache / "pipeline", eval_qs, layer=STEER_LAYER,
         steering_coefficients=PIPELINE_COEFFICIENTS,
@@ -936,24 +1050,20 @@ def extraction_directions(
 tests.test_extraction_directions(extraction_directions)
 
 # %% [markdown]
-# Paired activations for sycophancy at the steering layer (extraction questions), then each
-# direction judged by held-out detection AUROC and by how much the judge's trait score rises per
-# unit of steering coefficient.
+# Paired activations for sycophancy at the steering layer (extraction questions), then each direction judged
+# by held-out detection AUROC and by steering: how much P(opens agreeing) rises per unit of coefficient at the
+# largest coherent coefficient of the sweep (not at the largest swept, where the replies have degenerated and
+# every direction only breaks them).
 
 # %% [markdown]
 # **Before you run:** the three directions are rescaled to the same norm. Which will detect best on the
-# held-out responses, and which will move the judge's score most?
+# held-out responses, and which will raise agreement most?
 #
 # <details><summary>Answer</summary>
 #
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
-# difference (check the `cos with mean_diff` column). On the offline run the mean difference and the
-# probe detect equally well (held-out AUROC 0.74 and 0.73; a random direction: 0.41) and no method
-# raised the judge's score (every "score rise per unit coeff" was negative). With a judge whose scores for
-# sycophantic and helpful replies differ by 4.5 points on average (the check at the top), that does not
-# show that none of them steers: the offline table cannot rank them for steering; only a stronger judge
-# and model can.
+# difference (check the `cos with mean_diff` column). {OFFLINE_METHODS_ANSWER}
 # </details>
 
 # %%
@@ -961,57 +1071,48 @@ syco_pairs = pipelines["sycophantic"]["effective_pairs"]
 paired = {pol: response_mean_activations(model, tokenizer, records_to_conversations([p[pol] for p in syco_pairs]), [STEER_LAYER])[0]
           for pol in ("pos", "neg")}
 directions = extraction_directions(paired["pos"], paired["neg"])
-baseline = sweep_df[sweep_df.coefficient == 0.0]["score"].mean()  # unsteered: the same for every method
-comparison = []
-for name, direction in directions.items():
-    detection = auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction))
-    steer = load_or_generate(
-        course.cache / f"method_{name}_steering.json",
-        lambda: run_steering_experiment(model, tokenizer, eval_questions, direction, syco_data["eval_prompt"], judge,
-                                        COHERENCE_PROMPT, layer=STEER_LAYER, coefficients=[top_coeff],
-                                        max_new_tokens=profile.max_new_tokens),
-        f"{name} steering",
-        inputs=course.inputs(judge=judge, code=[run_steering_experiment, ActivationSteerer],
-                            data={"direction": direction, "questions": eval_questions}, layer=STEER_LAYER,
-                            coefficients=[top_coeff], max_new_tokens=profile.max_new_tokens),
-    )
-    steered_score = pd.DataFrame(steer)["score"].mean()
-    comparison.append({"method": name, "held-out AUROC": detection, "score rise per unit coeff": (steered_score - baseline) / top_coeff,
-                       "cos with mean_diff": float(torch.nn.functional.cosine_similarity(direction, directions["mean_diff"], dim=0))})
-comparison = pd.DataFrame(comparison)
+at_zero = [{"coefficient": 0.0, "question": q} for q in eval_questions]
+at_c = [{"coefficient": CONTROL_COEFF, "question": q} for q in eval_questions]
+baseline = float(np.mean(agreement(syco_vector, at_zero)))  # unsteered: the same for every method
+comparison = pd.DataFrame([
+    {"method": name,
+     "held-out AUROC": auroc(project(held_acts["pos"], direction), project(held_acts["neg"], direction)),
+     "P(agree) rise per unit coeff": (float(np.mean(agreement(direction, at_c))) - baseline) / CONTROL_COEFF,
+     "cos with mean_diff": float(torch.nn.functional.cosine_similarity(direction, directions["mean_diff"], dim=0))}
+    for name, direction in {**directions, "random": random_direction(directions["mean_diff"], seed=0)}.items()
+])
+print(f"steering measured at coefficient {CONTROL_COEFF:g} over {len(eval_questions)} questions (unsteered P(agree) {baseline:.3f})")
 print(comparison.round(3).to_string(index=False))
-for row in comparison.itertuples():
-    course.record(f"{row.method}: held-out AUROC", row[2])
-    course.record(f"{row.method}: score rise per unit coeff", row[3])
+for row in comparison.to_dict("records"):
+    course.record(f"{row['method']}: held-out AUROC (extraction methods)", row["held-out AUROC"])
+    course.record(f"{row['method']}: P(agree) rise per unit coeff", row["P(agree) rise per unit coeff"])
 
 # %% [markdown]
 # ## 7. Discussion and bonus
 #
 # **Questions**
-# 1. At which coefficient does coherence start to fall, and does the trait score keep rising past it?
+# 1. At which coefficient does coherence start to fall, and does trait expression keep rising past it?
 #
 # <details><summary>Answer</summary>
 #
-# In the paper (Qwen2.5-7B, gpt-4.1-mini judge) the trait rises for coefficients around 1-3 and coherence
-# falls at larger ones. On the offline run the judge shows neither: trait 51.6, 53.2, 52.6, 50.4 and coherence
-# 64.5, 65.7, 70.0, 67.6 at coefficients -4, 0, 4, 8, while the replies at 4 and 8 are plainly broken (repeated
-# tokens). That the judge's coherence does not fall says nothing about the replies: the judge check rated
-# shuffled and repeated text as coherent as clean text. So by reading the text, coherence is already gone
-# at 4, and no sycophancy appeared in the replies before it went. Answer from your own replies first and
-# the judge's numbers second (with what your judge check showed it can see), and say which judge you had.
+# Read the sweep table and its figure: coherence (distinct bigrams) against the floor, and P(opens agreeing)
+# on the same axis. The papers (Qwen2.5-7B, a gpt-4.1-mini judge) find the trait rising for coefficients
+# around 1-3 and coherence falling beyond; past that point the trait score falls too, because broken text
+# expresses nothing. {OFFLINE_Q1_ANSWER}
 # </details>
 #
-# 2. Steered responses project further along the vector than unsteered ones. Is a large projection then
+# 2. Steered replies project further along the vector than unsteered ones. Is a large projection then
 #    evidence of the trait, or only of the intervention?
 #
 # <details><summary>Answer</summary>
 #
-# Only of the intervention. On the offline run the mean projection goes from -4.0 (coefficient 0) to -7.1 at -4, +3.7 at 4 and +3.5 at 8 while the replies show no
-# sycophancy and the text is degenerate. Adding the vector puts the activations there by construction (the
-# random direction of the same norm, which does not point along the vector, moves it from -4.0 to +2.0 at coefficient 8: most of the rise comes with any push of that size); projection
-# monitoring is evidence of a trait only on activations you did not push, e.g. prompted or naturally
-# occurring responses, and even then it should be validated against a judge that has been shown to see the
-# trait.
+# Neither, quite. The projections in §3 are the *unsteered* model re-reading each reply after the question
+# alone, so steering does not put them there by construction: they describe the text. But the text can
+# project high without being sycophantic: the vector also points away from refusals (section 3 found
+# refusals on the helpful side), so any reply that does not refuse, degenerate text included, rises along
+# it. That is why the random direction of the same norm, which breaks the replies without making them agree,
+# raises their projection too. {OFFLINE_Q2_ANSWER} Projection is evidence of the trait only next to a
+# measure of the behaviour itself (here P(opens agreeing)), or on replies you did not push.
 # </details>
 #
 # 3. After removing the mean, which traits remain aligned? What shared component did centring remove?
@@ -1031,33 +1132,23 @@ for row in comparison.itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run only the first half can be checked: the probe and the mean difference detect equally
-# well (held-out AUROC 0.73 and 0.74, against 0.41 for a random direction). No direction raised the
-# judge's score, but the judge check showed a judge whose scores for sycophantic and helpful replies differ
-# by 4.5 points, so the offline table cannot say whether any of them steers sycophancy: run on a bigger
-# model with a hosted judge to test the second half. Why it can happen: a probe finds whatever separates the two sets best, and it leans on directions where the
-# clouds happen not to overlap, including low-variance ones the model never reads and features
-# correlated with the labels (the prompt's wording), so its weight vector can be far from the direction
-# the model writes. The mean difference follows the average
-# shift the responses actually share, which is closer to a direction the model uses.
+# {OFFLINE_Q4_ANSWER} Why it can happen: a probe finds whatever separates the two sets best, and it leans on
+# directions where the clouds happen not to overlap, including low-variance ones the model never reads and
+# features correlated with the labels (the prompt's wording), so its weight vector can be far from the
+# direction the model writes. The mean difference follows the average shift the responses actually share,
+# which is closer to a direction the model uses.
 # </details>
 #
-# 5. What does the random direction of the same norm tell you about the sweep and about the detection AUROC?
+# 5. How many questions and coefficients does a sweep need before its curve can be trusted?
 #
 # <details><summary>Answer</summary>
 #
-# Two different things. Steering: if the random push breaks the replies as badly as the trait vector at the
-# same coefficient, the damage is the push's size, not the trait; what is specific to the trait is only what
-# the random direction does not do (its projection on the trait vector stays near the unsteered value while
-# the trait-steered replies' jumps). Detection: a random direction separates held-out responses at an AUROC
-# near 0.5 (either side), so the trait vector's AUROC is worth comparing with that, not with 0. On the offline
-# run: the random direction at coefficient 8 breaks the replies just as badly ("RRRR...",
-# "R- R- R-..."), the judge scores them like the trait-steered ones (trait 49.7, coherence 67.2, against 50.4
-# and 67.6), their projection on the sycophancy vector rises from -4.0 (unsteered) to +2.0 (the trait vector's
-# to +3.5), and its held-out AUROC is 0.41 against the trait vector's 0.74. So at that coefficient the
-# breakage comes from the size of the push, not from the trait; most of the projection's rise is what any
-# push of that size does, only the remaining ~1.5 is specific to the trait direction; and the vector's
-# detection is real but modest (a random direction lands anywhere around 0.5: here 0.41).
+# Enough that the differences you read are larger than their noise. P(opens agreeing) is a probability per
+# question with no sampling noise, but questions differ a lot (some are refused at every coefficient), so the
+# mean over 20 questions has a standard error of a few points: steps of 0.05 between neighbouring
+# coefficients are near that noise, and the Spearman over the rising part is what summarises the shape. Too
+# few coefficients miss the shape altogether: a sweep of -4, 0, 4, 8 on this model steps over the whole
+# rising part of the curve and sees only a flat or falling trait. {OFFLINE_Q5_ANSWER}
 # </details>
 #
 # **Bonus**

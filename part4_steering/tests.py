@@ -219,9 +219,17 @@ def test_run_steering_experiment(fn) -> None:
     vector, questions = _vector(model), ["Hi", "How are you today?"]
     args = (model, tok, questions, vector, "T {question} [A] {answer}")
     before = hook_counts(model)
-    got = fn(
-        *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
-    )
+    try:
+        got = fn(
+            *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
+        )
+    except RuntimeError as err:
+        check(
+            "coefficient" not in str(err),
+            "RowSteerer takes one coefficient per conversation (row): repeat each coefficient once per question, "
+            f"e.g. [coeff for coeff, _ in rows] (it said: {err})",
+        )
+        raise
     want = sol.run_steering_experiment(
         *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
     )
@@ -255,6 +263,17 @@ def test_run_steering_experiment(fn) -> None:
         "Score coherence with the coherence prompt (score_responses does both).",
     )
     check([r["score"] for r in got] == [r["score"] for r in want], "Score the trait with eval_prompt_template.")
+    try:
+        unjudged = fn(*args, None, "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4)
+    except Exception as err:  # noqa: BLE001 - any failure here is the same mistake
+        unjudged = err
+    check(
+        isinstance(unjudged, list)
+        and [r["response"] for r in unjudged] == [r["response"] for r in want]
+        and all(r["score"] is None and r["coherence"] is None for r in unjudged),
+        "With judge=None, return the same records with score and coherence None, without calling the judge"
+        + (f" (it raised {unjudged!r})" if isinstance(unjudged, Exception) else "."),
+    )
     passed("run_steering_experiment")
 
 

@@ -1,5 +1,6 @@
 """Solutions for part2_capping. Generated from part2_capping/source.py by `python -m utils.build_notebooks`; do not edit."""
 
+import contextlib
 import math
 
 import pandas as pd
@@ -12,10 +13,10 @@ from torch import Tensor
 
 from part2_capping import DATA_DIR
 from part2_capping.conversations import format_exchanges, replay_conversations
-from utils.activations import run_capturing
+from utils.activations import mean_over_spans, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
 from utils.layers import check_block_index, get_layers
 from utils.metrics import check_direction
@@ -451,3 +452,171 @@ def plot_capping_experiment(df: pd.DataFrame, floor: float | None = None, title:
     fig.update_xaxes(title_text="assistant turn", row=2)
     fig.update_layout(title=title, height=650)
     return fig
+
+
+def push_hook(direction: Float[Tensor, " d_model"], alpha: float):
+    """A forward hook that adds ``alpha`` times the unit ``direction`` to a block's output at every position."""
+    unit = check_direction(direction, "direction").detach().float() / direction.detach().float().norm()
+
+    def hook(module, inputs, output):
+        hidden = block_output(output)
+        return with_block_output(output, hidden + alpha * unit.to(hidden.device, hidden.dtype))
+
+    return hook
+
+
+class FloorCounter:
+    """Context manager: counts the tokens fed while decoding whose projection is below the floor.
+
+    A token counts as capped if, at one or more of ``layer_indices``, its projection onto that block's
+    unit axis is below ``thresholds[layer]``. Only decoding passes (one new token per row) are counted:
+    those feed the reply's tokens; the prompt's prefill pass is not. Enter it before an
+    `ActivationCapper` on the same blocks, so that it reads each block's output before the cap.
+
+    Attributes (after use): ``tokens`` (reply tokens fed), ``capped`` (of those, below the floor at some
+    block), ``per_layer`` (block -> tokens below the floor there).
+    """
+
+    def __init__(self, model, axis_vectors, thresholds, layer_indices):
+        self.model = model
+        self.layers = sorted(layer_indices)
+        self.units = {
+            layer: check_direction(axis_vectors[layer], f"axis_vectors[{layer}]").detach().float()
+            for layer in self.layers
+        }
+        self.units = {layer: v / v.norm() for layer, v in self.units.items()}
+        self.thresholds = {layer: float(thresholds[layer]) for layer in self.layers}
+        self.tokens, self.capped = 0, 0
+        self.per_layer = {layer: 0 for layer in self.layers}
+        self._below: Tensor | None = None
+        self.handles: list = []
+
+    def _make_hook(self, layer: int):
+        def hook(module, inputs, output):
+            hidden = block_output(output)
+            if hidden.shape[1] != 1:  # a prefill pass: prompt positions, not reply tokens
+                return None
+            below = (hidden[:, 0].float() @ self.units[layer].to(hidden.device)) < self.thresholds[layer]
+            self.per_layer[layer] += int(below.sum())
+            self._below = below if layer == self.layers[0] or self._below is None else self._below | below
+            if layer == self.layers[-1]:
+                self.tokens += hidden.shape[0]
+                self.capped += int(self._below.sum())
+                self._below = None
+            return None
+
+        return hook
+
+    @property
+    def share(self) -> float:
+        """Share of the counted reply tokens that were below the floor at some block (NaN if none)."""
+        return self.capped / self.tokens if self.tokens else float("nan")
+
+    def __enter__(self) -> "FloorCounter":
+        blocks = get_layers(self.model)
+        self.handles = [blocks[layer].register_forward_hook(self._make_hook(layer)) for layer in self.layers]
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
+
+
+def reply_projections(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    replies: list[str],
+    layer: int,
+    direction: Float[Tensor, " d_model"],
+    batch_size: int = 16,
+) -> list[float]:
+    """Projection of each reply's mean output of block ``layer`` on the unit ``direction``, batched.
+
+    Args:
+        model, tokenizer: the model (with any hooks that should act: steering, capping).
+        conversations: message lists ending with a user turn.
+        replies: one reply per conversation.
+        layer: block index to read.
+        direction: ``[d_model]``, any norm.
+        batch_size: conversations per forward pass.
+
+    Returns:
+        One float per reply (an empty reply is read at its end-of-turn token, as `ConversationAnalyzer` does).
+    """
+    unit = check_direction(direction, "direction").detach().float().cpu()
+    unit = unit / unit.norm()
+    prompts, spans = [], []
+    for messages, reply in zip(conversations, replies, strict=True):
+        full, turn_spans = assistant_turn_spans([*messages, {"role": "assistant", "content": reply}], tokenizer)
+        start, end = turn_spans[-1]
+        prompts.append(full)
+        spans.append([(start, max(end, start + 1))])
+    means = mean_over_spans(model, tokenizer, prompts, spans, [layer], batch_size, desc="reply projections")
+    return [float(m[0, 0] @ unit) for m in means]
+
+
+PUSH_CONDITIONS = ("unpushed", "pushed", "pushed + capped")
+
+
+def run_push_and_cap(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    capper,
+    push_layer: int,
+    push_direction: Float[Tensor, " d_model"],
+    alpha: float,
+    readout_layer: int,
+    readout_direction: Float[Tensor, " d_model"],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+) -> dict:
+    """Greedy replies and their projections unpushed, pushed (steered at ``push_layer``), and pushed + capped.
+
+    Args:
+        model, tokenizer: the model.
+        conversations: message lists ending with a user turn.
+        capper: an `ActivationCapper` (its ``axis_vectors``, ``thresholds`` and ``layer_indices`` also
+            set what `FloorCounter` counts).
+        push_layer, push_direction, alpha: the push, ``alpha`` times the unit direction at that block.
+        readout_layer, readout_direction: where the replies' projections are read, with the
+            condition's hooks on (the activations the model had while writing).
+        max_new_tokens, batch_size: generation settings.
+
+    Returns:
+        ``rows``: one dict per condition and conversation (condition, index, reply, projection);
+        ``tokens``: per condition, reply tokens counted and how many were below the floor at some
+        capped block (for "pushed + capped", the tokens the cap changed).
+    """
+    push = {get_layers(model)[push_layer]: push_hook(push_direction, alpha)}
+    rows, tokens = [], {}
+    for condition in PUSH_CONDITIONS:
+        counter = FloorCounter(model, capper.axis_vectors, capper.thresholds, capper.layer_indices)
+        with contextlib.ExitStack() as stack:
+            if condition != "unpushed":
+                stack.enter_context(hooked(push))
+            stack.enter_context(counter)  # before the capper: it sees each block's output before the cap
+            if condition == "pushed + capped":
+                stack.enter_context(capper)
+            replies = generate_replies(
+                model,
+                tokenizer,
+                conversations,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                share_prefixes=False,
+                desc=condition,
+            )
+            # read with the same hooks on (the counter ignores these passes: they are not decoding)
+            projections = reply_projections(
+                model, tokenizer, conversations, replies, readout_layer, readout_direction, batch_size
+            )
+        rows += [
+            dict(condition=condition, index=i, reply=r, projection=p)
+            for i, (r, p) in enumerate(zip(replies, projections, strict=True))
+        ]
+        tokens[condition] = dict(tokens=counter.tokens, below_floor=counter.capped, per_layer=dict(counter.per_layer))
+    return dict(rows=rows, tokens=tokens)

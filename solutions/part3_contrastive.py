@@ -268,6 +268,16 @@ def extract_trait_vectors(
 ) -> tuple[Float[Tensor, "num_layers d_model"], list[dict]]:
     """Generate, score, filter and extract a trait's vectors at every block.
 
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        trait_name: the trait's name.
+        coherence_prompt: the coherence judge prompt.
+        n_pairs, n_questions: how many instruction pairs and questions to use (None: all).
+        max_new_tokens: reply length.
+        min_pairs: the fewest effective pairs accepted.
+
     Returns:
         (vectors [num_layers, d_model], effective_pairs).
 

@@ -23,6 +23,7 @@ from utils.generation import generate_replies
 from utils.hooks import block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
+from utils.steering import RowSteerer
 
 VALID_POSITIONS = ("all", "prompt", "response")
 
@@ -96,33 +97,34 @@ def run_steering_experiment(
     layer: int = 0,
     coefficients: list[float] | None = None,
     max_new_tokens: int = 256,
+    batch_size: int = 16,
 ) -> list[dict]:
-    """Generate under steering at several coefficients and score trait and coherence.
+    """Generate under steering at several coefficients (as rows of one batch) and score trait and coherence.
 
     Args:
         model, tokenizer: the model.
         questions: user questions.
         steering_vector: the trait vector at ``layer``.
         eval_prompt_template: the trait's judge prompt ({question}, {answer}).
-        judge: a `utils.judge.Judge`.
+        judge: a `utils.judge.Judge`, or None to leave ``score`` and ``coherence`` None.
         coherence_prompt: the coherence judge prompt.
         layer: block index to steer.
         coefficients: steering coefficients (default 0, 1, 2).
         max_new_tokens: reply length.
+        batch_size: rows per generation pass.
 
     Returns:
         Records with keys coefficient, question, response, score, coherence.
     """
     coefficients = [0.0, 1.0, 2.0] if coefficients is None else coefficients
-    conversations = [build_messages(q) for q in questions]
-    records = []
-    for coeff in coefficients:
-        if coeff == 0:  # the unsteered model: with no hook on it, replies generated before (any sweep's) are read
-            replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
-        else:
-            with ActivationSteerer(model, steering_vector, coeff, layer, positions="response"):
-                replies = generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens)
-        records += [{"coefficient": coeff, "question": q, "response": r} for q, r in zip(questions, replies)]
+    rows = [(coeff, q) for coeff in coefficients for q in questions]
+    with RowSteerer(model, steering_vector, [coeff for coeff, _ in rows], layer, positions="response"):
+        replies = generate_replies(
+            model, tokenizer, [build_messages(q) for _, q in rows], max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    records = [{"coefficient": coeff, "question": q, "response": r} for (coeff, q), r in zip(rows, replies)]
+    if judge is None:
+        return [{**r, "score": None, "coherence": None} for r in records]
     return score_responses(records, eval_prompt_template, coherence_prompt, judge)
 
 
@@ -136,6 +138,14 @@ def compute_trait_projections(
     layer: int,
 ) -> list[float]:
     """Projection of each response's mean activation at block ``layer`` on the trait vector.
+
+    Args:
+        model, tokenizer: the model, unsteered.
+        system_prompts: one per response (None: no system prompt).
+        questions: the user question each response answers.
+        responses: the responses to read.
+        trait_vector: the direction at ``layer`` (any norm).
+        layer: block index.
 
     Returns:
         One float per response: a . v / |v|.
@@ -179,6 +189,21 @@ def run_trait_pipeline(
     override: bool = False,
 ) -> dict:
     """Generate, score, filter, extract and steer one trait, caching every step.
+
+    Args:
+        model, tokenizer: the model.
+        judge: a `utils.judge.Judge` for the trait and coherence scores.
+        trait_name: the trait's name (used in the cache file names).
+        trait_data: the trait's data (instruction pairs, questions, eval_prompt).
+        coherence_prompt: the coherence judge prompt.
+        cache_dir: where every step's result is cached.
+        eval_questions: held-out questions for the steering sweep.
+        layer: block index to steer (the vector used is ``vectors[layer]``).
+        steering_coefficients: the sweep's coefficients.
+        max_new_tokens: reply length.
+        n_pairs, n_questions: how many instruction pairs and extraction questions to use (None: all).
+        min_pairs: fewer effective pairs than this falls back to prompt labels (announced).
+        override: recompute every step.
 
     Returns:
         dict with vectors [num_layers, d_model], effective_pairs, steering records, used_judge_labels.

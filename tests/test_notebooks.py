@@ -36,10 +36,15 @@ def fill_stubs(nb, section: str):
     return nb
 
 
-def execute(nb, timeout: int = 1800):
-    """Run a notebook in a fresh kernel that imports this checkout's code (even if another clone is installed)."""
+def execute(nb, timeout: int = 1800, **client_options):
+    """Run a notebook in a fresh kernel that imports this checkout's code (even if another clone is installed).
+
+    ``client_options`` go to `nbclient.NotebookClient` (e.g. its ``on_cell_execute`` hook).
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}, **client_options
+    )
     client.execute(env=env)
 
 

@@ -3,6 +3,7 @@ check) on the offline model."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +13,8 @@ from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, response_mean_activations, run_capturing
 from utils.chat import build_messages, encode, render
 from utils.checks import hook_counts
-from utils.generation import generate_replies
+from utils.generation import decode_batch, generate_replies
+from utils.hooks import hooked
 from utils.layers import get_layers, num_layers
 from utils.profiles import PROFILES
 
@@ -269,3 +271,119 @@ def test_capping_raises_the_projection_of_a_generated_reply_offline(offline_mode
         capped_proj = reader.project_onto_axis(question[0] + [{"role": "assistant", "content": capped[0]}])[0]
     print(f"block {readout}: uncapped {plain_proj:.3f}, capped {capped_proj:.3f}; replies {plain!r} / {capped!r}")
     assert capped_proj > plain_proj
+
+
+# The push-and-cap demo's helpers: push_hook, FloorCounter, reply_projections, run_push_and_cap.
+
+
+def test_push_hook_steers_like_generate_with_steering(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    before = hook_counts(model)
+    vector = _random_axis(model, seed=3)[1]
+    steered = sol.generate_with_steering(model, tok, "Hello there", vector, 1, 4.0, max_new_tokens=6, temperature=0)
+    with hooked({get_layers(model)[1]: sol.push_hook(vector, 4.0)}):
+        pushed = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
+    plain = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
+    assert pushed == steered != plain
+    assert hook_counts(model) == before
+
+
+def _decoded_tokens_below(model, tok, prompts, axis, layers, new_tokens=6):
+    """Greedy decoding of fixed length under a FloorCounter, and the same count done by hand."""
+    rows = [encode(render(build_messages(p), tok, add_generation_prompt=True), tok)["input_ids"] for p in prompts]
+    # Floors between two of the reply tokens' projections, so float noise cannot move a token across.
+    new = decode_batch(model, rows, tok.pad_token_id, [], new_tokens, share_prefixes=False)
+    fed = [r + n[:-1] for r, n in zip(rows, new)]  # a fixed-length reply's last token is never fed back
+    projections = {layer: [] for layer in layers}
+    for ids, prompt in zip(fed, rows):
+        batch = torch.tensor([ids])
+        with torch.inference_mode():
+            store = run_capturing(model, batch, torch.ones_like(batch), layers)
+        for layer in layers:
+            projections[layer].append(store[layer][0, len(prompt) :].float() @ _unit(axis[layer]))
+    thresholds = {}
+    for layer in layers:
+        values = torch.cat(projections[layer]).sort().values
+        third = len(values) // 3
+        k = third + int((values[third + 1 : 2 * third + 1] - values[third : 2 * third]).argmax())  # widest gap
+        thresholds[layer] = float(values[k] + values[k + 1]) / 2
+    below = torch.zeros(sum(len(n) - 1 for n in new), dtype=torch.bool)
+    for layer in layers:
+        below |= torch.cat(projections[layer]) < thresholds[layer]
+    counter = sol.FloorCounter(model, axis, thresholds, layers)
+    with counter:
+        again = decode_batch(model, rows, tok.pad_token_id, [], new_tokens, share_prefixes=False)
+    assert again == new  # counting changes nothing
+    return counter, below, projections, thresholds
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_floor_counter_counts_the_reply_tokens_below_the_floor(tiny_models, name):
+    model, tok = tiny_models[name]
+    layers = [1, 2]
+    axis = _random_axis(model, seed=4)
+    before = hook_counts(model)
+    counter, below, projections, thresholds = _decoded_tokens_below(model, tok, PROMPTS, axis, layers)
+    assert hook_counts(model) == before
+    assert counter.tokens == len(below) == 3 * 5
+    assert counter.capped == int(below.sum())
+    for layer in layers:
+        assert counter.per_layer[layer] == int((torch.cat(projections[layer]) < thresholds[layer]).sum())
+    assert counter.share == pytest.approx(int(below.sum()) / len(below))
+    assert 0 < counter.capped < counter.tokens  # "any block" is neither every token nor none
+
+
+def test_floor_counter_reads_the_output_before_the_cap(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    layers = [1, 2]
+    axis = _random_axis(model, seed=5)
+    high = {layer: 1e4 for layer in layers}
+    conversations = [build_messages(p) for p in PROMPTS]
+    counter = sol.FloorCounter(model, axis, high, layers)
+    with counter, sol.ActivationCapper(model, axis, high, layers):
+        generate_replies(model, tok, conversations, max_new_tokens=4, share_prefixes=False)
+    assert counter.tokens > 0 and counter.capped == counter.tokens
+    assert counter.per_layer == {layer: counter.tokens for layer in layers}
+    late = sol.FloorCounter(model, axis, high, layers)
+    with sol.ActivationCapper(model, axis, high, layers), late:  # entered after the cap: sees capped outputs
+        generate_replies(model, tok, conversations, max_new_tokens=4, share_prefixes=False)
+    assert late.capped < late.tokens
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_reply_projections_match_the_analyzer(tiny_models, name):
+    model, tok = tiny_models[name]
+    axis = _random_axis(model, seed=6)
+    conversations = [build_messages(p) for p in PROMPTS]
+    replies = ["The sea is calm today and very blue.", "", "Two, three and five."]
+    got = sol.reply_projections(model, tok, conversations, replies, 2, axis[2], batch_size=2)
+    analyzer = sol.ConversationAnalyzer(model, tok, 2, axis[2])
+    want = [
+        analyzer.project_onto_axis([*c, {"role": "assistant", "content": r}])[-1]
+        for c, r in zip(conversations, replies)
+    ]
+    assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_run_push_and_cap_conditions(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    axis = _random_axis(model, seed=7)
+    conversations = [build_messages(p) for p in PROMPTS]
+    before = hook_counts(model)
+    low = sol.ActivationCapper(model, axis, {2: -1e4, 3: -1e4}, [2, 3])
+    result = sol.run_push_and_cap(model, tok, conversations, low, 1, axis[1], 0.0, 3, axis[3], max_new_tokens=5)
+    assert hook_counts(model) == before
+    rows = pd.DataFrame(result["rows"])
+    by = {c: rows[rows["condition"] == c].sort_values("index") for c in sol.PUSH_CONDITIONS}
+    for c in sol.PUSH_CONDITIONS:  # no push and a floor below everything: three identical runs
+        assert by[c]["reply"].tolist() == by["unpushed"]["reply"].tolist()
+        assert by[c]["projection"].tolist() == pytest.approx(by["unpushed"]["projection"].tolist(), abs=1e-4)
+        assert result["tokens"][c]["below_floor"] == 0 and result["tokens"][c]["tokens"] > 0
+    high = sol.ActivationCapper(model, axis, {2: 1e3, 3: 1e3}, [2, 3])
+    result = sol.run_push_and_cap(model, tok, conversations, high, 1, axis[1], -20.0, 3, axis[3], max_new_tokens=5)
+    rows = pd.DataFrame(result["rows"])
+    capped = rows[rows["condition"] == "pushed + capped"]
+    assert capped["projection"].min() >= 1e3 - 1e-2  # read at a capped block, with the cap on
+    counted = result["tokens"]["pushed + capped"]
+    assert counted["below_floor"] == counted["tokens"] > 0
+    assert hook_counts(model) == before

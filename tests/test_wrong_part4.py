@@ -20,6 +20,7 @@ from utils.chat import build_messages, encode, render
 from utils.generation import generate_replies
 from utils.hooks import block_output
 from utils.metrics import cosine_matrix
+from utils.steering import RowSteerer
 
 SECTION = "part4_steering"
 Steerer = sol.ActivationSteerer
@@ -142,6 +143,23 @@ def coherence_with_trait_prompt(*args, **kwargs):
 
 def questions_outermost(*args, **kwargs):
     return _sweep(*args, order="question", **kwargs)
+
+
+def judges_even_without_a_judge(*args, **kwargs):
+    """Right in every other way (one steerer per coefficient), but always calls the judge."""
+    return _sweep(*args, **kwargs)
+
+
+def one_row_coefficient_per_coefficient(
+    model, tok, questions, vector, template, judge, coherence_prompt, layer=0, coefficients=None, max_new_tokens=256
+):
+    """Gives RowSteerer the coefficient list itself instead of one coefficient per row."""
+    coefficients = coefficients or [0.0, 1.0, 2.0]
+    rows = [(c, q) for c in coefficients for q in questions]
+    with RowSteerer(model, vector, coefficients, layer, positions="response"):
+        replies = generate_replies(model, tok, [build_messages(q) for _, q in rows], max_new_tokens=max_new_tokens)
+    records = [{"coefficient": c, "question": q, "response": r} for (c, q), r in zip(rows, replies)]
+    return part3.score_responses(records, template, coherence_prompt, judge)
 
 
 # compute_trait_projections
@@ -366,6 +384,8 @@ WRONG = {
         (hook_left_registered, "still registered"),
         (coherence_with_trait_prompt, "coherence"),
         (questions_outermost, "Order records"),
+        (judges_even_without_a_judge, "judge=None"),
+        (one_row_coefficient_per_coefficient, "one coefficient per conversation"),
     ],
     "compute_trait_projections": [
         (unnormalised_projection, "|v|"),

@@ -34,7 +34,7 @@ from torch import Tensor
 from utils.activation_store import ActivationStore
 from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.chat import Message, encode, render
-from utils.hooks import block_output, has_user_hooks, hooked
+from utils.hooks import block_output, has_user_hooks, hooked, rows_in_pass
 from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
 from utils.progress import tqdm
 from utils.timing import timed
@@ -95,6 +95,7 @@ def decode_batch(
     row_seeds: list[int] | None = None,
     on_step=None,
     reply_means: list[Tensor | None] | None = None,
+    row_ids: list[int] | None = None,
 ) -> list[list[int]]:
     """Generate new tokens for one batch of tokenized prompts.
 
@@ -111,14 +112,18 @@ def decode_batch(
         on_step: called with (step, rows still decoding) after every decoding step (for progress).
         reply_means: if a list, it receives per row the mean output of every block over the reply's
             tokens, [num_layers, d_model] (None for an empty reply), recorded while decoding.
+        row_ids: the caller's index of each row, published to row-aware hooks through
+            `utils.hooks.rows_in_pass` (None: 0, 1, ...).
 
     Returns:
         The new token ids per row, without the stop token.
     """
     if max_new_tokens <= 0:
         return [[] for _ in rows]
-    state = prefill(model, rows, pad_id, share_prefixes)
-    cache, mask, logits = state.cache, state.attention_mask, state.logits
+    caller_rows = torch.tensor(row_ids if row_ids is not None else range(len(rows)), dtype=torch.long)
+    with rows_in_pass(caller_rows):
+        state = prefill(model, rows, pad_id, share_prefixes)
+        cache, mask, logits = state.cache, state.attention_mask, state.logits
     stops = torch.tensor(stop_ids, device=logits.device, dtype=torch.long)
     active = torch.arange(len(rows), device=logits.device)  # original row of each live batch row
     generators = None
@@ -126,9 +131,9 @@ def decode_batch(
         generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
     outputs: list[list[int]] = [[] for _ in rows]
     recording = _ReplyRecorder(model, len(rows), logits.device) if reply_means is not None else None
-    with hooked(recording.hooks() if recording is not None else {}):
+    with hooked(recording.hooks() if recording is not None else {}), rows_in_pass(caller_rows) as live:
         _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
-                     min_new_tokens, on_step, recording)  # fmt: skip
+                     min_new_tokens, on_step, recording, live)  # fmt: skip
     if recording is not None and reply_means is not None:
         reply_means.extend(recording.means(outputs))
     return outputs
@@ -169,7 +174,7 @@ class _ReplyRecorder:
 
 
 def _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
-                 min_new_tokens, on_step, recording) -> None:  # fmt: skip
+                 min_new_tokens, on_step, recording, live) -> None:  # fmt: skip
     for step in range(max_new_tokens):
         if step < min_new_tokens and len(stops):
             logits[:, stops] = float("-inf")
@@ -198,6 +203,7 @@ def _decode_loop(model, cache, mask, logits, stops, active, generators, outputs,
         if len(keep) < len(active):
             cache.batch_select_indices(keep)
             active, mask, tokens = active[keep], mask[keep], tokens[keep]
+            live.rows = live.rows[keep]
         if recording is not None:
             recording.active = active
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
@@ -333,6 +339,7 @@ def generate_replies(
                     [row_seeds[i] for i in idx] if seed is not None else None,
                     lambda step, live: bar.set_postfix_str(f"token {step}/{max_new_tokens}, {live} rows decoding"),
                     means,
+                    idx,
                 )
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not _is_oom(err) or batch_size == 1:

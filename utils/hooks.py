@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from jaxtyping import Float
@@ -80,6 +81,39 @@ def capture_block_outputs(
 
     with hooked({blocks[i]: make_hook(i) for i in sorted(set(layers))}):
         yield store
+
+
+class RowsInPass:
+    """Which caller rows the current forward pass holds (``rows[i]`` for batch row ``i``); the decoding
+    loop updates ``rows`` as finished rows leave the batch."""
+
+    def __init__(self, rows: Tensor):
+        self.rows = rows
+
+
+_ROWS: ContextVar[RowsInPass | None] = ContextVar("rows_in_pass", default=None)
+
+
+@contextmanager
+def rows_in_pass(rows: Tensor) -> Iterator[RowsInPass]:
+    """Tell row-aware hooks (`utils.steering.RowSteerer`) which caller rows the passes inside hold.
+
+    Args:
+        rows: the caller's row index of each batch row [batch] (update ``.rows`` of the yielded
+            record when the batch shrinks).
+    """
+    state = RowsInPass(rows)
+    token = _ROWS.set(state)
+    try:
+        yield state
+    finally:
+        _ROWS.reset(token)
+
+
+def current_rows() -> Tensor | None:
+    """The caller rows of the running pass, or None outside `rows_in_pass` (batch row i is row i)."""
+    state = _ROWS.get()
+    return None if state is None else state.rows
 
 
 def is_user_hook(hook: Callable) -> bool:

@@ -1,0 +1,95 @@
+"""Reading a steering sweep: the coherence floor, the largest coefficient that stays above it, and how
+monotonically a measure rises up to there.
+
+Following traitinterp's coefficient search: the useful coefficients are those whose replies stay about
+as coherent as the unsteered model's, so the floor is measured on the unsteered replies and the search
+keeps the largest coefficient whose coherence (and that of every smaller non-negative one) stays above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def coherence_floor(unsteered: Sequence[float], tolerance: float = 0.1) -> float:
+    """The lowest mean coherence a coefficient may have: the unsteered replies' mean less ``tolerance``.
+
+    Args:
+        unsteered: a judge-free coherence value per unsteered reply (e.g. distinct-bigram share, 0-1).
+        tolerance: how much coherence a steered sweep may lose (0.1: a tenth of the scale).
+    """
+    if len(unsteered) == 0:
+        raise ValueError("coherence_floor needs the coherence of at least one unsteered reply")
+    return float(np.mean(unsteered)) - tolerance
+
+
+def largest_coherent_coefficient(coefficients: Sequence[float], coherence: Sequence[float], floor: float) -> float:
+    """The largest coefficient c >= 0 such that every coefficient in [0, c] has coherence >= floor.
+
+    Args:
+        coefficients: the swept coefficients (any order; must include 0).
+        coherence: the mean coherence at each coefficient, in the same order.
+        floor: the lowest acceptable coherence (`coherence_floor`).
+
+    Returns:
+        That coefficient (0 when even the smallest positive one falls below the floor).
+    """
+    if len(coefficients) != len(coherence):
+        raise ValueError(f"{len(coefficients)} coefficients but {len(coherence)} coherence values")
+    pairs = sorted((float(c), float(h)) for c, h in zip(coefficients, coherence) if c >= 0)
+    if not pairs or pairs[0][0] != 0:
+        raise ValueError("the sweep must include coefficient 0 (the unsteered model)")
+    best = 0.0
+    for c, h in pairs:
+        if h < floor:
+            break
+        best = c
+    return best
+
+
+def rank_correlation(coefficients: Sequence[float], values: Sequence[float], up_to: float | None = None) -> float:
+    """Spearman correlation of a per-coefficient measure with the coefficient, over coefficients <= ``up_to``.
+
+    Args:
+        coefficients: the swept coefficients.
+        values: the measure's mean at each coefficient.
+        up_to: the largest coefficient to include (None: all).
+
+    Returns:
+        Spearman's rho (nan with fewer than three coefficients, or a constant measure).
+    """
+    kept = [(c, v) for c, v in zip(coefficients, values) if up_to is None or c <= up_to]
+    if len(kept) < 3 or len({v for _, v in kept}) < 2:
+        return float("nan")
+    rho = spearmanr([c for c, _ in kept], [v for _, v in kept]).statistic
+    return float(rho)
+
+
+def typical_residual_norm(model, tokenizer, conversations: list, layer: int) -> float:
+    """The median norm of block ``layer``'s output over the tokens of some conversations.
+
+    Each row's first token is left out (its norm is an outlier in most models: the attention sink), and
+    so is padding. Compare a steering vector's norm with it: ``coeff * |v|`` against this is the push.
+
+    Args:
+        model, tokenizer: the model.
+        conversations: message lists (rendered with the chat template).
+        layer: block index.
+    """
+    import torch
+
+    from utils.activations import run_capturing
+    from utils.chat import encode, render
+
+    prompts = [render(c, tokenizer) for c in conversations]
+    batch = encode(prompts, tokenizer, return_tensors="pt", padding=True).to(model.device)
+    with torch.no_grad():
+        outputs = run_capturing(model, batch["input_ids"], batch["attention_mask"], [layer])
+    norms = outputs[layer].float().norm(dim=-1)  # [batch, seq]
+    keep = batch["attention_mask"].bool().clone()
+    first = keep.long().argmax(-1)  # the first real token of each row (left or right padding)
+    keep[torch.arange(len(first)), first] = False
+    return float(norms[keep].median())

@@ -1,0 +1,95 @@
+"""utils.steering.RowSteerer: a coefficient per row of one batch equals one steerer per coefficient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solutions.part4_steering import ActivationSteerer
+from utils.chat import build_messages, encode, render
+from utils.generation import decode_batch, generate_replies
+from utils.hooks import user_hook_counts
+from utils.layers import d_model
+from utils.steering import RowSteerer
+
+QUESTIONS = ["Hi", "What is two plus two, exactly?", "Name a colour of the sky at dusk"]
+COEFFS = [-3.0, 0.0, 2.0, 6.0]
+
+
+def _vector(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(d_model(model), generator=g) * 2
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-gemma2"])
+@pytest.mark.parametrize("positions", ["all", "prompt", "response"])
+def test_row_steered_generation_equals_one_steerer_per_coefficient(tiny_models, name, positions):
+    model, tok = tiny_models[name]
+    vector = _vector(model)
+    convs = [build_messages(q) for q in QUESTIONS]
+    rows = [(c, conv) for c in COEFFS for conv in convs]
+    before = user_hook_counts(model)
+    with RowSteerer(model, vector, [c for c, _ in rows], layer=2, positions=positions):
+        batched = generate_replies(model, tok, [conv for _, conv in rows], max_new_tokens=8, batch_size=5)
+    assert user_hook_counts(model) == before, "the steering hook was not removed"
+    want = []
+    for c in COEFFS:
+        with ActivationSteerer(model, vector, c, 2, positions):
+            want += generate_replies(model, tok, convs, max_new_tokens=8, batch_size=3)
+    assert batched == want
+    assert len(set(batched)) > len(QUESTIONS), "the coefficients should change the replies"
+
+
+def test_row_steered_forward_equals_per_coefficient_forward(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    vector = _vector(model, 1)
+    text = render(build_messages(QUESTIONS[1]), tok, add_generation_prompt=True)
+    ids = encode(text, tok)["input_ids"]
+    batch = torch.tensor([ids] * len(COEFFS))
+    with RowSteerer(model, vector, COEFFS, layer=1, positions="all"):
+        got = model(input_ids=batch).logits
+    for i, c in enumerate(COEFFS):
+        with ActivationSteerer(model, vector, c, 1, "all"):
+            want = model(input_ids=batch[:1]).logits[0]
+        torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-4)
+
+
+def test_row_steerer_rejects_bad_arguments(tiny_models):
+    model, _ = tiny_models["tiny-qwen2"]
+    vector = _vector(model)
+    with pytest.raises(ValueError, match="vector"):
+        RowSteerer(model, vector[:-1], [1.0], 1)
+    with pytest.raises(ValueError, match="vector"):
+        RowSteerer(model, vector.numpy(), [1.0], 1)
+    with pytest.raises(ValueError, match="coeffs"):
+        RowSteerer(model, vector, [[1.0]], 1)
+    with pytest.raises(ValueError, match="positions"):
+        RowSteerer(model, vector, [1.0], 1, positions="last")
+    with pytest.raises(ValueError):
+        RowSteerer(model, vector, [1.0], 99)
+    steerer = RowSteerer(model, vector, [1.0, 2.0], 1)
+    with steerer, pytest.raises(RuntimeError, match="already active"), steerer:
+        pass
+    with RowSteerer(model, vector, [1.0, 2.0], 1), pytest.raises(RuntimeError, match="coefficients"):
+        model(input_ids=torch.ones(3, 4, dtype=torch.long))
+
+
+def test_rows_that_finish_early_keep_their_coefficients(tiny_models):
+    """Finished rows leave the batch mid-decoding: the remaining rows must keep their own coefficients."""
+    model, tok = tiny_models["tiny-qwen2"]
+    vector = _vector(model, 2)
+    prompts = [encode(render(build_messages(q), tok, add_generation_prompt=True), tok)["input_ids"] for q in QUESTIONS]
+    free = {}
+    for c in COEFFS:
+        with ActivationSteerer(model, vector, c, 2, "response"):
+            free[c] = decode_batch(model, prompts, tok.pad_token_id, [], max_new_tokens=10)
+    stop = free[COEFFS[-1]][0][2]  # a token one steered row makes early: that row stops there
+    want = []
+    for c in COEFFS:
+        with ActivationSteerer(model, vector, c, 2, "response"):
+            want += decode_batch(model, prompts, tok.pad_token_id, [stop], max_new_tokens=10)
+    rows = [p for _ in COEFFS for p in prompts]
+    with RowSteerer(model, vector, [c for c in COEFFS for _ in prompts], 2, "response"):
+        got = decode_batch(model, rows, tok.pad_token_id, [stop], max_new_tokens=10, row_ids=list(range(len(rows))))
+    assert len({len(r) for r in want}) > 1, "some rows should finish before others"
+    assert got == want
