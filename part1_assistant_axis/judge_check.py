@@ -28,7 +28,9 @@ ROLE_YES_NO = (
     "Answer Yes or No."
 )
 ROLE_PAIRWISE = (
-    "Here is a question and two answers.\n\n" + _SHOWN + "[ANSWER A]\n{answer_a}\n[END A]\n\n[ANSWER B]\n{answer_b}\n[END B]\n\n"
+    "Here is a question and two answers.\n\n"
+    + _SHOWN
+    + "[ANSWER A]\n{answer_a}\n[END A]\n\n[ANSWER B]\n{answer_b}\n[END B]\n\n"
     "Which answer is spoken in the first person by {character}, in character, rather than by an AI assistant? "
     "Answer A or B."
 )
@@ -51,7 +53,9 @@ def _with_prompts(items: list[dict[str, Any]], roles_dir: Path) -> list[dict[str
     ]
 
 
-def load_role_check(path: Path = ROLE_CHECK_FILE, roles_dir: Path = ROLES_DIR) -> tuple[JudgeTask, list[dict[str, Any]]]:
+def load_role_check(
+    path: Path = ROLE_CHECK_FILE, roles_dir: Path = ROLES_DIR
+) -> tuple[JudgeTask, list[dict[str, Any]]]:
     """The role judge (all four formulations) and its labelled check set (label 1: in role)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     examples = _with_prompts(data["examples"], roles_dir)

@@ -51,7 +51,9 @@ def full_pass_probs(model, tok, prompt: str) -> torch.Tensor:
 
 def option_share(model, tok, prompt: str, scale: Scale) -> float:
     probs = full_pass_probs(model, tok, prompt)
-    mass = [float(probs[sorted({encode(s, tok)["input_ids"][0] for s in spellings})].sum()) for spellings in scale.options]
+    mass = [
+        float(probs[sorted({encode(s, tok)["input_ids"][0] for s in spellings})].sum()) for spellings in scale.options
+    ]
     return mass[0] / sum(mass)
 
 
@@ -100,8 +102,12 @@ def test_pairwise_averages_both_orders(tiny_judge):
     scores = F.score_pairs(judge, TASK, pairs)
     swapped = F.score_pairs(judge, TASK, [(b, a) for a, b in pairs])
     for (a, b), s, t in zip(pairs, scores, swapped):
-        ab = option_share(model, tok, TASK.pairwise.format(**{**a, "answer_a": a["answer"], "answer_b": b["answer"]}), A_OR_B)  # type: ignore[union-attr]
-        ba = option_share(model, tok, TASK.pairwise.format(**{**a, "answer_a": b["answer"], "answer_b": a["answer"]}), A_OR_B)  # type: ignore[union-attr]
+        ab = option_share(
+            model, tok, TASK.pairwise.format(**{**a, "answer_a": a["answer"], "answer_b": b["answer"]}), A_OR_B
+        )  # type: ignore[union-attr]
+        ba = option_share(
+            model, tok, TASK.pairwise.format(**{**a, "answer_a": b["answer"], "answer_b": a["answer"]}), A_OR_B
+        )  # type: ignore[union-attr]
         assert s == pytest.approx((ab + 1 - ba) / 2, rel=1e-3)
         assert s + t == pytest.approx(1.0, abs=1e-6)  # position bias cancels
 

@@ -17,6 +17,7 @@ profile uses, chosen from `benchmarks/bench_judges.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
 # The formulation each judge uses on the offline profile (a departure from the papers, announced where
 # used), chosen from `python benchmarks/bench_judges.py` on the offline model. AUROC on the check sets
 # (n per class) for score / yes_no / few_shot / pairwise is in the comment beside each choice.
+OFFLINE_MEASURED: dict[str, dict[str, float]] = {}
+
 OFFLINE_FORMULATIONS = {
     "role": "score",
     "drift": "score",
@@ -82,7 +85,9 @@ def few_shot_prompt(task: JudgeTask, item: Mapping[str, Any]) -> str:
     )
 
 
-def formulation_prompts(task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]) -> tuple[list[str], Scale]:
+def formulation_prompts(
+    task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], Scale]:
     """The judge prompts and scale of a per-item formulation (``score``, ``yes_no``, ``few_shot``)."""
     if formulation == "score":
         return [task.template.format(**it) for it in items], unrounded(task.scale)
@@ -93,7 +98,9 @@ def formulation_prompts(task: JudgeTask, formulation: str, items: Sequence[Mappi
     raise ValueError(f"unknown per-item formulation {formulation!r}; use score, yes_no or few_shot")
 
 
-def score_items(judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]) -> list[float | None]:
+def score_items(
+    judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]
+) -> list[float | None]:
     """One score per item (higher = more positive) in one batched judge call.
 
     ``score`` is on the task's scale (a float, unrounded); ``yes_no`` and ``few_shot`` are P(yes) in [0, 1].
@@ -102,7 +109,9 @@ def score_items(judge: Judge, task: JudgeTask, formulation: str, items: Sequence
         ValueError: a formulation other than ``score`` on a hosted judge (they keep the papers' templates).
     """
     if formulation != "score" and judge.backend.name != "local":
-        raise ValueError(f"the {judge.backend.name} judge keeps the paper's template; {formulation!r} is for local judges")
+        raise ValueError(
+            f"the {judge.backend.name} judge keeps the paper's template; {formulation!r} is for local judges"
+        )
     prompts, scale = formulation_prompts(task, formulation, items)
     return [None if v is None else float(v) for v in judge.score(prompts, scale)]
 
@@ -190,8 +199,59 @@ def evaluate(judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Ma
         return CheckResult(math.nan, math.nan, len(pos), len(neg), scores, None, n_unscored)
     value = auroc(pos, neg)
     return CheckResult(
-        value, auroc_standard_error(value, len(pos), len(neg)), len(pos), len(neg), scores, youden_threshold(pos, neg), n_unscored
+        value,
+        auroc_standard_error(value, len(pos), len(neg)),
+        len(pos),
+        len(neg),
+        scores,
+        youden_threshold(pos, neg),
+        n_unscored,
     )
+
+
+FORMULATION_TEXT = {
+    "score": "the paper's numeric template, read as a probability-weighted mean (integer scales not rounded)",
+    "yes_no": "a yes/no question, scored P(yes) / (P(yes) + P(no))",
+    "few_shot": "a yes/no question after one worked example per label, scored P(yes) / (P(yes) + P(no))",
+    "pairwise": "which of two replies is more so, P(A) / (P(A) + P(B)) with both orders averaged",
+}
+
+
+def measure_check(
+    judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]], cache_path, inputs
+) -> CheckResult:
+    """`evaluate`, cached with `utils.cache.load_or_generate` (``inputs`` as for it)."""
+    from utils.cache import load_or_generate
+
+    value = load_or_generate(
+        cache_path,
+        lambda: dataclasses.asdict(evaluate(judge, task, formulation, items)),
+        f"the {task.name} judge on its check set",
+        inputs=inputs,
+    )
+    return CheckResult(**value)
+
+
+def report_check(task: JudgeTask, formulation: str, result: CheckResult, paper_threshold: str | None = None) -> None:
+    """Print a check-set measurement: the formulation (announced when it departs from the paper), the AUROC
+    with n per class, and the calibrated threshold beside the paper's."""
+    scale = f"{task.scale.low}-{task.scale.high}"
+    if formulation != "score":
+        measured = OFFLINE_MEASURED.get(task.name, {})
+        print(
+            f"DEPARTURE FROM THE METHOD: the offline {task.name} judge uses {FORMULATION_TEXT[formulation]}, not the "
+            f"paper's {scale} template, chosen on the check sets by benchmarks/bench_judges.py (AUROC "
+            + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
+            + ")."
+        )
+    elif task.scale.kind == "integer":
+        print(f"The {task.name} judge's {scale} score is read as a probability-weighted mean, not rounded.")
+    print(f"{task.name} judge ({formulation}) on its check set, {task.what} vs not: {result.describe()}", end="")
+    print(f", {result.n_unscored} unscored" if result.n_unscored else "")
+    if result.threshold is not None and paper_threshold is not None:
+        print(
+            f"  threshold calibrated on the check set (best balanced accuracy): {result.threshold:.3g}; the paper's: {paper_threshold}"
+        )
 
 
 def offline_formulation(judge: Judge, name: str, profile_name: str) -> str:
@@ -208,6 +268,8 @@ __all__ = [
     "JudgeTask",
     "check_pairs",
     "evaluate",
+    "measure_check",
+    "report_check",
     "few_shot_prompt",
     "formulation_prompts",
     "offline_formulation",

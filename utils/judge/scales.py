@@ -54,7 +54,11 @@ A_OR_B = Scale(0, 1, "choice", options=(("A",), ("B",)))
 
 def unrounded(scale: Scale) -> Scale:
     """The same integer scale read as a probability-weighted mean (a float), not rounded to an integer."""
-    return scale if scale.kind in ("expected", "choice") else Scale(scale.low, scale.high, "expected", min_mass=scale.min_mass)
+    return (
+        scale
+        if scale.kind in ("expected", "choice")
+        else Scale(scale.low, scale.high, "expected", min_mass=scale.min_mass)
+    )
 
 
 def choice_score(probabilities: list[float], scale: Scale) -> float | None:
