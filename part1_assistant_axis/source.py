@@ -493,6 +493,49 @@ report_check(role_task, ROLE_FORMULATION, role_check_result, paper_threshold="3 
 course.record("role judge AUROC (check set)", role_check_result.auroc)
 
 # %% [markdown]
+# A second test, on the model's own responses: each checked role's judging prompt applied to the
+# **default assistant's** answers to the same questions (its answers without a system prompt, at most ten
+# roles). Those are plain replies, never in role; the role responses are what the model wrote when asked to
+# play the role, in role or not, so their labels are noisier than the check set's.
+
+# %%
+JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
+plain_answers = [r for r in responses[DEFAULT_ROLE] if r["prompt_idx"] == 0]  # one default answer per question
+
+
+def judge_default_answers_as_roles() -> dict[str, list[int | None]]:
+    """Each checked role's judge prompt applied to the default assistant's answers (one batched call)."""
+    prompts = [
+        roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
+        for role in JUDGE_CHECK_ROLES
+        for r in plain_answers
+    ]
+    flat = judge.score(prompts, ADHERENCE_0_3)
+    n = len(plain_answers)
+    return {role: flat[i * n : (i + 1) * n] for i, role in enumerate(JUDGE_CHECK_ROLES)}
+
+
+default_as_role = load_or_generate(
+    course.cache / "judge_check_default_answers.json", judge_default_answers_as_roles,
+    "the judge on the default assistant's answers",
+    inputs=course.inputs(judge=judge, code=[judge_default_answers_as_roles],
+                         data={"answers": plain_answers, "eval_prompts": {r: roles[r]["eval_prompt"] for r in JUDGE_CHECK_ROLES}}),
+)
+in_role_scores = [s for role in JUDGE_CHECK_ROLES for s in scores[role] if s is not None]
+plain_scores = [s for role in JUDGE_CHECK_ROLES for s in default_as_role[role] if s is not None]
+print(f"The judge on {len(JUDGE_CHECK_ROLES)} roles: their own responses vs the default assistant's answers to the same questions")
+if in_role_scores and plain_scores:
+    judge_auroc = auroc(in_role_scores, plain_scores)
+    print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
+    for threshold in (3, 2):
+        print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
+              f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
+    print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
+    course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
+else:
+    print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
+
+# %% [markdown]
 # On the offline profile the filter uses the check set's calibrated threshold, on the role responses scored
 # with the same formulation (the paper's rule, score 3, stays for every other profile).
 
