@@ -489,7 +489,7 @@ role_check_result = measure_check(
     judge, role_task, ROLE_FORMULATION, role_check, course.cache / "role_judge_check.json",
     course.inputs(judge=judge, files=[ROLE_CHECK_FILE], formulation=ROLE_FORMULATION),
 )
-report_check(role_task, ROLE_FORMULATION, role_check_result, paper_threshold="3 (of 0-3)")
+report_check(judge, role_task, ROLE_FORMULATION, role_check_result, paper_threshold="3 (of 0-3)")
 course.record("role judge AUROC (check set)", role_check_result.auroc)
 
 # %% [markdown]

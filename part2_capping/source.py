@@ -527,7 +527,7 @@ drift_check_result = measure_check(
     judge, drift_task, DRIFT_FORMULATION, drift_check, course.cache / "drift_judge_check.json",
     course.inputs(judge=judge, files=[DRIFT_CHECK_FILE, DATA_DIR / "drift_prompt.txt"], formulation=DRIFT_FORMULATION),
 )
-report_check(drift_task, DRIFT_FORMULATION, drift_check_result)
+report_check(judge, drift_task, DRIFT_FORMULATION, drift_check_result)
 course.record("drift judge AUROC (check set)", drift_check_result.auroc)
 
 # %% [markdown]

@@ -103,7 +103,8 @@ def score_items(
 ) -> list[float | None]:
     """One score per item (higher = more positive) in one batched judge call.
 
-    ``score`` is on the task's scale (a float, unrounded); ``yes_no`` and ``few_shot`` are P(yes) in [0, 1].
+    ``score`` is on the task's scale (for a local judge a float, unrounded); ``yes_no`` and ``few_shot`` are
+    P(yes) in [0, 1].
 
     Raises:
         ValueError: a formulation other than ``score`` on a hosted judge (they keep the papers' templates).
@@ -113,6 +114,8 @@ def score_items(
             f"the {judge.backend.name} judge keeps the paper's template; {formulation!r} is for local judges"
         )
     prompts, scale = formulation_prompts(task, formulation, items)
+    if judge.backend.name != "local":
+        scale = task.scale  # hosted judges read the paper's scale as the paper does
     return [None if v is None else float(v) for v in judge.score(prompts, scale)]
 
 
@@ -232,7 +235,9 @@ def measure_check(
     return CheckResult(**value)
 
 
-def report_check(task: JudgeTask, formulation: str, result: CheckResult, paper_threshold: str | None = None) -> None:
+def report_check(
+    judge: Judge, task: JudgeTask, formulation: str, result: CheckResult, paper_threshold: str | None = None
+) -> None:
     """Print a check-set measurement: the formulation (announced when it departs from the paper), the AUROC
     with n per class, and the calibrated threshold beside the paper's."""
     scale = f"{task.scale.low}-{task.scale.high}"
@@ -244,7 +249,7 @@ def report_check(task: JudgeTask, formulation: str, result: CheckResult, paper_t
             + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
             + ")."
         )
-    elif task.scale.kind == "integer":
+    elif task.scale.kind == "integer" and judge.backend.name == "local":
         print(f"The {task.name} judge's {scale} score is read as a probability-weighted mean, not rounded.")
     print(f"{task.name} judge ({formulation}) on its check set, {task.what} vs not: {result.describe()}", end="")
     print(f", {result.n_unscored} unscored" if result.n_unscored else "")
