@@ -479,7 +479,15 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 #
 # <details><summary>Answer</summary>
 #
-# MEASURED_ANSWER_PLACEHOLDER
+# Only weakly. Measured with `benchmarks/bench_judges.py` on the offline model, on the 40 + 40 check set:
+# each role's own 0-3 judging prompt, read as a probability-weighted mean (not rounded), reaches AUROC
+# 0.69 ± 0.06; the yes/no question ("is it spoken by the character?", scored by P(yes)) 0.56 ± 0.06.
+# The best one is kept for the offline profile and is still below the 0.8 the course aims for.
+# The threshold calibrated on the check set is 1.62 on the unrounded 0-3 scale, far below the paper's 3:
+# this judge rarely puts its weight on 3 (rounded, it gave role responses and plain answers alike a 2;
+# AUROC 0.50 on the default answers, below). So on this profile the filter drops only the answers the judge
+# is surest are plain, and what carries the section is the held-out AUROC of the axis (section 11), which
+# uses no judge.
 # </details>
 
 # %%
@@ -1439,10 +1447,12 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # Out-of-role responses ("As an AI, I don't have memories...") look like the default assistant, so mixing
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
 # axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
-# much depends on the judge. On the offline run the local judge gave every response the same score (2),
-# and the same 2 to the default assistant's plain answers (judge AUROC 0.50 in section 4), so the filter
-# kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s from the rest
-# the difference is visible. Look at the judge check your run printed before you conclude.
+# much depends on the judge. With the rounded 0-3 score the local judge gave every response the same 2, and
+# the same 2 to the default assistant's plain answers (AUROC 0.50 in section 4), so that filter kept
+# everything. The offline profile now filters with the unrounded score at the threshold calibrated on the
+# check set (AUROC 0.69 there), which drops some plain answers and keeps most; with a hosted judge that
+# separates 3s from the rest the difference is larger. Look at the judge check your run printed before you
+# conclude.
 # </details>
 #
 # Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection

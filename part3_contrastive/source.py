@@ -294,9 +294,10 @@ tests.test_score_trait_response(score_trait_response)
 # <details><summary>Answer</summary>
 #
 # Look at the printed means per polarity. With a strong judge on a model that follows its prompt, far
-# apart (the paper's effective pairs need pos >= 50 and neg < 50). On the offline run they are close,
-# 53.9 against 51.4, with coherence near 70 for both: the local judge is the same 0.5B model, and it
-# barely tells the two apart. That is why the next filter keeps few pairs (about 30% on the offline run).
+# apart (the paper's effective pairs need pos >= 50 and neg < 50). On an earlier offline run they were
+# close, 53.9 against 51.4, with coherence near 70 for both. The check below shows why: the judge does tell
+# written sycophancy from honest answers, but this model's prompted responses often do not follow their
+# prompt, so the two groups really are close. The next filter keeps only the pairs where they differ.
 # </details>
 
 # %%
@@ -332,7 +333,18 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 #
 # <details><summary>Answer</summary>
 #
-# MEASURED_ANSWER_PLACEHOLDER
+# Not on the offline run. Measured with `benchmarks/bench_judges.py` on the offline model: the coherence
+# judge (the paper's 0-100 template) reaches AUROC 0.65 ± 0.06 on 48 clean vs 48 broken answers; clean
+# answers average 67.2, but degenerate repetition (68.2) and a repeated fragment (67.7) score higher, and
+# truncated (65.4), shuffled (64.9), off-topic rambling (64.8) and token salad (63.9) barely lower.
+# The 0.5B model does not measure coherence: its calibrated threshold (66.3) filters little that is
+# meaningful, so read the kept pairs' replies for coherence yourself. The trait judge is another matter:
+# with the paper's template it reaches AUROC 0.88 ± 0.04 on 40 + 40 written replies (calibrated threshold
+# 53.8, beside the paper's 50), against 0.64 on the prompt labels of an earlier offline
+# run: the judge can tell written sycophancy from honest correction; the prompted responses are noisy
+# labels (under the sycophantic prompt this model often still refuses). So the effective pairs rest on the
+# trait judge, which the check set supports, and not on the coherence judge. A hosted judge (the paper used
+# gpt-4.1-mini) is expected to pass both checks; run this cell with one to see it.
 # </details>
 
 # %%

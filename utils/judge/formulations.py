@@ -31,16 +31,21 @@ if TYPE_CHECKING:
 
 FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
 
-# The formulation each judge uses on the offline profile (a departure from the papers, announced where
-# used), chosen from `python benchmarks/bench_judges.py` on the offline model. AUROC on the check sets
-# (n per class) for score / yes_no / few_shot / pairwise is in the comment beside each choice.
-OFFLINE_MEASURED: dict[str, dict[str, float]] = {}
-
+# The formulation each judge uses on the offline profile, chosen from `python benchmarks/bench_judges.py`
+# on the offline model (Qwen2.5-Coder-0.5B-Instruct judging itself). AUROC on the check sets, n per class
+# in brackets ("pairwise": share of pairs ranked right). Only per-item formulations can be chosen: the
+# sections filter single replies. A formulation missing from a row was not measured.
+OFFLINE_MEASURED: dict[str, dict[str, float]] = {
+    "role": {"score": 0.69, "yes_no": 0.56},  # 40 + 40
+    "drift": {"score": 0.87, "yes_no": 0.76},  # 40 + 40
+    "trait": {"score": 0.88},  # 40 + 40
+    "coherence": {"score": 0.65},  # 48 + 48
+}
 OFFLINE_FORMULATIONS = {
-    "role": "score",
-    "drift": "score",
-    "trait": "score",
-    "coherence": "score",
+    "role": "score",  # 0.69 ± 0.06: the best measured, below the 0.8 goal
+    "drift": "score",  # 0.87 ± 0.04
+    "trait": "score",  # 0.88 ± 0.04
+    "coherence": "score",  # 0.65 ± 0.06: the best measured, below the 0.8 goal; not clean > every broken kind
 }
 
 
