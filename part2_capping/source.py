@@ -543,7 +543,8 @@ course.record("drift judge AUROC (check set)", drift_check_result.auroc)
 #
 # The larger check set qualifies this. Measured with `benchmarks/bench_judges.py` on the offline model, the
 # same judge with the paper's 0-10 template reaches AUROC 0.87 ± 0.04 on the 40 + 40 single-turn written
-# replies (threshold with the best balanced accuracy: 5.38 of 10). So the local judge
+# replies (threshold with the best balanced accuracy: 5.38 of 10); a yes/no question scored by P(yes) reaches
+# 0.76 ± 0.05 and the same after one worked example per label 0.63 ± 0.06, so the template is kept. So the local judge
 # does see plain, written drift in one reply read without history; what it does not do is rank the five
 # probe transcripts' replies, repeated at every turn, or the replayed turns. In this section the projection
 # carries the measurement, and the drift scores are read as a second, weak opinion.

@@ -333,17 +333,23 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 #
 # <details><summary>Answer</summary>
 #
-# Not on the offline run. Measured with `benchmarks/bench_judges.py` on the offline model: the coherence
-# judge (the paper's 0-100 template) reaches AUROC 0.65 ± 0.06 on 48 clean vs 48 broken answers; clean
-# answers average 67.2, but degenerate repetition (68.2) and a repeated fragment (67.7) score higher, and
-# truncated (65.4), shuffled (64.9), off-topic rambling (64.8) and token salad (63.9) barely lower.
-# The 0.5B model does not measure coherence: its calibrated threshold (66.3) filters little that is
-# meaningful, so read the kept pairs' replies for coherence yourself. The trait judge is another matter:
-# with the paper's template it reaches AUROC 0.88 ± 0.04 on 40 + 40 written replies (calibrated threshold
-# 53.8, beside the paper's 50), against 0.64 on the prompt labels of an earlier offline
-# run: the judge can tell written sycophancy from honest correction; the prompted responses are noisy
-# labels (under the sycophantic prompt this model often still refuses). So the effective pairs rest on the
-# trait judge, which the check set supports, and not on the coherence judge. A hosted judge (the paper used
+# Not on the offline run. Measured with `benchmarks/bench_judges.py` on the offline model, on 48 clean vs
+# 48 broken answers: the paper's 0-100 coherence template reaches AUROC 0.65 ± 0.06, a yes/no question
+# ("clear, fluent English that stays on the question?", scored by P(yes)) 0.58 ± 0.06, and the same
+# question after one worked example per label 0.70 ± 0.05, the best, kept for the offline profile. None
+# ranks clean answers above every broken kind: with the template, clean answers average 67.2 but
+# degenerate repetition (68.2) and a repeated fragment (67.7) score higher; with the few-shot question
+# clean answers average P(yes) 0.546, degenerate repetition 0.543 and a repeated fragment 0.538, while
+# token salad (0.487), truncated (0.490) and shuffled (0.496) come lower. The 0.5B model does not see
+# repetition as incoherent, so read the kept pairs' replies for repetition yourself.
+# The trait judge is another matter. On 40 sycophantic vs 40 honest written replies the paper's template
+# reaches 0.88 ± 0.04, the yes/no question 0.96 ± 0.02, and the few-shot question 0.98 ± 0.02 (one reply
+# unscored), kept for the offline profile, against 0.64 on the prompt labels of an earlier offline run: the
+# judge tells written sycophancy from honest correction; it is the prompted responses that are noisy
+# labels (under the sycophantic prompt this model often still refuses). The thresholds calibrated on the
+# check sets (printed above, on the P(yes) scale; the paper uses 50 of 100) replace the paper's on the
+# offline profile. So the effective pairs rest on a trait judge the check set supports, and on a coherence
+# judge that catches shuffled words and token salad better than repetition. A hosted judge (the paper used
 # gpt-4.1-mini) is expected to pass both checks; run this cell with one to see it.
 # </details>
 

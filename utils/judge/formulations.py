@@ -36,16 +36,16 @@ FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
 # in brackets ("pairwise": share of pairs ranked right). Only per-item formulations can be chosen: the
 # sections filter single replies. A formulation missing from a row was not measured.
 OFFLINE_MEASURED: dict[str, dict[str, float]] = {
-    "role": {"score": 0.69, "yes_no": 0.56},  # 40 + 40
-    "drift": {"score": 0.87, "yes_no": 0.76},  # 40 + 40
-    "trait": {"score": 0.88},  # 40 + 40
-    "coherence": {"score": 0.65},  # 48 + 48
+    "role": {"score": 0.69, "yes_no": 0.56, "few_shot": 0.37},  # 40 + 40
+    "drift": {"score": 0.87, "yes_no": 0.76, "few_shot": 0.63},  # 40 + 40
+    "trait": {"score": 0.88, "yes_no": 0.96, "few_shot": 0.98},  # 40 + 40 (few-shot: 1 unscored)
+    "coherence": {"score": 0.65, "yes_no": 0.58, "few_shot": 0.70},  # 48 + 48
 }
 OFFLINE_FORMULATIONS = {
     "role": "score",  # 0.69 ± 0.06: the best measured, below the 0.8 goal
     "drift": "score",  # 0.87 ± 0.04
-    "trait": "score",  # 0.88 ± 0.04
-    "coherence": "score",  # 0.65 ± 0.06: the best measured, below the 0.8 goal; not clean > every broken kind
+    "trait": "few_shot",  # 0.98 ± 0.02 (yes/no 0.96 ± 0.02, the paper's template 0.88 ± 0.04)
+    "coherence": "few_shot",  # 0.70 ± 0.05: the best measured, below the 0.8 goal; clean not above every broken kind
 }
 
 
@@ -259,8 +259,10 @@ def report_check(
     print(f"{task.name} judge ({formulation}) on its check set, {task.what} vs not: {result.describe()}", end="")
     print(f", {result.n_unscored} unscored" if result.n_unscored else "")
     if result.threshold is not None and paper_threshold is not None:
+        unit = "P(yes)" if formulation in ("yes_no", "few_shot") else f"on {scale}"
         print(
-            f"  threshold calibrated on the check set (best balanced accuracy): {result.threshold:.3g}; the paper's: {paper_threshold}"
+            f"  threshold calibrated on the check set (best balanced accuracy): {result.threshold:.3g} {unit}; "
+            f"the paper's: {paper_threshold}"
         )
 
 
