@@ -34,7 +34,10 @@ FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
 # The formulation each judge uses on the offline profile, chosen from `python benchmarks/bench_judges.py`
 # on the offline model (Qwen2.5-Coder-0.5B-Instruct judging itself). AUROC on the check sets, n per class
 # in brackets ("pairwise": share of pairs ranked right). Only per-item formulations can be chosen: the
-# sections filter single replies. A formulation missing from a row was not measured.
+# sections filter single replies. Pairwise A/B (both orders averaged) left most pairs unscored, since this
+# model puts under a quarter of its probability on "A" or "B" as the first answer token: share of pairs
+# ranked right role 0.21 (38 pairs scored of 40), drift 0.52 (31 of 40), coherence 0.83 (6 of 48), trait
+# none of 40. Measured on a 2-core machine shared with other jobs, about 7-20 prompt tokens per second.
 OFFLINE_MEASURED: dict[str, dict[str, float]] = {
     "role": {"score": 0.69, "yes_no": 0.56, "few_shot": 0.37},  # 40 + 40
     "drift": {"score": 0.87, "yes_no": 0.76, "few_shot": 0.63},  # 40 + 40
