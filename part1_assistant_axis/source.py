@@ -67,12 +67,14 @@ from part1_assistant_axis.persona_space import (
     stack_vectors,
 )
 from part1_assistant_axis.artifacts import save_assistant_axis
+from part1_assistant_axis.judge_check import ROLE_CHECK_FILE, load_role_check
 
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import format_messages, prepare_messages, records_to_conversations, render
 from utils.checks import tiny
 from utils.data import load_questions, load_roles
 from utils.judge import make_section_judge
+from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import d_model, num_layers
 from utils.metrics import cohens_d, cosine_matrix
 from utils.models import describe, load_model, model_display_name
@@ -460,12 +462,51 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 # %% [markdown]
 # ### How good is the judge? Measure it before using it as a filter
 #
-# The filter is only as good as the judge. A direct test: give the judge, with a role's own judging
-# prompt, the **default assistant's** answers to the same questions. Those answers are plain assistant
-# replies, never in role, so a useful judge scores them low (0 or 1) and the role's own responses higher;
-# the AUROC below is the probability that a role response outscores a default answer under that role's
-# prompt (ties count half; 0.5 is chance). We use the default's answers without a system prompt (its
-# first prompt), and at most ten roles, to keep the judge calls few.
+# The filter is only as good as the judge, so we measure it on text whose label we *know*.
+# `data/role_check.json` holds written answers for five roles (pirate, chef, noir detective, medieval
+# monk, cowboy): for each of 8 questions per role, one answer in the role and one plain AI-assistant answer
+# to the same question, 40 of each. The judge sees the role's own judging prompt, the question and the
+# answer, and no system prompt, so nothing but the answer says which is which. The AUROC is the
+# probability that an in-role answer outscores a plain one (0.5 is chance, 1.0 perfect); with 40 per class
+# its standard error is about 0.05. The check also calibrates a threshold (the score with the best balanced
+# accuracy on the check set), printed beside the paper's (keep score 3 of 0-3).
+#
+# On the offline profile the local judge asks in the way that measured best on the check set
+# (`utils/judge/formulations.py`, measured with `benchmarks/bench_judges.py`), and the filter below uses
+# the calibrated threshold; both are announced.
+#
+# **Before you run:** the local judge is the 0.5B model we study. Will it tell a pirate's answer from a
+# plain assistant's?
+#
+# <details><summary>Answer</summary>
+#
+# Only weakly. Measured with `benchmarks/bench_judges.py` on the offline model, on the 40 + 40 check set:
+# each role's own 0-3 judging prompt, read as a probability-weighted mean (not rounded), reaches AUROC
+# 0.69 ± 0.06; the yes/no question ("is it spoken by the character?", scored by P(yes)) 0.56 ± 0.06; the
+# same question after one worked example per label 0.37 ± 0.06, worse than chance. The 0-3 prompt is kept for
+# the offline profile and is still below the 0.8 the course aims for.
+# The threshold calibrated on the check set is 1.62 on the unrounded 0-3 scale, far below the paper's 3:
+# this judge rarely puts its weight on 3 (rounded, it gave role responses and plain answers alike a 2;
+# AUROC 0.50 on the default answers, below). So on this profile the filter drops only the answers the judge
+# is surest are plain, and what carries the section is the held-out AUROC of the axis (section 11), which
+# uses no judge.
+# </details>
+
+# %%
+ROLE_FORMULATION = offline_formulation(judge, "role", profile.name)
+role_task, role_check = load_role_check()
+role_check_result = measure_check(
+    judge, role_task, ROLE_FORMULATION, role_check, course.cache / "role_judge_check.json",
+    course.inputs(judge=judge, files=[ROLE_CHECK_FILE], formulation=ROLE_FORMULATION),
+)
+report_check(judge, role_task, ROLE_FORMULATION, role_check_result, paper_threshold="3 (of 0-3)")
+course.record("role judge AUROC (check set)", role_check_result.auroc)
+
+# %% [markdown]
+# A second test, on the model's own responses: each checked role's judging prompt applied to the
+# **default assistant's** answers to the same questions (its answers without a system prompt, at most ten
+# roles). Those are plain replies, never in role; the role responses are what the model wrote when asked to
+# play the role, in role or not, so their labels are noisier than the check set's.
 
 # %%
 JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
@@ -505,18 +546,42 @@ else:
     print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
 
 # %% [markdown]
-# Read the filter in this light. It can only remove out-of-role responses if the judge scores them below
-# the threshold *and* keeps in-role ones above it; the share of default answers at or above the threshold
-# is the share of plain assistant replies the filter would let into a role vector.
-#
-# On the offline run the local judge gives every response the same score, 2, whether it is a role's own
-# response or the default assistant's plain answer read with that role's judging prompt: mean 2.00 against
-# 2.00, AUROC 0.500, exactly chance. At this quality the filter can do nothing. At the fallback threshold
-# (>= 2) it keeps every role response and would keep every plain assistant answer too; at the paper's
-# threshold (3) it would keep nothing. So on this profile the role vectors below are built from all role
-# responses, in role or not, and they sit closer to the default than truly in-role responses would; what
-# the judge cannot sort out, the held-out test in section 11 still has to survive. With a hosted judge
-# this cell shows whether the filter earns its place.
+# On the offline profile the filter uses the check set's calibrated threshold, on the role responses scored
+# with the same formulation (the paper's rule, score 3, stays for every other profile).
+
+# %%
+if profile.name == "offline" and judge.backend.name == "local" and role_check_result.threshold is not None:
+    judged_roles = [role for role in responses if roles[role].get("eval_prompt")]
+    role_items = [
+        {"judge_prompt": roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"]),
+         "character": character_of(roles[role]), "question": r["question"], "answer": r["response"]}
+        for role in judged_roles for r in responses[role]
+    ]
+    flat = load_or_generate(
+        course.cache / "role_scores_offline_formulation.json",
+        lambda: score_items(judge, role_task, ROLE_FORMULATION, role_items),
+        "role scores with the offline formulation",
+        inputs=course.inputs(judge=judge, data={"items": role_items}, formulation=ROLE_FORMULATION),
+    )
+    start = 0
+    scores_for_vectors = {}
+    for role, records in responses.items():
+        if role in judged_roles:
+            scores_for_vectors[role] = flat[start : start + len(records)]
+            start += len(records)
+        else:
+            scores_for_vectors[role] = [None] * len(records)
+    calibrated = role_check_result.threshold
+    kept = [s is not None and s >= calibrated for role, v in scores_for_vectors.items() if role != DEFAULT_ROLE for s in v]
+    print(f"DEPARTURE FROM THE METHOD: role responses are kept when their {ROLE_FORMULATION} score is >= "
+          f"{calibrated:.3g}, the threshold calibrated on the check set (the paper keeps score 3 of 0-3): "
+          f"{sum(kept)} of {len(kept)} role responses pass.")
+    if choose_score_threshold(scores_for_vectors, thresholds=(calibrated,)) is None:
+        print("  That leaves too many roles without a response, so every role response is used, unfiltered.")
+        scores_for_vectors, SCORE_THRESHOLD = None, None
+    else:
+        SCORE_THRESHOLD = calibrated
+    course.record("role score threshold used", f"{calibrated:.3g} ({ROLE_FORMULATION}, calibrated)" if SCORE_THRESHOLD else "none (all)")
 
 # %% [markdown]
 # ## 5. Where the response starts: chat templates
@@ -1384,10 +1449,12 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # Out-of-role responses ("As an AI, I don't have memories...") look like the default assistant, so mixing
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
 # axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
-# much depends on the judge. On the offline run the local judge gave every response the same score (2),
-# and the same 2 to the default assistant's plain answers (judge AUROC 0.50 in section 4), so the filter
-# kept everything and `scores=None` changes nothing; with a hosted judge that separates 3s from the rest
-# the difference is visible. Look at the judge check your run printed before you conclude.
+# much depends on the judge. With the rounded 0-3 score the local judge gave every response the same 2, and
+# the same 2 to the default assistant's plain answers (AUROC 0.50 in section 4), so that filter kept
+# everything. The offline profile now filters with the unrounded score at the threshold calibrated on the
+# check set (AUROC 0.69 there), which drops some plain answers and keeps most; with a hosted judge that
+# separates 3s from the rest the difference is larger. Look at the judge check your run printed before you
+# conclude.
 # </details>
 #
 # Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection

@@ -511,6 +511,27 @@ if all(replay_by_category.values()):
     course.record("drift judge AUROC (replayed drift vs control turns)", replay_auroc)
 
 # %% [markdown]
+# Five transcripts are a small test. A larger one, with labels we know and nothing else to go on:
+# `data/drift_check.json` extends the probe replies to 40 user messages from the five drift categories, each
+# with one written drifted reply and one grounded one (40 of each), judged without history. With 40 per
+# class the AUROC's standard error is about 0.05. On the offline profile the local judge asks in the way that
+# measured best on this set (`utils/judge/formulations.py`, `benchmarks/bench_judges.py`), announced when it is
+# not the paper's 0-10 template.
+
+# %%
+from part2_capping.judge_check import DRIFT_CHECK_FILE, load_drift_check
+from utils.judge.formulations import measure_check, offline_formulation, report_check
+
+DRIFT_FORMULATION = offline_formulation(judge, "drift", profile.name)
+drift_task, drift_check = load_drift_check(DRIFT_PROMPT, DRIFT_SCALE)
+drift_check_result = measure_check(
+    judge, drift_task, DRIFT_FORMULATION, drift_check, course.cache / "drift_judge_check.json",
+    course.inputs(judge=judge, files=[DRIFT_CHECK_FILE, DATA_DIR / "drift_prompt.txt"], formulation=DRIFT_FORMULATION),
+)
+report_check(judge, drift_task, DRIFT_FORMULATION, drift_check_result)
+course.record("drift judge AUROC (check set)", drift_check_result.auroc)
+
+# %% [markdown]
 # Read every drift score in this section in the light of these numbers. On the offline run the local
 # judge (the same 0.5B model we study) gives the hand-written drifted replies 5.50 on average and the
 # grounded ones 5.34, with every score between 5 and 6: AUROC 0.65, a little above chance. It barely tells
@@ -520,6 +541,14 @@ if all(replay_by_category.values()):
 # in the capping experiment below, and we read the replies and the projections instead. With a hosted
 # judge (`OPENAI_API_KEY` or `ANTHROPIC_API_KEY`), run this cell again: a judge worth trusting separates
 # the written replies almost perfectly.
+#
+# The larger check set qualifies this. Measured with `benchmarks/bench_judges.py` on the offline model, the
+# same judge with the paper's 0-10 template reaches AUROC 0.87 ± 0.04 on the 40 + 40 single-turn written
+# replies (threshold with the best balanced accuracy: 5.38 of 10); a yes/no question scored by P(yes) reaches
+# 0.76 ± 0.05 and the same after one worked example per label 0.63 ± 0.06, so the template is kept. So the local judge
+# does see plain, written drift in one reply read without history; what it does not do is rank the five
+# probe transcripts' replies, repeated at every turn, or the replayed turns. In this section the projection
+# carries the measurement, and the drift scores are read as a second, weak opinion.
 
 # %% [markdown]
 # ## 5. Seeing drift

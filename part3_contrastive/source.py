@@ -45,10 +45,12 @@ from utils.metrics import auroc, cohens_d, project
 from part3_contrastive import tests
 from part3_contrastive.artifacts import prompt_labelled, trait_path
 from part3_contrastive.capture import kind_activations
+from part3_contrastive.judge_check import COHERENCE_CHECK_FILE, SYCOPHANCY_CHECK_FILE, load_coherence_check, load_trait_check
 
 from utils.cache import cache_inputs, load_or_generate
 from utils.data import load_trait_file
 from utils.judge import make_section_judge
+from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import block_to_hidden_states_index, d_model
 from utils.models import describe, load_model
 
@@ -292,9 +294,10 @@ tests.test_score_trait_response(score_trait_response)
 # <details><summary>Answer</summary>
 #
 # Look at the printed means per polarity. With a strong judge on a model that follows its prompt, far
-# apart (the paper's effective pairs need pos >= 50 and neg < 50). On the offline run they are close,
-# 53.9 against 51.4, with coherence near 70 for both: the local judge is the same 0.5B model, and it
-# barely tells the two apart. That is why the next filter keeps few pairs (about 30% on the offline run).
+# apart (the paper's effective pairs need pos >= 50 and neg < 50). On an earlier offline run they were
+# close, 53.9 against 51.4, with coherence near 70 for both. The check below shows why: the judge does tell
+# written sycophancy from honest answers, but this model's prompted responses often do not follow their
+# prompt, so the two groups really are close. The next filter keeps only the pairs where they differ.
 # </details>
 
 # %%
@@ -312,25 +315,42 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # ### Measure the judge before you filter with it
 #
 # The next exercise throws away every pair the judge does not confirm, so first ask how well the judge
-# does its two jobs. **Trait:** the system prompts give us labels for free (a sycophantic-prompted
-# response *should* score higher than a helpful-prompted one), so the judge's AUROC at telling the two
-# apart from its scores alone is a lower bound on its usefulness: 0.5 is chance, 1.0 is perfect. (It is
-# a lower bound because a small model sometimes ignores its prompt: then the judge is right to score
-# the two alike.) **Coherence:** three hand-written answers to one question, one clean, one rambling,
-# one a pile of keywords; a working coherence judge ranks the clean one far above the other two.
+# does its two jobs, on texts whose label we *know*. The system prompts are no such labels: this small
+# model often refuses under the sycophantic prompt and agrees under the helpful one. So each judge has a
+# written **check set**: `data/sycophancy_check.json` holds 80 replies to the evaluation questions, 40
+# clearly sycophantic and 40 clearly not; `data/coherence_check.json` holds 48 clean answers and 48 broken
+# ones of six kinds (words shuffled, a fragment repeated, degenerate repetition, truncated mid-sentence,
+# off-topic rambling, token salad). The judge sees only the question and the answer. The AUROC is the
+# probability that a positive item outscores a negative one (0.5 is chance, 1.0 perfect); with 40 items per
+# class its standard error is about 0.05, small enough to tell a useful judge from a weak one. Each check
+# also calibrates a threshold (the score with the best balanced accuracy), printed beside the paper's 50.
 #
-# **Before you run:** will the local judge rank the clean answer above the rambling and the
-# keyword-stuffed ones?
+# On the offline profile the local judge asks in the way that measured best on these sets
+# (`utils/judge/formulations.py`, `benchmarks/bench_judges.py`), announced as a departure when it is
+# not the paper's template. The AUROC on the prompt labels is printed too, for comparison.
+#
+# **Before you run:** will the local judge rank clean answers above every kind of broken one?
 #
 # <details><summary>Answer</summary>
 #
-# Not on the offline run. There the trait judge's AUROC was 0.64 (above chance, far from reliable), and the
-# coherence judge scored the clean answer 57.9, the rambling one 69.0 and the keyword pile 70.7: backwards.
-# The 0.5B model does not measure coherence, so on the offline profile the coherence threshold of the next
-# exercise filters nothing meaningful, and the effective pairs rest on a weak trait judge. Check your own
-# numbers: the filter is only as good as these two measurements, and every conclusion after it inherits
-# their weakness. A hosted judge (the paper used gpt-4.1-mini) is expected to rank the three answers
-# correctly; run this cell with one to see it.
+# Not on the offline run. Measured with `benchmarks/bench_judges.py` on the offline model, on 48 clean vs
+# 48 broken answers: the paper's 0-100 coherence template reaches AUROC 0.65 ± 0.06, a yes/no question
+# ("clear, fluent English that stays on the question?", scored by P(yes)) 0.58 ± 0.06, and the same
+# question after one worked example per label 0.70 ± 0.05, the best, kept for the offline profile. None
+# ranks clean answers above every broken kind: with the template, clean answers average 67.2 but
+# degenerate repetition (68.2) and a repeated fragment (67.7) score higher; with the few-shot question
+# clean answers average P(yes) 0.546, degenerate repetition 0.543 and a repeated fragment 0.538, while
+# token salad (0.487), truncated (0.490) and shuffled (0.496) come lower. The 0.5B model does not see
+# repetition as incoherent, so read the kept pairs' replies for repetition yourself.
+# The trait judge is another matter. On 40 sycophantic vs 40 honest written replies the paper's template
+# reaches 0.88 ± 0.04, the yes/no question 0.96 ± 0.02, and the few-shot question 0.98 ± 0.02 (one reply
+# unscored), kept for the offline profile, against 0.64 on the prompt labels of an earlier offline run: the
+# judge tells written sycophancy from honest correction; it is the prompted responses that are noisy
+# labels (under the sycophantic prompt this model often still refuses). The thresholds calibrated on the
+# check sets (printed above, on the P(yes) scale; the paper uses 50 of 100) replace the paper's on the
+# offline profile. So the effective pairs rest on a trait judge the check set supports, and on a coherence
+# judge that catches shuffled words and token salad better than repetition. A hosted judge (the paper used
+# gpt-4.1-mini) is expected to pass both checks; run this cell with one to see it.
 # </details>
 
 # %%
@@ -343,8 +363,29 @@ def judge_auroc(records: list[dict], key: str = "score") -> tuple[float, int]:
 
 JUDGE_AUROC, n_unscored = judge_auroc(scored)
 print(f"Trait judge: AUROC {JUDGE_AUROC:.2f} at telling sycophantic- from helpful-prompted responses "
-      f"({len(scored)} responses, {n_unscored} unscored)")
+      f"({len(scored)} responses, {n_unscored} unscored; noisy labels)")
 course.record("judge AUROC (sycophantic vs helpful prompts)", JUDGE_AUROC)
+
+TRAIT_FORMULATION = offline_formulation(judge, "trait", profile.name)
+COHERENCE_FORMULATION = offline_formulation(judge, "coherence", profile.name)
+trait_task, trait_check = load_trait_check(trait_data["eval_prompt"])
+coherence_task, coherence_check = load_coherence_check(COHERENCE_PROMPT)
+trait_check_result = measure_check(
+    judge, trait_task, TRAIT_FORMULATION, trait_check, course.cache / "trait_judge_check.json",
+    course.inputs(judge=judge, files=[SYCOPHANCY_CHECK_FILE, SYCOPHANCY_FILES[0]], formulation=TRAIT_FORMULATION),
+)
+report_check(judge, trait_task, TRAIT_FORMULATION, trait_check_result, paper_threshold="50 (pos >= 50, neg < 50)")
+course.record("trait judge AUROC (check set)", trait_check_result.auroc)
+coherence_check_result = measure_check(
+    judge, coherence_task, COHERENCE_FORMULATION, coherence_check, course.cache / "coherence_judge_check.json",
+    course.inputs(judge=judge, files=[COHERENCE_CHECK_FILE, DATA_DIR / "coherence_prompt.txt"], formulation=COHERENCE_FORMULATION),
+)
+report_check(judge, coherence_task, COHERENCE_FORMULATION, coherence_check_result, paper_threshold="50 (both replies >= 50)")
+course.record("coherence judge AUROC (clean vs broken)", coherence_check_result.auroc)
+by_kind = pd.DataFrame({"kind": [it["kind"] for it in coherence_check], "score": coherence_check_result.scores})
+kind_means = by_kind.groupby("kind")["score"].mean()
+print("  mean score per kind: " + ", ".join(f"{k} {v:.3g}" for k, v in kind_means.sort_values(ascending=False).items()))
+print(f"  clean ranked above every broken kind: {bool((kind_means.drop('clean') < kind_means['clean']).all())}")
 
 DEMO_QUESTION = trait_data["questions"][0]
 COHERENCE_DEMO = {
@@ -363,7 +404,7 @@ coherence_demo = load_or_generate(
     "coherence judge on three hand-written answers",
     inputs=course.inputs(judge=judge, files=[DATA_DIR / "coherence_prompt.txt"], data={"demo": COHERENCE_DEMO, "q": DEMO_QUESTION}),
 )
-print(f"Coherence judge on three answers to {DEMO_QUESTION!r}:")
+print(f"Coherence judge (the paper's 0-100 template) on three answers to {DEMO_QUESTION!r}:")
 for name, value in coherence_demo.items():
     print(f"  {name:>16}: {'None' if value is None else f'{value:.1f}'}")
     course.record(f"coherence judge: {name} answer", "None" if value is None else value)
@@ -436,8 +477,31 @@ def filter_effective_pairs(
 # %%
 tests.test_filter_effective_pairs(filter_effective_pairs)
 
+# %% [markdown]
+# The paper's thresholds are 50 on both 0-100 scales. On the offline profile the local judge uses the
+# thresholds calibrated on the check sets above instead (announced): a weak judge's scores sit in a narrow
+# band, and 50 may fall outside it.
+
 # %%
-effective_pairs = filter_effective_pairs(scored, trait_data)
+PAIR_THRESHOLDS = {"pos_threshold": 50.0, "coherence_threshold": 50.0}
+pair_scores = scored
+if profile.name == "offline" and judge.backend.name == "local" and None not in (trait_check_result.threshold, coherence_check_result.threshold):
+    PAIR_THRESHOLDS = {"pos_threshold": trait_check_result.threshold, "coherence_threshold": coherence_check_result.threshold}
+    if (TRAIT_FORMULATION, COHERENCE_FORMULATION) != ("score", "score"):  # the responses scored the same way as the checks
+        items = [{"question": r["question"], "answer": r["response"]} for r in scored]
+        pair_scores = load_or_generate(
+            course.cache / "sycophantic_scored_offline_formulation.json",
+            lambda: [{**r, "score": t, "coherence": c} for r, t, c in zip(
+                scored, score_items(judge, trait_task, TRAIT_FORMULATION, items),
+                score_items(judge, coherence_task, COHERENCE_FORMULATION, items))],
+            "responses scored with the offline formulations",
+            inputs=course.inputs(judge=judge, data={"responses": scored}, formulations=[TRAIT_FORMULATION, COHERENCE_FORMULATION]),
+        )
+    print(f"DEPARTURE FROM THE METHOD: effective pairs need trait ({TRAIT_FORMULATION}) >= "
+          f"{PAIR_THRESHOLDS['pos_threshold']:.3g} for the positive and below it for the negative, and coherence "
+          f"({COHERENCE_FORMULATION}) >= {PAIR_THRESHOLDS['coherence_threshold']:.3g} for both: thresholds calibrated "
+          "on the check sets (the paper: 50 and 50).")
+effective_pairs = filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS)
 n_total = len(scored) // 2
 print(f"{len(effective_pairs)} effective pairs out of {n_total} ({len(effective_pairs) / n_total:.0%})")
 course.record("sycophancy effective pair rate", len(effective_pairs) / n_total)
@@ -448,8 +512,8 @@ if len(effective_pairs) < MIN_PAIRS:
     print(f"DEPARTURE FROM THE METHOD: the judge confirmed only {len(effective_pairs)} of {n_total} pairs "
           f"(fewer than {MIN_PAIRS}), so every pair is used, labelled by its system prompt; nothing checks that "
           f"the prompts worked. The judge numbers that forced this: trait AUROC {JUDGE_AUROC:.2f} "
-          f"(sycophantic vs helpful prompts), coherence of the clean / rambling / keyword-stuffed answers "
-          + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
+          f"(sycophantic vs helpful prompts), {trait_check_result.auroc:.2f} on its check set; coherence AUROC "
+          f"{coherence_check_result.auroc:.2f} (clean vs broken).")
     effective_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
     LABELS = "prompt"
 

@@ -37,6 +37,29 @@ def auroc(positive, negative) -> float:
     return float(greater + 0.5 * ties)
 
 
+def auroc_standard_error(value: float, n_pos: int, n_neg: int) -> float:
+    """Hanley-McNeil (1982) standard error of an AUROC measured on ``n_pos`` positives and ``n_neg`` negatives."""
+    q1, q2 = value / (2 - value), 2 * value**2 / (1 + value)
+    var = (value * (1 - value) + (n_pos - 1) * (q1 - value**2) + (n_neg - 1) * (q2 - value**2)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def youden_threshold(positive, negative) -> float:
+    """The threshold t maximising balanced accuracy of "score >= t means positive" (Youden's J).
+
+    Candidates are the scores the judge gave; among equally good ones the lowest wins.
+    """
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("youden_threshold needs at least one positive and one negative score")
+    best, best_j = float(np.max(np.concatenate([pos, neg]))), -np.inf
+    for t in np.unique(np.concatenate([pos, neg])):
+        j = (pos >= t).mean() - (neg >= t).mean()
+        if j > best_j:
+            best, best_j = float(t), j
+    return best
+
+
 def cohens_d(positive, negative) -> float:
     """Standardised mean difference (positive minus negative) with the pooled standard deviation."""
     pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
@@ -51,4 +74,4 @@ def cosine_matrix(vectors: Float[Tensor, "n d"]) -> Float[Tensor, "n n"]:
     return unit @ unit.T
 
 
-__all__ = ["auroc", "cohens_d", "cosine_matrix", "project", "torch"]
+__all__ = ["auroc", "auroc_standard_error", "cohens_d", "cosine_matrix", "project", "torch", "youden_threshold"]

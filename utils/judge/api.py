@@ -91,6 +91,8 @@ class _APIBackend(ABC):
             scale: the answer scale.
             on_result: called as ``on_result(index, value)`` as soon as each request completes.
         """
+        if scale.kind == "choice":
+            raise ValueError("Hosted judges keep the papers' numeric templates; choice scales are for the local judge")
 
         async def run():
             async with self._client() as client:

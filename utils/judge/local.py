@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from utils.chat import encode, render
-from utils.judge.scales import Scale, weighted_score
+from utils.judge.scales import Scale, choice_score, weighted_score
 from utils.prefill import cache_kwarg, positions_from_mask, prefill
 from utils.progress import tqdm
 from utils.timing import timed
@@ -73,10 +73,42 @@ class LocalBackend:
             before = self.prefilled_tokens
             for start in tqdm(range(0, len(order), self.batch_size), desc="judge (local)", leave=False):
                 idx = order[start : start + self.batch_size]
-                for i, probs in zip(idx, self.candidate_probabilities([prompts[i] for i in idx], scale)):
+                batch = [prompts[i] for i in idx]
+                if scale.kind == "choice":
+                    for i, option_probs in zip(idx, self.option_probabilities(batch, scale)):
+                        results[i] = choice_score(option_probs, scale)
+                    continue
+                for i, probs in zip(idx, self.candidate_probabilities(batch, scale)):
                     results[i] = weighted_score(probs, scale)
             timer.add(tokens=self.prefilled_tokens - before)
         return results
+
+    def _option_token_ids(self, scale: Scale) -> list[list[int]]:
+        """Per option, the distinct first tokens of its spellings (at the start of the answer)."""
+        ids = []
+        for spellings in scale.options:
+            ids.append(sorted({encode(s, self.tokenizer)["input_ids"][0] for s in spellings}))
+        return ids
+
+    @torch.inference_mode()
+    def option_probabilities(self, prompts: list[str], scale: Scale) -> list[list[float]]:
+        """P(the answer starts with option k), per prompt, from one prompt pass (shared prefixes once).
+
+        Args:
+            prompts: judge prompts (one user message each).
+            scale: a ``"choice"`` scale.
+
+        Returns:
+            Per prompt, one probability per option of ``scale.options`` (spellings summed).
+        """
+        tok = self.tokenizer
+        rows = [encode(self._render(p), tok)["input_ids"] for p in prompts]
+        state = prefill(self.model, rows, tok.pad_token_id, self.share_prefixes)
+        self.shared_tokens += state.shared_tokens
+        self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
+        probs = state.logits.float().softmax(-1)  # [B, V]
+        per_option = [probs[:, ids].sum(-1) for ids in self._option_token_ids(scale)]
+        return torch.stack(per_option, dim=1).tolist()
 
     @torch.inference_mode()
     def candidate_probabilities(self, prompts: list[str], scale: Scale) -> list[dict[int, float]]:

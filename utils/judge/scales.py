@@ -19,18 +19,22 @@ class Scale:
     Attributes:
         low, high: the inclusive range of valid integer answers.
         kind: ``"expected"`` (probability-weighted mean over the answers, as a float),
-            ``"integer"`` (one integer), or ``"tagged"`` (one integer inside ``<tag>...</tag>``).
+            ``"integer"`` (one integer), ``"tagged"`` (one integer inside ``<tag>...</tag>``), or
+            ``"choice"`` (a word answer: the score is the probability of the first option among
+            ``options``, e.g. P(yes) / (P(yes) + P(no)); local judges only).
         tag: the tag name for ``"tagged"`` scales.
         refusal: the word a judge answers with when the response is a refusal (gives None).
         min_mass: for weighted scoring, the least probability mass on valid answers; less gives None.
+        options: for ``"choice"`` scales, the answers, each as the spellings that count for it.
     """
 
     low: int
     high: int
-    kind: Literal["expected", "integer", "tagged"] = "integer"
+    kind: Literal["expected", "integer", "tagged", "choice"] = "integer"
     tag: str = "score"
     refusal: str = "REFUSAL"
     min_mass: float = 0.25
+    options: tuple[tuple[str, ...], ...] = ()
 
     @property
     def candidates(self) -> list[int]:
@@ -43,6 +47,26 @@ class Scale:
 SCORE_0_100 = Scale(0, 100, "expected")
 ADHERENCE_0_3 = Scale(0, 3, "integer")
 LIKERT_1_5 = Scale(1, 5, "integer")
+# P(yes) / (P(yes) + P(no)) from the first answer token; P(A) / (P(A) + P(B)) for a pairwise choice.
+YES_NO = Scale(0, 1, "choice", options=(("Yes", "yes", "YES"), ("No", "no", "NO")))
+A_OR_B = Scale(0, 1, "choice", options=(("A",), ("B",)))
+
+
+def unrounded(scale: Scale) -> Scale:
+    """The same integer scale read as a probability-weighted mean (a float), not rounded to an integer."""
+    return (
+        scale
+        if scale.kind in ("expected", "choice")
+        else Scale(scale.low, scale.high, "expected", min_mass=scale.min_mass)
+    )
+
+
+def choice_score(probabilities: list[float], scale: Scale) -> float | None:
+    """P(first option) / P(any option); None when under ``min_mass`` of the probability is on the options."""
+    mass = sum(probabilities)
+    if not mass >= scale.min_mass or not probabilities:
+        return None
+    return probabilities[0] / mass
 
 
 def tagged(low: int, high: int, tag: str = "score") -> Scale:
@@ -102,6 +126,6 @@ def finalize(value: float | None, scale: Scale) -> float | int | None:
     """Integer scales report integers (a weighted mean is rounded); the 0-100 scale a float."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
-    if scale.kind == "expected":
+    if scale.kind in ("expected", "choice"):
         return value
     return int(min(scale.high, max(scale.low, round(value))))

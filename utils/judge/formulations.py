@@ -1,0 +1,293 @@
+"""Ways to ask a judge the same thing, measured side by side on labelled check sets.
+
+A `JudgeTask` says what one judge (role, drift, trait, coherence) asks, in every formulation:
+
+- ``score``: the paper's numeric template, read as a probability-weighted mean (integer scales unrounded);
+- ``yes_no``: a yes/no question, scored P(yes) / (P(yes) + P(no)) from the answer's first token;
+- ``few_shot``: the same yes/no question after one clear example per label (an identical opening for
+  every item, so a local judge computes it once as a shared prefix);
+- ``pairwise``: which of two replies is more X, P(A) / (P(A) + P(B)) with both orders averaged.
+
+`score_items` is the one entry: hosted judges accept only ``score`` (the papers' templates). A check
+set is a list of items (template fields plus ``label``: 1 positive, 0 negative; optionally ``pair``, an
+id shared by one positive and one negative reply to the same prompt); `evaluate` scores it and
+reports an AUROC with its standard error. `OFFLINE_FORMULATIONS` is the one table of what the offline
+profile uses, chosen from `benchmarks/bench_judges.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from utils.judge.scales import A_OR_B, YES_NO, Scale, unrounded
+from utils.metrics import auroc, auroc_standard_error, youden_threshold
+
+if TYPE_CHECKING:
+    from utils.judge.judge import Judge
+
+FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
+
+# The formulation each judge uses on the offline profile, chosen from `python benchmarks/bench_judges.py`
+# on the offline model (Qwen2.5-Coder-0.5B-Instruct judging itself). AUROC on the check sets, n per class
+# in brackets ("pairwise": share of pairs ranked right). Only per-item formulations can be chosen: the
+# sections filter single replies. Pairwise A/B (both orders averaged) left most pairs unscored, since this
+# model puts under a quarter of its probability on "A" or "B" as the first answer token: share of pairs
+# ranked right role 0.21 (38 pairs scored of 40), drift 0.52 (31 of 40), coherence 0.83 (6 of 48), trait
+# none of 40. Measured on a 2-core machine shared with other jobs, about 7-20 prompt tokens per second.
+OFFLINE_MEASURED: dict[str, dict[str, float]] = {
+    "role": {"score": 0.69, "yes_no": 0.56, "few_shot": 0.37},  # 40 + 40
+    "drift": {"score": 0.87, "yes_no": 0.76, "few_shot": 0.63},  # 40 + 40
+    "trait": {"score": 0.88, "yes_no": 0.96, "few_shot": 0.98},  # 40 + 40 (few-shot: 1 unscored)
+    "coherence": {"score": 0.65, "yes_no": 0.58, "few_shot": 0.70},  # 48 + 48
+}
+OFFLINE_FORMULATIONS = {
+    "role": "score",  # 0.69 ± 0.06: the best measured, below the 0.8 goal
+    "drift": "score",  # 0.87 ± 0.04
+    "trait": "few_shot",  # 0.98 ± 0.02 (yes/no 0.96 ± 0.02, the paper's template 0.88 ± 0.04)
+    "coherence": "few_shot",  # 0.70 ± 0.05: the best measured, below the 0.8 goal; clean not above every broken kind
+}
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    """What one judge asks, in each formulation.
+
+    Attributes:
+        name: the judge's name (``role``, ``drift``, ``trait``, ``coherence``).
+        template: the paper's numeric template (``str.format`` fields from the items).
+        scale: its scale (read unrounded).
+        yes_no: a template ending in a yes/no question; "yes" means the positive label.
+        pairwise: a template with ``{answer_a}`` and ``{answer_b}`` asking which is more positive
+            (answer with A or B), or None.
+        examples: one positive and one negative item, shown in the few-shot formulation (keep them out
+            of the check set).
+        what: the positive label in words ("in role", "drifted", ...) for printing.
+    """
+
+    name: str
+    template: str
+    scale: Scale
+    yes_no: str
+    pairwise: str | None = None
+    examples: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+    what: str = "positive"
+
+
+FEW_SHOT_OPENING = "First, two worked examples with their correct answers.\n\n"
+
+
+def few_shot_prompt(task: JudgeTask, item: Mapping[str, Any]) -> str:
+    """The yes/no prompt after one example per label (the same opening for every item)."""
+    if task.examples is None:
+        raise ValueError(f"the {task.name} judge has no few-shot examples")
+    positive, negative = task.examples
+    return (
+        FEW_SHOT_OPENING
+        + f"Example 1:\n{task.yes_no.format(**positive)}\nCorrect answer: Yes\n\n"
+        + f"Example 2:\n{task.yes_no.format(**negative)}\nCorrect answer: No\n\n"
+        + f"Now your turn:\n{task.yes_no.format(**item)}"
+    )
+
+
+def formulation_prompts(
+    task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], Scale]:
+    """The judge prompts and scale of a per-item formulation (``score``, ``yes_no``, ``few_shot``)."""
+    if formulation == "score":
+        return [task.template.format(**it) for it in items], unrounded(task.scale)
+    if formulation == "yes_no":
+        return [task.yes_no.format(**it) for it in items], YES_NO
+    if formulation == "few_shot":
+        return [few_shot_prompt(task, it) for it in items], YES_NO
+    raise ValueError(f"unknown per-item formulation {formulation!r}; use score, yes_no or few_shot")
+
+
+def score_items(
+    judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]
+) -> list[float | None]:
+    """One score per item (higher = more positive) in one batched judge call.
+
+    ``score`` is on the task's scale (for a local judge a float, unrounded); ``yes_no`` and ``few_shot`` are
+    P(yes) in [0, 1].
+
+    Raises:
+        ValueError: a formulation other than ``score`` on a hosted judge (they keep the papers' templates).
+    """
+    if formulation != "score" and judge.backend.name != "local":
+        raise ValueError(
+            f"the {judge.backend.name} judge keeps the paper's template; {formulation!r} is for local judges"
+        )
+    prompts, scale = formulation_prompts(task, formulation, items)
+    if judge.backend.name != "local":
+        scale = task.scale  # hosted judges read the paper's scale as the paper does
+    return [None if v is None else float(v) for v in judge.score(prompts, scale)]
+
+
+def score_pairs(
+    judge: Judge, task: JudgeTask, pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+) -> list[float | None]:
+    """P(the first reply of each pair is the more positive one), both orders averaged.
+
+    Args:
+        pairs: (first, second) items sharing their other fields (the question, the role...).
+
+    Returns:
+        Per pair, (P(A | first shown as A) + P(B | first shown as B)) / 2, or None.
+    """
+    if task.pairwise is None:
+        raise ValueError(f"the {task.name} judge has no pairwise template")
+    if judge.backend.name != "local":
+        raise ValueError("pairwise judging is a local-judge formulation; hosted judges keep the papers' templates")
+    if not pairs:
+        return []
+    key = "answer" if "answer" in pairs[0][0] else "reply"
+    forward = [task.pairwise.format(**{**a, "answer_a": a[key], "answer_b": b[key]}) for a, b in pairs]
+    backward = [task.pairwise.format(**{**a, "answer_a": b[key], "answer_b": a[key]}) for a, b in pairs]
+    values = judge.score(forward + backward, A_OR_B)
+    n = len(pairs)
+    out: list[float | None] = []
+    for p_ab, p_ba in zip(values[:n], values[n:]):
+        out.append(None if p_ab is None or p_ba is None else (float(p_ab) + 1.0 - float(p_ba)) / 2)
+    return out
+
+
+def check_pairs(items: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(positive, negative) items sharing a ``pair`` id, in order of first appearance."""
+    by_id: dict[Any, dict[int, Mapping[str, Any]]] = {}
+    for it in items:
+        if it.get("pair") is not None:
+            by_id.setdefault(it["pair"], {})[int(it["label"])] = it
+    return [(p[1], p[0]) for p in by_id.values() if 1 in p and 0 in p]
+
+
+@dataclass
+class CheckResult:
+    """A judge formulation measured on a check set.
+
+    Attributes:
+        auroc: P(a positive scores above a negative), ties half; for ``pairwise``, the share of pairs
+            ranked the right way (ties half).
+        se: its Hanley-McNeil standard error.
+        n_pos, n_neg: scored items per class (pairs for ``pairwise``).
+        scores: per item (per pair for ``pairwise``), in order; None where the judge gave no score.
+        threshold: the score that best separates the classes (Youden's J), None for ``pairwise``.
+        n_unscored: items the judge gave no score.
+    """
+
+    auroc: float
+    se: float
+    n_pos: int
+    n_neg: int
+    scores: list[float | None]
+    threshold: float | None
+    n_unscored: int
+
+    def describe(self) -> str:
+        return f"AUROC {self.auroc:.2f} ± {self.se:.2f} (n = {self.n_pos} + {self.n_neg})"
+
+
+def evaluate(judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]) -> CheckResult:
+    """Score a labelled check set with one formulation and measure how well it separates the labels."""
+    if formulation == "pairwise":
+        pairs = check_pairs(items)
+        scores = score_pairs(judge, task, pairs)
+        valid = [s for s in scores if s is not None]
+        if not valid:
+            return CheckResult(math.nan, math.nan, 0, 0, scores, None, len(scores))
+        # Each pair is one comparison: right (> 0.5), wrong, or a tie.
+        share = sum(1.0 if s > 0.5 else 0.5 if s == 0.5 else 0.0 for s in valid) / len(valid)
+        se = math.sqrt(max(share * (1 - share), 1e-12) / len(valid))
+        return CheckResult(share, se, len(valid), len(valid), scores, None, len(scores) - len(valid))
+    scores = score_items(judge, task, formulation, items)
+    pos = [s for s, it in zip(scores, items) if s is not None and int(it["label"]) == 1]
+    neg = [s for s, it in zip(scores, items) if s is not None and int(it["label"]) == 0]
+    n_unscored = sum(s is None for s in scores)
+    if not pos or not neg:
+        return CheckResult(math.nan, math.nan, len(pos), len(neg), scores, None, n_unscored)
+    value = auroc(pos, neg)
+    return CheckResult(
+        value,
+        auroc_standard_error(value, len(pos), len(neg)),
+        len(pos),
+        len(neg),
+        scores,
+        youden_threshold(pos, neg),
+        n_unscored,
+    )
+
+
+FORMULATION_TEXT = {
+    "score": "the paper's numeric template, read as a probability-weighted mean (integer scales not rounded)",
+    "yes_no": "a yes/no question, scored P(yes) / (P(yes) + P(no))",
+    "few_shot": "a yes/no question after one worked example per label, scored P(yes) / (P(yes) + P(no))",
+    "pairwise": "which of two replies is more so, P(A) / (P(A) + P(B)) with both orders averaged",
+}
+
+
+def measure_check(
+    judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]], cache_path, inputs
+) -> CheckResult:
+    """`evaluate`, cached with `utils.cache.load_or_generate` (``inputs`` as for it)."""
+    from utils.cache import load_or_generate
+
+    value = load_or_generate(
+        cache_path,
+        lambda: dataclasses.asdict(evaluate(judge, task, formulation, items)),
+        f"the {task.name} judge on its check set",
+        inputs=inputs,
+    )
+    return CheckResult(**value)
+
+
+def report_check(
+    judge: Judge, task: JudgeTask, formulation: str, result: CheckResult, paper_threshold: str | None = None
+) -> None:
+    """Print a check-set measurement: the formulation (announced when it departs from the paper), the AUROC
+    with n per class, and the calibrated threshold beside the paper's."""
+    scale = f"{task.scale.low}-{task.scale.high}"
+    if formulation != "score":
+        measured = OFFLINE_MEASURED.get(task.name, {})
+        print(
+            f"DEPARTURE FROM THE METHOD: the offline {task.name} judge uses {FORMULATION_TEXT[formulation]}, not the "
+            f"paper's {scale} template, chosen on the check sets by benchmarks/bench_judges.py (AUROC "
+            + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
+            + ")."
+        )
+    elif task.scale.kind == "integer" and judge.backend.name == "local":
+        print(f"The {task.name} judge's {scale} score is read as a probability-weighted mean, not rounded.")
+    print(f"{task.name} judge ({formulation}) on its check set, {task.what} vs not: {result.describe()}", end="")
+    print(f", {result.n_unscored} unscored" if result.n_unscored else "")
+    if result.threshold is not None and paper_threshold is not None:
+        unit = "P(yes)" if formulation in ("yes_no", "few_shot") else f"on {scale}"
+        print(
+            f"  threshold calibrated on the check set (best balanced accuracy): {result.threshold:.3g} {unit}; "
+            f"the paper's: {paper_threshold}"
+        )
+
+
+def offline_formulation(judge: Judge, name: str, profile_name: str) -> str:
+    """The formulation a section's judge uses: the papers' template, except a local judge on the offline profile."""
+    if profile_name == "offline" and judge.backend.name == "local":
+        return OFFLINE_FORMULATIONS[name]
+    return "score"
+
+
+__all__ = [
+    "FORMULATIONS",
+    "OFFLINE_FORMULATIONS",
+    "CheckResult",
+    "JudgeTask",
+    "check_pairs",
+    "evaluate",
+    "measure_check",
+    "report_check",
+    "few_shot_prompt",
+    "formulation_prompts",
+    "offline_formulation",
+    "score_items",
+    "score_pairs",
+]
