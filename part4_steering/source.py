@@ -730,9 +730,10 @@ show_replies(control_sweep)
 course.record("random control: Spearman(coefficient, trait expression)", control_rho)
 for row in control_table.to_dict("records"):
     name = "random control" if row["direction"] == "random direction" else "sycophancy vector"
-    for key in ("P(opens agreeing)", "coherence", "projection on trait vector", "held-out AUROC"):
-        course.record(f"{name}: {key} at the largest coherent coefficient" if key != "held-out AUROC" else f"{name}: held-out AUROC",
-                      row[key])
+    course.record(f"{name}: P(opens agreeing) at the largest coherent coefficient", row["P(opens agreeing)"])
+    course.record(f"{name}: coherence at the largest coherent coefficient", row["coherence"])
+    course.record(f"{name}: projection on trait vector at the largest coherent coefficient", row["projection on trait vector"])
+    course.record(f"{name}: held-out AUROC", row["held-out AUROC"])
 
 # %% [markdown]
 # ## 4. A multi-trait pipeline
