@@ -14,8 +14,8 @@ What differs by profile, and how each run proves it was taken (`EXPECTED_OUTPUT`
   one, both served by a local fake API (`tests.fake_api`) that answers 404 for any other model.
 
 A failing cell is reported as "profile P, section S, cell N: <its first line>" (N counts the cells of
-``chapters/<section>_solutions.ipynb``). Both runs are marked ``slow`` (left out of the default
-``pytest``); CI runs them with ``pytest -m slow``. Kernels run torch on one thread: for stand-ins this
+``chapters/<section>_solutions.ipynb``). Both runs are part of the default ``pytest`` (marked
+``notebook``, so the fast selection leaves them out). Kernels run torch on one thread: for stand-ins this
 small, two threads cost more in synchronisation than they gain, and on a busy machine far more (a
 tiny SAE's training measured 0.6 s on one thread against 41 s on two, at load 17 on 2 cores).
 """
@@ -175,7 +175,6 @@ def unset(monkeypatch, name):
     monkeypatch.delenv(name)
 
 
-@pytest.mark.slow  # CI runs it with `pytest -m slow` (see the module docstring)
 @pytest.mark.notebook
 @pytest.mark.parametrize("profile_name", ["full", "lite"])
 def test_solutions_notebooks_run_under_the_profile_with_standins(profile_name, monkeypatch, tmp_path):
