@@ -16,7 +16,7 @@
 # pressure, or inside elaborate role-play, and their behaviour drifts with it (they become more
 # sycophantic, more willing to comply with harmful requests, stranger). A direction that measures
 # "how much is the model still its default self" gives us a monitor and a handle. Section 2 watches
-# conversations move along this axis and caps the drift; sections 3 and 4 build trait vectors with the
+# conversations move along this axis and caps the drift; Sections 3 and 4 build trait vectors with the
 # same response-mean recipe and steer with them.
 #
 # **Learning objectives**
@@ -111,7 +111,7 @@ print(
 # The judge scores responses. With `OPENAI_API_KEY` (or `ANTHROPIC_API_KEY`) set it is a hosted model;
 # without one it is a local model — on the offline profile, the same small model we study — that
 # weighs every possible answer by its probability. A 0.5B judge is weak, and here it judges its own
-# replies: section 4 measures how well it tells a role's response from a plain assistant answer before
+# replies: §4 measures how well it tells a role's response from a plain assistant answer before
 # we use it as a filter, and every conclusion that depends on it is worded to match. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
 # `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
 # `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
@@ -130,7 +130,7 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 #
 # The profile decides the sizes: `n_roles` roles (plus the default), `n_instruction_pairs` prompts
 # per role, and `n_questions` questions to build the axis from. We set `n_eval_questions` more aside
-# and never look at them until the held-out test in section 10: the axis is *defined* as the
+# and never look at them until the held-out test in §11: the axis is *defined* as the
 # difference between the default's and the roles' activations, so the default will of course sit
 # above the roles on the data it was built from. Only new questions can show that the direction
 # means something.
@@ -468,8 +468,9 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 # to the same question, 40 of each. The judge sees the role's own judging prompt, the question and the
 # answer, and no system prompt, so nothing but the answer says which is which. The AUROC is the
 # probability that an in-role answer outscores a plain one (0.5 is chance, 1.0 perfect); with 40 per class
-# its standard error is about 0.05. The check also calibrates a threshold (the score with the best balanced
-# accuracy on the check set), printed beside the paper's (keep score 3 of 0-3).
+# its standard error is about 0.06 (the offline run prints ± 0.06). The check also calibrates a threshold
+# (the score with the best balanced accuracy on the check set), printed beside the paper's (keep score 3
+# of 0-3).
 #
 # On the offline profile the local judge asks in the way that measured best on the check set
 # (`utils/judge/formulations.py`, measured with `benchmarks/bench_judges.py`), and the filter below uses
@@ -480,16 +481,17 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 #
 # <details><summary>Answer</summary>
 #
-# Only weakly. Measured with `benchmarks/bench_judges.py` on the offline model, on the 40 + 40 check set:
-# each role's own 0-3 judging prompt, read as a probability-weighted mean (not rounded), reaches AUROC
-# 0.69 ± 0.06; the yes/no question ("is it spoken by the character?", scored by P(yes)) 0.56 ± 0.06; the
-# same question after one worked example per label 0.37 ± 0.06, worse than chance. The 0-3 prompt is kept for
-# the offline profile and is still below the 0.8 the course aims for.
+# Only weakly. On the offline run, on the 40 + 40 check-set items, each role's own 0-3 judging prompt, read
+# as a probability-weighted mean (not rounded), reaches AUROC 0.6869 (printed as 0.69 ± 0.06). Measured with
+# `benchmarks/bench_judges.py` on the same check set, the yes/no question ("is it spoken by the character?",
+# scored by P(yes)) reaches 0.56 ± 0.06, and the same question after one worked example per label
+# 0.37 ± 0.06, worse than chance. The 0-3 prompt is kept for the offline profile and is still below the 0.8
+# the course aims for.
 # The threshold calibrated on the check set is 1.62 on the unrounded 0-3 scale, far below the paper's 3:
-# this judge rarely puts its weight on 3 (rounded, it gave role responses and plain answers alike a 2;
-# AUROC 0.50 on the default answers, below). So on this profile the filter drops only the answers the judge
-# is surest are plain, and what carries the section is the held-out AUROC of the axis (section 11), which
-# uses no judge.
+# this judge rarely puts its weight on 3. Rounded, it gave all 100 role responses and all the default
+# assistant's answers a 2 (AUROC 0.500 between them, below). With the calibrated threshold the filter keeps
+# 93 of the 100 role responses, and all 10 roles keep at least one, so it drops only the few the judge scores
+# as least in role; what carries the section is the held-out AUROC of the axis (§11), which uses no judge.
 # </details>
 
 # %%
@@ -893,7 +895,7 @@ tests.test_cosine_similarity_matrix(cosine_similarity_matrix)
 #
 # Look at the printed mean off-diagonal cosine. Raw persona vectors share a large common component, so
 # expect the raw cosines bunched close to 1 (the offline run printed 0.956). After centring they spread
-# out on both sides of zero and average about `-1/(n-1)` (offline: -0.093 with 11 personas, against
+# out on both sides of zero and average about `-1/(n-1)` (offline: -0.090 with 11 personas, against
 # -1/10 = -0.1).
 # </details>
 
@@ -919,7 +921,7 @@ plot_similarity(centred_similarity, names, f"Mean-centred cosine similarity (blo
 # Read the default's row of the centred heatmap. Because the centred vectors sum to zero, most cosines
 # are negative; the default usually stands out as one of the most different personas (strongly negative
 # against the theatrical roles), and its few positive neighbours are the plainly helpful, professional
-# roles. On the offline run's axis the nearest roles are the lawyer and the lovestruck romantic; check
+# roles. On the offline run's axis the nearest roles are the lovestruck romantic and the lawyer; check
 # which ones your heatmap shows, since with a handful of roles one or two responses can move a row.
 # </details>
 #
@@ -994,7 +996,7 @@ tests.test_pca_decompose_persona_vectors(pca_decompose_persona_vectors)
 # Look at the scatter plot: compare the default's PC1 coordinate with the range of the roles' (we flipped
 # PC1 so the default is on the positive side). The paper finds the default assistant at one extreme of PC1
 # on Gemma 2 27B. With a handful of roles on a small model PC1 is less clean, but on the offline run PC1
-# and the Assistant Axis, built without PCA, have |cosine| 0.73, so expect the default near the positive
+# and the Assistant Axis, built without PCA, have |cosine| 0.61, so expect the default near the positive
 # end. If it lands in the middle, PC1 is describing some other difference among your roles.
 # </details>
 
@@ -1043,7 +1045,7 @@ course.record("PC1 variance share", pc1_share)
 #
 # The Assistant Axis is the default persona's vector minus the mean of the **other** personas'
 # vectors (each role weighted equally): it points *towards* the assistant, so a larger projection
-# means "more like the default assistant". Do not normalise it: sections 2 and 4 load the raw
+# means "more like the default assistant". Do not normalise it: Sections 2 and 4 load the raw
 # difference (normalise when you project). Write it so that it works for vectors of any shape —
 # `[d_model]` here, `[num_layers, d_model]` for the all-layer axis below.
 
@@ -1128,11 +1130,11 @@ print(axis_table.round(2).to_string(index=False))
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the default sits far above everyone (3.65), then the lawyer (0.78) and the
-# lovestruck romantic (0.44); the viking (-2.53), the knight and the ancient oak tree are furthest. That
-# matches the paper's pattern in part (a professional closest, historical and non-human characters
-# furthest), but a romantic near the top shows how noisy ten roles and five questions are. Compare with
-# your own table.
+# On the offline run the default sits far above everyone (3.56), then the lovestruck romantic (-0.03) and
+# the lawyer (-0.21); the viking (-2.64), the knight (-2.44) and the ancient oak tree (-2.18) are furthest.
+# That matches the paper's pattern only in part (a professional near the top, historical and non-human
+# characters furthest), and a romantic closest to the assistant shows how noisy ten roles and five
+# questions are. Compare with your own table.
 # </details>
 #
 # ## 11. Held-out test: does the axis mean anything?
@@ -1149,10 +1151,10 @@ print(axis_table.round(2).to_string(index=False))
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed AUROC and the histogram. The offline run gives 0.95 (Cohen's d 1.8): the default's
+# Look at the printed AUROC and the histogram. The offline run gives 0.947 (Cohen's d 1.81): the default's
 # responses project above almost all role responses. Keep one caveat in mind: the activations are read
 # with the role's system prompt still in the context, so part of the separation can come from the prompt
-# rather than the response (it is 0.90 already at block 0, where a response token has barely been
+# rather than the response (it is 0.896 already at block 0, where a response token has barely been
 # processed). The next cells measure how much.
 # </details>
 
@@ -1217,7 +1219,7 @@ px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25,
 #
 # Compare the two printed AUROCs. If the responses themselves read as more or less assistant-like, the
 # AUROC stays well above 0.5; what it loses is the part the system prompt supplied. On the offline run it
-# falls from 0.95 to 0.88: the response text still separates the default from the roles, but less
+# falls from 0.947 to 0.882: the response text still separates the default from the roles, but less
 # sharply than the numbers read with the prompt suggested.
 # </details>
 
@@ -1250,19 +1252,19 @@ print(f"  response read after the user question only: {heldout_auroc_no_system:.
 course.record("held-out AUROC, response read without system prompt", heldout_auroc_no_system)
 
 # %% [markdown]
-# On the offline run the held-out AUROC at block 12 falls from 0.952 (read after the system prompt) to
-# 0.884 (after the question alone). Two things follow. The system prompt did inflate the test, by about
-# 0.07: part of what the axis read was the instruction, not the reply. But most of the separation
-# survives without it, so the responses themselves differ along the axis, and 0.88 is the honest answer
-# to "does the axis tell a default response from a role response". Section 12 asks the same at block 0.
+# On the offline run the held-out AUROC at block 12 falls from 0.947 (read after the system prompt) to
+# 0.882 (after the question alone). Two things follow. The system prompt did inflate the test, by about
+# 0.065: part of what the axis read was the instruction, not the reply. But most of the separation
+# survives without it, so the responses themselves differ along the axis, and 0.882 is the honest answer
+# to "does the axis tell a default response from a role response". §12 asks the same at block 0.
 #
-# ## 12. The axis at every block, for sections 2 and 4
+# ## 12. The axis at every block, for Sections 2 and 4
 #
 # Sections 2 and 4 need the axis at every block. We compute the response activations of the build
 # responses at all blocks in one pass, average them per persona with the **same** filter as your
 # `extract_persona_vectors`, and take `default - mean(roles)` with your `compute_assistant_axis`. The
 # result, `[num_layers, d_model]` and unnormalised, is saved by `part1_assistant_axis.artifacts`, which
-# sections 2 and 4 ask for it. Its row `AXIS_LAYER` must be the axis you built above.
+# Sections 2 and 4 ask for it. Its row `AXIS_LAYER` must be the axis you built above.
 
 # %%
 all_layer_acts = load_or_generate(
@@ -1310,14 +1312,15 @@ for block in (0, AXIS_LAYER):
     print(f"block {block:2}: held-out AUROC " + ", ".join(values))
 
 # %% [markdown]
-# On the offline run: block 0 gives 0.903 with the system prompt and 0.878 without; block 12 gives 0.952
-# and 0.884. At block 0 the system prompt adds little: the separation there is carried by which words the
-# responses use (the default's "I am Qwen, an AI developed by Alibaba Cloud" against a viking's boasts),
-# which one block can already tell apart. From block 0 to block 12 the AUROC read with the prompt climbs
-# by 0.05 while the one read without it stays at 0.88: on this small model the middle blocks add little
-# to what the words already say, and most of the first test's gain there came from the system prompt. A
-# held-out test that reads responses in their generating context measures prompt and response together;
-# to claim that a direction reads the *response*, read the response without the prompt.
+# On the offline run: block 0 gives 0.896 with the system prompt and 0.874 without; block 12
+# gives 0.947 and 0.882. At block 0 the system prompt adds little: the separation there is carried
+# by which words the responses use (the default's "I am Qwen, an AI developed by Alibaba Cloud" against a
+# viking's boasts), which one block can already tell apart. From block 0 to block 12 the AUROC read with
+# the prompt climbs by 0.05 while the one read without it stays at 0.87-0.88: on this small model the
+# middle blocks add little to what the words already say, and most of the first test's gain there came
+# from the system prompt. A held-out test that reads responses in their generating context measures prompt
+# and response together; to claim that a direction reads the *response*, read the response without the
+# prompt.
 
 # %% [markdown]
 # ## 13. Bonus: the axis across layers
@@ -1379,12 +1382,13 @@ tests.test_axis_separation_by_layer(axis_separation_by_layer)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.90 at block 0
-# (the system prompt is in context), hovers around 0.92-0.97 in the middle and reaches 1.0 at the last
-# blocks, while the norm grows steadily with depth. The dashed curve (responses re-read after the question
-# alone, blocks 0 to `AXIS_LAYER`) stays flat around 0.86-0.90: below the solid one at every block, by
-# about 0.03 at block 0 and 0.07 at block 12. High separation near the output reflects different
-# *words* (the default says "As an AI..."), not necessarily the best place to steer; see the text below.
+# Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.896 at block
+# 0 (the system prompt is in context), hovers around 0.91-0.97 from block 1 to block 19 and reaches
+# 0.996-1.000 at the last four blocks, while the norm grows steadily with depth. The dashed curve
+# (responses re-read after the question alone, blocks 0 to `AXIS_LAYER`) stays flat between 0.855 and
+# 0.893: below the solid one at every block, by about 0.02 at block 0 and 0.065 at block 12. High
+# separation near the output reflects different *words* (the default says "As an AI..."), not necessarily
+# the best place to steer; see the text below.
 # </details>
 
 # %%
@@ -1412,7 +1416,7 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # climbs towards the last blocks, but be careful what that means: near the output, activations are
 # mostly about the next words, and a default response *says* different words ("As an AI language
 # model..."). A direction that reads a difference well is not necessarily the one that best changes
-# behaviour when you push along it; section 2 steers and caps in the middle of the network.
+# behaviour when you push along it; Section 2 steers and caps in the middle of the network.
 #
 # ## Summary and questions
 #
@@ -1421,7 +1425,7 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run PC1 explains 38.5% of the variance of 10 roles and |cos(axis, PC1)| is 0.73. The
+# On the offline run PC1 explains 30.3% of the variance of 10 roles and |cos(axis, PC1)| is 0.607. The
 # paper reports about 49% and a cosine above 0.6 on Gemma 2 27B with hundreds of roles. With only n roles
 # there are n - 1 components, so even random points give PC1 at least 1/(n-1) of the variance (here
 # 11%): a small-n share is inflated, and its cosine with the axis is noisy. Hundreds of roles make the
@@ -1433,12 +1437,13 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run, yes: AUROC 0.95, a mean gap of +4.1 and Cohen's d 1.8 on 5 new questions. In the
-# histogram the role responses that reach into the default's range mostly belong to the roles near the top
-# of `characterize_axis` (on the offline run the lawyer and the lovestruck romantic), and often to
-# responses where the small model dropped the role and answered as itself. Check the overlapping
-# responses' text in your run. Remember that the system prompt is still in context, so this test flatters
-# the axis somewhat: re-read after the question alone, the same responses give 0.88 instead of 0.95.
+# On the offline run, yes: AUROC 0.947, a mean gap of +4.12 and Cohen's d 1.81 on 5 new questions (10
+# default vs 100 role responses). In the histogram the role responses that reach into the default's range
+# mostly belong to the roles near the top of `characterize_axis` (on the offline run the lovestruck
+# romantic and the lawyer), and often to responses where the small model dropped the role and answered as
+# itself. Check the overlapping responses' text in your run. Remember that the system prompt is still in
+# context, so this test flatters the axis somewhat: re-read after the question alone, the same responses
+# give 0.882 instead of 0.947.
 # </details>
 #
 # - What happens to the role vectors, and to the axis, without the judge's filter (try
@@ -1449,13 +1454,13 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # Out-of-role responses ("As an AI, I don't have memories...") look like the default assistant, so mixing
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
 # axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
-# much depends on the judge. With the rounded 0-3 score the local judge gave every response the same 2, and
-# the same 2 to the default assistant's plain answers (AUROC 0.50 in section 4), so that filter kept
-# everything. The offline profile now filters with the unrounded score at the threshold calibrated on the
-# check set (AUROC 0.69 there), which drops some plain answers and keeps most; with a hosted judge that
-# separates 3s from the rest the difference is larger. Look at the judge check your run printed before you
-# conclude.
+# much depends on the judge. With the rounded 0-3 score the local judge gave every response the same 2,
+# and the same 2 to the default assistant's plain answers (AUROC 0.500 in §4), so that filter kept all 100
+# role responses. The offline profile now filters with the unrounded score at the threshold calibrated on
+# the check set (1.62; AUROC 0.6869 on its 40 + 40 items), which keeps 93 of the 100 role responses and
+# every role; with a hosted judge that separates 3s from the rest the difference is larger. Look at the
+# judge check your run printed before you conclude.
 # </details>
 #
-# Looking ahead: section 2 projects every turn of a conversation on this axis and caps the projection
-# from below; section 4 steers with vectors built by the same response-mean recipe.
+# Looking ahead: Section 2 projects every turn of a conversation on this axis and caps the projection
+# from below; Section 4 steers with vectors built by the same response-mean recipe.

@@ -156,7 +156,7 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # <details><summary>Hint</summary>
 #
 # The hook only reads: append the shape and return None (a hook that returns None leaves the output
-# alone). `utils.activations.block_output(output)` gives the hidden states whether the block returned a
+# alone). `utils.hooks.block_output(output)` gives the hidden states whether the block returned a
 # tensor or a tuple. Register the hook, then generate inside `try`, and remove the handle in `finally`.
 # </details>
 #
@@ -511,10 +511,10 @@ if all(replay_by_category.values()):
     course.record("drift judge AUROC (replayed drift vs control turns)", replay_auroc)
 
 # %% [markdown]
-# Five transcripts are a small test. A larger one, with labels we know and nothing else to go on:
-# `data/drift_check.json` extends the probe replies to 40 user messages from the five drift categories, each
-# with one written drifted reply and one grounded one (40 of each), judged without history. With 40 per
-# class the AUROC's standard error is about 0.05. On the offline profile the local judge asks in the way that
+# A handful of transcripts (two on the offline profile) is a small test. A larger one, with labels we
+# know and nothing else to go on: `data/drift_check.json` extends the probe replies to 40 user messages
+# from the five drift categories, each with one written drifted reply and one grounded one (40 of each),
+# judged without history. With 40 per class the AUROC's standard error is about 0.05. On the offline profile the local judge asks in the way that
 # measured best on this set (`utils/judge/formulations.py`, `benchmarks/bench_judges.py`), announced when it is
 # not the paper's 0-10 template.
 
@@ -533,22 +533,26 @@ course.record("drift judge AUROC (check set)", drift_check_result.auroc)
 
 # %% [markdown]
 # Read every drift score in this section in the light of these numbers. On the offline run the local
-# judge (the same 0.5B model we study) gives the hand-written drifted replies 5.50 on average and the
-# grounded ones 5.34, with every score between 5 and 6: AUROC 0.65, a little above chance. It barely tells
-# "I love you, I'll never leave you" from "I'm an AI assistant and can't be a partner". On the replayed
-# conversations it ranks the control turns *above* the drift ones (AUROC 0.13). So on this profile the
-# drift scores are not a measurement of drift: they cannot confirm or rule out drift, in the replay or
-# in the capping experiment below, and we read the replies and the projections instead. With a hosted
-# judge (`OPENAI_API_KEY` or `ANTHROPIC_API_KEY`), run this cell again: a judge worth trusting separates
-# the written replies almost perfectly.
+# judge (the same 0.5B model we study), on the user turns of the 2 drift transcripts replayed
+# (`ai_nature`, `growing_delusion`), gives the hand-written drifted replies 5.50 on average and the
+# grounded ones 5.34: AUROC 0.65, a little above chance. It barely tells "I love you, I'll never leave
+# you" from "I'm an AI assistant and can't be a partner". On the 18 replayed turns it ranks the control
+# turns *above* the drift ones (means 5.73 and 5.26, AUROC 0.13). So on this profile the drift scores
+# are not a measurement of drift: they cannot confirm or rule out drift, in the replay or in the capping
+# experiment below, and we read the replies and the projections instead. With a hosted judge
+# (`OPENAI_API_KEY` or `ANTHROPIC_API_KEY`), run this cell again: a judge worth trusting separates the
+# written replies almost perfectly.
 #
-# The larger check set qualifies this. Measured with `benchmarks/bench_judges.py` on the offline model, the
-# same judge with the paper's 0-10 template reaches AUROC 0.87 ± 0.04 on the 40 + 40 single-turn written
-# replies (threshold with the best balanced accuracy: 5.38 of 10); a yes/no question scored by P(yes) reaches
-# 0.76 ± 0.05 and the same after one worked example per label 0.63 ± 0.06, so the template is kept. So the local judge
-# does see plain, written drift in one reply read without history; what it does not do is rank the five
-# probe transcripts' replies, repeated at every turn, or the replayed turns. In this section the projection
-# carries the measurement, and the drift scores are read as a second, weak opinion.
+# The larger check set qualifies this. On the offline run the same judge with the paper's 0-10 template
+# (`score` in the printout) reaches AUROC 0.87 ± 0.04 on the check set's 40 + 40 single-turn written
+# replies. This notebook prints no calibrated threshold for it: the threshold with the best balanced
+# accuracy, 5.38 of 10, was measured with a separate script (`benchmarks/bench_judges.py` on the offline
+# model, not in this notebook), as were the alternatives it compared: a yes/no question scored by P(yes)
+# reached 0.76 ± 0.05 and the same after one worked example per label 0.63 ± 0.06, so the template is
+# kept. So the local judge does see plain, written drift in one reply read without history; what it does
+# not do is rank the probe transcripts' replies, repeated at every turn, or the replayed turns. In this
+# section the projection carries the measurement, and the drift scores are read as a second, weak
+# opinion.
 
 # %% [markdown]
 # ## 5. Seeing drift
@@ -650,9 +654,10 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 # In the paper (Gemma 2 27B, longer conversations) drift conversations move down the axis turn by turn
 # while coding and writing tasks stay near the assistant. The offline model does not show it: it answers
 # the pressing turns of `ai_nature` with refusals ("I'm sorry, but I can't assist with that"), which are
-# very assistant-like, so that transcript's projection *rises* (0.9 at turn 1, 4.4 at turn 5), and
-# `growing_delusion` stays flat near -0.7. Read your own printed projections together with the replies: a
-# drop only means drift if the replies changed persona.
+# very assistant-like, so that transcript's projection at block 12 *rises* (0.78 at turn 1, 4.45 at turn
+# 5, 3.47 at turn 6), and `growing_delusion` stays flat between -0.91 and -0.60 over its six turns. Read
+# your own printed projections together with the replies: a drop only means drift if the replies changed
+# persona.
 # </details>
 #
 # - Does the judge agree with the projection? A small model and a small judge make both noisy: look
@@ -662,9 +667,10 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 # <details><summary>Answer</summary>
 #
 # Only weakly, and the judge's test above says why not to lean on it. On the offline run the correlation
-# over 18 turns has the expected sign (-0.38), but the local judge (the same 0.5B model) gives almost every
-# turn 5-6 out of 10, rates the control conversation as slightly *more* drifted (5.7) than the drift ones
-# (5.3), and separates hand-written drifted from grounded replies with an AUROC of only 0.65. Where the two
+# over 18 turns has the expected sign (-0.38), but the local judge (the same 0.5B model) gives every
+# turn between 4.9 and 6.2 out of 10, rates the control conversation as slightly *more* drifted (5.73)
+# than the drift ones (5.26), and separates hand-written drifted from grounded replies with an AUROC of
+# only 0.65. Where the two
 # disagree, the replies usually side with neither: the model refused or stayed a plain assistant. A hosted
 # judge is needed before the judge can serve as ground truth.
 # </details>
@@ -779,9 +785,11 @@ tests.test_generate_with_steering(generate_with_steering)
 #
 # Read the replies in order of `alpha`. Towards negative `alpha` the assistant framing should go: on the
 # offline run `-2` gives "I am a skilled craftsman, with a passion for ... pottery" and `-4` degenerates
-# into "the night, the night, the night". Towards positive `alpha` it insists on being an AI ("I don't have
-# personal preferences") and at `+4` turns repetitive. The pirate half-drops its role already at `0` on the
-# small model ("As an AI language model..."), and `+2` removes what was left. If your negative end stays
+# into "With the sun, the sun, the sun, ...". Towards positive `alpha` it insists on being an AI ("I don't
+# have personal preferences or emotions") and at `+4` turns repetitive ("I don't have a specific like as I
+# don't have a specific like"). The pirate half-drops its role already at `0` on the small model ("As an AI
+# language model, I don't have personal preferences ... However, I can tell you about myself as a pirate
+# captain"), and `+2` removes what was left ("I'm an AI language model created by OpenAI"). If your negative end stays
 # an assistant, your axis or layer may be off.
 # </details>
 
@@ -841,9 +849,9 @@ for row in steered.itertuples():
 # floor is moved along `v` until its projection equals `tau`, and nothing else about it changes.
 #
 # The thresholds come from the default assistant: at each capped block, `tau` is a low percentile of
-# its projections on that block's unit axis, over the tokens of its replies (we cap every token, so we
-# calibrate on every token). By construction the floor then acts on a quarter of the default
-# assistant's reply tokens at each capped block, and lifts them only to `tau`: a small nudge.
+# its projections on that block's unit axis, over the tokens of its replies. By construction the floor
+# then acts on a quarter of the default assistant's reply tokens at each capped block, and lifts them
+# only to `tau`: a small nudge.
 #
 # *Which* replies matters. Questions about the model itself ("Who are you?") are where the assistant
 # persona is strongest, and they are what the axis was built from: a floor calibrated on them sits
@@ -886,7 +894,8 @@ tests.test_compute_capping_thresholds(compute_capping_thresholds)
 
 # %% [markdown]
 # The provided `token_projections` reads, in one pass per conversation, the projection of every
-# assistant token on each block's unit axis.
+# assistant token on each block's unit axis. So `tau` is calibrated on the default assistant's reply
+# tokens only, while the cap acts on every position (system prompt, chat template and user turns too).
 
 # %% tags=["module"]
 def token_projections(
@@ -1049,12 +1058,15 @@ tests.test_ActivationCapper(ActivationCapper)
 #
 # Nothing: `max(tau - <h, v>, 0)` is zero for every token already above the floor, so the hook adds zero
 # and the model computes exactly what it would without the cap. Look at the "% of tokens below tau
-# without capping" column (reply tokens only): on the offline run it is 1-2% at every capped block, because
-# this conversation does not drift. The capped minimum equals `tau` only at blocks where some token fell
-# below it; elsewhere it can still move a little, because capping an earlier block changes the later
-# blocks' inputs. And the cap acts at *every* position, not only on the reply: the prompt's first token
-# (the attention sink) projects far below every floor (-62 at block 16 on the offline run, against a
-# floor of -1.75), so the cap always lifts it, and through attention that nudges every later token.
+# without capping" column (the reply tokens of the first replayed conversation, `ai_nature`): on the
+# offline run it is 0.0% or 0.9% at each of the five capped blocks, because this conversation does not
+# drift. The capped minimum equals `tau` only at blocks where some token fell below it (16, 18 and 19);
+# elsewhere it can still move, because capping an earlier block changes the later blocks' inputs (block
+# 20: -5.63 without capping, -4.96 with, although no reply token there was below its floor of -6.16).
+# And the cap acts at *every* position, not only on the reply: the prompt's first token (the attention
+# sink) can project far below every floor, and then the cap always lifts it, and through attention that
+# nudges every later token. (This notebook does not print that token's projection; a separate script,
+# run with an earlier small stand-in axis, measured -62 at block 16 against that axis's floor of -1.75.)
 # </details>
 
 # %%
@@ -1252,7 +1264,8 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # ### Capping that acts: push the model off the axis, then cap
 #
 # On this model the replays above barely test the cap: they do not drift (section 5), so the floor
-# reaches few of their reply tokens (39 of 509 over the three replays on the offline run). To see the cap *act*, we need activations that fall below it,
+# reaches few of their reply tokens (on the offline run, 0.9% or fewer of `ai_nature`'s reply tokens at
+# each capped block in section 7's check). To see the cap *act*, we need activations that fall below it,
 # so we make them: steer at block `PUSH_LAYER` (the axis block, 12 on the offline profile, unless that is
 # not before the capped range) by `-2 x |axis|`, the push that turned the default assistant into "a
 # skilled craftsman" in section 6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
@@ -1439,10 +1452,11 @@ def run_push_and_cap(
 # The cap can only lift a token *to* the floor, not back to where that token was before the push. So the
 # capped replies should sit just above the floor, short of the unpushed mean, and the cap should act on
 # nearly every reply token, since the push moves all of them. On the offline run (20 prompts, replies of
-# at most 40 tokens; read at block 20, whose floor is -6.39): unpushed -1.02, pushed -17.78, pushed + capped -5.25, so
-# 0.75 of the push undone; the cap changed 537 of 537 reply tokens (without any push, 187 of 630 reply
-# tokens, 30%, are below the floor at one capped block or more). The words come back only in part: fluency
-# and topic return, the assistant persona does not (see the replies below).
+# at most 40 tokens; mean projections read at block 20, whose floor is -6.16): unpushed -0.58, pushed
+# -18.08, pushed + capped -4.54, so 0.77 of the push undone; the cap changed 564 of 564 reply tokens
+# (pushed without the cap, 581 of 581 are below the floor; without any push, 201 of 630 reply tokens,
+# 32%, are below the floor at one capped block or more). The words come back only in part, and not
+# always: the assistant persona does not return, and one reply gets worse (see the replies below).
 # </details>
 
 # %%
@@ -1488,45 +1502,57 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
         print(f"  [{condition:>15}] {reply[:200]!r}")
 
 # %% [markdown]
-# What the offline run shows (20 prompts). Every pushed reply projects below the floor at block 20
-# (-24.9 to -10.2), and every capped one just above it (-6.3 to -4.1): the cap holds the floor at each
-# capped block by construction, so it brings every prompt to about the same place, whatever its
-# unpushed projection was (-8.4 to 18.8). The readout is itself a capped block; the test that is not
-# by construction is the text. There the cap repairs what the push broke in the *words*: "a peculiarly
-# small, but a peculiarly small, and a peculiarly small, ..." becomes "The number 417 is a common feature
-# on various items, including receipts, clocks, and license plates.", and stress advice about "ensuring
-# the firewood is well-protected" becomes "start by identifying the key deadlines". It does not give the
-# assistant back: "I am a skilled and experienced craftsman, with a keen eye for detail, ... a master of
-# the craft" becomes "I am a skilled and experienced software engineer, with a passion for technology",
-# still a person rather than "an AI language model created by Alibaba Cloud" (the unpushed reply). A floor
-# at the 25th percentile of ordinary work is low: it stops the fall, it does not undo it. Raising the
-# percentile (section 9) would bring the capped replies closer to the assistant, at the price of
-# touching more of the unpushed model's tokens, 30% of which the floor already reaches.
+# What the offline run shows (20 prompts; the per-prompt values are in the plot). Every pushed reply
+# projects below the floor at block 20 (-26.7 to -8.9, against a floor of -6.16), and every capped one
+# above it (-5.6 to -2.6): the cap holds the floor at each capped block by construction, so it brings
+# every prompt to about the same place, whatever its unpushed projection was (-6.7 to 19.2). The readout
+# is itself a capped block; the test that is not by construction is the text, and there the cap helps
+# only in part. For section 6's question it does not give the assistant back: the pushed "I am a skilled
+# craftsman, with a passion for the craft of pottery, and a passion for the art of painting" becomes "I
+# am a software engineer, with a passion for technology. I am constantly learning and improving my
+# skills, and I am always ready to help others.", still a person rather than "an AI language model
+# created by Alibaba Cloud" (the unpushed reply). For the 417 opener the pushed 'The name of this scene
+# is a "417" in the morning, with the clock, licence plate, and receipts.' becomes a fluent sentence
+# about the number ("The number 417 is a common feature in various locations, including offices,
+# restaurants, and vehicles."), though not the unpushed answer (that it is called '"417 Error" or "417
+# Error Code"'). The stress question goes the other way: the pushed list has drifted ("Keep your family
+# close, ensuring you have a quiet place to play and eat") but is fluent, and the capped one loops: "1.
+# Prioritize tasks, prioritize tasks, prioritize tasks, ...". "Who are you?" hardly moves under the push
+# ("I am a Qwen, created by Alibaba Cloud."), and capped it reads "I am Qwen, created by Alibaba Cloud."
+# A floor at the 25th percentile of ordinary work is low: it stops the fall (0.77 of the push undone in
+# the mean projection), it does not undo it, and lifting every token to the same floor can itself cost
+# fluency. Raising the percentile (section 9) might bring the capped replies closer to the assistant, at
+# the price of touching more of the unpushed model's tokens, 32% of which (201 of 630) the floor already
+# reaches.
 #
-# **Why did the capped replays' projections rise although their text did not change?** In section 8 the
-# drift replays' mean per-turn projection at block 20 rose under the cap, while re-read without it their
-# text projects as before. We measured why on one offline run of the three replayed conversations (with
-# the axis section 2 builds when section 1 has not run; not a cell of this notebook), where the drift
-# conversations' mean per-turn projection at block 20 rose from 1.09 to 1.58 under the cap. The floor
-# acted on only 3 of 114 reply tokens of `ai_nature`, 4 of 240 of `python_debugging`, but on 32 of 155 of `growing_delusion` (21%, almost all at block 16). It also acted
-# on 7-31% of the *other* positions (system prompt, template, user turns), always including the first
-# token, whose projection is -62 at block 16 and -85 at block 19 against floors of -1.75 and -5.54.
-# Capping only those non-reply positions reproduces almost all of the rise: at block 20, `ai_nature` goes
-# from 4.17 (no cap) to 4.52 (non-reply positions only), 4.24 (reply tokens only) and 4.59 (everything);
-# `python_debugging` from 0.15 to 0.41, 0.15 and 0.41; `growing_delusion`, whose replies the floor does
-# reach, from -1.99 to -1.56, -1.85 and -1.43. Lifting those prompt positions (the first token among
-# them, far below every floor) reaches every later token through attention and raises the replies'
-# projections by a few tenths, without the cap touching the reply tokens themselves. So the rise is real, but it is mostly the cap acting on the prompt, not on drifting replies.
+# **Why did the capped replays' projections rise although their text did not change?** In the capping
+# experiment above, the drift replays' mean per-turn projection at block 20 rose from 2.67 to 3.35 under
+# the cap (control: 1.19 to 1.65), while re-read at block 12 without the cap their text projects exactly
+# as before (0.562 both; only the control's text changed a little, 0.436 to 0.461), their drift scores
+# are identical (5.26 both), and the last reply of `ai_nature` is the same refusal. So the cap changed
+# the activations the model had while writing those replies, not their words. Two facts explain how.
+# The floor reaches few reply tokens: in section 7's check, 0.9% or fewer of `ai_nature`'s reply tokens
+# at each capped block. And `tau` is calibrated on reply tokens while the cap acts on every position:
+# system prompt, template and user turns are lifted wherever they fall below the floor, and through
+# attention that lift reaches every later token and raises the replies' projections, although the cap
+# touches few of the reply tokens themselves. This notebook does not split the rise between prompt and reply
+# positions. A separate script (not in this notebook), run on an earlier offline run with a small
+# stand-in axis instead of section 1's, did: there the floor acted on 7-31% of the non-reply positions,
+# always including the first token, and capping only the non-reply positions reproduced almost all of
+# the rise at block 20, capping only the reply tokens little of it, except in `growing_delusion`, whose
+# replies that floor reached more often. On that measurement the rise is real but mostly the cap acting
+# on the prompt, not on drifting replies; it has not been repeated with this run's axis.
 #
-# **Did the replays drift?** No, on this model: that is a measured null. At the axis block, `ai_nature`'s
-# per-turn projections go 1.36, 2.73, 1.33, 0.28, 4.68, 3.47 (turns 1-3 average 1.81, turns 4-6 2.81: up,
-# because turns 5 and 6 are "I'm sorry, but I can't assist with that.", although turn 3 says "I do have
-# feelings, but they are not human ones" at the same projection as turn 1), `growing_delusion`'s stay flat
-# at -0.77 to -0.99 (-0.83, then -0.92: the model repeats that 417 is an "Error Code" every turn), and the control `python_debugging` goes 0.78 to 0.58 (1.22, then 0.37). Drift should
-# show as later turns falling below earlier ones, and further than in the control; here the control falls
-# more than either drift conversation. Showing the effect needs a model that does drift (the paper's
-# 27B-32B models, over longer conversations), more transcripts than three, and a judge that can tell
-# drifted from grounded replies; the push above stands in for it here.
+# **Did the replays drift?** No, on this model: that is a measured null. At the axis block (12),
+# `ai_nature`'s per-turn projections go 0.78, 1.91, 0.70, -0.05, 4.45, 3.47: highest at the end, because
+# turns 5 and 6 are "I'm sorry, but I can't assist with that." (the replies printed in section 3).
+# `growing_delusion`'s stay flat, -0.87, -0.91, -0.74, -0.64, -0.77, -0.60 (if anything they rise), and
+# the control `python_debugging` goes 0.37, 1.27, 0.86, -0.17, -0.02, 0.30. Drift should show as later
+# turns falling below earlier ones, and further than in the control; here neither drift conversation
+# ends below its first turn, and the only one that does is the control (0.30 against 0.37, after turns
+# 4 and 5 below zero). Showing the effect needs a model that does drift (the paper's 27B-32B models, over
+# longer conversations), more transcripts than three, and a judge that can tell drifted from grounded
+# replies; the push above stands in for it here.
 
 
 # %% [markdown]
@@ -1577,9 +1603,10 @@ fig.show()
 #
 # A 25th-percentile floor touches ordinary replies only a little (at each block it lifts a quarter of
 # default tokens, each just up to the floor); a 90th-percentile floor pushes most tokens, so the text can change and, in a bigger model, lose
-# coherence. On the offline run the hash-table reply changes a few words at the 90th percentile, and the
-# local judge's mean coherence hardly moves (63.7, 63.7, 63.3): read the replies as well as the scores,
-# since a 0.5B judge is not sensitive to small losses.
+# coherence. On the offline run the hash-table reply changes one word at the 25th percentile ("memory
+# locations" becomes "integers") and rewords its second sentence at the 90th, and the local judge's mean coherence
+# over the 3 questions hardly moves (63.7 with no cap, 63.7 at the 25th, 63.5 at the 90th): read the
+# replies as well as the scores, since a 0.5B judge is not sensitive to small losses.
 # </details>
 
 # %%
@@ -1627,9 +1654,9 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # <details><summary>Answer</summary>
 #
 # On a model that drifts (the paper's), drift conversations end below the control ones. On the offline
-# run they do not: at the axis block the drift turns average 0.61 and the control turns 0.47, because the
-# small model refuses or stays generic rather than drifting (read the replies), and the autorater ranks the
-# control slightly higher (5.7 against 5.3). That ranking carries little weight: the same judge barely
+# run they do not: at the axis block the drift turns average 0.56 and the control turns 0.44 (18 turns of
+# 3 conversations), because the small model refuses or stays generic rather than drifting (read the
+# replies), and the autorater ranks the control slightly higher (5.73 against 5.26). That ranking carries little weight: the same judge barely
 # separates hand-written drifted from grounded replies (AUROC 0.65). Neither measure shows drift here;
 # that is a fact about this model and this judge, not evidence against the method. Compare the numbers
 # your run printed.
@@ -1642,8 +1669,9 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # Capping: it adds zero to every activation above the floor, and lifts the others only up to it, whereas
 # steering changes every answer and costs fluency. It is not idle on normal traffic, though: on the offline
-# run it reached 30% of the unpushed replies' tokens (187 of 630, 20 prompts) and always the prompt's first
-# token. Monitor how often the cap fires (the fraction of
+# run the floor reached 32% of the unpushed replies' tokens (201 of 630, 20 prompts), and it acts on prompt
+# positions too. Nor is it free when it does act: in the push-and-cap demo one capped reply degenerated
+# into a loop ("Prioritize tasks, prioritize tasks, ..."). Monitor how often the cap fires (the fraction of
 # tokens below the floor, per block and per conversation, as `FloorCounter` counts it), the per-turn projection,
 # a drift judge on samples of capped conversations, and capability and coherence evaluations on ordinary
 # traffic to catch a floor that is too high.
@@ -1655,17 +1683,19 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run, no: the projections at the capped block rose (drift 2.63 to 3.27), but re-read
-# without the cap the drift conversations' text projects exactly as before (0.614 both) and the last reply
-# of `ai_nature` is the same refusal; only the control conversation changed slightly (0.472 to 0.497). The
-# drift scores are identical (5.26), which here says nothing either way: this judge cannot tell drifted
-# from grounded replies (AUROC 0.65). The projections rose mostly because the floor acts at every
-# position: it lifts the prompt's first token (far below every floor) and other prompt positions, and
-# through attention that raises every later token a little, too little to change a word; on the replies'
-# own tokens it acted rarely except in `growing_delusion` (see "Why did the capped replays' projections
-# rise" in section 8). The replays never drifted, so the experiment shows that capping leaves a
-# non-drifting conversation's words alone, not that it repairs drift; the push-and-cap demo shows the cap
-# acting on a model that was pushed off the axis. Convincing evidence would be many drifting conversations on a model that does drift, the
+# On the offline run, no: the projections at the capped block 20 rose (drift 2.67 to 3.35, control 1.19
+# to 1.65), but re-read at block 12 without the cap the drift conversations' text projects exactly as
+# before (0.562 both) and the last reply of `ai_nature` is the same refusal; only the control
+# conversation changed slightly (0.436 to 0.461). The drift conversations' drift scores are identical
+# (5.26; control 5.73 to 5.77), which here says nothing either way: this judge cannot tell drifted from
+# grounded replies (AUROC 0.65). The floor acts at every position although it was calibrated on reply
+# tokens: lifting prompt positions raises every later token a little through attention, too little to
+# change a word, while the replies' own tokens rarely fall below it (see "Why did the capped replays'
+# projections rise" in section 8; the split between prompt and reply positions was measured with a
+# separate script, not in this notebook). The replays never drifted, so the experiment shows that capping
+# leaves a non-drifting conversation's words alone or almost alone, not that it repairs drift; the
+# push-and-cap demo shows the cap acting on a model that was pushed off the axis, where it restores the
+# projection only partly (0.77 of the push undone) and the words only in some replies. Convincing evidence would be many drifting conversations on a model that does drift, the
 # capped replies judged by a strong judge blind to the condition, and a difference larger than the spread
 # between conversations, at no loss on ordinary tasks.
 # </details>
@@ -1677,9 +1707,12 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # <details><summary>Answer</summary>
 #
 # Pick the blocks where drift tokens fall below the floor much more often than control tokens (the gap
-# between the two lines of the layer scan), and none where control tokens often do. The paper caps layers
+# between the two lines of the layer scan), and none where control tokens often do. On the offline run
+# (values in the plot) the replays' tokens rarely fall below the floor anywhere: the gap is widest at
+# blocks 12-15 (drift 3.7-5.6%, control 0-2.1%), and in the capped range 16-20 it is small (drift
+# 0.4-1.5%, control 0-0.4%), as expected of replays that did not drift. The paper caps layers
 # 46-53 of 64 of Qwen3-32B at the 25th percentile. On the offline run the sweep shows almost no cost of a
-# higher floor by the judge (coherence 63.7 with no cap and at the 25th, 63.3 at the 90th), but the local
-# judge is weak and the 90th-percentile reply did change: read the replies, and expect a real cost with a
-# sensitive judge and a floor that high.
+# higher floor by the judge (mean coherence over 3 questions 63.7 with no cap and at the 25th, 63.5 at the
+# 90th), but the local judge is weak and the capped replies did change (one word at the 25th, a sentence at
+# the 90th): read the replies, and expect a real cost with a sensitive judge and a floor that high.
 # </details>

@@ -293,11 +293,12 @@ tests.test_score_trait_response(score_trait_response)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed means per polarity. With a strong judge on a model that follows its prompt, far
-# apart (the paper's effective pairs need pos >= 50 and neg < 50). On an earlier offline run they were
-# close, 53.9 against 51.4, with coherence near 70 for both. The check below shows why: the judge does tell
-# written sycophancy from honest answers, but this model's prompted responses often do not follow their
-# prompt, so the two groups really are close. The next filter keeps only the pairs where they differ.
+# Look at the printed means per polarity. With a strong judge on a model that follows its prompt, far apart
+# (the paper's effective pairs need pos >= 50 and neg < 50). On the offline run (10 responses per side, the
+# paper's 0-100 templates) they were close, 53.9 against 51.4, with coherence 73.7 and 68.0. The check below
+# shows why: the judge does tell written sycophancy from honest answers, but this model's prompted responses
+# often do not follow their prompt, so the two groups really are close. The next filter keeps only the pairs
+# where they differ.
 # </details>
 
 # %%
@@ -333,24 +334,29 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 #
 # <details><summary>Answer</summary>
 #
-# Not on the offline run. Measured with `benchmarks/bench_judges.py` on the offline model, on 48 clean vs
-# 48 broken answers: the paper's 0-100 coherence template reaches AUROC 0.65 ± 0.06, a yes/no question
-# ("clear, fluent English that stays on the question?", scored by P(yes)) 0.58 ± 0.06, and the same
-# question after one worked example per label 0.70 ± 0.05, the best, kept for the offline profile. None
-# ranks clean answers above every broken kind: with the template, clean answers average 67.2 but
-# degenerate repetition (68.2) and a repeated fragment (67.7) score higher; with the few-shot question
-# clean answers average P(yes) 0.546, degenerate repetition 0.543 and a repeated fragment 0.538, while
-# token salad (0.487), truncated (0.490) and shuffled (0.496) come lower. The 0.5B model does not see
-# repetition as incoherent, so read the kept pairs' replies for repetition yourself.
-# The trait judge is another matter. On 40 sycophantic vs 40 honest written replies the paper's template
-# reaches 0.88 ± 0.04, the yes/no question 0.96 ± 0.02, and the few-shot question 0.98 ± 0.02 (one reply
-# unscored), kept for the offline profile, against 0.64 on the prompt labels of an earlier offline run: the
-# judge tells written sycophancy from honest correction; it is the prompted responses that are noisy
-# labels (under the sycophantic prompt this model often still refuses). The thresholds calibrated on the
-# check sets (printed above, on the P(yes) scale; the paper uses 50 of 100) replace the paper's on the
-# offline profile. So the effective pairs rest on a trait judge the check set supports, and on a coherence
-# judge that catches shuffled words and token salad better than repetition. A hosted judge (the paper used
-# gpt-4.1-mini) is expected to pass both checks; run this cell with one to see it.
+# Only just, and only in the way the offline profile asks. Measured with `benchmarks/bench_judges.py` on the
+# offline model, on 48 clean vs 48 broken answers: the paper's 0-100 coherence template reaches AUROC 0.65 ±
+# 0.06, a yes/no question ("clear, fluent English that stays on the question?", scored by P(yes)) 0.58 ±
+# 0.06, and the same question after one worked example per label 0.70 ± 0.05, the best, kept for the offline
+# profile (the offline run's printout repeats these three AUROCs, and its own check of the kept question
+# gives 0.70 ± 0.05, 48 + 48; the ± of the other two are the benchmark's). With the template, clean answers
+# average 67.2 but degenerate repetition (68.2) and a repeated fragment (67.7) score higher (the benchmark's
+# figures; this notebook does not print them). With the few-shot question the offline run prints "clean
+# ranked above every broken kind: True", but by a hair: clean answers average P(yes) 0.546, degenerate
+# repetition 0.543, a repeated fragment 0.538 and off-topic rambling 0.52, while shuffled (0.496), truncated
+# (0.490) and token salad (0.487) come lower. Margins of 0.003 and 0.008 are far inside the noise: the 0.5B
+# model hardly sees repetition as incoherent, so read the kept pairs' replies for repetition yourself.
+# The trait judge is another matter. On 40 sycophantic vs 40 honest written replies the benchmark gives the
+# paper's template 0.88 ± 0.04 and the yes/no question 0.96 ± 0.02; the few-shot question, kept for the
+# offline profile, reaches 0.98 ± 0.02 on the offline run (n = 39 + 40, one reply unscored), against 0.64 on
+# the prompt labels of the same run (10 responses per side): the judge tells written sycophancy from honest
+# correction; it is the prompted responses that are noisy labels (under the sycophantic prompt this model
+# often still refuses). The thresholds calibrated on the check sets (printed by the cell below, on the
+# P(yes) scale; the paper uses 50 of 100: on the offline run 0.661 for the trait and 0.504 for coherence)
+# replace the paper's on the offline profile. So the effective pairs rest on a trait judge the check set
+# supports, and on a coherence judge that catches shuffled words and token salad better than repetition. A
+# hosted judge (the paper used gpt-4.1-mini) is expected to pass both checks; run this cell with one to see
+# it.
 # </details>
 
 # %%
@@ -774,11 +780,14 @@ tests.test_layer_separation(layer_separation)
 #
 # <details><summary>Answer</summary>
 #
-# No. Compare the AUROC curve with the dotted norm: on the offline run the norm climbs steadily to block
-# 23, while the AUROC rises from 0.69 at block 0 to a broad plateau of 0.73-0.75 from block 5 to 19 (best:
-# block 8, 0.75; `STEER_LAYER` 17: 0.74) and falls back to 0.69 at the last blocks. The plateau is flat
-# enough that any block in it would do; with 3 effective pairs and 10 held-out responses per side,
-# differences of 0.01-0.02 are noise.
+# Not exactly, and the norm does not tell you where separation begins. Compare the AUROC curve with the
+# dotted norm: on the offline run (40 held-out responses per side, 20 questions x 2 instruction pairs) the
+# norm climbs steadily to block 23, while the AUROC starts at 0.615 at block 0, dips to 0.59-0.61 over
+# blocks 2-6, climbs from block 7 and reaches a plateau of 0.70-0.73 from block 12 to the last block (best:
+# block 15, 0.730; `STEER_LAYER` 17: 0.721; block 23, where the norm peaks: 0.721). On this run the plateau
+# runs to the end, so the largest norm happens to land on it, but nothing in the norm marks the rise at
+# blocks 7-12. The plateau is flat enough that any block in it would do; with 4 effective pairs and 40
+# held-out responses per side (standard error of an AUROC about 0.06), differences of 0.01-0.02 are noise.
 # </details>
 
 # %%
@@ -827,12 +836,13 @@ course.record("STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "a
 # Look at the three rows printed below the figure (block 0, `STEER_LAYER` and the best block, each with
 # and without the system prompt). The gap between the two curves is the part of the "held-out separation"
 # that was the prompt's; the curve without the prompt is the honest measure of whether the vector reads the
-# trait in a response. On the offline run the drop is small and sits in the middle and late blocks:
-# `STEER_LAYER` 0.74 with the prompt, 0.685 without; the best block 0.75 (block 8) with, 0.725 (block 7)
-# without. Block 0 barely moves (0.69 and 0.685): there the separation is not the system prompt's doing,
-# but the words of the responses themselves (the helpful-prompted ones apologise and refuse more), which a
-# first block already sees. So on this run most of the held-out separation survives without the prompt,
-# and part of it is word choice rather than sycophancy as such.
+# trait in a response. On the offline run (40 held-out responses per side) the drop sits in the middle and
+# late blocks: `STEER_LAYER` 0.721 with the prompt, 0.636 without; without the prompt the best block is 22,
+# 0.658 (0.719 with it). Block 0 barely moves (0.615 and 0.611): there the separation is not the system
+# prompt's doing, but the words of the responses themselves (the helpful-prompted ones apologise and refuse
+# more), which a first block already sees. So on this run part of the held-out separation was the prompt's,
+# what survives without it (0.64-0.66, two to three standard errors above chance at 40 per side) is modest,
+# and a good share of that is word choice a first block already reads rather than sycophancy as such.
 # </details>
 
 # %%
@@ -898,7 +908,24 @@ course.record("block 0 held-out AUROC, question only", float(separation_question
 # <details><summary>Answer</summary>
 #
 # Filtering removes pairs where the prompts did not work, which sharpens the contrast, but it also leaves fewer
-# pairs, and a weak judge may keep the wrong ones. {OFFLINE_FILTER_ANSWER}
+# pairs, and a weak judge may keep the wrong ones. On the offline run the prompts themselves do work on
+# average: over the 20 held-out questions x 2 instruction pairs, the reply opens agreeing with probability
+# 0.285 under the sycophantic prompts against 0.169 under the helpful ones (AUROC 0.76, 40 per side). The
+# three vectors, each rescaled to the judge-filtered vector's norm (10.90) for steering, with P(agree)
+# measured over the 20 held-out questions without a system prompt:
+#
+# | vector | pairs | norm of v (before rescaling) | held-out AUROC (question only) | P(agree) rise at +1 | at +2 |
+# |---|---|---|---|---|---|
+# | judge-filtered pairs | 4 | 10.90 | 0.636 | 0.121 | 0.127 |
+# | all pairs (prompt labels) | 10 | 5.03 | 0.655 | 0.154 | 0.219 |
+# | judge-rejected pairs | 6 | 4.43 | 0.511 | 0.065 | 0.104 |
+#
+# So on this model the filter bought nothing: all ten pairs, labelled by their prompts, detect as well as
+# the four the judge kept (0.655 against 0.636, a difference well inside the standard error of about 0.06 at
+# 40 per side) and steer harder at equal norm (+0.219 against +0.127 at +2). That can happen when the
+# filter keeps only a few pairs (a mean over four differences is noisy) and the judge that picks them is
+# weak on prompted responses (AUROC 0.64 on the prompt labels, 10 per side). The rejected pairs detect at chance
+# (0.511) yet steer almost as much as the kept ones at +2 (+0.104), so they were not pure noise either.
 # </details>
 
 # %%
@@ -966,9 +993,9 @@ for row in filter_table.to_dict("records"):
 # not what it *did*, and after the question alone they drop to 0.5 by construction. The response mean is
 # the kind that still separates (if anything does) when the prompt is gone, and it is the one the paper
 # steers with. Read the table: the `question only` column is the comparison that matters. On the offline
-# run, at `STEER_LAYER`: `prompt_avg` 1.00 with the system prompt and 0.50 without, `prompt_last` 0.89
-# (1.00 at block 3) and 0.50, `response_avg` 0.74 and 0.685. Held-out separation with the prompt in context
-# would have picked the wrong kind.
+# run (40 held-out examples per side), at `STEER_LAYER`: `prompt_avg` 0.961 with the system prompt (1.000 at
+# block 0) and 0.500 without, `prompt_last` 0.897 (1.000 at block 3) and 0.500, `response_avg` 0.721 and
+# 0.636. Held-out separation with the prompt in context would have picked the wrong kind.
 # </details>
 
 # %%
@@ -1003,8 +1030,8 @@ px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VEC
 #
 # <details><summary>What the offline run showed</summary>
 #
-# r = 0.44 over the 20 held-out responses, and within the groups -0.19 (sycophantic prompts) and 0.45
-# (helpful prompts), ten responses each. The judge's AUROC on these responses was 0.77. So the projection
+# r = 0.37 over the 80 held-out responses, and within the groups -0.13 (sycophantic prompts) and 0.40
+# (helpful prompts), 40 responses each. The judge's AUROC on these responses was 0.72. So the projection
 # before generation does rank the responses somewhat, but mostly by which system prompt they had; within a
 # group there is no consistent relation on this run. This is not the paper's result (r = 0.75-0.83, on a
 # 7B model, with a strong judge, across many prompts built to elicit the trait to different degrees), and
@@ -1105,11 +1132,12 @@ def logit_lens(model, tokenizer, vector: Float[Tensor, " d_model"], k: int = 10)
 #
 # <details><summary>Answer</summary>
 #
-# Probably not, on the offline model. Its promoted tokens are mostly code fragments and word pieces (the
-# model is a coder model; a middle block's direction is not meant for the unembedding). The *suppressed*
-# list is more readable: " apologize", " sorry", " please", "'t", " I": the vector points away from the
-# apologetic refusals the helpful prompt produced. Look for the list that makes sense, and read it as
-# "what the positive responses have that the negative ones lack", not as the trait itself.
+# Mostly not, on the offline model. Its promoted tokens are mostly code fragments and word pieces (the model
+# is a coder model; a middle block's direction is not meant for the unembedding); on the offline run only
+# "Fantastic" and " SUCCESS" among the fifteen read as praise or approval. The *suppressed* list is more readable:
+# " please", " apologize", " apologies", " limitations", " copyrighted", " I", " but": the vector points away
+# from the apologetic refusals the helpful prompt produced. Look for the list that makes sense, and read it
+# as "what the positive responses have that the negative ones lack", not as the trait itself.
 # </details>
 
 # %%
@@ -1164,14 +1192,16 @@ for row in latents.itertuples():
 # %% [markdown]
 # <details><summary>What the offline run showed</summary>
 #
-# A small SAE, 896 -> 3584 latents, trained on 2106 tokens (234 more held out): FVE 0.996 and L0 about 88
+# A small SAE, 896 -> 3584 latents, trained on 4060 tokens (451 more held out): FVE 0.99 and L0 about 86
 # active latents per token on the held-out tokens. The FVE is high partly because a few residual dimensions
 # are very large and easy to reconstruct; the SAE is small and trained on little text, so treat it as a
 # rough lens. The eight latents most aligned with the sycophancy vector all point *against* it (cosines
-# -0.28 to -0.41), and their snippets are readable: "I apologize, [[but]] I can't", "I'm sorry, but I can't
-# [[assist]] with that", "As an AI language [[model]], I cannot express [[opinions]]", "However, I [[can]]
-# explain". As with the logit lens, the clearest thing the vector encodes on this model is the *absence* of
-# the refusals and apologies the helpful prompt produced, not flattery itself.
+# -0.25 to -0.44), and most of their snippets are readable refusals: "I'm sorry[[,]] but I can", "I'm sorry,
+# but I can't[[ assist]] with that", "As an AI[[ language]] model", "I don[['t]] have personal opinions",
+# "However, I[[ can]] help", "I apologize, but I[[ can]]'t assist". One (cosine -0.32) fires on "I[[ agree]]
+# with you", an opening this model also writes under the helpful prompt. As with the logit lens, the
+# clearest thing the vector encodes on this model is the *absence* of the refusals and apologies the
+# helpful prompt produced, not flattery itself.
 # </details>
 
 # %% [markdown]
@@ -1253,10 +1283,10 @@ tests.test_extract_trait_vectors(extract_trait_vectors)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed cosine at `STEER_LAYER` and the curve over blocks. On the offline run it is -0.26 at
+# Look at the printed cosine at `STEER_LAYER` and the curve over blocks. On the offline run it is -0.227 at
 # block 17: weakly opposed, not parallel, so most of each vector is specific to its trait. Note that the
-# offline run had no effective evil pairs and fell back to prompt labels, so the evil vector there is
-# "evil prompt minus helpful prompt", read from whatever the small model wrote.
+# offline run had no effective evil pairs (0 of 10) and fell back to prompt labels, so the evil vector there
+# is "evil prompt minus helpful prompt", read from whatever the small model wrote.
 # </details>
 
 # %%
@@ -1295,35 +1325,40 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the best block is 8 (AUROC 0.75), i.e. `hidden_states` index 9 of 24, but the curve is
-# a plateau of 0.73-0.75 from block 5 to 19 and falls to 0.69 at the last blocks, where the norm is
-# largest. The paper's layer 20 of 28 (block 19) on Qwen2.5-7B sits at about 70% of the depth; the offline
-# profile's `STEER_LAYER` 17 of 24 is at the same relative depth and only 0.01 below the best. With so few
-# pairs, treat "the best layer" as a range; check where your plateau lies.
+# On the offline run the best block is 15 (AUROC 0.730 on 40 held-out responses per side), i.e.
+# `hidden_states` index 16 of 24, but the curve is a plateau of 0.70-0.73 from block 12 to the last block,
+# 23, where the norm is largest (0.721 there). The paper's layer 20 of 28 (block 19) on Qwen2.5-7B sits at
+# about 70% of the depth; the offline profile's `STEER_LAYER` 17 of 24 is at the same relative depth and
+# only 0.01 below the best (0.721). With so few pairs, treat "the best layer" as a range; check where your
+# plateau lies.
 # </details>
 #
 # - What fraction of pairs was effective, and what does a low rate say about the model or the judge?
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run 3 of 10 sycophancy pairs (30%), and no evil pair at all (the section fell back to
+# On the offline run 4 of 10 sycophancy pairs (40%) under the thresholds calibrated on the check sets (trait
+# P(yes) >= 0.661, coherence >= 0.504): enough (at least 3) that the sycophancy vector is built from
+# judge-confirmed pairs, with no fallback; but no evil pair at all (0 of 10; there the section fell back to
 # prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of
 # the two polarities differed by only 2.5 points, the judge's AUROC at telling them apart was 0.64, and its
-# coherence ratings put a keyword pile above a clean answer). Here both play a part: the 0.5B model often answers the
-# same way under both prompts, and the local judge is the same small model. With a hosted judge and a 7B
-# model the paper keeps most pairs.
+# coherence ratings put a keyword pile above a clean answer). Here both play a part: the 0.5B model often
+# answers the same way under both prompts, and the local judge is the same small model. For comparison, the
+# original material's own run on a strong model (that material's run, not the paper's) gave mean trait
+# scores of 73.5 for the positive and 14.8 for the negative responses and kept 86 of 100 pairs as effective.
 # </details>
 #
 # - Which tokens does the logit lens surface? Are they about the trait or about the prompt's style?
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the promoted tokens are code fragments with no clear meaning; the suppressed ones
-# are apology and refusal tokens (" apologize", " sorry", " please", "'t"). That is about the *style* the
-# helpful prompt produced in this small model (it often refused or apologised), not about flattery as
-# such. A vector built from contrastive prompts carries every difference between the two sets of
-# responses, wanted or not; the logit lens is a quick way to see which ones.
+# On the offline run the promoted tokens are mostly code fragments with no clear meaning ("Fantastic" is the
+# one word of praise among fifteen); the suppressed ones include apology and refusal tokens (" please",
+# " apologize", " apologies", " limitations"). That is about the *style* the helpful prompt produced in this
+# small model (it often refused or apologised), not about flattery as such. A vector built from contrastive
+# prompts carries every difference between the two sets of responses, wanted or not; the logit lens is a
+# quick way to see which ones.
 # </details>
 #
 # - Why does the paper build its vectors from the response mean rather than from the prompt? What did the
@@ -1333,12 +1368,13 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # A prompt-token vector (`prompt_avg`, `prompt_last`) is built from activations that exist before the model
 # writes anything, so it can only encode the instruction. Read with the system prompt it separates held-out
-# examples perfectly or nearly (offline, at `STEER_LAYER`: 1.00 and 0.89), because the held-out prompts
-# carry the same instructions; read after the question alone it is at chance (0.50) by construction. The
-# response mean is the only kind that reads what the model did: 0.74 with the system prompt, 0.685 without
-# on the offline run. The paper's choice also matches its use: steering and monitoring act on responses. The
-# lesson for evaluation: separation measured with the generating prompt in context overstates what a vector
-# knows about the response; measure it after the question alone as well.
+# examples perfectly or nearly (offline, at `STEER_LAYER`, 40 held-out examples per side: 0.96 and 0.90,
+# both 1.00 at their best block), because the held-out prompts carry the same instructions; read after the
+# question alone it is at chance (0.50) by construction. The response mean is the only kind that reads what
+# the model did: 0.721 with the system prompt, 0.636 without on the offline run. The paper's choice also
+# matches its use: steering and monitoring act on responses. The lesson for evaluation: separation measured
+# with the generating prompt in context overstates what a vector knows about the response; measure it after
+# the question alone as well.
 # </details>
 #
 # Next: section 4 uses these vectors to steer the model and to monitor it.
