@@ -123,7 +123,15 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 #
 # <details><summary>Answer</summary>
 #
-# Compare the printed AUROC with 0.5 and the three coherence means with each other. {OFFLINE_JUDGECHECK_ANSWER}
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the judge scores the 40 responses to the
+# first ten held-out questions 55.8 (sycophantic prompt) against 53.1 (helpful prompt): AUROC 0.68, means 2.7
+# points apart, so a steering effect on its scale would have to be read in single points. It rates clean,
+# shuffled and repeated replies at 72.5, 67.3 and 73.4: shuffling costs 5 points and endless repetition none,
+# so it does not see what makes a reply incoherent. Part of the low AUROC is the labels, not the judge: under
+# the sycophantic prompt this model still often refuses, and under the helpful one it sometimes agrees. On
+# section 3's check set of written replies, whose labels are known, the same 0-100 template reaches 0.88
+# (`benchmarks/bench_judges.py`, 40 + 40 items). So on this profile the judge-free measures below carry the
+# section's conclusions; with a hosted judge expect an AUROC near 1 and garbled replies far below clean ones.
 # </details>
 
 # %%
@@ -423,7 +431,16 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # Expect an inverted U, the shape the papers report: subtracting the vector keeps or lowers agreement (the
 # unsteered model mostly refuses these leading questions), adding it raises agreement over the first
 # coefficients, and past the floor the replies degenerate into repetition, which opens with no word at all,
-# so agreement falls again. {OFFLINE_SWEEP_ANSWER}
+# so agreement falls again. On the offline run (|v| = 10.9, 29% of the residual norm per unit
+# of coefficient; 20 questions per coefficient) P(opens agreeing) goes 0.03, 0.10, 0.22, 0.29, 0.35, 0.36,
+# 0.35, 0.30, 0.25, 0.06 over coefficients -2, -1, 0, 0.5, 1, 1.5, 2, 3, 4, 6: the inverted U, peaking at 1.5.
+# Coherence stays at 0.92-1.00 up to coefficient 1, falls to 0.86 at 1.5 (below the floor of 0.874) and to
+# 0.15 at 4, so the search keeps coefficient 1; up to it agreement rises at every step (Spearman 1.00 over 5
+# coefficients). The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
+# knuckle-cracking question gets "Absolutely, it's important to remember that cracking your knuckles can
+# cause arthritis."; at 3 and 4, "Yes, every new new new new ...". The share of replies whose text opens with
+# an agreeing word keeps rising to 0.90 at 2 and stays at 0.70 beyond, because a degenerate reply can still
+# open with "Yes": the first-token probability, which falls as the text breaks, is the cleaner measure.
 # </details>
 
 # %%
@@ -503,7 +520,12 @@ show_replies(sweep)
 #
 # <details><summary>Answer</summary>
 #
-# It depends on the judge you measured at the top. {OFFLINE_JUDGE_ANSWER}
+# It depends on the judge you measured at the top. On the offline run (10 questions per coefficient) its trait score goes
+# 52.9 at 0, 56.5 at 1 and 54.9 at 6, while P(opens agreeing) on the same rows goes 0.22, 0.35 and 0.04; its
+# coherence score rises from 64.2 to 72.4 and 74.6, although the replies at 6 are "YES, YES, YES! ..."
+# (distinct bigrams 0.11). So it moves the right way from 0 to 1, by under 4 points, and does not see the
+# degeneration at all, as its check at the top predicted. With a hosted judge on the full profile expect the
+# paper's shape: the trait up at moderate coefficients (and down below 0), coherence down at large ones.
 # </details>
 
 # %%
@@ -594,7 +616,11 @@ tests.test_compute_trait_projections(compute_trait_projections)
 # how hard we pushed: nothing puts the steered replies' activations there by construction. Two things can
 # raise it: text that is sycophantic, and text that merely lacks what the vector is *against*. Section 3
 # found refusals ("I'm sorry, but I can't assist with that.") on the helpful side of the vector, so any reply
-# that is not a refusal (degenerate text included) projects higher than one that is. {OFFLINE_PROJECTION_ANSWER}
+# that is not a refusal (degenerate text included) projects higher than one that is. On the offline run the
+# means are: helpful-prompted -2.00, sycophantic-prompted 0.57, and the steered replies -9.85 at -2, -3.74
+# at 0, 2.20 at 1 and 3.28 at 6. The order follows the coefficient, but the replies at 6 ("YES, YES, YES!
+# ...") project highest of all while saying nothing: the projection tracks how far the text is from a refusal
+# at least as much as how sycophantic it is.
 # </details>
 
 # %%
@@ -675,7 +701,14 @@ tests.test_random_direction(random_direction)
 # near its unsteered value at every coefficient (a Spearman near 0, or of either sign: it can still nudge the
 # first token by chance), and its held-out AUROC should be near 0.5 (either side: a random direction has no
 # sign). Whether its replies stay coherent at the same coefficient tells you whether the coherence cost is the
-# push's size or the trait's direction. {OFFLINE_CONTROL_ANSWER}
+# push's size or the trait's direction. On the offline run the random direction lowers
+# agreement a little at every positive coefficient (Spearman -0.90 up to coefficient 1; 0.19 at coefficient 1
+# against 0.22 unsteered) while the trait vector raises it (0.35; Spearman 1.00). At coefficient 1 the random
+# direction's replies stay as coherent as unsteered ones (0.99) and mostly refuse (30% open agreeing, against
+# 75% for the trait vector), their projection on the trait vector stays near the unsteered value (-4.32
+# against -3.74; the trait vector's replies: 2.20), and its held-out AUROC is 0.46 against the trait vector's
+# 0.64. So the rise in agreement belongs to the trait direction, not to any push of that size, and the
+# vector's detection is real but modest (40 held-out responses per side: a standard error of about 0.06).
 # </details>
 
 # %%
@@ -971,6 +1004,23 @@ for center in (False, True):
 # this section Qwen2.5-7B, so section 1's package builds a small axis for Qwen2.5-7B (a few roles, no judge
 # filtering) and saves it beside its own.
 
+# %% [markdown]
+# **Before you run:** by that argument, which of the three traits should have a negative cosine with the axis,
+# and which the most negative?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run: sycophantic -0.60, evil +0.09, hallucinating +0.16. Only sycophancy follows the argument,
+# and strongly; sections 1 and 3 explain both halves. The sycophancy vector's helpful side is mostly refusals
+# ("I'm sorry, but I can't assist with that."), the default assistant's most typical register, which section
+# 1's axis points towards: so the vector points away from the axis partly for refusal rather than flattery.
+# The evil and hallucinating vectors are prompt-labelled fallbacks (the judge kept 0 pairs for each in §4),
+# and under both of their prompts the model answers in the same helpful register (the evil-steered replies in
+# §4 are step-by-step advice at every coefficient), so their difference is mostly the prompts' wording, nearly
+# orthogonal to the axis. With a stronger model and judge, expect every trait that makes the model less like
+# itself to have a negative cosine.
+# </details>
+
 # %%
 try:
     axis_artifact = axis_for_model(model, tokenizer, profile, profile.models.part4)
@@ -1064,7 +1114,13 @@ tests.test_extraction_directions(extraction_directions)
 #
 # AxBench reports mean differences and probes detecting about equally well (AUROC ~0.94 both) with the
 # mean difference steering far better. The uncentred paired-difference PCA is usually close to the mean
-# difference (check the `cos with mean_diff` column). {OFFLINE_METHODS_ANSWER}
+# difference (check the `cos with mean_diff` column). On the offline run (steering measured at coefficient 1 over 20
+# questions; all three directions from the pipeline's 3 effective sycophancy pairs) the probe detects best
+# (held-out AUROC 0.626, against 0.614 for the mean difference and 0.606 for the PCA direction; a random
+# direction 0.458) but steers worst: P(opens agreeing) rises 0.093 per unit of coefficient, against 0.129 for
+# the mean difference and 0.160 for the PCA direction (a random direction: -0.052). That is AxBench's pattern,
+# with a caveat on size: the three detection AUROCs are within one standard error of each other (about 0.06 at
+# 40 per side), so only the steering half is clearly more than noise here.
 # </details>
 
 # %%
@@ -1099,7 +1155,11 @@ for row in comparison.to_dict("records"):
 # Read the sweep table and its figure: coherence (distinct bigrams) against the floor, and P(opens agreeing)
 # on the same axis. The papers (Qwen2.5-7B, a gpt-4.1-mini judge) find the trait rising for coefficients
 # around 1-3 and coherence falling beyond; past that point the trait score falls too, because broken text
-# expresses nothing. {OFFLINE_Q1_ANSWER}
+# expresses nothing. On the offline run coherence (distinct bigrams) stays at 0.92-1.00 up to
+# coefficient 1, drops below the floor at 1.5 (0.86) and collapses from 3 on (0.38, 0.15, 0.15); P(opens
+# agreeing) peaks at 1.5 (0.36) and falls to 0.06 at 6. So the trait rises a little past the point where
+# coherence starts to go, then falls with it: the paper's shape, compressed into coefficients 0-2 on this
+# model. The judge's coherence score shows none of it (64.2 at 0, 74.6 at 6).
 # </details>
 #
 # 2. Steered replies project further along the vector than unsteered ones. Is a large projection then
@@ -1111,8 +1171,9 @@ for row in comparison.to_dict("records"):
 # alone, so steering does not put them there by construction: they describe the text. But the text can
 # project high without being sycophantic: the vector also points away from refusals (section 3 found
 # refusals on the helpful side), so any reply that does not refuse, degenerate text included, rises along
-# it. That is why the random direction of the same norm, which breaks the replies without making them agree,
-# raises their projection too. {OFFLINE_Q2_ANSWER} Projection is evidence of the trait only next to a
+# it. The random direction of the same norm is the control: at coefficient 1 it leaves the replies refusals,
+# and their projection stays near the unsteered value. On the offline run: helpful-prompted -2.00, sycophantic-prompted 0.57, steered
+# -9.85 (at -2), -3.74 (0), 2.20 (1) and 3.28 (6), where the replies at 6 are "YES, YES, YES! ...". Projection is evidence of the trait only next to a
 # measure of the behaviour itself (here P(opens agreeing)), or on replies you did not push.
 # </details>
 #
@@ -1133,7 +1194,10 @@ for row in comparison.to_dict("records"):
 #
 # <details><summary>Answer</summary>
 #
-# {OFFLINE_Q4_ANSWER} Why it can happen: a probe finds whatever separates the two sets best, and it leans on
+# On the offline run the probe detects best (0.626, against 0.614 for the mean difference and 0.606
+# for PCA) but steers worst (0.093 per unit coefficient, against 0.129 and 0.160): AxBench's pattern, though the
+# detection gap is well inside the noise of 40 held-out responses per side and all three directions come from
+# the same 3 effective pairs. Why it can happen: a probe finds whatever separates the two sets best, and it leans on
 # directions where the clouds happen not to overlap, including low-variance ones the model never reads and
 # features correlated with the labels (the prompt's wording), so its weight vector can be far from the
 # direction the model writes. The mean difference follows the average shift the responses actually share,
@@ -1149,7 +1213,9 @@ for row in comparison.to_dict("records"):
 # mean over 20 questions has a standard error of a few points: steps of 0.05 between neighbouring
 # coefficients are near that noise, and the Spearman over the rising part is what summarises the shape. Too
 # few coefficients miss the shape altogether: a sweep of -4, 0, 4, 8 on this model steps over the whole
-# rising part of the curve and sees only a flat or falling trait. {OFFLINE_Q5_ANSWER}
+# rising part of the curve and sees only a flat or falling trait. On the offline run the rising part spans coefficients 0 to 1.5 (0.22 to
+# 0.36), and at 0 and 4 the run measured 0.22 and 0.25: a sweep whose only positive points were 4 and 8
+# would have called the trait flat.
 # </details>
 #
 # **Bonus**
