@@ -70,6 +70,24 @@ def test_progress_collapses_to_what_a_terminal_finally_shows():
     assert reports.progress_problems(nb) == []
 
 
+def test_text_printed_after_a_figure_stays_after_it():
+    nb = _notebook(["pass"])
+    figure = nbformat.v4.new_output("display_data", data={"text/html": "<div>figure</div>"})
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="table\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=_bar_output(50) + "\r" + " " * 80 + "\r"),
+        figure,
+        nbformat.v4.new_output("stream", name="stdout", text="replies\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="more replies\n"),
+    ]
+    reports.collapse_progress(nb)
+    assert [(o.output_type, getattr(o, "text", None)) for o in nb.cells[0].outputs] == [
+        ("stream", "table\n"),
+        ("display_data", None),
+        ("stream", "replies\nmore replies\n"),
+    ]
+
+
 def test_a_stored_output_with_many_progress_lines_is_rejected(tmp_path):
     nb = _notebook(["pass", "pass"])
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stderr", text=_bar_output(40))]

@@ -79,7 +79,9 @@ def collapse_progress(nb: Any) -> Any:
     """Merge each code cell's stream outputs by stream (stdout, stderr) and keep what a terminal would show.
 
     A kernel sends a redrawn bar as many small stream messages, interleaved with printed lines; the
-    merged stream is what a terminal shows. A stream left empty is dropped. Changes ``nb`` in place.
+    merged stream is what a terminal shows. Streams are merged only between a cell's other outputs
+    (figures, tables), so text printed after a figure stays after it. A stream left empty is dropped.
+    Changes ``nb`` in place.
     """
     for cell in nb.cells:
         if cell.get("cell_type") != "code" or not cell.get("outputs"):
@@ -89,6 +91,9 @@ def collapse_progress(nb: Any) -> Any:
         for output in cell.outputs:
             if output.get("output_type") != "stream":
                 outputs.append(output)
+                for merged in streams.values():
+                    merged["text"] = _as_a_terminal_shows(merged["text"])
+                streams = {}  # text after this output is merged anew, below it
             elif output["name"] in streams:
                 streams[output["name"]]["text"] += output["text"]
             else:
