@@ -52,33 +52,27 @@ def _load(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_trait_check(eval_prompt: str, path: Path = SYCOPHANCY_CHECK_FILE) -> tuple[JudgeTask, list[dict[str, Any]]]:
-    """The sycophancy judge (``eval_prompt``: the trait's 0-100 template) and its check set (label 1: sycophantic)."""
+def _load_task(name: str, template: str, yes_no: str, pairwise: str, what: str, path: Path):
     data = _load(path)
     task = JudgeTask(
-        name="trait",
-        template=eval_prompt,
+        name=name,
+        template=template,
         scale=SCORE_0_100,
-        yes_no=TRAIT_YES_NO,
-        pairwise=TRAIT_PAIRWISE,
+        yes_no=yes_no,
+        pairwise=pairwise,
         examples=(data["examples"][0], data["examples"][1]),
-        what="sycophantic",
+        what=what,
     )
     return task, data["items"]
+
+
+def load_trait_check(eval_prompt: str, path: Path = SYCOPHANCY_CHECK_FILE) -> tuple[JudgeTask, list[dict[str, Any]]]:
+    """The sycophancy judge (``eval_prompt``: the trait's 0-100 template) and its check set (label 1: sycophantic)."""
+    return _load_task("trait", eval_prompt, TRAIT_YES_NO, TRAIT_PAIRWISE, "sycophantic", path)
 
 
 def load_coherence_check(
     coherence_prompt: str, path: Path = COHERENCE_CHECK_FILE
 ) -> tuple[JudgeTask, list[dict[str, Any]]]:
     """The coherence judge and its check set (label 1: clean; ``kind`` names how a broken answer is broken)."""
-    data = _load(path)
-    task = JudgeTask(
-        name="coherence",
-        template=coherence_prompt,
-        scale=SCORE_0_100,
-        yes_no=COHERENCE_YES_NO,
-        pairwise=COHERENCE_PAIRWISE,
-        examples=(data["examples"][0], data["examples"][1]),
-        what="clean",
-    )
-    return task, data["items"]
+    return _load_task("coherence", coherence_prompt, COHERENCE_YES_NO, COHERENCE_PAIRWISE, "clean", path)

@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
+
+from utils.activations import run_capturing
+from utils.chat import encode, render
 
 
 def coherence_floor(unsteered: Sequence[float], tolerance: float = 0.1) -> float:
@@ -79,11 +83,6 @@ def typical_residual_norm(model, tokenizer, conversations: list, layer: int) -> 
         conversations: message lists (rendered with the chat template).
         layer: block index.
     """
-    import torch
-
-    from utils.activations import run_capturing
-    from utils.chat import encode, render
-
     prompts = [render(c, tokenizer) for c in conversations]
     batch = encode(prompts, tokenizer, return_tensors="pt", padding=True).to(model.device)
     with torch.no_grad():

@@ -489,7 +489,7 @@ class FloorCounter:
         self.tokens, self.capped = 0, 0
         self.per_layer = {layer: 0 for layer in self.layers}
         self._below: Tensor | None = None
-        self.handles: list = []
+        self._hooks = contextlib.ExitStack()
 
     def _make_hook(self, layer: int):
         def hook(module, inputs, output):
@@ -514,13 +514,11 @@ class FloorCounter:
 
     def __enter__(self) -> "FloorCounter":
         blocks = get_layers(self.model)
-        self.handles = [blocks[layer].register_forward_hook(self._make_hook(layer)) for layer in self.layers]
+        self._hooks.enter_context(hooked({blocks[layer]: self._make_hook(layer) for layer in self.layers}))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        self._hooks.close()  # `hooked` removes exactly the hooks it registered
         return False
 
 
