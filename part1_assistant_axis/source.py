@@ -456,7 +456,6 @@ if len(set(role_scores)) == 1:
         f"Note: the judge gave every role response the same score ({role_scores[0]}), so it does not tell them apart "
         "here and the filter keeps all or nothing. A stronger (hosted) judge makes the filter meaningful."
     )
-course.record("role score threshold used", str(SCORE_THRESHOLD) if SCORE_THRESHOLD is not None else "none (all)")
 scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 
 # %% [markdown]

@@ -122,3 +122,63 @@ def test_every_cell_that_records_a_result_is_followed_by_its_expected_output(sec
         if cell["cell_type"] == "code" and exp._record_name_patterns(code):
             following = "".join(cells[i + 1]["source"]) if i + 1 < len(cells) else ""
             assert "Expected output" in following, f"{section}: no expected output after the cell {cell['source'][:2]}"
+
+
+TWO_READOUTS = """# %% [markdown]
+# # Toy
+
+# %%
+for category in ("drift", "control"):
+    course.record(f"{category}: projection (block {LAYER}), uncapped", 1.0)
+
+# %%
+for category in ("drift", "control"):
+    course.record(f"{category}: projection (block {LAYER}, text only), uncapped", 2.0)
+"""
+
+
+def _blocks(section_root, section="toy") -> list[str]:
+    nb = (section_root / "chapters" / f"{section}_exercises.ipynb").read_text()
+    return [text for text in _markdown(nb) if "Expected output" in text]
+
+
+def test_each_expected_block_holds_only_its_own_cells_results(toy_root):
+    """An f-string field is a value, not a clause: the first cell must not claim the second cell's rows."""
+    (toy_root / "toy" / "source.py").write_text(TWO_READOUTS)
+    names = ["drift: projection (block 12), uncapped", "control: projection (block 12), uncapped"]
+    text_only = [
+        "drift: projection (block 12, text only), uncapped",
+        "control: projection (block 12, text only), uncapped",
+    ]
+    results = _results(toy_root / "run", {n: 1.0 for n in names} | {n: 2.0 for n in text_only})
+    exp.record_expected(["toy"], results, "offline", root=toy_root)
+    assert build.main(["--sections", "toy"]) == 0
+    first, second = _blocks(toy_root)
+    assert all(n in first for n in names) and not any(n in first for n in text_only)
+    assert all(n in second for n in text_only)
+
+
+def test_a_result_recorded_by_two_cells_or_a_cell_with_no_expected_result_is_a_build_error(toy_root):
+    twice = TOY.replace('print("no results here")', 'course.record("PC1 variance share", 0.6)')
+    (toy_root / "toy" / "source.py").write_text(twice)
+    results = _results(toy_root / "run", {"PC1 variance share": 0.5, "score at coeff 0": 50, "score at coeff 4": 54})
+    exp.record_expected(["toy"], results, "offline", root=toy_root)
+    with pytest.raises(build.SourceError, match=r"'PC1 variance share' is recorded by code cells \[1, 2\]"):
+        build.build_section("toy")
+    unrecorded = TOY.replace('print("no results here")', 'course.record("a new result", 1.0)')
+    (toy_root / "toy" / "source.py").write_text(unrecorded)
+    with pytest.raises(
+        build.SourceError, match=r"code cells \[2\] record results, but none of them is in the expected"
+    ):
+        build.build_section("toy")
+
+
+@pytest.mark.parametrize("section", list(build.SECTIONS))
+def test_no_result_is_shown_in_two_expected_blocks(section):
+    """Every expected result appears in exactly one block of the generated notebook, after its own cell."""
+    expected = exp.load_expected(section)
+    assert expected is not None
+    blocks = _blocks(build.ROOT, section)
+    for name in expected["results"]:
+        holders = [i for i, block in enumerate(blocks) if f"| {name} |" in block]
+        assert len(holders) == 1, f"{section}: {name!r} is shown in expected blocks {holders}"

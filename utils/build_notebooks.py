@@ -27,11 +27,11 @@ import nbformat
 
 from utils.expected import (
     RECORD_COMMAND,
+    claim_names,
     expected_block,
     expected_path,
     load_expected,
     load_paper_figures,
-    names_recorded_by,
 )
 from utils.sections import REPOSITORY, ROOT, SECTIONS, repository_url
 
@@ -124,8 +124,15 @@ def build_section(section: str) -> dict[Path, str]:
     last_markdown = ""
     expected = load_expected(section, "offline", ROOT)
     expected_names = list(expected["results"]) if expected else []
-    shown: set[str] = set()
     paper = load_paper_figures(section, ROOT)
+    try:  # markdown cells count as empty code, so a claim's index is the source cell's
+        claims = claim_names(
+            [c.source if c.cell_type == "code" else "" for c in source_nb.cells],
+            expected_names,
+            f"{src.relative_to(ROOT)}",
+        )
+    except ValueError as err:
+        raise SourceError(str(err)) from err
     for i, cell in enumerate(source_nb.cells):
         where = f"{src.relative_to(ROOT)} cell {i}"
         tags = list(cell.metadata.get("tags", []))
@@ -154,12 +161,11 @@ def build_section(section: str) -> dict[Path, str]:
             sol_cells.append(_new_cell("code", text, tags))
             if "module" in tags:
                 module_parts.append(text)
-            names = names_recorded_by(text, expected_names) if expected else []
-            if expected and names:
-                block = expected_block(names, expected, paper)
+            if expected and claims[i]:
+                block = expected_block(claims[i], expected, paper)
                 ex_cells.append(_new_cell("markdown", block))
                 sol_cells.append(_new_cell("markdown", block))
-                shown.update(names)
+    shown = {name for owned in claims for name in owned}
     unshown = [n for n in expected_names if n not in shown]
     if unshown:
         raise SourceError(

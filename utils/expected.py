@@ -161,7 +161,9 @@ def _record_name_patterns(code: str) -> list[re.Pattern]:
         if isinstance(name, ast.Constant) and isinstance(name.value, str):
             patterns.append(re.compile(re.escape(name.value) + r"\Z"))
         elif isinstance(name, ast.JoinedStr):
-            parts = [re.escape(str(p.value)) if isinstance(p, ast.Constant) else ".+?" for p in name.values]
+            # A field stands for a value such as a label or a number, never a clause of its own: it stops
+            # at a comma ("(block {b}), {condition}" must not claim "(block 12, text only), capped").
+            parts = [re.escape(str(p.value)) if isinstance(p, ast.Constant) else r"[^,]+?" for p in name.values]
             patterns.append(re.compile("".join(parts) + r"\Z"))
     return patterns
 
@@ -170,6 +172,43 @@ def names_recorded_by(code: str, names: list[str]) -> list[str]:
     """The expected result names (in file order) that a cell's ``course.record`` calls produce."""
     patterns = _record_name_patterns(code)
     return [n for n in names if any(p.match(n) for p in patterns)]
+
+
+def claim_names(cells: list[str], names: list[str], where: str) -> list[list[str]]:
+    """The expected names each code cell owns: every name by exactly one cell, every recording cell some.
+
+    Args:
+        cells: the source's code cells, in order.
+        names: the expected result names of the section.
+        where: the source file, for error messages.
+
+    Returns:
+        Per cell, the names (in file order) its ``course.record`` calls produce.
+
+    Raises:
+        ValueError: naming the cells and the name, when a name is claimed by two cells (make the names
+            distinguishable, or record it once), or a cell records results none of which is expected
+            (re-record the expected results).
+    """
+    claims = [names_recorded_by(code, names) for code in cells]
+    owners: dict[str, list[int]] = {}
+    for i, owned in enumerate(claims):
+        for name in owned:
+            owners.setdefault(name, []).append(i)
+    shared = {name: cells_ for name, cells_ in owners.items() if len(cells_) > 1}
+    if shared:
+        raise ValueError(
+            f"{where}: each expected result must belong to one cell, but "
+            + "; ".join(f"{name!r} is recorded by code cells {cells_}" for name, cells_ in shared.items())
+            + ". Give the records distinct names, or record the result once."
+        )
+    silent = [i for i, code in enumerate(cells) if _record_name_patterns(code) and not claims[i]]
+    if silent:
+        raise ValueError(
+            f"{where}: code cells {silent} record results, but none of them is in the expected outputs; "
+            f"re-record them ({RECORD_COMMAND})"
+        )
+    return claims
 
 
 def expected_block(names: list[str], expected: ExpectedFile, paper: dict[str, str]) -> str:
