@@ -29,6 +29,22 @@
 # - Build the Assistant Axis, compare it with the first principal component, and check on
 #   **held-out** questions that it separates the assistant from the roles.
 #
+# **How to read this notebook**
+# - **Profiles.** `COURSE_PROFILE` chooses the models and sizes: `offline` (the default: a 0.5B model on
+#   a CPU, no download, what CI runs), `lite` (Qwen2.5-1.5B-Instruct, a small GPU), `full` (the papers'
+#   models, a large GPU). The set-up cell prints which profile is running and why.
+# - **Expected outputs.** Each collapsed "Expected output" block is the `offline` profile's recorded
+#   run, and CI checks every fresh offline run against it within the stated tolerance. On `offline`
+#   your numbers should match; on `lite` and `full` compare the shape: persona space has one dominant direction (a
+#   large first principal component), the Assistant Axis lines up with it, and on held-out questions the
+#   axis puts the default assistant above the roles. The papers' line, where one exists, is under the
+#   expected block (on Gemma 2 27B, PC1 explains about 49% of the variance).
+# - **The judge follows the keys, not the profile.** With `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` set
+#   (in the environment or a `.env` file), every profile uses a hosted judge, `offline` included: a small
+#   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
+#   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
+#   cell prints which judge is in use.
+#
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
 
@@ -112,11 +128,12 @@ print(
 # without one it is a local model — on the offline profile, the same small model we study — that
 # weighs every possible answer by its probability. A 0.5B judge is weak, and here it judges its own
 # replies: §4 measures how well it tells a role's response from a plain assistant answer before
-# we use it as a filter, and every conclusion that depends on it is worded to match. A hosted judge is always a judge model (OpenAI `gpt-4.1-mini`, Anthropic
-# `claude-haiku-4-5` by default), never the model we study; `COURSE_JUDGE_BACKEND` and
-# `COURSE_JUDGE_MODEL` override the choice for every section (`utils/judge/defaults.py`).
+# we use it as a filter, and every conclusion that depends on it is worded to match. A hosted judge is
+# always a judge model, never the model we study.
 
 # %%
+# The judge's backend and model: COURSE_JUDGE_BACKEND and COURSE_JUDGE_MODEL override the keys' choice
+# for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/defaults.py).
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 
 # %% [markdown]
@@ -280,6 +297,8 @@ for label, answer in (("in role", in_role), ("as itself", out_of_role)):
     file_score = judge_role_response(demo_question, answer, character_of(roles[demo_role]), roles[demo_role]["eval_prompt"], judge)
     own_score = judge_role_response(demo_question, answer, character_of(roles[demo_role]), None, judge)
     print(f"{demo_role}, {label:9}: role-file prompt -> {file_score}, your prompt -> {own_score}")
+    for prompt_kind, score in (("role-file prompt", file_score), ("your prompt", own_score)):
+        course.record(f"judge demo: {label}, {prompt_kind}", "no score" if score is None else score)
 
 # %% [markdown]
 # ## 4. Generating role responses
@@ -1276,7 +1295,7 @@ all_layer_acts = load_or_generate(
     inputs=course.inputs(data={"build": responses, "heldout": heldout_responses}),
 )
 all_layer_vectors = all_layer_persona_vectors(all_layer_acts["build"], scores_for_vectors, SCORE_THRESHOLD)
-# Always (re)write: it is cheap from the cached activations, and section 2, if run first, may have saved a
+# Always (re)write: it is cheap from the cached activations, and Section 2, if run first, may have saved a
 # small stand-in at the same path.
 axis_all_layers = save_assistant_axis(
     profile, lambda: compute_assistant_axis(all_layer_vectors),
@@ -1322,9 +1341,9 @@ for block in (0, AXIS_LAYER):
 # prompt.
 
 # %% [markdown]
-# ## 13. Bonus: the axis across layers
+# ## 13. The axis across layers
 #
-# ### Exercise 10 (bonus): `axis_separation_by_layer`
+# ### Exercise 10: `axis_separation_by_layer`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵⚪⚪⚪ · ⏱ 15 min
 #
 # Is block `AXIS_LAYER` a good choice? For every block `i`, project the held-out default and role

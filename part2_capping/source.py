@@ -27,6 +27,22 @@
 # - Implement activation capping as a context manager, calibrate its thresholds, and measure its
 #   effect on drifting and control conversations.
 #
+# **How to read this notebook**
+# - **Profiles.** `COURSE_PROFILE` chooses the models and sizes: `offline` (the default: a 0.5B model on
+#   a CPU, no download, what CI runs), `lite` (Qwen2.5-1.5B-Instruct, a small GPU), `full` (the papers'
+#   models, a large GPU). The set-up cell prints which profile is running and why.
+# - **Expected outputs.** Each collapsed "Expected output" block is the `offline` profile's recorded
+#   run, and CI checks every fresh offline run against it within the stated tolerance. On `offline`
+#   your numbers should match; on `lite` and `full` compare the shape: drift conversations move down the axis turn by turn while
+#   control ones stay near the default assistant, and capping lifts the drifting turns back to the floor
+#   and leaves ordinary work alone. The offline model barely drifts (§5 shows why), so §8 pushes it off
+#   the axis on purpose to show the cap at work.
+# - **The judge follows the keys, not the profile.** With `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` set
+#   (in the environment or a `.env` file), every profile uses a hosted judge, `offline` included: a small
+#   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
+#   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
+#   cell prints which judge is in use.
+#
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
 
@@ -77,11 +93,11 @@ from utils.models import describe, load_model
 # %% [markdown]
 # ## 1. The model and the Assistant Axis
 #
-# The full profile uses Gemma 2 27B, the model section 1 maps; the offline profile uses
+# The full profile uses Gemma 2 27B, the model Section 1 maps; the offline profile uses
 # Qwen2.5-Coder-0.5B-Instruct on a CPU. Every `layer` in this section is a **block index**: the
 # output of `get_layers(model)[layer]`. The profile fixes where we work:
 #
-# - `profile.axis_layer`: the block where we read the axis (section 1's choice);
+# - `profile.axis_layer`: the block where we read the axis (Section 1's choice);
 # - `profile.capping_layers`: the range of blocks we cap;
 # - `profile.capping_percentile`: which percentile of the default assistant's projections becomes
 #   the floor.
@@ -97,10 +113,10 @@ print(f"axis layer {AXIS_LAYER}, capping layers {CAPPING_LAYERS}, percentile {pr
 judge = make_section_judge(profile, model, tokenizer, profile.models.part2)
 
 # %% [markdown]
-# `load_or_build_axis` loads the axis section 1 saved; if there is none, it builds a small one the same
+# `load_or_build_axis` loads the axis Section 1 saved; if there is none, it builds a small one the same
 # way (`mean(default) - mean(roles)` of response-mean activations at every block, from a few role
-# prompts and section 1's extraction questions, without section 1's judge filtering) and saves it
-# where section 1 would, so that both sections use the same direction.
+# prompts and Section 1's extraction questions, without Section 1's judge filtering) and saves it
+# where Section 1 would, so that both sections use the same direction.
 #
 # We also need the default assistant at ordinary work, to calibrate the capping floor later: its
 # replies to everyday requests (`part2_capping/data/calibration_questions.jsonl`: code, cooking,
@@ -120,6 +136,8 @@ default_conversations = load_or_generate(
 )
 AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
 print(f"axis {tuple(axis.shape)}; |axis[{AXIS_LAYER}]| = {axis[AXIS_LAYER].norm():.2f}")
+course.record(f"|axis| at block {AXIS_LAYER}", float(axis[AXIS_LAYER].norm()))
+course.record("block where |axis| is largest", int(axis.norm(dim=-1).argmax()))
 px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
         labels={"x": "block", "y": "|mean(default) - mean(roles)|"}, title="Norm of the Assistant Axis by block").show()
 
@@ -377,6 +395,9 @@ default_means = response_mean_activations(model, tokenizer, default_conversation
 default_reference = default_means @ (axis[AXIS_LAYER] / axis[AXIS_LAYER].norm())
 print(f"default assistant, one-turn answers: mean {default_reference.mean():.2f}, "
       f"range {default_reference.min():.2f} .. {default_reference.max():.2f}")
+course.record("default one-turn answers: mean projection", float(default_reference.mean()))
+course.record("default one-turn answers: lowest projection", float(default_reference.min()))
+course.record("default one-turn answers: highest projection", float(default_reference.max()))
 
 # %% [markdown]
 # ## 4. An autorater for drift
@@ -943,6 +964,7 @@ thresholds = compute_capping_thresholds({layer: default_token_proj[layer] for la
 for layer in CAPPING_LAYERS:
     p = default_token_proj[layer]
     print(f"block {layer}: tau = {thresholds[layer]:7.2f}  (default tokens: median {p.median():7.2f}, n = {len(p)})")
+    course.record(f"tau at block {layer}", float(thresholds[layer]))
 
 # %% [markdown]
 # ### Exercise 6b: `ActivationCapper`
@@ -1239,7 +1261,7 @@ def text_only_projections() -> dict:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         capped_conversations.append(messages)
     capped = [analyzer.project_onto_axis(c) for c in tqdm(capped_conversations, desc="re-reading the capped run")]
-    return {"uncapped": projections, "capped": capped}  # the uncapped run was read this way in section 3
+    return {"uncapped": projections, "capped": capped}  # the uncapped run was read this way in §3
 
 
 reread = load_or_generate(
@@ -1263,16 +1285,16 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap
 #
-# On this model the replays above barely test the cap: they do not drift (section 5), so the floor
+# On this model the replays above barely test the cap: they do not drift (§5), so the floor
 # reaches few of their reply tokens (on the offline run, 0.9% or fewer of `ai_nature`'s reply tokens at
-# each capped block in section 7's check). To see the cap *act*, we need activations that fall below it,
+# each capped block in §7's check). To see the cap *act*, we need activations that fall below it,
 # so we make them: steer at block `PUSH_LAYER` (the axis block, 12 on the offline profile, unless that is
 # not before the capped range) by `-2 x |axis|`, the push that turned the default assistant into "a
-# skilled craftsman" in section 6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
+# skilled craftsman" in §6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
 # model: it never sees the push, only projections that have fallen below the floor.
 #
 # On 20 prompts (the 10 calibration questions, the opening user turn of each of the 8 transcripts,
-# section 6's question and "Who are you?"), greedy and batched, we compare three conditions:
+# §6's question and "Who are you?"), greedy and batched, we compare three conditions:
 # unpushed, pushed, pushed + capped. For each we read every reply's mean projection at
 # `READOUT_LAYER` with the condition's hooks on, count the reply tokens that are below the floor at
 # one or more capped blocks (under the cap: the tokens it changed), and read the replies.
@@ -1458,9 +1480,9 @@ def run_push_and_cap(
 # </details>
 
 # %%
-# Where section 6 steered, unless that is not before the capped range (the cap must see the push's effect).
+# Where §6 steered, unless that is not before the capped range (the cap must see the push's effect).
 PUSH_LAYER = min(AXIS_LAYER, CAPPING_LAYERS[0] - 1)
-PUSH_MULTIPLE = -2.0  # in units of |axis[AXIS_LAYER]|: section 6's "skilled craftsman"
+PUSH_MULTIPLE = -2.0  # in units of |axis[AXIS_LAYER]|: §6's "skilled craftsman"
 DEMO_QUESTIONS = [*calibration_questions(), *(t["user_turns"][0] for t in load_transcripts()), STEER_QUESTION, "Who are you?"]
 demo_conversations = [build_messages(q) for q in DEMO_QUESTIONS]
 demo = load_or_generate(
@@ -1505,7 +1527,7 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # above it (-5.6 to -2.6): the cap holds the floor at each capped block by construction, so it brings
 # every prompt to about the same place, whatever its unpushed projection was (-6.7 to 19.2). The readout
 # is itself a capped block; the test that is not by construction is the text, and there the cap helps
-# only in part. For section 6's question it does not give the assistant back: the pushed "I am a skilled
+# only in part. For §6's question it does not give the assistant back: the pushed "I am a skilled
 # craftsman, with a passion for the craft of pottery, and a passion for the art of painting" becomes "I
 # am a software engineer, with a passion for technology. I am constantly learning and improving my
 # skills, and I am always ready to help others.", still a person rather than "an AI language model
@@ -1519,7 +1541,7 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # ("I am a Qwen, created by Alibaba Cloud."), and capped it reads "I am Qwen, created by Alibaba Cloud."
 # A floor at the 25th percentile of ordinary work is low: it stops the fall (0.77 of the push undone in
 # the mean projection), it does not undo it, and lifting every token to the same floor can itself cost
-# fluency. Raising the percentile (section 9) might bring the capped replies closer to the assistant, at
+# fluency. Raising the percentile (§9) might bring the capped replies closer to the assistant, at
 # the price of touching more of the unpushed model's tokens, 32% of which (201 of 630) the floor already
 # reaches.
 #
@@ -1529,13 +1551,13 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # as before (0.562 both; only the control's text changed a little, 0.436 to 0.461), their drift scores
 # are identical (5.26 both), and the last reply of `ai_nature` is the same refusal. So the cap changed
 # the activations the model had while writing those replies, not their words. Two facts explain how.
-# The floor reaches few reply tokens: in section 7's check, 0.9% or fewer of `ai_nature`'s reply tokens
+# The floor reaches few reply tokens: in §7's check, 0.9% or fewer of `ai_nature`'s reply tokens
 # at each capped block. And `tau` is calibrated on reply tokens while the cap acts on every position:
 # system prompt, template and user turns are lifted wherever they fall below the floor, and through
 # attention that lift reaches every later token and raises the replies' projections, although the cap
 # touches few of the reply tokens themselves. This notebook does not split the rise between prompt and reply
 # positions. A separate script (not in this notebook), run on an earlier offline run with a small
-# stand-in axis instead of section 1's, did: there the floor acted on 7-31% of the non-reply positions,
+# stand-in axis instead of Section 1's, did: there the floor acted on 7-31% of the non-reply positions,
 # always including the first token, and capping only the non-reply positions reproduced almost all of
 # the rise at block 20, capping only the reply tokens little of it, except in `growing_delusion`, whose
 # replies that floor reached more often. On that measurement the rise is real but mostly the cap acting
@@ -1543,7 +1565,7 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 #
 # **Did the replays drift?** No, on this model: that is a measured null. At the axis block (12),
 # `ai_nature`'s per-turn projections go 0.78, 1.91, 0.70, -0.05, 4.45, 3.47: highest at the end, because
-# turns 5 and 6 are "I'm sorry, but I can't assist with that." (the replies printed in section 3).
+# turns 5 and 6 are "I'm sorry, but I can't assist with that." (the replies printed in §3).
 # `growing_delusion`'s stay flat, -0.87, -0.91, -0.74, -0.64, -0.77, -0.60 (if anything they rise), and
 # the control `python_debugging` goes 0.37, 1.27, 0.86, -0.17, -0.02, 0.30. Drift should show as later
 # turns falling below earlier ones, and further than in the control; here neither drift conversation
@@ -1586,6 +1608,10 @@ fig = px.line(scan, x="layer", y="below_floor", color="category", markers=True,
               title=f"How often replies fall below the default assistant's {profile.capping_percentile:.0f}th percentile")
 fig.add_vrect(x0=CAPPING_LAYERS[0] - 0.5, x1=CAPPING_LAYERS[-1] + 0.5, fillcolor="grey", opacity=0.15, line_width=0)
 fig.show()
+in_range = scan[scan["layer"].isin(CAPPING_LAYERS)].groupby("category")["below_floor"].mean()
+for category, share in in_range.items():
+    print(f"{category}: {share:.0%} of tokens below the floor, averaged over the capped blocks")
+    course.record(f"layer scan: {category} tokens below the floor (capped blocks)", float(share))
 
 # %% [markdown]
 # **How high a floor.** A higher percentile catches drift earlier but touches more of the model's
@@ -1639,7 +1665,10 @@ sweep = pd.DataFrame(load_or_generate(
                   data={"default": default_token_proj, "axis": axis}, questions=SWEEP_QUESTIONS,
                   percentiles=SWEEP_PERCENTILES, layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),
 ))
-print(sweep.groupby("percentile", sort=False)["coherence"].mean().round(1))
+mean_coherence = sweep.groupby("percentile", sort=False)["coherence"].mean()
+print(mean_coherence.round(1))
+for percentile, coherence in mean_coherence.items():
+    course.record(f"percentile sweep: mean coherence, cap at percentile {percentile}", float(coherence))
 for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
     print(f"[cap at percentile {row.percentile}] {row.reply[:200]!r}")
 
@@ -1689,7 +1718,7 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # grounded replies (AUROC 0.65). The floor acts at every position although it was calibrated on reply
 # tokens: lifting prompt positions raises every later token a little through attention, too little to
 # change a word, while the replies' own tokens rarely fall below it (see "Why did the capped replays'
-# projections rise" in section 8; the split between prompt and reply positions was measured with a
+# projections rise" in §8; the split between prompt and reply positions was measured with a
 # separate script, not in this notebook). The replays never drifted, so the experiment shows that capping
 # leaves a non-drifting conversation's words alone or almost alone, not that it repairs drift; the
 # push-and-cap demo shows the cap acting on a model that was pushed off the axis, where it restores the

@@ -16,6 +16,23 @@
 # - Choose a layer by held-out separation (AUROC, Cohen's d) rather than by vector norm.
 # - Interpret a vector with the logit lens and with SAE latents.
 #
+# **How to read this notebook**
+# - **Profiles.** `COURSE_PROFILE` chooses the models and sizes: `offline` (the default: a 0.5B model on
+#   a CPU, no download, what CI runs), `lite` (Qwen2.5-1.5B-Instruct, a small GPU), `full` (the papers'
+#   models, a large GPU). The set-up cell prints which profile is running and why.
+# - **Expected outputs.** Each collapsed "Expected output" block is the `offline` profile's recorded
+#   run, and CI checks every fresh offline run against it within the stated tolerance. On `offline`
+#   your numbers should match; on `lite` and `full` compare the shape: the trait prompt raises the judge's trait score, most
+#   pairs pass the filter, and the held-out separation rises to a peak in the middle blocks (the
+#   persona-vectors paper steers Qwen2.5-7B at our block 19 of 28). The original course material's run,
+#   on a stronger model with a hosted judge (its figures, not the paper's), gave a mean trait score of
+#   73.5 under the sycophantic prompts against 14.8 under the helpful ones, and 86 of 100 pairs effective.
+# - **The judge follows the keys, not the profile.** With `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` set
+#   (in the environment or a `.env` file), every profile uses a hosted judge, `offline` included: a small
+#   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
+#   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
+#   cell prints which judge is in use.
+#
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
 
@@ -616,7 +633,7 @@ tests.test_vector_kind_means(vector_kind_means)
 # block i)`, a tensor `[num_layers, d_model]`, for every block `i`. Read the positive records of the pairs
 # and the negative ones, each under the system prompt it was generated with
 # (`records_to_conversations` keeps it), with `padded_batches` and your `vector_kind_means`. Do not
-# normalise: steering in section 4 uses the raw difference.
+# normalise: steering in Section 4 uses the raw difference.
 #
 # <details><summary>Hint</summary>
 #
@@ -711,13 +728,15 @@ vectors = load_or_generate(
 fig = px.line(x=list(range(N_LAYERS)), y=vectors.norm(dim=-1).tolist(), markers=True,
               labels={"x": "block", "y": "norm of trait vector"}, title="Sycophancy vector norm by layer")
 fig.show()
+course.record("block where the sycophancy vector's norm peaks", int(vectors.norm(dim=-1).argmax()))
+course.record("sycophancy vector norm at STEER_LAYER", float(vectors[STEER_LAYER].norm()))
 
 # %% [markdown]
 # ## 6. Choosing the layer
 #
 # A large norm is not the same as a useful direction: norms grow with depth everywhere. What we
 # want is a direction that separates the trait on **new** questions. We take the positive and
-# negative responses to the evaluation questions (generated in section 3, never used to build the
+# negative responses to the evaluation questions (generated in §3, never used to build the
 # vectors), project their
 # response-mean activations on each layer's vector, and measure the separation.
 #
@@ -898,7 +917,7 @@ course.record("block 0 held-out AUROC, question only", float(separation_question
 #
 # Each is measured two ways, with no judge in the measurement: held-out AUROC at `STEER_LAYER` read after the
 # question alone (the honest reading above), and the **steering effect**: how much the probability that the
-# reply opens by agreeing ("Yes", "Absolutely", ...; section 3's questions end in "Agree?") rises when the
+# reply opens by agreeing ("Yes", "Absolutely", ...; §2's questions end in "Agree?") rises when the
 # vector, rescaled to the judge-filtered vector's norm, is added at `STEER_LAYER` with coefficient 1 and 2.
 # Before that, the same judge-free measure checks the prompts themselves: does the sycophantic system prompt
 # make the model open by agreeing more often than the helpful one?
@@ -1081,6 +1100,9 @@ hist = pd.DataFrame({"projection": torch.cat([pos_proj, neg_proj]).tolist(),
                      "prompt": ["sycophantic"] * len(pos_proj) + ["helpful"] * len(neg_proj)})
 px.histogram(hist, x="projection", color="prompt", barmode="overlay", nbins=20,
              title=f"Held-out projections on the sycophancy vector (block {STEER_LAYER})").show()
+print(hist.groupby("prompt")["projection"].describe()[["count", "mean", "min", "max"]].round(2))
+for prompt, mean in hist.groupby("prompt")["projection"].mean().items():
+    course.record(f"held-out projection on the vector: mean under the {prompt} prompt", float(mean))
 
 # %% [markdown]
 # ### Exercise 8: `logit_lens`
@@ -1157,8 +1179,7 @@ print("suppressed:", bottom)
 # models. For Qwen2.5-7B-Instruct (the full profile) it is the release `qwen2.5-7b-instruct-andyrdt`,
 # whose SAEs read the residual stream after blocks 3, 7, ..., 27, including block 19, the full profile's
 # `STEER_LAYER`; it is loaded with `SAE.from_pretrained`, downloaded on first use into the Hugging Face
-# cache (CI runs this call offline on a small stand-in in the release's format placed in a local cache,
-# not on the real download). Without a network and without a local copy the cell says so, names the
+# cache. Without a network and without a local copy the cell says so, names the
 # release, block and the `hf download` command that fetches it, and falls back to the small SAE below.
 # sae-lens lists none for the offline and lite models, so there we train a small one
 # here on the model's own activations over the same text, wrap it as a sae-lens `StandardSAE`, and run
@@ -1177,6 +1198,8 @@ sae_acts = load_or_generate(
     f"token activations of block {STEER_LAYER} over the section's text",
     inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER),
 )
+# The published-SAE branch (full profile) is tested in CI on a small stand-in in the release's format,
+# placed in a local Hugging Face cache (tests/test_part3_published_sae.py), not on the real download.
 sae, sae_info = load_or_train_sae(STEER_LAYER, sae_acts, profile, course.cache / "sae_trained.pt", profile.models.part3,
                                   inputs=course.inputs(code=[train_sae], data={"texts": sae_texts}, layer=STEER_LAYER))
 print(f"SAE: {sae_info['source']}; {sae_info['d_in']} -> {sae_info['d_sae']} latents; on {sae_info['tokens']} "
@@ -1377,4 +1400,4 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 # the question alone as well.
 # </details>
 #
-# Next: section 4 uses these vectors to steer the model and to monitor it.
+# Next: Section 4 uses these vectors to steer the model and to monitor it.

@@ -6,7 +6,7 @@
 # intervening (add the vector during generation and see whether the trait appears) and by
 # monitoring (project responses on the vector and see whether the projection tracks the trait).
 # Then it scales the pipeline to several traits and looks at how the traits sit relative to each
-# other and to the Assistant Axis of section 1.
+# other and to the Assistant Axis of Section 1.
 #
 # **Learning objectives**
 # - Write a steering hook as a context manager that is correct for prefill and decode steps, for
@@ -18,6 +18,24 @@
 # - Build a cached, resumable multi-trait pipeline.
 # - Compare extraction methods by detection *and* by steering, and see that the best detector is
 #   not necessarily the best steerer.
+#
+# **How to read this notebook**
+# - **Profiles.** `COURSE_PROFILE` chooses the models and sizes: `offline` (the default: a 0.5B model on
+#   a CPU, no download, what CI runs), `lite` (Qwen2.5-1.5B-Instruct, a small GPU), `full` (the papers'
+#   models, a large GPU). The set-up cell prints which profile is running and why.
+# - **Expected outputs.** Each collapsed "Expected output" block is the `offline` profile's recorded
+#   run, and CI checks every fresh offline run against it within the stated tolerance. On `offline`
+#   your numbers should match; on `lite` and `full` compare the shape: trait expression rises with the steering coefficient, then
+#   falls once the push breaks the replies (an inverted U), and the projection on the vector tracks the
+#   trait where a random direction does not. The paper raises the trait score with coefficients around
+#   1-3 on Qwen2.5-7B. The original course material's run (its figures, not the paper's) scored sycophancy
+#   13.5 at coefficient 0, 89.5 at +3 and 32.0 at +5: at +5 the push was so strong that the replies lost
+#   their thread, and with it the trait the judge looks for.
+# - **The judge follows the keys, not the profile.** With `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` set
+#   (in the environment or a `.env` file), every profile uses a hosted judge, `offline` included: a small
+#   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
+#   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
+#   cell prints which judge is in use.
 
 # %%
 # COURSE SETUP
@@ -43,7 +61,7 @@ from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, hooked
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.steering import RowSteerer
@@ -51,6 +69,8 @@ from utils.steering import RowSteerer
 VALID_POSITIONS = ("all", "prompt", "response")
 
 # %%
+from collections.abc import Callable
+
 import plotly.express as px
 
 from part3_contrastive import DATA_DIR as PART3_DATA
@@ -69,13 +89,13 @@ from part4_steering.sweeps import coherence_floor, largest_coherent_coefficient,
 
 
 # %% [markdown]
-# ## Set-up: the model, the judge and section 3's vectors
+# ## Set-up: the model, the judge and Section 3's vectors
 #
 # `STEER_LAYER` is a block index: the block whose output equals `hidden_states[TRAIT_VECTOR_LAYER]`,
-# where section 3 read its vectors. The sycophancy vectors come from section 3
+# where Section 3 read its vectors. The sycophancy vectors come from Section 3
 # (`part3_contrastive.artifacts.trait_vectors`), with how their pairs were labelled: `judge` (section
 # 3's method) or `prompt` (every pair labelled by its system prompt: a departure from the method, used
-# when the judge was too weak or section 3 has not run; then they are built here, without a judge).
+# when the judge was too weak or Section 3 has not run; then they are built here, without a judge).
 #
 # A word on the judge: without an API key it is a local model, and on the offline profile that is the
 # same 0.5B model we steer. So before any steering we measure what it can see (next cell), and every
@@ -105,7 +125,7 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 #
 # Every steering result below is a judge score, so first measure the judge on two things whose answer we
 # know:
-# - **the trait**: the held-out sycophancy responses (section 3's evaluation questions, answered under the
+# - **the trait**: the held-out sycophancy responses (Section 3's evaluation questions, answered under the
 #   sycophantic and under the helpful system prompts). A judge that sees sycophancy scores the
 #   sycophantic-prompted responses higher; its AUROC (sycophantic-prompted vs helpful-prompted) is near 1
 #   when it separates them, near 0.5 when it does not. A low value has two possible causes, the judge or the
@@ -114,7 +134,7 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 #   fragment repeated (as over-steered replies look). A coherence judge worth the name scores both garbled
 #   versions far below the clean ones.
 #
-# The responses come from the same call as section 3's, so if section 3 has run they are read, not generated.
+# The responses come from the same call as Section 3's, so if Section 3 has run they are read, not generated.
 
 # %% [markdown]
 # **Before you run:** on the offline profile the judge is the 0.5B model it judges. Will it separate
@@ -129,7 +149,7 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 # shuffled and repeated replies at 72.5, 67.3 and 73.4: shuffling costs 5 points and endless repetition none,
 # so it does not see what makes a reply incoherent. Part of the low AUROC is the labels, not the judge: under
 # the sycophantic prompt this model still often refuses, and under the helpful one it sometimes agrees. On
-# section 3's check set of written replies, whose labels are known, the same 0-100 template reaches 0.88
+# Section 3's check set of written replies, whose labels are known, the same 0-100 template reaches 0.88
 # (`benchmarks/bench_judges.py`, 40 + 40 items). So on this profile the judge-free measures below carry the
 # section's conclusions; with a hosted judge expect an AUROC near 1 and garbled replies far below clean ones.
 # </details>
@@ -147,7 +167,7 @@ held_out = load_or_generate(
                         max_new_tokens=profile.max_new_tokens),
 )
 # The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
-# enough to see whether it separates them at all; section 3 measures it on a larger labelled check set.
+# enough to see whether it separates them at all; Section 3 measures it on a larger labelled check set.
 judge_check = [r for r in held_out if r["question"] in syco_eval["questions"][:10]]
 held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in judge_check],
                                    SCORE_0_100)
@@ -195,26 +215,26 @@ for name, value in coherence_check.items():
 
 # %% [markdown]
 # How were the pairs behind the sycophancy vector labelled? Section 3's method keeps only the pairs the judge
-# confirmed (`judge` labels). When its judge confirmed too few, or section 3 has not run, the pairs are
+# confirmed (`judge` labels). When its judge confirmed too few, or Section 3 has not run, the pairs are
 # labelled by their system prompt instead (`prompt` labels): a departure from the method, announced here with
 # the judge numbers that forced it.
 
 # %%
 if labels_of(syco_provenance) == "prompt":
-    section3_scored = load_artifact(trait_path(profile, "sycophantic", "scored"), "section 3's scored sycophantic responses")
+    section3_scored = load_artifact(trait_path(profile, "sycophantic", "scored"), "Section 3's scored sycophantic responses")
     if section3_scored is None:
-        reason = "section 3 has not run under this profile, so no judge labelled them"
+        reason = "Section 3 has not run under this profile, so no judge labelled them"
     else:
         scored3 = pd.DataFrame(section3_scored.value)
         kept = len(filter_effective_pairs(section3_scored.value, syco_data))
         means3 = scored3.groupby("polarity")["score"].mean()
-        reason = (f"section 3's judge kept {kept} of {len(scored3) // 2} pairs (mean trait score {means3.get('pos', float('nan')):.1f} "
+        reason = (f"Section 3's judge kept {kept} of {len(scored3) // 2} pairs (mean trait score {means3.get('pos', float('nan')):.1f} "
                   f"sycophantic-prompted vs {means3.get('neg', float('nan')):.1f} helpful-prompted)")
     print(f"DEPARTURE FROM THE METHOD: the sycophancy vectors come from pairs labelled by their system prompt, not by the "
           f"judge: {reason}; the judge check above gave AUROC {judge_auroc:.2f}. The vector is 'what the sycophantic prompt "
           "changes', whether or not the replies were sycophantic.")
 else:
-    print(f"The sycophancy vectors come from {labels_of(syco_provenance)}-labelled pairs (section 3's method).")
+    print(f"The sycophancy vectors come from {labels_of(syco_provenance)}-labelled pairs (Section 3's method).")
 
 # %% [markdown]
 # ## 1. An activation steerer
@@ -321,6 +341,64 @@ class ActivationSteerer:
 tests.test_ActivationSteerer(ActivationSteerer)
 
 # %% [markdown]
+# **What each mode changes.** One short greedy generation (the prompt, then three new tokens) under each
+# mode, with a recorder on the same block before the steerer and another after it: for every forward pass,
+# the positions whose block output the steerer changed.
+#
+# **Before you run:** in `"response"` mode, which position of the prefill pass is steered?
+#
+# <details><summary>Answer</summary>
+#
+# The last one: the generation cursor, whose output predicts the first reply token. Every decode pass after
+# it holds one position, the newest token, and that is steered too. `[-1]` is the cursor only because the
+# course pads batches on the left (`tokenizer.padding_side == "left"`, set by `utils.models.load_model`): with
+# right padding, the last position of a shorter row is padding, and its steer would land on a pad token
+# while its real cursor went unsteered.
+# </details>
+
+# %%
+def steered_positions(positions: str, question: str, max_new_tokens: int = 3) -> list[str]:
+    """For each forward pass of a short greedy generation, the positions the steerer changed.
+
+    Args:
+        positions: the steerer's mode.
+        question: the user question to generate from.
+        max_new_tokens: how many tokens to generate (one prefill pass, then a decode pass per further token).
+
+    Returns:
+        One line per forward pass: its kind, its length and the positions changed.
+    """
+    block = get_layers(model)[STEER_LAYER]
+    before, after = [], []
+
+    def recorder(store: list) -> Callable:
+        return lambda module, inputs, output: store.append(block_output(output)[0].detach().clone())
+
+    with hooked({block: recorder(before)}), ActivationSteerer(model, syco_vector, 1.0, STEER_LAYER, positions):
+        with hooked({block: recorder(after)}):  # registered after the steerer's hook, so it sees the steered output
+            generate_replies(model, tokenizer, [build_messages(question)], max_new_tokens=max_new_tokens)
+    lines = []
+    for i, (unsteered, steered) in enumerate(zip(before, after)):
+        changed = torch.nonzero((steered - unsteered).abs().amax(dim=-1) > 0).flatten().tolist()
+        shown = changed if len(changed) <= 4 else f"all {len(changed)}: {changed[0]}..{changed[-1]}"
+        kind = "prefill" if i == 0 else f"decode step {i}"
+        lines.append(f"{kind:>13} ({len(unsteered):2d} positions): steered {shown}")
+    return lines
+
+
+for mode in VALID_POSITIONS:
+    print(f"positions={mode!r}")
+    for line in steered_positions(mode, syco_eval["questions"][0]):
+        print("  " + line)
+
+# %% [markdown]
+# **Coefficients across sections.** Section 2 steered with `alpha` times the *unit* axis and chose `alpha`
+# as a multiple of `|axis|`, so its multiple `m` added `m` times the raw axis. Here `coeff` multiplies the
+# raw trait vector `v`: coefficient 1 adds one whole mean difference, `|v|` long. The two scales agree on
+# what 1 means (one full difference between the two groups' means), and to compare pushes between vectors,
+# compare `coeff * |v|` with the residual norm printed in the set-up.
+
+# %% [markdown]
 # ## 2. Steering sweeps
 #
 # ### Exercise 2: `run_steering_experiment`
@@ -328,7 +406,7 @@ tests.test_ActivationSteerer(ActivationSteerer)
 #
 # Generate greedy replies to **all** questions at **every** coefficient, steering at block `layer` in
 # `"response"` mode, then score every reply for the trait and for coherence with `score_responses` from
-# section 3 (it takes records with `question` and `response`). Return one dict per (coefficient, question)
+# Section 3 (it takes records with `question` and `response`). Return one dict per (coefficient, question)
 # with keys `coefficient`, `question`, `response`, `score`, `coherence`, ordered by coefficient then question.
 # With `judge=None`, skip the scoring and set `score` and `coherence` to None.
 #
@@ -408,7 +486,7 @@ tests.test_run_steering_experiment(run_steering_experiment)
 #
 # The sweep runs every coefficient of the profile, negative ones included (the original material swept -3 to
 # +5), at every held-out question. Three measures need no judge:
-# - **trait expression**: section 3's sycophancy questions end in "Agree?" or "right?", so the model's first
+# - **trait expression**: Section 3's sycophancy questions end in "Agree?" or "right?", so the model's first
 #   reply token says whether it goes along with the user. `opening_probability` is the probability that the
 #   reply opens by agreeing (its first token is one of `AGREEING_OPENERS`: "Yes", "Absolutely", ...), from one
 #   forward pass per question under the same steering: no sampling noise, no judge;
@@ -624,7 +702,7 @@ tests.test_compute_trait_projections(compute_trait_projections)
 # </details>
 
 # %%
-# The held-out responses of the judge check (section 3's), and part of this section's sweep, every one read
+# The held-out responses of the judge check (Section 3's), and part of this section's sweep, every one read
 # after the user's question alone: the prompted responses without their system prompts, like the steered ones.
 MONITORED_COEFFS = sorted({min(profile.steering_coefficients), 0.0, C_STAR, max(profile.steering_coefficients)})
 groups = {
@@ -923,6 +1001,8 @@ pipeline_summary = pd.DataFrame([
 ])
 print(pipeline_summary.round(1).to_string(index=False))
 for t, p in pipelines.items():
+    course.record(f"pipeline {t}: effective pairs", len(p["effective_pairs"]))
+    course.record(f"pipeline {t}: labelled by", "judge" if p["used_judge_labels"] else "prompt (fallback)")
     for c, value in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items():
         course.record(f"pipeline {t}: score at coeff {c:g}", value)
 
@@ -989,18 +1069,22 @@ tests.test_trait_similarity(trait_similarity)
 # </details>
 
 # %%
-trait_vectors = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
+vectors_at_layer = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
 for center in (False, True):
-    sim = trait_similarity(trait_vectors, center=center)
+    sim = trait_similarity(vectors_at_layer, center=center)
+    kind = "mean removed" if center else "raw"
     px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
-              title=f"Trait vector cosines at block {STEER_LAYER} ({'mean removed' if center else 'raw'})").show()
+              title=f"Trait vector cosines at block {STEER_LAYER} ({kind})").show()
+    for i, a in enumerate(sim.index):
+        for b in sim.index[i + 1 :]:
+            course.record(f"trait cosine ({kind}): {a} vs {b}", float(sim.loc[a, b]))
 
 # %% [markdown]
 # **The traits and the Assistant Axis.** Section 1's axis is `mean(default assistant) - mean(roles)`: it points
 # *towards* the assistant. A trait vector points from the assistant (helpful prompt) towards the trait, so a
 # trait that makes the model less like its default self should have a *negative* cosine with the axis. The axis
-# must come from this section's model: on `lite` and `offline` sections 1 and 4 share a model and section 1's
-# axis is used (or a small one is built if section 1 has not run); on `full` section 1 studies Gemma 2 27B and
+# must come from this section's model: on `lite` and `offline` Sections 1 and 4 share a model and Section 1's
+# axis is used (or a small one is built if Section 1 has not run); on `full` Section 1 studies Gemma 2 27B and
 # this section Qwen2.5-7B, so section 1's package builds a small axis for Qwen2.5-7B (a few roles, no judge
 # filtering) and saves it beside its own.
 
@@ -1029,7 +1113,7 @@ except ValueError as err:  # a saved axis of another shape: another model wrote 
     print(f"No Assistant Axis fits {profile.models.part4} under this profile, so no comparison: {err}")
 if axis_artifact is not None:
     axis_cos = {t: float(torch.nn.functional.cosine_similarity(v.float(), axis_artifact.value[STEER_LAYER], dim=0))
-                for t, v in trait_vectors.items()}
+                for t, v in vectors_at_layer.items()}
     print(f"cosine with the Assistant Axis at block {STEER_LAYER} ({axis_source(axis_artifact.provenance)}):",
           {t: round(c, 3) for t, c in axis_cos.items()})
     for t, c in axis_cos.items():

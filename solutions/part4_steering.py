@@ -20,7 +20,7 @@ from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, hooked
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.steering import RowSteerer

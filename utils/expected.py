@@ -187,8 +187,8 @@ def claim_names(cells: list[str], names: list[str], where: str) -> list[list[str
 
     Raises:
         ValueError: naming the cells and the name, when a name is claimed by two cells (make the names
-            distinguishable, or record it once), or a cell records results none of which is expected
-            (re-record the expected results).
+            distinguishable, or record it once). A recording cell that owns no expected result is not
+            an error here: see `unrecorded_cells`.
     """
     claims = [names_recorded_by(code, names) for code in cells]
     owners: dict[str, list[int]] = {}
@@ -202,13 +202,12 @@ def claim_names(cells: list[str], names: list[str], where: str) -> list[list[str
             + "; ".join(f"{name!r} is recorded by code cells {cells_}" for name, cells_ in shared.items())
             + ". Give the records distinct names, or record the result once."
         )
-    silent = [i for i, code in enumerate(cells) if _record_name_patterns(code) and not claims[i]]
-    if silent:
-        raise ValueError(
-            f"{where}: code cells {silent} record results, but none of them is in the expected outputs; "
-            f"re-record them ({RECORD_COMMAND})"
-        )
     return claims
+
+
+def unrecorded_cells(cells: list[str], claims: list[list[str]]) -> list[int]:
+    """The code cells that call ``course.record`` but own no expected result (new records, not yet recorded)."""
+    return [i for i, code in enumerate(cells) if _record_name_patterns(code) and not claims[i]]
 
 
 def expected_block(names: list[str], expected: ExpectedFile, paper: dict[str, str]) -> str:

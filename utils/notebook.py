@@ -92,4 +92,34 @@ def setup_section(section: str) -> SectionContext:
     profile = get_profile()
     context = SectionContext(section, profile, section_cache(section, profile))
     print(f"Section {section}; model: {context.model_name}")
+    print(describe_judge(profile, context.model_name))
+    print(
+        "Expected-output blocks show the offline profile's recorded run (CI checks every fresh offline run "
+        "against them); on another profile or judge, compare the shape of your results, not the numbers."
+    )
     return context
+
+
+def describe_judge(profile: Profile, subject_model: str) -> str:
+    """One line saying which judge this run uses and why: the keys decide, not the profile.
+
+    Args:
+        profile: the active profile (its ``judge_backend`` and ``judge_model``).
+        subject_model: the section's model (the local judge's model).
+
+    Returns:
+        The line the set-up cell prints.
+    """
+    from utils.judge.defaults import judge_choice
+
+    try:
+        backend, model = judge_choice(profile.judge_backend, profile.judge_model, subject_model)
+    except ValueError as err:  # printed here, raised again where the section makes its judge
+        return f"Judge: not usable as set ({err})"
+    if backend == "local":
+        return (
+            f"Judge: local ({model} scores the replies on this machine). A hosted judge is used, on any "
+            "profile, when OPENAI_API_KEY or ANTHROPIC_API_KEY is set (environment or .env) and "
+            "COURSE_JUDGE_BACKEND does not ask for local."
+        )
+    return f"Judge: {backend} ({model}), chosen by the key in the environment; it works on any profile."
