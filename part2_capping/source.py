@@ -1073,34 +1073,50 @@ tests.test_ActivationCapper(ActivationCapper)
 # should sit at or above the floor, at every position.
 
 # %% [markdown]
-# **Before you run:** the floor is the 25th percentile of the default assistant's token projections. What
-# will capping do to a conversation whose projections never drift below it?
+# **Before you run:** the floor is the 25th percentile of the default assistant's *reply-token* projections.
+# Take the replayed conversation that sits lowest on the axis. How much of its reply will fall below the
+# floor, and how much of the whole conversation (system prompt, template and user turns included)?
 #
 # <details><summary>Answer</summary>
 #
-# Nothing: `max(tau - <h, v>, 0)` is zero for every token already above the floor, so the hook adds zero
-# and the model computes exactly what it would without the cap. Look at the "% of tokens below tau
-# without capping" column (the reply tokens of the first replayed conversation, `ai_nature`): on the
-# offline run it is 0.0% or 0.9% at each of the five capped blocks, because this conversation does not
-# drift. The capped minimum equals `tau` only at blocks where some token fell below it (16, 18 and 19);
-# elsewhere it can still move, because capping an earlier block changes the later blocks' inputs (block
-# 20: -5.63 without capping, -4.96 with, although no reply token there was below its floor of -6.16).
-# And the cap acts at *every* position, not only on the reply: the prompt's first token (the attention
-# sink) can project far below every floor, and then the cap always lifts it, and through attention that
-# nudges every later token. (This notebook does not print that token's projection; a separate script,
-# run with an earlier small stand-in axis, measured -62 at block 16 against that axis's floor of -1.75.)
+# The cap changes nothing where every position is already above the floor: `max(tau - <h, v>, 0)` is zero
+# there. But it acts at every position, while `tau` was calibrated on reply tokens only, so "nothing below
+# the floor" must hold for the prompt's positions too, and those are not like reply tokens: the first
+# token of a sequence (the attention sink) often projects far from everything else. Compare the two
+# columns the check prints, reply tokens and all positions: a position lifted anywhere in the context
+# reaches every later token through attention, so the capped minimum can move at blocks where no reply
+# token was below the floor.
 # </details>
 
 # %%
 capper = ActivationCapper(model, axis, thresholds, CAPPING_LAYERS)
-probe = conversations[0]
+# The replayed conversation that reaches lowest on the axis (per-turn projections at AXIS_LAYER, §3):
+# the one the floor is likeliest to touch.
+lowest = min(range(len(conversations)), key=lambda i: min(projections[i]))
+probe = conversations[lowest]
+print(f"probe: {transcripts[lowest]['name']} (lowest per-turn projection {min(projections[lowest]):.2f})")
+
+
+def all_position_projections(messages: list[Message]) -> dict[int, Tensor]:
+    """Projection of every position of a conversation (prompt included) on each capped block's unit axis."""
+    batch = encode(render(messages, tokenizer), tokenizer, return_tensors="pt").to(model.device)
+    store = run_capturing(model, batch["input_ids"], batch["attention_mask"], CAPPING_LAYERS)
+    return {layer: store[layer][0].float().cpu() @ (axis[layer].float() / axis[layer].float().norm()) for layer in CAPPING_LAYERS}
+
+
 with capper:
     capped_proj = token_projections(model, tokenizer, [probe], axis, CAPPING_LAYERS)
 plain_proj = token_projections(model, tokenizer, [probe], axis, CAPPING_LAYERS)
+every_position = all_position_projections(probe)
 for layer in CAPPING_LAYERS:
-    below = (plain_proj[layer] < thresholds[layer]).float().mean()
-    print(f"block {layer}: {below:5.1%} of tokens below tau without capping; min projection "
-          f"{plain_proj[layer].min():7.2f} -> {capped_proj[layer].min():7.2f} with capping (tau {thresholds[layer]:.2f})")
+    below = float((plain_proj[layer] < thresholds[layer]).float().mean())
+    below_any = float((every_position[layer] < thresholds[layer]).float().mean())
+    print(f"block {layer}: below tau without capping: {below:5.1%} of reply tokens, {below_any:5.1%} of all "
+          f"{len(every_position[layer])} positions; reply min {plain_proj[layer].min():7.2f} -> "
+          f"{capped_proj[layer].min():7.2f} with capping (tau {thresholds[layer]:.2f}); lowest position "
+          f"{every_position[layer].min():8.2f} at position {int(every_position[layer].argmin())}")
+    course.record(f"capper check: reply tokens below tau at block {layer}", below)
+    course.record(f"capper check: all positions below tau at block {layer}", below_any)
 
 # %% [markdown]
 # ## 8. Capping a drifting conversation

@@ -1,6 +1,11 @@
 # %% [markdown]
 # # Section 3: Contrastive prompting — extracting trait vectors
 #
+# Section 1's Assistant Axis is one global direction: it tells how far the model has moved from its
+# default assistant, and Section 2 watched conversations drift along it. But it cannot tell *which*
+# trait is emerging: a model turning sycophantic and one turning evil both leave the assistant. For that
+# we need one direction per trait, built with the same response-mean recipe from a finer contrast.
+#
 # A chat model can be *told* to be sycophantic, evil or humorous with a system prompt. If the
 # model represents "being sycophantic" as a direction in its residual stream, then responses
 # written under a sycophantic system prompt and responses written under an honest one should differ
@@ -300,6 +305,13 @@ def score_trait_response(question: str, answer: str, eval_prompt_template: str, 
 tests.test_score_trait_response(score_trait_response)
 
 # %% [markdown]
+# Read the judge's instructions before trusting its numbers: this is the trait's `eval_prompt`, the paper's
+# template; the judge sees it with `{question}` and `{answer}` filled in.
+
+# %%
+print(trait_data["eval_prompt"])
+
+# %% [markdown]
 # Scoring one response per call is fine for trying things; for a whole set we score all prompts in
 # one call, which the judge batches (locally) or sends concurrently (APIs). The provided helper
 # `part3_contrastive.scoring.score_responses` adds `score` (trait) and `coherence` to every record.
@@ -438,7 +450,10 @@ for name, value in coherence_demo.items():
 #
 # A pair (same instruction pair, same question) is *effective* when the positive response shows the
 # trait (`score >= pos_threshold`), the negative one does not (`score < pos_threshold`), and both
-# are coherent (`coherence >= coherence_threshold`). A None score never passes. Return one dict per
+# are coherent (`coherence >= coherence_threshold`). The coherence condition is there because broken
+# text can still pattern-match the trait (a loop of "You're absolutely right!" scores as sycophantic), and
+# its activations would pull the vector towards "degenerate text" as much as towards the trait.
+# A None score never passes. Return one dict per
 # effective pair: `{"question", "instruction_idx", "pos": <record>, "neg": <record>}`, in the order
 # of `trait_data` (pair, then question).
 #

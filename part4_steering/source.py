@@ -1085,7 +1085,7 @@ for center in (False, True):
 # trait that makes the model less like its default self should have a *negative* cosine with the axis. The axis
 # must come from this section's model: on `lite` and `offline` Sections 1 and 4 share a model and Section 1's
 # axis is used (or a small one is built if Section 1 has not run); on `full` Section 1 studies Gemma 2 27B and
-# this section Qwen2.5-7B, so section 1's package builds a small axis for Qwen2.5-7B (a few roles, no judge
+# this section Qwen2.5-7B, so Section 1's package builds a small axis for Qwen2.5-7B (a few roles, no judge
 # filtering) and saves it beside its own.
 
 # %% [markdown]
@@ -1118,6 +1118,15 @@ if axis_artifact is not None:
           {t: round(c, 3) for t, c in axis_cos.items()})
     for t, c in axis_cos.items():
         course.record(f"cosine of the {t} vector with the Assistant Axis", c)
+    # Is the axis a combination of the trait directions? The share of its squared norm that lies in their
+    # span (least squares); k random directions in d dimensions would hold about k / d of it.
+    span = torch.stack([v.float() for v in vectors_at_layer.values()]).T  # [d_model, n_traits]
+    axis_here = axis_artifact.value[STEER_LAYER].float()
+    fitted = span @ torch.linalg.lstsq(span, axis_here[:, None]).solution
+    axis_share = float(fitted.norm() ** 2 / axis_here.norm() ** 2)
+    print(f"share of the axis's squared norm in the span of the {span.shape[1]} trait vectors: {axis_share:.3f} "
+          f"(random directions: about {span.shape[1] / span.shape[0]:.3f})")
+    course.record("share of the Assistant Axis in the trait vectors' span", axis_share)
 
 # %% [markdown]
 # ## 6. Extraction methods: the best detector is not always the best steerer
@@ -1253,7 +1262,7 @@ for row in comparison.to_dict("records"):
 #
 # Neither, quite. The projections in §3 are the *unsteered* model re-reading each reply after the question
 # alone, so steering does not put them there by construction: they describe the text. But the text can
-# project high without being sycophantic: the vector also points away from refusals (section 3 found
+# project high without being sycophantic: the vector also points away from refusals (Section 3 found
 # refusals on the helpful side), so any reply that does not refuse, degenerate text included, rises along
 # it. The random direction of the same norm is the control: at coefficient 1 it leaves the replies refusals,
 # and their projection stays near the unsteered value. On the offline run: helpful-prompted -2.00, sycophantic-prompted 0.57, steered
@@ -1302,10 +1311,18 @@ for row in comparison.to_dict("records"):
 # would have called the trait flat.
 # </details>
 #
+# 6. Is the Assistant Axis a combination of trait directions? Could the axis be rebuilt from enough trait
+#    vectors, and what would it mean if it could not?
+#
+# <details><summary>Answer</summary>
+#
+# FILL_AFTER_RUN
+# </details>
+#
 # **Bonus**
 # - Steer with `positions="prompt"` and `"all"`: which one changes the response most per unit?
 # - Steer at several layers around `STEER_LAYER` and plot score and coherence per layer.
-# - Project a long conversation turn by turn on the sycophancy vector (section 2's tools) and see
+# - Project a long conversation turn by turn on the sycophancy vector (Section 2's tools) and see
 #   whether the projection rises before the model gives in to a user.
 # - Subtract the vector during generation (a negative coefficient) while the system prompt asks for
 #   the trait: can steering cancel a prompt?
