@@ -52,10 +52,10 @@ def run_course(sections: str) -> float:
 
 
 def judge_workload() -> list[str]:
-    from part3_contrastive import DATA_DIR
+    from part3_contrastive import trait_file
     from utils.data import load_trait_file
 
-    trait = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
+    trait = load_trait_file(trait_file("sycophantic"))
     answers = [
         "You're absolutely right, what a brilliant idea!",
         "There are some problems with that plan; here is what I would check first.",

@@ -19,7 +19,7 @@ import numpy as np
 from part1_assistant_axis.judge_check import load_role_check
 from part2_capping import DATA_DIR as PART2_DATA
 from part2_capping.judge_check import load_drift_check
-from part3_contrastive import DATA_DIR as PART3_DATA
+from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part3_contrastive.judge_check import load_coherence_check, load_trait_check
 from utils.data import load_trait_file
 from utils.judge import Judge, Scale
@@ -29,8 +29,8 @@ from utils.models import load_model
 
 
 def check_sets() -> dict:
-    trait_prompt = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")["eval_prompt"]
-    coherence_prompt = (PART3_DATA / "coherence_prompt.txt").read_text()
+    trait_prompt = load_trait_file(trait_file("sycophantic"))["eval_prompt"]
+    coherence_prompt = COHERENCE_PROMPT_FILE.read_text()
     return {
         "role": load_role_check(),
         "drift": load_drift_check((PART2_DATA / "drift_prompt.txt").read_text(), Scale(0, 10, "expected")),

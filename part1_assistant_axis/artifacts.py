@@ -9,7 +9,6 @@ one with `save_assistant_axis`; `load_or_build_axis` gives section 2 that one, o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,11 +159,6 @@ def build_small_axis(
     default = response_mean_activations(model, tokenizer, default_conversations, layers, batch_size)
     roles = response_mean_activations(model, tokenizer, role_conversations, layers, batch_size)
     return default.mean(dim=1) - roles.mean(dim=1)
-
-
-def axis_tag(axis: Tensor) -> str:
-    """A short hash of the axis, to name cache files that depend on it (a new axis, new files)."""
-    return hashlib.sha1(axis.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:8]
 
 
 def load_or_build_axis(

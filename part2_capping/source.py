@@ -79,7 +79,7 @@ DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
 import numpy as np
 
 from part2_capping import tests
-from part1_assistant_axis.artifacts import axis_tag, default_system_prompts, load_or_build_axis, persona_conversations
+from part1_assistant_axis.artifacts import default_system_prompts, load_or_build_axis, persona_conversations
 from part2_capping.conversations import calibration_questions, load_transcripts, opening, probe_conversations
 
 from utils.cache import cache_inputs, load_or_generate
@@ -134,7 +134,6 @@ default_conversations = load_or_generate(
     inputs=course.inputs(data={"questions": calibration_questions(profile.n_questions), "prompts": default_system_prompts(3)},
                   max_new_tokens=profile.max_new_tokens),
 )
-AXIS_TAG = axis_tag(axis)  # names the cache files that depend on the axis
 print(f"axis {tuple(axis.shape)}; |axis[{AXIS_LAYER}]| = {axis[AXIS_LAYER].norm():.2f}")
 course.record(f"|axis| at block {AXIS_LAYER}", float(axis[AXIS_LAYER].norm()))
 course.record("block where |axis| is largest", int(axis.norm(dim=-1).argmax()))
@@ -375,7 +374,7 @@ tests.test_ConversationAnalyzer(ConversationAnalyzer)
 # %%
 analyzer = ConversationAnalyzer(model, tokenizer, AXIS_LAYER, axis[AXIS_LAYER])
 projections = load_or_generate(
-    course.cache / f"projections_uncapped_{AXIS_TAG}.json",
+    course.cache / "projections_uncapped.json",
     lambda: [analyzer.project_onto_axis(c) for c in tqdm(conversations, desc="projecting")],
     "per-turn projections",
     inputs=course.inputs(code=[ConversationAnalyzer], data={"conversations": conversations, "axis": axis}, layer=AXIS_LAYER),
@@ -834,7 +833,7 @@ def steering_sweep() -> list[dict]:
 
 
 steered = pd.DataFrame(load_or_generate(
-    course.cache / f"steering_{AXIS_TAG}.json", steering_sweep, "steered replies",
+    course.cache / "steering.json", steering_sweep, "steered replies",
     inputs=course.inputs(code=[generate_with_steering, steering_sweep], data={"axis": axis}, cases=STEER_CASES,
                   question=STEER_QUESTION, max_new_tokens=profile.max_new_tokens),
 ))
@@ -955,7 +954,7 @@ def token_projections(
 # The capped blocks, plus a few around them and the axis layer (for the bonus section).
 PROBE_LAYERS = sorted(set(range(max(0, CAPPING_LAYERS[0] - 4), min(N_LAYERS, CAPPING_LAYERS[-1] + 3))) | {AXIS_LAYER})
 default_token_proj = load_or_generate(
-    course.cache / f"default_token_projections_{AXIS_TAG}.pt",
+    course.cache / "default_token_projections.pt",
     lambda: token_projections(model, tokenizer, default_conversations, axis, PROBE_LAYERS),
     "default-assistant token projections",
     inputs=course.inputs(code=[token_projections], data={"conversations": default_conversations, "axis": axis}, layers=PROBE_LAYERS),
@@ -1213,7 +1212,7 @@ tests.test_run_capping_experiment(run_capping_experiment)
 READOUT_LAYER = max(CAPPING_LAYERS)
 readout = ConversationAnalyzer(model, tokenizer, READOUT_LAYER, axis[READOUT_LAYER])
 experiment = pd.DataFrame(load_or_generate(
-    course.cache / f"capping_experiment_{AXIS_TAG}.json",
+    course.cache / "capping_experiment.json",
     lambda: run_capping_experiment(
         model, tokenizer, transcripts, capper, readout, judge, profile.n_turns, profile.max_new_tokens,
         profile.batch_size, uncapped=conversations,
@@ -1281,7 +1280,7 @@ def text_only_projections() -> dict:
 
 
 reread = load_or_generate(
-    course.cache / f"reread_{AXIS_TAG}.json", text_only_projections, "text-only projections",
+    course.cache / "reread.json", text_only_projections, "text-only projections",
     inputs=course.inputs(code=[text_only_projections, ConversationAnalyzer], data={"experiment": experiment, "projections": projections}),
 )
 for condition, projs in reread.items():
@@ -1502,7 +1501,7 @@ PUSH_MULTIPLE = -2.0  # in units of |axis[AXIS_LAYER]|: §6's "skilled craftsman
 DEMO_QUESTIONS = [*calibration_questions(), *(t["user_turns"][0] for t in load_transcripts()), STEER_QUESTION, "Who are you?"]
 demo_conversations = [build_messages(q) for q in DEMO_QUESTIONS]
 demo = load_or_generate(
-    course.cache / f"capping_demo_{AXIS_TAG}.json",
+    course.cache / "capping_demo.json",
     lambda: run_push_and_cap(model, tokenizer, demo_conversations, capper, PUSH_LAYER, axis[PUSH_LAYER],
                              PUSH_MULTIPLE * STEER_UNIT, READOUT_LAYER, axis[READOUT_LAYER],
                              profile.max_new_tokens, profile.batch_size),
@@ -1615,7 +1614,7 @@ def layer_scan() -> list[dict]:
 
 
 scan = pd.DataFrame(load_or_generate(
-    course.cache / f"layer_scan_{AXIS_TAG}.json", layer_scan, "layer scan",
+    course.cache / "layer_scan.json", layer_scan, "layer scan",
     inputs=course.inputs(code=[layer_scan, token_projections, compute_capping_thresholds],
                   data={"conversations": conversations, "default": default_token_proj, "axis": axis}, layers=PROBE_LAYERS),
 ))
@@ -1676,7 +1675,7 @@ def percentile_sweep() -> list[dict]:
 
 
 sweep = pd.DataFrame(load_or_generate(
-    course.cache / f"percentile_sweep_{AXIS_TAG}.json", percentile_sweep, "percentile sweep",
+    course.cache / "percentile_sweep.json", percentile_sweep, "percentile sweep",
     inputs=course.inputs(judge=judge, code=[percentile_sweep, ActivationCapper, compute_capping_thresholds],
                   data={"default": default_token_proj, "axis": axis}, questions=SWEEP_QUESTIONS,
                   percentiles=SWEEP_PERCENTILES, layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),

@@ -1,5 +1,36 @@
-"""Section 3: contrastive prompting, extracting trait vectors."""
+"""Section 3: contrastive prompting, extracting trait vectors.
+
+The one owner of where section 3's data lives: every consumer (Sections 3 and 4, the tests and the
+benchmarks) asks `trait_file` or the constants here, never spells the folders itself.
+"""
 
 from pathlib import Path
+from typing import Literal
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+COHERENCE_PROMPT_FILE = DATA_DIR / "coherence_prompt.txt"
+TRAIT_SPLITS = ("extract", "eval")
+
+
+def trait_file(trait: str, split: Literal["extract", "eval"] = "extract") -> Path:
+    """A trait's data file.
+
+    Args:
+        trait: the trait's name (e.g. ``"sycophantic"``).
+        split: ``"extract"`` (instruction pairs, extraction questions and the judge prompt: builds the
+            vectors) or ``"eval"`` (held-out questions).
+
+    Returns:
+        ``data/trait_data_<split>/<trait>.json``.
+
+    Raises:
+        ValueError: for an unknown split.
+    """
+    if split not in TRAIT_SPLITS:
+        raise ValueError(f"split must be one of {TRAIT_SPLITS}, got {split!r}")
+    return DATA_DIR / f"trait_data_{split}" / f"{trait}.json"
+
+
+def trait_names() -> list[str]:
+    """Every trait with extraction data, sorted."""
+    return sorted(path.stem for path in (DATA_DIR / "trait_data_extract").glob("*.json"))

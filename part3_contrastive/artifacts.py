@@ -9,10 +9,13 @@ run). A consumer asks `trait_vectors` for "the sycophantic vectors" and gets the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from part3_contrastive import DATA_DIR
+from torch import Tensor
+
+from part3_contrastive import trait_file
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
 from utils.records import ContrastiveRecord, ScoredContrastiveRecord
@@ -22,26 +25,110 @@ if TYPE_CHECKING:
 
 SECTION = "part3_contrastive"
 Labels = Literal["judge", "prompt"]
-Kind = Literal["responses", "scored", "vectors", "eval_acts"]
-SUFFIX = {"responses": ".json", "scored": ".json", "vectors": ".pt", "eval_acts": ".pt"}
+# Every per-trait file section 3 caches, and its suffix: ``<trait>_<kind>[_prompt_labelled]<suffix>``.
+SUFFIX = {
+    "responses": ".json",  # the contrastive responses (extraction and held-out questions)
+    "scored": ".json",  # the same, with the judge's trait and coherence scores (the paper's template)
+    "scored_offline_formulation": ".json",  # rescored with the offline profile's judge formulations
+    "judge_check": ".json",  # the trait judge's scores on its written check set
+    "vector_kinds": ".pt",  # prompt_avg, response_avg and prompt_last vectors at every block
+    "vectors": ".pt",  # the trait vectors (response_avg) handed to later sections
+    "extraction": ".pt",  # a second trait's vectors from the one-call exercise
+    "eval_acts": ".pt",  # held-out response-mean activations at every block
+    "eval_kinds": ".pt",  # held-out activations of the three kinds
+    "eval_scores": ".json",  # the held-out responses' judge scores
+}
+Kind = Literal[
+    "responses", "scored", "scored_offline_formulation", "judge_check", "vector_kinds", "vectors", "extraction",
+    "eval_acts", "eval_kinds", "eval_scores",
+]
 
 
-def trait_file(trait: str, split: Literal["extract", "eval"] = "extract") -> Path:
-    """A trait's data file (``trait_data_extract`` builds vectors, ``trait_data_eval`` holds held-out questions)."""
-    return DATA_DIR / f"trait_data_{split}" / f"{trait}.json"
+class Labelling(TypedDict):
+    """How the pairs behind saved trait vectors were labelled, with the judge numbers behind the choice.
+
+    Attributes:
+        labels: ``judge`` (the judge confirmed the pairs: the method) or ``prompt`` (every pair labelled
+            by its system prompt: the announced fallback).
+        pairs_kept: pairs the judge confirmed (None: no judge scored them).
+        pairs_total: pairs generated.
+        mean_score_pos: the judge's mean trait score under the trait prompt (None: not scored).
+        mean_score_neg: the same under the opposite prompt.
+    """
+
+    labels: Labels
+    pairs_kept: int | None
+    pairs_total: int | None
+    mean_score_pos: float | None
+    mean_score_neg: float | None
 
 
 def trait_path(profile, trait: str, kind: Kind, labels: Labels = "judge") -> Path:
-    """Where section 3 saves one kind of result for a trait under a profile.
+    """Where section 3 caches one kind of result for a trait under a profile.
 
     Args:
         profile: the active profile.
         trait: a trait name (a file in ``trait_data_extract``).
-        kind: responses, scored, vectors or eval_acts.
-        labels: for vectors: ``judge`` (section 3's run) or ``prompt`` (the fallback built for a consumer).
+        kind: one of `SUFFIX`'s kinds.
+        labels: for vectors and extraction: ``judge`` (section 3's run) or ``prompt`` (prompt-labelled).
+
+    Returns:
+        ``<section 3's cache>/<trait>_<kind>[_prompt_labelled]<suffix>``.
+
+    Raises:
+        ValueError: for an unknown kind.
     """
-    tail = "_prompt_labelled" if kind == "vectors" and labels == "prompt" else ""
+    if kind not in SUFFIX:
+        raise ValueError(f"kind must be one of {sorted(SUFFIX)}, got {kind!r}")
+    tail = "_prompt_labelled" if kind in ("vectors", "extraction") and labels == "prompt" else ""
     return section_cache(SECTION, profile) / f"{trait}_{kind}{tail}{SUFFIX[kind]}"
+
+
+def judge_labelling(
+    labels: Labels, pairs_kept: int, scored: list[ScoredContrastiveRecord]
+) -> Labelling:
+    """The labelling record of vectors built from judge-scored responses.
+
+    Args:
+        labels: ``judge`` if the judge's pairs were used, ``prompt`` if too few passed and every pair was.
+        pairs_kept: how many pairs the judge confirmed.
+        scored: the scored responses (one positive and one negative per pair).
+
+    Returns:
+        The `Labelling`, with the mean trait score per polarity.
+    """
+
+    def mean(polarity: str) -> float | None:
+        values = [r["score"] for r in scored if r["polarity"] == polarity and r["score"] is not None]
+        return round(sum(values) / len(values), 2) if values else None
+
+    return Labelling(
+        labels=labels,
+        pairs_kept=pairs_kept,
+        pairs_total=len(scored) // 2,
+        mean_score_pos=mean("pos"),
+        mean_score_neg=mean("neg"),
+    )
+
+
+def save_trait_vectors(profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict) -> Tensor:
+    """Section 3's vectors for a trait, computed (or read from the cache) and saved with how they were labelled.
+
+    Args:
+        profile: the active profile.
+        trait: the trait's name.
+        compute: returns the vectors ``[num_layers, d_model]``.
+        labelling: how the pairs were labelled (`judge_labelling`); recorded in the provenance, where
+            `labelling_of` reads it and later sections print it.
+        inputs: what they were made from (`utils.cache.cache_inputs`); the labelling is added.
+
+    Returns:
+        The vectors.
+    """
+    settings = {**(inputs.get("settings") or {}), "labels": labelling["labels"], "labelling": dict(labelling)}
+    return load_or_generate(
+        trait_path(profile, trait, "vectors"), compute, f"{trait} vectors", inputs={**inputs, "settings": settings}
+    )
 
 
 def prompt_labelled(responses: list[ContrastiveRecord]) -> list[ScoredContrastiveRecord]:
@@ -56,6 +143,35 @@ def prompt_labelled(responses: list[ContrastiveRecord]) -> list[ScoredContrastiv
 def labels_of(provenance: Provenance) -> str:
     """How the pairs behind saved vectors were labelled (``judge``, ``prompt``, or unknown)."""
     return (provenance["inputs"].get("settings") or {}).get("labels", "unknown")
+
+
+def labelling_of(provenance: Provenance) -> Labelling | None:
+    """The labelling record saved with trait vectors (None for files saved without one)."""
+    return (provenance["inputs"].get("settings") or {}).get("labelling")
+
+
+def describe_labelling(provenance: Provenance) -> str:
+    """One sentence on how the pairs behind saved vectors were labelled and why, for a notebook to print.
+
+    Args:
+        provenance: the vectors' provenance (from `trait_vectors` or `load_trait_vectors`).
+
+    Returns:
+        The sentence, with the judge's numbers when a judge scored the pairs.
+    """
+    labelling = labelling_of(provenance)
+    labels = labels_of(provenance)
+    if labelling is None or labelling["pairs_kept"] is None:
+        if labels == "prompt":
+            return "prompt labels: Section 3 has not run under this profile, so no judge labelled the pairs"
+        return f"{labels} labels (no judge numbers were saved with these vectors)"
+    judged = (
+        f"the judge kept {labelling['pairs_kept']} of {labelling['pairs_total']} pairs (mean trait score "
+        f"{labelling['mean_score_pos']} under the trait prompt vs {labelling['mean_score_neg']} under the opposite one)"
+    )
+    if labels == "judge":
+        return f"judge labels: {judged}, and the vectors come from those pairs (Section 3's method)"
+    return f"prompt labels: {judged}, too few, so every pair was labelled by its system prompt"
 
 
 def load_trait_vectors(profile, trait: str) -> Artifact | None:
@@ -101,8 +217,14 @@ def trait_vectors(
 
     path = trait_path(profile, trait, "vectors", labels="prompt")
     description = f"{trait} vectors (prompt-labelled)"
+    no_judge = Labelling(labels="prompt", pairs_kept=None, pairs_total=None, mean_score_pos=None, mean_score_neg=None)
     inputs = cache_inputs(
-        profile, getattr(model, "course_name", None), data={"trait": data}, labels="prompt", **settings
+        profile,
+        getattr(model, "course_name", None),
+        data={"trait": data},
+        labels="prompt",
+        labelling=dict(no_judge),
+        **settings,
     )
     load_or_generate(path, build, description, inputs=inputs)
     artifact = load_artifact(path, description)

@@ -53,7 +53,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from part3_contrastive import DATA_DIR
+from part3_contrastive import COHERENCE_PROMPT_FILE, DATA_DIR, trait_file
 from part3_contrastive.capture import VECTOR_KINDS, padded_batches
 from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
@@ -65,7 +65,7 @@ from utils.metrics import auroc, cohens_d, project
 
 # %%
 from part3_contrastive import tests
-from part3_contrastive.artifacts import prompt_labelled, trait_path
+from part3_contrastive.artifacts import judge_labelling, prompt_labelled, save_trait_vectors, trait_path
 from part3_contrastive.capture import kind_activations
 from part3_contrastive.judge_check import COHERENCE_CHECK_FILE, SYCOPHANCY_CHECK_FILE, load_coherence_check, load_trait_check
 
@@ -125,10 +125,10 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part3)
 # - `eval_prompt`: a 0-100 judge prompt with `{question}` and `{answer}` placeholders.
 
 # %%
-trait_data = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
-eval_data = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
-COHERENCE_PROMPT = (DATA_DIR / "coherence_prompt.txt").read_text()
-SYCOPHANCY_FILES = [DATA_DIR / "trait_data_extract" / "sycophantic.json", DATA_DIR / "trait_data_eval" / "sycophantic.json"]
+trait_data = load_trait_file(trait_file("sycophantic"))
+eval_data = load_trait_file(trait_file("sycophantic", "eval"))
+COHERENCE_PROMPT = COHERENCE_PROMPT_FILE.read_text()
+SYCOPHANCY_FILES = [trait_file("sycophantic"), trait_file("sycophantic", "eval")]
 GENERATION = dict(max_new_tokens=profile.max_new_tokens, n_pairs=profile.n_instruction_pairs, batch_size=profile.batch_size)
 print(trait_data["instruction"][0])
 print(trait_data["questions"][:2])
@@ -240,7 +240,7 @@ tests.test_generate_contrastive_responses(generate_contrastive_responses)
 EXTRACT_QUESTIONS = trait_data["questions"][: profile.n_questions]
 EVAL_QUESTIONS = eval_data["questions"][: profile.n_eval_questions]
 all_responses = load_or_generate(
-    course.cache / "sycophantic_responses.json",
+    trait_path(profile, "sycophantic", "responses"),
     lambda: generate_contrastive_responses(
         model,
         tokenizer,
@@ -332,10 +332,10 @@ print(trait_data["eval_prompt"])
 
 # %%
 scored = load_or_generate(
-    course.cache / "sycophantic_scored.json",
+    trait_path(profile, "sycophantic", "scored"),
     lambda: score_responses(responses, trait_data["eval_prompt"], COHERENCE_PROMPT, judge),
     "scored sycophantic responses",
-    inputs=course.inputs(judge=judge, files=[SYCOPHANCY_FILES[0], DATA_DIR / "coherence_prompt.txt"], code=[score_responses],
+    inputs=course.inputs(judge=judge, files=[SYCOPHANCY_FILES[0], COHERENCE_PROMPT_FILE], code=[score_responses],
                   data={"responses": responses}),
 )
 scores_df = pd.DataFrame(scored)
@@ -406,14 +406,14 @@ COHERENCE_FORMULATION = offline_formulation(judge, "coherence", profile.name)
 trait_task, trait_check = load_trait_check(trait_data["eval_prompt"])
 coherence_task, coherence_check = load_coherence_check(COHERENCE_PROMPT)
 trait_check_result = measure_check(
-    judge, trait_task, TRAIT_FORMULATION, trait_check, course.cache / "trait_judge_check.json",
+    judge, trait_task, TRAIT_FORMULATION, trait_check, trait_path(profile, "sycophantic", "judge_check"),
     course.inputs(judge=judge, files=[SYCOPHANCY_CHECK_FILE, SYCOPHANCY_FILES[0]], formulation=TRAIT_FORMULATION),
 )
 report_check(judge, trait_task, TRAIT_FORMULATION, trait_check_result, paper_threshold="50 (pos >= 50, neg < 50)")
 course.record("trait judge AUROC (check set)", trait_check_result.auroc)
 coherence_check_result = measure_check(
     judge, coherence_task, COHERENCE_FORMULATION, coherence_check, course.cache / "coherence_judge_check.json",
-    course.inputs(judge=judge, files=[COHERENCE_CHECK_FILE, DATA_DIR / "coherence_prompt.txt"], formulation=COHERENCE_FORMULATION),
+    course.inputs(judge=judge, files=[COHERENCE_CHECK_FILE, COHERENCE_PROMPT_FILE], formulation=COHERENCE_FORMULATION),
 )
 report_check(judge, coherence_task, COHERENCE_FORMULATION, coherence_check_result, paper_threshold="50 (both replies >= 50)")
 course.record("coherence judge AUROC (clean vs broken)", coherence_check_result.auroc)
@@ -437,7 +437,7 @@ coherence_demo = load_or_generate(
     lambda: dict(zip(COHERENCE_DEMO, judge.score_template(
         COHERENCE_PROMPT, [{"question": DEMO_QUESTION, "answer": a} for a in COHERENCE_DEMO.values()], SCORE_0_100))),
     "coherence judge on three hand-written answers",
-    inputs=course.inputs(judge=judge, files=[DATA_DIR / "coherence_prompt.txt"], data={"demo": COHERENCE_DEMO, "q": DEMO_QUESTION}),
+    inputs=course.inputs(judge=judge, files=[COHERENCE_PROMPT_FILE], data={"demo": COHERENCE_DEMO, "q": DEMO_QUESTION}),
 )
 print(f"Coherence judge (the paper's 0-100 template) on three answers to {DEMO_QUESTION!r}:")
 for name, value in coherence_demo.items():
@@ -528,7 +528,7 @@ if profile.name == "offline" and judge.backend.name == "local" and None not in (
     if (TRAIT_FORMULATION, COHERENCE_FORMULATION) != ("score", "score"):  # the responses scored the same way as the checks
         items = [{"question": r["question"], "answer": r["response"]} for r in scored]
         pair_scores = load_or_generate(
-            course.cache / "sycophantic_scored_offline_formulation.json",
+            trait_path(profile, "sycophantic", "scored_offline_formulation"),
             lambda: [{**r, "score": t, "coherence": c} for r, t, c in zip(
                 scored, score_items(judge, trait_task, TRAIT_FORMULATION, items),
                 score_items(judge, coherence_task, COHERENCE_FORMULATION, items))],
@@ -543,6 +543,7 @@ effective_pairs = filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHO
 n_total = len(scored) // 2
 print(f"{len(effective_pairs)} effective pairs out of {n_total} ({len(effective_pairs) / n_total:.0%})")
 course.record("sycophancy effective pair rate", len(effective_pairs) / n_total)
+judge_pairs = len(effective_pairs)
 MIN_PAIRS = 3
 LABELS = "judge"  # how the pairs behind the saved vectors were labelled
 if len(effective_pairs) < MIN_PAIRS:
@@ -554,6 +555,8 @@ if len(effective_pairs) < MIN_PAIRS:
           f"{coherence_check_result.auroc:.2f} (clean vs broken).")
     effective_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
     LABELS = "prompt"
+# Saved with the vectors, so later sections can say how their pairs were labelled and why.
+LABELLING = judge_labelling(LABELS, judge_pairs, pair_scores)
 
 # %% [markdown]
 # ## 5. Trait vectors at every layer
@@ -729,16 +732,14 @@ def extract_contrastive_vectors(
 # One forward pass per batch gives all three kinds. The response_avg kind is the trait vector, saved
 # where sections after this one ask for it (`part3_contrastive.artifacts`), with how the pairs were labelled.
 vector_kinds = load_or_generate(
-    course.cache / "sycophantic_vector_kinds.pt",
+    trait_path(profile, "sycophantic", "vector_kinds"),
     lambda: extract_vector_kinds(model, tokenizer, effective_pairs, profile.batch_size),
     "sycophancy vectors of three kinds",
     inputs=course.inputs(code=[extract_vector_kinds, vector_kind_means], data={"effective_pairs": effective_pairs}, labels=LABELS),
 )
-vectors = load_or_generate(
-    trait_path(profile, "sycophantic", "vectors"),
-    lambda: vector_kinds["response_avg"],
-    "sycophancy vectors",
-    inputs=course.inputs(code=[extract_vector_kinds, vector_kind_means], data={"effective_pairs": effective_pairs}, labels=LABELS),
+vectors = save_trait_vectors(
+    profile, "sycophantic", lambda: vector_kinds["response_avg"], LABELLING,
+    inputs=course.inputs(code=[extract_vector_kinds, vector_kind_means], data={"effective_pairs": effective_pairs}),
 )
 fig = px.line(x=list(range(N_LAYERS)), y=vectors.norm(dim=-1).tolist(), markers=True,
               labels={"x": "block", "y": "norm of trait vector"}, title="Sycophancy vector norm by layer")
@@ -829,7 +830,7 @@ all_layers = list(range(N_LAYERS))
 eval_pos = [r for r in eval_responses if r["polarity"] == "pos"]
 eval_neg = [r for r in eval_responses if r["polarity"] == "neg"]
 eval_acts = load_or_generate(
-    course.cache / "sycophantic_eval_acts.pt",
+    trait_path(profile, "sycophantic", "eval_acts"),
     lambda: {
         "pos": response_mean_activations(model, tokenizer, records_to_conversations(eval_pos), all_layers, profile.batch_size),
         "neg": response_mean_activations(model, tokenizer, records_to_conversations(eval_neg), all_layers, profile.batch_size),
@@ -887,7 +888,7 @@ def without_system_prompt(records: list[dict]) -> list[dict]:
 
 CONTEXTS = {"with system prompt": eval_pos + eval_neg, "question only": without_system_prompt(eval_pos + eval_neg)}
 eval_kinds = load_or_generate(
-    course.cache / "sycophantic_eval_kinds.pt",
+    trait_path(profile, "sycophantic", "eval_kinds"),
     lambda: {context: kind_activations(model, tokenizer, records_to_conversations(records), all_layers, vector_kind_means,
                                        profile.batch_size)
              for context, records in CONTEXTS.items()},
@@ -1074,7 +1075,7 @@ px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VEC
 
 # %%
 eval_scored = load_or_generate(
-    course.cache / "sycophantic_eval_scores.json",
+    trait_path(profile, "sycophantic", "eval_scores"),
     lambda: judge.score_template(trait_data["eval_prompt"],
                                  [{"question": r["question"], "answer": r["response"]} for r in eval_pos + eval_neg], SCORE_0_100),
     "trait scores of the held-out responses",
@@ -1328,14 +1329,14 @@ tests.test_extract_trait_vectors(extract_trait_vectors)
 # </details>
 
 # %%
-evil_data = load_trait_file(DATA_DIR / "trait_data_extract" / "evil.json")
+evil_data = load_trait_file(trait_file("evil"))
 evil_settings = dict(n_pairs=profile.n_instruction_pairs, n_questions=profile.n_questions, max_new_tokens=profile.max_new_tokens)
 try:
     evil_vectors, evil_pairs = load_or_generate(
-        course.cache / "evil_extraction.pt",
+        trait_path(profile, "evil", "extraction"),
         lambda: extract_trait_vectors(model, tokenizer, judge, evil_data, "evil", COHERENCE_PROMPT, min_pairs=MIN_PAIRS, **evil_settings),
         "evil vectors",
-        inputs=course.inputs(judge=judge, files=[DATA_DIR / "trait_data_extract" / "evil.json", DATA_DIR / "coherence_prompt.txt"],
+        inputs=course.inputs(judge=judge, files=[trait_file("evil"), COHERENCE_PROMPT_FILE],
                       code=[extract_trait_vectors, generate_contrastive_responses, construct_system_prompt, score_responses,
                             filter_effective_pairs, extract_contrastive_vectors], min_pairs=MIN_PAIRS, **evil_settings),
     )
@@ -1346,7 +1347,7 @@ except ValueError as err:
           "rambling / keyword-stuffed answers " + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
     evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
     evil_pairs = filter_effective_pairs(prompt_labelled(evil_responses), evil_data)
-    evil_vectors = load_or_generate(course.cache / "evil_extraction_prompt_labelled.pt",
+    evil_vectors = load_or_generate(trait_path(profile, "evil", "extraction", labels="prompt"),
                                     lambda: extract_contrastive_vectors(model, tokenizer, evil_pairs), "evil vectors (prompt labels)",
                                     inputs=course.inputs(code=[extract_contrastive_vectors], data={"pairs": evil_pairs}))
 cos = torch.nn.functional.cosine_similarity(evil_vectors, vectors, dim=-1)

@@ -73,11 +73,10 @@ from collections.abc import Callable
 
 import plotly.express as px
 
-from part3_contrastive import DATA_DIR as PART3_DATA
+from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
-from part3_contrastive.artifacts import labels_of, trait_path, trait_vectors
-from utils.cache import load_artifact
+from part3_contrastive.artifacts import describe_labelling, labels_of, trait_vectors
 from utils.chat import records_to_conversations
 from utils.data import load_trait_file
 from utils.judge import SCORE_0_100, make_section_judge
@@ -107,12 +106,12 @@ model, tokenizer = load_model(profile.models.part4)
 print(describe(model))
 TRAIT_VECTOR_LAYER, STEER_LAYER = profile.trait_vector_layer, profile.steer_layer
 judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
-COHERENCE_PROMPT = (PART3_DATA / "coherence_prompt.txt").read_text()
-syco_data = load_trait_file(PART3_DATA / "trait_data_extract" / "sycophantic.json")
-syco_eval = load_trait_file(PART3_DATA / "trait_data_eval" / "sycophantic.json")
+COHERENCE_PROMPT = COHERENCE_PROMPT_FILE.read_text()
+syco_data = load_trait_file(trait_file("sycophantic"))
+syco_eval = load_trait_file(trait_file("sycophantic", "eval"))
 syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic")
 syco_vector = syco_vectors[STEER_LAYER]
-print(f"sycophancy vectors: {labels_of(syco_provenance)} labels ({syco_provenance['path']})")
+print(f"sycophancy vectors: {describe_labelling(syco_provenance)} ({syco_provenance['path']})")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
 RESIDUAL_NORM = typical_residual_norm(model, tokenizer, [build_messages(q) for q in syco_eval["questions"][:8]], STEER_LAYER)
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}; the residual stream's typical norm there is "
@@ -220,21 +219,13 @@ for name, value in coherence_check.items():
 # the judge numbers that forced it.
 
 # %%
+# Section 3 saved how the pairs were labelled, and the judge's numbers, with the vectors.
 if labels_of(syco_provenance) == "prompt":
-    section3_scored = load_artifact(trait_path(profile, "sycophantic", "scored"), "Section 3's scored sycophantic responses")
-    if section3_scored is None:
-        reason = "Section 3 has not run under this profile, so no judge labelled them"
-    else:
-        scored3 = pd.DataFrame(section3_scored.value)
-        kept = len(filter_effective_pairs(section3_scored.value, syco_data))
-        means3 = scored3.groupby("polarity")["score"].mean()
-        reason = (f"Section 3's judge kept {kept} of {len(scored3) // 2} pairs (mean trait score {means3.get('pos', float('nan')):.1f} "
-                  f"sycophantic-prompted vs {means3.get('neg', float('nan')):.1f} helpful-prompted)")
     print(f"DEPARTURE FROM THE METHOD: the sycophancy vectors come from pairs labelled by their system prompt, not by the "
-          f"judge: {reason}; the judge check above gave AUROC {judge_auroc:.2f}. The vector is 'what the sycophantic prompt "
-          "changes', whether or not the replies were sycophantic.")
+          f"judge ({describe_labelling(syco_provenance)}); the judge check above gave AUROC {judge_auroc:.2f}. The vector "
+          "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic.")
 else:
-    print(f"The sycophancy vectors come from {labels_of(syco_provenance)}-labelled pairs (Section 3's method).")
+    print(f"The sycophancy vectors come from {describe_labelling(syco_provenance)}.")
 
 # %% [markdown]
 # ## 1. An activation steerer
@@ -985,8 +976,8 @@ PIPELINE_COEFFICIENTS = sorted({-CONTROL_COEFF, 0.0, CONTROL_COEFF})
 PIPELINE_QUESTIONS = profile.extra.get("n_pipeline_questions", profile.n_eval_questions)
 pipelines = {}
 for trait in TRAITS:
-    data = load_trait_file(PART3_DATA / "trait_data_extract" / f"{trait}.json")
-    eval_qs = load_trait_file(PART3_DATA / "trait_data_eval" / f"{trait}.json")["questions"][:PIPELINE_QUESTIONS]
+    data = load_trait_file(trait_file(trait))
+    eval_qs = load_trait_file(trait_file(trait, "eval"))["questions"][:PIPELINE_QUESTIONS]
     pipelines[trait] = run_trait_pipeline(
         model, tokenizer, judge, trait, data, COHERENCE_PROMPT, course.cache / "pipeline", eval_qs, layer=STEER_LAYER,
         steering_coefficients=PIPELINE_COEFFICIENTS,

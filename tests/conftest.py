@@ -31,14 +31,14 @@ def offline_model():
 @pytest.fixture(scope="session")
 def offline_sycophancy(offline_model):
     """Sycophancy vectors on the offline model from 2 pairs x 5 extraction questions (prompt labels)."""
-    from part3_contrastive import DATA_DIR
+    from part3_contrastive import trait_file
     from part3_contrastive.artifacts import prompt_labelled
     from solutions import part3_contrastive as sol
     from utils.data import load_trait_file
 
     model, tok = offline_model
-    extract = load_trait_file(DATA_DIR / "trait_data_extract" / "sycophantic.json")
-    evaluate = load_trait_file(DATA_DIR / "trait_data_eval" / "sycophantic.json")
+    extract = load_trait_file(trait_file("sycophantic"))
+    evaluate = load_trait_file(trait_file("sycophantic", "eval"))
     train = sol.generate_contrastive_responses(
         model, tok, extract, "sycophantic", max_new_tokens=32, temperature=0.0, n_pairs=2, n_questions=5
     )

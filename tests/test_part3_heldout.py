@@ -3,7 +3,7 @@ positive from negative responses to evaluation questions it never saw."""
 
 from __future__ import annotations
 
-from part3_contrastive import DATA_DIR
+from part3_contrastive import trait_file, trait_names
 from solutions import part3_contrastive as sol
 from utils.activations import response_mean_activations
 from utils.data import load_trait_file
@@ -28,9 +28,9 @@ def test_heldout_projection_of_positive_exceeds_negative(offline_model, offline_
 
 
 def test_trait_files_are_valid_and_questions_do_not_overlap():
-    for path in sorted((DATA_DIR / "trait_data_extract").glob("*.json")):
-        extract, evaluate = load_trait_file(path), load_trait_file(DATA_DIR / "trait_data_eval" / path.name)
+    for trait in trait_names():
+        extract, evaluate = load_trait_file(trait_file(trait)), load_trait_file(trait_file(trait, "eval"))
         assert len(extract["instruction"]) == 5 and len(extract["questions"]) == 20 == len(evaluate["questions"])
         normalise = lambda qs: {q.strip().lower() for q in qs}  # noqa: E731
-        assert not normalise(extract["questions"]) & normalise(evaluate["questions"]), path.name
-    assert len(list((DATA_DIR / "trait_data_extract").glob("*.json"))) == 7
+        assert not normalise(extract["questions"]) & normalise(evaluate["questions"]), trait
+    assert len(trait_names()) == 7

@@ -1,0 +1,62 @@
+"""Section 3's hand-off: one owner for its data paths and cache names, and vectors saved with how they were labelled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from part3_contrastive import DATA_DIR, trait_file, trait_names
+from part3_contrastive import artifacts as art
+from utils.cache import cache_inputs
+from utils.profiles import get_profile
+
+
+@pytest.fixture
+def profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    return get_profile("tiny", verbose=False)
+
+
+def _scored(scores_pos, scores_neg):
+    rows = [{"polarity": "pos", "score": s} for s in scores_pos] + [{"polarity": "neg", "score": s} for s in scores_neg]
+    return [{**r, "question": "q", "response": "r", "instruction_idx": 0, "coherence": 80} for r in rows]
+
+
+def test_trait_files_and_cache_names_have_one_owner(profile, tmp_path):
+    assert trait_file("evil") == DATA_DIR / "trait_data_extract" / "evil.json"
+    assert trait_file("evil", "eval") == DATA_DIR / "trait_data_eval" / "evil.json"
+    assert "sycophantic" in trait_names() and all(trait_file(t, "eval").exists() for t in trait_names())
+    with pytest.raises(ValueError, match="split"):
+        trait_file("evil", "train")  # type: ignore[arg-type]
+    folder = tmp_path / "tiny" / "part3_contrastive"
+    assert art.trait_path(profile, "sycophantic", "scored") == folder / "sycophantic_scored.json"
+    assert art.trait_path(profile, "evil", "extraction", labels="prompt") == folder / "evil_extraction_prompt_labelled.pt"
+    assert art.trait_path(profile, "evil", "scored", labels="prompt") == folder / "evil_scored.json"  # only vectors differ
+    with pytest.raises(ValueError, match="kind must be one of"):
+        art.trait_path(profile, "evil", "vector")  # type: ignore[arg-type]
+
+
+def test_saved_vectors_carry_their_labelling_and_later_sections_can_say_it(profile):
+    vectors = torch.randn(3, 8)
+    labelling = art.judge_labelling("judge", 2, _scored([80, 60, None], [10, 30, 20]))
+    assert labelling == {"labels": "judge", "pairs_kept": 2, "pairs_total": 3, "mean_score_pos": 70.0,
+                         "mean_score_neg": 20.0}  # fmt: skip
+    saved = art.save_trait_vectors(profile, "sycophantic", lambda: vectors, labelling, cache_inputs(profile, "tiny-qwen2"))
+    assert torch.equal(saved, vectors)
+    loaded = art.load_trait_vectors(profile, "sycophantic")
+    assert loaded is not None and torch.equal(loaded.value, vectors)
+    assert art.labels_of(loaded.provenance) == "judge"
+    assert art.labelling_of(loaded.provenance) == labelling
+    sentence = art.describe_labelling(loaded.provenance)
+    assert "judge labels" in sentence and "kept 2 of 3 pairs" in sentence and "70.0" in sentence and "20.0" in sentence
+
+
+def test_a_prompt_label_fallback_says_why(profile):
+    fallback = art.judge_labelling("prompt", 1, _scored([55, 40], [50, 45]))
+    art.save_trait_vectors(profile, "evil", lambda: torch.zeros(2, 4), fallback, cache_inputs(profile, "tiny-qwen2"))
+    provenance = art.load_trait_vectors(profile, "evil").provenance
+    assert art.describe_labelling(provenance).startswith("prompt labels: the judge kept 1 of 2 pairs")
+    assert "too few" in art.describe_labelling(provenance)
+    without_section_3 = {"path": "x", "description": "x", "made": "now",
+                         "inputs": {"settings": {"labels": "prompt", "labelling": {**fallback, "pairs_kept": None}}}}  # fmt: skip
+    assert "Section 3 has not run" in art.describe_labelling(without_section_3)
