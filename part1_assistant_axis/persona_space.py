@@ -98,21 +98,6 @@ def all_layer_response_activations(
     return out
 
 
-def all_layer_persona_vectors(
-    acts: dict[str, Float[Tensor, "num_layers n_records d_model"]],
-    scores: dict[str, list[int | None]] | None,
-    threshold: int | None,
-) -> dict[str, Float[Tensor, "num_layers d_model"]]:
-    """Persona vectors at every block from precomputed activations, with `keeps_response`'s filter."""
-    vectors = {}
-    for role, role_acts in acts.items():
-        role_scores = scores[role] if scores is not None else [None] * role_acts.shape[1]
-        keep = [i for i, s in enumerate(role_scores) if keeps_response(role, s, None if scores is None else threshold)]
-        if keep:
-            vectors[role] = role_acts[:, keep].mean(dim=1)
-    return vectors
-
-
 def stack_vectors(vectors: dict[str, Tensor]) -> tuple[Tensor, list[str]]:
     """Stack a dict of same-shaped vectors into one tensor (rows in dict order) and their names."""
     names = list(vectors)

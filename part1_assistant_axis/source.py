@@ -72,7 +72,6 @@ import numpy as np
 
 from part1_assistant_axis import QUESTIONS_FILE, ROLES_DIR, tests
 from part1_assistant_axis.persona_space import (
-    all_layer_persona_vectors,
     all_layer_response_activations,
     character_of,
     choose_score_threshold,
@@ -787,14 +786,16 @@ print(f"{len(sample)} real responses at block {AXIS_LAYER}: largest difference {
 # left (print which). Extract all kept responses in one call to `response_mean_activations` (what you
 # wrote in exercise 4, for any blocks; it batches), with one conversation per response,
 # `build_messages(question, response, system_prompt)`, then average per role. Return a dict
-# `role -> Tensor [d_model]`.
+# `role -> Tensor [len(layers), d_model]`: row `i` is the persona vector at block `layers[i]`. One call
+# for every block costs one forward pass, and Sections 2 and 4 need the axis at every block.
 #
 # <details><summary>Hint</summary>
 #
 # Work in two passes. First decide, role by role, which records to keep (all of them when `scores` is
 # None or the role is `DEFAULT_ROLE`; otherwise those whose score passes). Then flatten the kept records
-# into one list of `(role, record)`, call `response_mean_activations(..., [layer], batch_size)[0]` once, and
-# cut its rows back into per-role slices in the same order (a running start index), averaging each slice.
+# into one list of `(role, record)`, call `response_mean_activations(..., layers, batch_size)` once
+# (`[len(layers), n, d_model]`), and cut it back into per-role slices along the responses' dimension in the
+# same order (a running start index), averaging each slice over its responses.
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
@@ -811,25 +812,26 @@ def extract_persona_vectors(
     personas: dict[str, list[str]],
     questions: list[str],
     responses: dict[str, list[dict]],
-    layer: int,
+    layers: list[int],
     scores: dict[str, list[int | None]] | None = None,
     score_threshold: int = 3,
     batch_size: int = 16,
-) -> dict[str, Float[Tensor, " d_model"]]:
-    """Mean response activation per persona at one block, from the responses that stayed in role.
+) -> dict[str, Float[Tensor, "n_layers d_model"]]:
+    """Mean response activation per persona at the given blocks, from the responses that stayed in role.
 
     Args:
         model, tokenizer: the model.
         personas: role -> system prompts; records' ``prompt_idx`` index into them.
         questions: the questions; records' ``question_idx`` index into them.
         responses: role -> records from `generate_role_responses`.
-        layer: a block index.
+        layers: block indices.
         scores: role -> judge score per record (aligned with ``responses[role]``), or None to keep all.
         score_threshold: the lowest score kept (the default persona is never filtered).
         batch_size: examples per forward pass.
 
     Returns:
-        role -> persona vector [d_model], for every role with at least one kept response.
+        role -> persona vectors [len(layers), d_model] (row i at block ``layers[i]``), for every role with at
+        least one kept response.
     """
     # BEGIN SOLUTION
     kept = {}
@@ -846,10 +848,10 @@ def extract_persona_vectors(
     conversations = [
         build_messages(questions[r["question_idx"]], r["response"], personas[role][r["prompt_idx"]]) for role, r in flat
     ]
-    acts = response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]  # [n, d_model]
+    acts = response_mean_activations(model, tokenizer, conversations, layers, batch_size)  # [n_layers, n, d_model]
     vectors, start = {}, 0
     for role, records in kept.items():
-        vectors[role] = acts[start : start + len(records)].mean(dim=0)
+        vectors[role] = acts[:, start : start + len(records)].mean(dim=1)
         start += len(records)
     return vectors
     # END SOLUTION
@@ -859,16 +861,18 @@ def extract_persona_vectors(
 tests.test_extract_persona_vectors(extract_persona_vectors)
 
 # %%
-persona_vectors = load_or_generate(
-    course.cache / f"persona_vectors_block{AXIS_LAYER}.pt",
+# Every block in one pass: this section works at AXIS_LAYER, and §12 saves the axis at every block.
+all_layer_vectors = load_or_generate(
+    course.cache / "persona_vectors_all_blocks.pt",
     lambda: extract_persona_vectors(
-        model, tokenizer, personas, BUILD_QUESTIONS, responses, AXIS_LAYER,
+        model, tokenizer, personas, BUILD_QUESTIONS, responses, list(range(N_LAYERS)),
         scores=scores_for_vectors, score_threshold=SCORE_THRESHOLD or 0, batch_size=profile.batch_size,
     ),
     "persona vectors",
-    inputs=course.inputs(code=[extract_persona_vectors], layer=AXIS_LAYER,
-                  threshold=SCORE_THRESHOLD, data={"responses": responses, "scores": scores_for_vectors}),
+    inputs=course.inputs(code=[extract_persona_vectors], threshold=SCORE_THRESHOLD,
+                         data={"responses": responses, "scores": scores_for_vectors}),
 )
+persona_vectors = {role: v[AXIS_LAYER] for role, v in all_layer_vectors.items()}
 print(f"{len(persona_vectors)} persona vectors at block {AXIS_LAYER}: {', '.join(persona_vectors)}")
 vectors, names = stack_vectors(persona_vectors)
 
@@ -1278,34 +1282,25 @@ course.record("held-out AUROC, response read without system prompt", heldout_aur
 #
 # ## 12. The axis at every block, for Sections 2 and 4
 #
-# Sections 2 and 4 need the axis at every block. We compute the response activations of the build
-# responses at all blocks in one pass, average them per persona with the **same** filter as your
-# `extract_persona_vectors`, and take `default - mean(roles)` with your `compute_assistant_axis`. The
-# result, `[num_layers, d_model]` and unnormalised, is saved by `part1_assistant_axis.artifacts`, which
-# Sections 2 and 4 ask for it. Its row `AXIS_LAYER` must be the axis you built above.
+# Sections 2 and 4 need the axis at every block. Your `extract_persona_vectors` already returned the persona
+# vectors at every block (§7), so your `compute_assistant_axis` gives the axis at every block too: row
+# `AXIS_LAYER` is the axis you built above. The result, `[num_layers, d_model]` and unnormalised, is saved by
+# `part1_assistant_axis.artifacts`, which Sections 2 and 4 ask for it. The held-out responses' activations
+# at every block (one batched pass) serve the comparisons below and §13.
 
 # %%
-all_layer_acts = load_or_generate(
-    course.cache / "response_acts_all_layers.pt",
-    lambda: {
-        "build": all_layer_response_activations(model, tokenizer, responses, profile.batch_size),
-        "heldout": all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),
-    },
-    "response activations at every block",
-    inputs=course.inputs(data={"build": responses, "heldout": heldout_responses}),
-)
-all_layer_vectors = all_layer_persona_vectors(all_layer_acts["build"], scores_for_vectors, SCORE_THRESHOLD)
-# Always (re)write: it is cheap from the cached activations, and Section 2, if run first, may have saved a
-# small stand-in at the same path.
+# Always (re)write: it is cheap, and Section 2, if run first, may have saved a small stand-in at the same path.
 axis_all_layers = save_assistant_axis(
     profile, lambda: compute_assistant_axis(all_layer_vectors),
     inputs=course.inputs(data={"vectors": all_layer_vectors}, score_threshold=SCORE_THRESHOLD),
 )
-assert axis_all_layers.shape == (N_LAYERS, D_MODEL)
-assert set(all_layer_vectors) == set(persona_vectors), "the all-layer axis must use the same personas"
-agreement = torch.nn.functional.cosine_similarity(axis_all_layers[AXIS_LAYER], assistant_axis, dim=0).item()
-assert agreement > 0.999, f"row {AXIS_LAYER} of the saved axis disagrees with the axis above (cosine {agreement:.4f})"
-print(f"Saved axis {tuple(axis_all_layers.shape)}; row {AXIS_LAYER} matches the axis above (cosine {agreement:.5f})")
+print(f"Saved axis {tuple(axis_all_layers.shape)}")
+heldout_acts = load_or_generate(
+    course.cache / "heldout_acts_all_layers.pt",
+    lambda: all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),
+    "held-out response activations at every block",
+    inputs=course.inputs(data={"heldout": heldout_responses}),
+)
 
 # %% [markdown]
 # With the axis at every block we can ask the held-out question at **block 0**, the output of the first
@@ -1314,7 +1309,6 @@ print(f"Saved axis {tuple(axis_all_layers.shape)}; row {AXIS_LAYER} matches the 
 # the prompt's own.
 
 # %%
-heldout_acts = all_layer_acts["heldout"]
 with_prompt_acts = {
     "default": heldout_acts[DEFAULT_ROLE],
     "roles": torch.cat([heldout_acts[role] for role in heldout_roles], dim=1),

@@ -435,15 +435,18 @@ def _vectors_close(got: dict, want: dict) -> bool:
 
 
 def test_extract_persona_vectors(fn) -> None:
-    """Filter by score (>=, None fails, default never filtered), drop empty roles, average per role."""
+    """Filter by score (>=, None fails, default never filtered), drop empty roles, average per role, per block."""
     model, tok = tiny()
-    layer = 2
+    layers = [1, 2]
     base = (model, tok, PV_PERSONAS, PV_QUESTIONS, _pv_responses())
     with contextlib.redirect_stdout(io.StringIO()):  # keep notes about left-out roles out of the check's output
-        got = _call(fn, "extract_persona_vectors", *base, layer, scores=PV_SCORES, score_threshold=3)
-    want = _reference_vectors(*base, layer, scores=PV_SCORES, score_threshold=3)
-    check(isinstance(got, dict), f"Return a dict role -> vector, not a {type(got).__name__}.")
-    check(all(isinstance(v, torch.Tensor) for v in got.values()), "Each persona vector must be a tensor [d_model].")
+        got = _call(fn, "extract_persona_vectors", *base, layers, scores=PV_SCORES, score_threshold=3)
+    want = _reference_vectors(*base, layers, scores=PV_SCORES, score_threshold=3)
+    check(isinstance(got, dict), f"Return a dict role -> vectors, not a {type(got).__name__}.")
+    check(
+        all(isinstance(v, torch.Tensor) for v in got.values()),
+        "Each role's persona vectors must be one tensor [len(layers), d_model].",
+    )
     check(
         DEFAULT_ROLE in got and not torch.isnan(got[DEFAULT_ROLE]).any(),
         "The default persona is missing: do not filter the default persona by score (keep all its responses; "
@@ -455,9 +458,10 @@ def test_extract_persona_vectors(fn) -> None:
     )
     check(
         all(v.shape == want[DEFAULT_ROLE].shape for v in got.values()),
-        f"Each vector must have shape {tuple(want[DEFAULT_ROLE].shape)} (mean over responses, one per role).",
+        f"Each role's vectors must have shape {tuple(want[DEFAULT_ROLE].shape)}: one row per block in `layers` "
+        "(average over the responses, dimension 1 of response_mean_activations' result, not over the blocks).",
     )
-    unfiltered = _reference_vectors(*base, layer)
+    unfiltered = _reference_vectors(*base, layers)
     check(
         not ("pirate" in got and close(got["pirate"].float(), unfiltered["pirate"])),
         "No score filter: use only the role responses with score >= score_threshold (the default excepted).",
@@ -466,24 +470,24 @@ def test_extract_persona_vectors(fn) -> None:
     check("toaster" not in got, "Leave out roles with no response scoring >= score_threshold.")
     none_passes = {**PV_SCORES, "ghost": [3 if s is None else s for s in PV_SCORES["ghost"]]}
     check(
-        not close(got["ghost"].float(), _reference_vectors(*base, layer, scores=none_passes)["ghost"]),
+        not close(got["ghost"].float(), _reference_vectors(*base, layers, scores=none_passes)["ghost"]),
         "A None score (the judge gave no usable answer) never passes the filter.",
     )
     if not _vectors_close(got, want):
-        for other in (layer - 1, layer + 1):
+        for shift in (-1, 1):
             check(
-                not _vectors_close(got, _reference_vectors(*base, other, scores=PV_SCORES)),
-                "Off by one layer: `layer` is a block index (hidden_states[layer + 1], below the last block).",
+                not _vectors_close(got, _reference_vectors(*base, [b + shift for b in layers], scores=PV_SCORES)),
+                "Off by one layer: `layers` are block indices (hidden_states[layer + 1], below the last block).",
             )
         check(False, "The vectors differ: average the response activations of each role's kept responses.")
     with contextlib.redirect_stdout(io.StringIO()):
-        loose = _call(fn, "extract_persona_vectors", *base, layer, scores=PV_SCORES, score_threshold=2)
+        loose = _call(fn, "extract_persona_vectors", *base, layers, scores=PV_SCORES, score_threshold=2)
     check(
-        _vectors_close(loose, _reference_vectors(*base, layer, scores=PV_SCORES, score_threshold=2)),
+        _vectors_close(loose, _reference_vectors(*base, layers, scores=PV_SCORES, score_threshold=2)),
         "Use the score_threshold argument (with score_threshold=2 the results differ; don't hard-code 3).",
     )
     with contextlib.redirect_stdout(io.StringIO()):
-        everything = _call(fn, "extract_persona_vectors", *base, layer, scores=None)
+        everything = _call(fn, "extract_persona_vectors", *base, layers, scores=None)
     check(_vectors_close(everything, unfiltered), "With scores=None, keep every response of every persona.")
     passed("extract_persona_vectors")
 

@@ -188,25 +188,26 @@ def extract_persona_vectors(
     personas: dict[str, list[str]],
     questions: list[str],
     responses: dict[str, list[dict]],
-    layer: int,
+    layers: list[int],
     scores: dict[str, list[int | None]] | None = None,
     score_threshold: int = 3,
     batch_size: int = 16,
-) -> dict[str, Float[Tensor, " d_model"]]:
-    """Mean response activation per persona at one block, from the responses that stayed in role.
+) -> dict[str, Float[Tensor, "n_layers d_model"]]:
+    """Mean response activation per persona at the given blocks, from the responses that stayed in role.
 
     Args:
         model, tokenizer: the model.
         personas: role -> system prompts; records' ``prompt_idx`` index into them.
         questions: the questions; records' ``question_idx`` index into them.
         responses: role -> records from `generate_role_responses`.
-        layer: a block index.
+        layers: block indices.
         scores: role -> judge score per record (aligned with ``responses[role]``), or None to keep all.
         score_threshold: the lowest score kept (the default persona is never filtered).
         batch_size: examples per forward pass.
 
     Returns:
-        role -> persona vector [d_model], for every role with at least one kept response.
+        role -> persona vectors [len(layers), d_model] (row i at block ``layers[i]``), for every role with at
+        least one kept response.
     """
     kept = {}
     for role, records in responses.items():
@@ -222,10 +223,10 @@ def extract_persona_vectors(
     conversations = [
         build_messages(questions[r["question_idx"]], r["response"], personas[role][r["prompt_idx"]]) for role, r in flat
     ]
-    acts = response_mean_activations(model, tokenizer, conversations, [layer], batch_size)[0]  # [n, d_model]
+    acts = response_mean_activations(model, tokenizer, conversations, layers, batch_size)  # [n_layers, n, d_model]
     vectors, start = {}, 0
     for role, records in kept.items():
-        vectors[role] = acts[start : start + len(records)].mean(dim=0)
+        vectors[role] = acts[:, start : start + len(records)].mean(dim=1)
         start += len(records)
     return vectors
 

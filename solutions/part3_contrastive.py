@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from part3_contrastive import DATA_DIR
+from part3_contrastive import COHERENCE_PROMPT_FILE, DATA_DIR, trait_file
 from part3_contrastive.capture import VECTOR_KINDS, padded_batches
 from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations

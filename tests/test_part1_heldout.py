@@ -50,7 +50,9 @@ def test_heldout_default_projects_above_roles(offline_model):
     build = {role: [r for r in records if r["question_idx"] < N_BUILD] for role, records in responses.items()}
     heldout = {role: [r for r in records if r["question_idx"] >= N_BUILD] for role, records in responses.items()}
 
-    vectors = sol.extract_persona_vectors(model, tok, personas, questions, build, layer)
+    vectors = {
+        role: v[0] for role, v in sol.extract_persona_vectors(model, tok, personas, questions, build, [layer]).items()
+    }
     axis = sol.compute_assistant_axis(vectors)
     default = _projections(model, tok, heldout[DEFAULT_ROLE], axis, layer)
     role = _projections(model, tok, [r for name in ROLES for r in heldout[name]], axis, layer)

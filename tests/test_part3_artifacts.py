@@ -30,8 +30,12 @@ def test_trait_files_and_cache_names_have_one_owner(profile, tmp_path):
         trait_file("evil", "train")  # type: ignore[arg-type]
     folder = tmp_path / "tiny" / "part3_contrastive"
     assert art.trait_path(profile, "sycophantic", "scored") == folder / "sycophantic_scored.json"
-    assert art.trait_path(profile, "evil", "extraction", labels="prompt") == folder / "evil_extraction_prompt_labelled.pt"
-    assert art.trait_path(profile, "evil", "scored", labels="prompt") == folder / "evil_scored.json"  # only vectors differ
+    assert (
+        art.trait_path(profile, "evil", "extraction", labels="prompt") == folder / "evil_extraction_prompt_labelled.pt"
+    )
+    assert (
+        art.trait_path(profile, "evil", "scored", labels="prompt") == folder / "evil_scored.json"
+    )  # only vectors differ
     with pytest.raises(ValueError, match="kind must be one of"):
         art.trait_path(profile, "evil", "vector")  # type: ignore[arg-type]
 
@@ -41,7 +45,9 @@ def test_saved_vectors_carry_their_labelling_and_later_sections_can_say_it(profi
     labelling = art.judge_labelling("judge", 2, _scored([80, 60, None], [10, 30, 20]))
     assert labelling == {"labels": "judge", "pairs_kept": 2, "pairs_total": 3, "mean_score_pos": 70.0,
                          "mean_score_neg": 20.0}  # fmt: skip
-    saved = art.save_trait_vectors(profile, "sycophantic", lambda: vectors, labelling, cache_inputs(profile, "tiny-qwen2"))
+    saved = art.save_trait_vectors(
+        profile, "sycophantic", lambda: vectors, labelling, cache_inputs(profile, "tiny-qwen2")
+    )
     assert torch.equal(saved, vectors)
     loaded = art.load_trait_vectors(profile, "sycophantic")
     assert loaded is not None and torch.equal(loaded.value, vectors)

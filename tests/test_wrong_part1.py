@@ -384,13 +384,14 @@ def _persona_vectors(
     personas,
     questions,
     responses,
-    layer,
+    layers,
     scores=None,
     score_threshold=3,
     batch_size=16,
     passes=None,
     filter_default=False,
     keep_empty=False,
+    mean_over_blocks=False,
 ):
     passes = passes or (lambda s, t: s is not None and s >= t)
     vectors = {}
@@ -402,55 +403,63 @@ def _persona_vectors(
         if not keep and not keep_empty:
             continue
         if not keep:
-            vectors[role] = torch.full((model.config.hidden_size,), float("nan"))
+            vectors[role] = torch.full((len(layers), model.config.hidden_size), float("nan"))
             continue
-        acts = sol.extract_response_activations(
-            model,
-            tok,
-            [personas[role][r["prompt_idx"]] for r in keep],
-            [questions[r["question_idx"]] for r in keep],
-            [r["response"] for r in keep],
-            layer,
-            batch_size,
-        )
-        vectors[role] = acts.mean(0)
+        per_block = [
+            sol.extract_response_activations(
+                model,
+                tok,
+                [personas[role][r["prompt_idx"]] for r in keep],
+                [questions[r["question_idx"]] for r in keep],
+                [r["response"] for r in keep],
+                layer,
+                batch_size,
+            )
+            for layer in layers
+        ]
+        acts = torch.stack(per_block)  # [n_layers, n, d_model]
+        vectors[role] = acts.mean(dim=(0, 1)) if mean_over_blocks else acts.mean(1)
     return vectors
 
 
-def no_score_filter(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return _persona_vectors(m, t, p, q, r, layer, None, score_threshold, batch_size)
+def no_score_filter(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, layers, None, score_threshold, batch_size)
 
 
-def filters_default_too(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return _persona_vectors(m, t, p, q, r, layer, scores, score_threshold, batch_size, filter_default=True)
+def filters_default_too(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, layers, scores, score_threshold, batch_size, filter_default=True)
 
 
-def strictly_above_threshold(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
+def strictly_above_threshold(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
     return _persona_vectors(
-        m, t, p, q, r, layer, scores, score_threshold, batch_size, passes=lambda s, th: s is not None and s > th
+        m, t, p, q, r, layers, scores, score_threshold, batch_size, passes=lambda s, th: s is not None and s > th
     )
 
 
-def none_score_passes(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
+def none_score_passes(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
     return _persona_vectors(
-        m, t, p, q, r, layer, scores, score_threshold, batch_size, passes=lambda s, th: s is None or s >= th
+        m, t, p, q, r, layers, scores, score_threshold, batch_size, passes=lambda s, th: s is None or s >= th
     )
 
 
-def keeps_empty_roles(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return _persona_vectors(m, t, p, q, r, layer, scores, score_threshold, batch_size, keep_empty=True)
+def keeps_empty_roles(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, layers, scores, score_threshold, batch_size, keep_empty=True)
 
 
-def persona_vectors_off_by_one(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return _persona_vectors(m, t, p, q, r, layer - 1, scores, score_threshold, batch_size)
+def persona_vectors_off_by_one(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, [b - 1 for b in layers], scores, score_threshold, batch_size)
 
 
-def threshold_hard_coded(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return _persona_vectors(m, t, p, q, r, layer, scores, 3, batch_size)
+def threshold_hard_coded(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, layers, scores, 3, batch_size)
 
 
-def returns_list_of_vectors(m, t, p, q, r, layer, scores=None, score_threshold=3, batch_size=16):
-    return list(_persona_vectors(m, t, p, q, r, layer, scores, score_threshold, batch_size).values())
+def returns_list_of_vectors(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return list(_persona_vectors(m, t, p, q, r, layers, scores, score_threshold, batch_size).values())
+
+
+def averages_over_the_blocks(m, t, p, q, r, layers, scores=None, score_threshold=3, batch_size=16):
+    return _persona_vectors(m, t, p, q, r, layers, scores, score_threshold, batch_size, mean_over_blocks=True)
 
 
 # cosine_similarity_matrix
@@ -669,7 +678,8 @@ WRONG = {
         (keeps_empty_roles, "NaN"),
         (persona_vectors_off_by_one, "off by one layer"),
         (threshold_hard_coded, "score_threshold argument"),
-        (returns_list_of_vectors, "dict role -> vector"),
+        (returns_list_of_vectors, "dict role -> vectors"),
+        (averages_over_the_blocks, "one row per block"),
     ],
     "cosine_similarity_matrix": [
         (dot_products, "normalise"),
