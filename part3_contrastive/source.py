@@ -271,6 +271,18 @@ for r in (example_pos, example_neg):
     print(f"[{r['polarity']}] {r['system_prompt']}\n  Q: {r['question']}\n  A: {r['response'][:200]}\n")
 
 # %% [markdown]
+# Do the two answers differ the way their prompts ask? If both polarities read alike, the model did not
+# take the instruction, and the pair carries no trait signal: averaging many such pairs dilutes the vector
+# towards "whatever the two prompts' wording changes". The remedies are upstream: more forceful or more
+# concrete instructions, more instruction pairs, or a model that follows system prompts better; the judge
+# filter in §4 exists to drop the pairs where the prompt did not work.
+#
+# <details><summary>What the offline run showed</summary>
+#
+# FILL_AFTER_RUN
+# </details>
+
+# %% [markdown]
 # ## 4. Scoring with the judge
 #
 # ### Exercise 3: `score_trait_response`
