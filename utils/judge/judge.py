@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from utils.cache import write_atomic
 from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
-from utils.judge.defaults import ROWS, backend_row, check_judge_model, choose_backend, explained_judge_choice
+from utils.judge.defaults import backend_row, check_judge_model, choose_backend, explained_judge_choice
 from utils.judge.scales import Scale, finalize
 from utils.records import JudgeScore
 
@@ -66,8 +66,7 @@ class Judge:
         save_every: float = 1.0,
         reason: str | None = None,
     ):
-        if backend.name in ROWS and ROWS[backend.name].hosted:
-            check_judge_model(backend.name, backend.model_name)
+        check_judge_model(backend.name, backend.model_name)  # hosted backends only
         self.backend = backend
         self.remember = remember
         self.save_every = save_every
