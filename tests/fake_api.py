@@ -16,13 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Reply:
-    """What the server sends: a status, a JSON body (or raw bytes), after a delay."""
+    """What the server sends: a status, a JSON body (or raw bytes), after a delay.
+
+    ``trickle=(n, seconds)`` sends the body's first ``n`` bytes one at a time, ``seconds`` apart (a
+    server that is slow but never silent for long; pad a JSON body with leading spaces).
+    """
 
     status: int = 200
     body: dict | None = None
     raw: bytes | None = None
     delay: float = 0.0
     headers: dict = field(default_factory=dict)
+    trickle: tuple[int, float] = (0, 0.0)
 
 
 def chat_completion(text: str, top: dict[str, float] | None = None) -> dict:
@@ -98,7 +103,12 @@ class FakeAPIServer:
                     for k, v in answer.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    n, gap = answer.trickle
+                    for i in range(n):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(gap)
+                    self.wfile.write(data[n:])
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 

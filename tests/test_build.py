@@ -112,3 +112,14 @@ def test_every_course_variable_is_named_in_utils_environment():
         spelled = set(re.findall(r"[\"'](COURSE_[A-Z_]+|[A-Z]+_API_KEY|[A-Z]+_BASE_URL)[\"']", path.read_text()))
         assert not spelled, f"{path.relative_to(build.ROOT)} spells {sorted(spelled)}: import it from utils.environment"
     assert all(environment.MEANINGS[name] for name in named)
+
+
+def test_settings_are_read_one_way():
+    """Only utils.environment reads the process environment, so every setting honours a .env file alike."""
+    import re
+
+    for path in [*build.ROOT.glob("utils/**/*.py"), *build.ROOT.glob("part*_*/*.py")]:
+        if path.name == "environment.py":
+            continue
+        reads = re.findall(r"os\.getenv\(|os\.environ\.get\(|os\.environ\[[^]]+\](?!\s*=)", path.read_text())
+        assert not reads, f"{path.relative_to(build.ROOT)} reads {reads}: use utils.environment.setting"

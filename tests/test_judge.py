@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import time
 
 import pytest
 
@@ -12,7 +14,7 @@ from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.judge import ADHERENCE_0_3, SCORE_0_100, Judge, make_judge, parse_text, tagged
 from utils.judge.api import AnthropicBackend, OpenAIBackend
-from utils.server_generation import OpenAICompatibleGenerator
+from utils.server_generation import GenerationError, OpenAICompatibleGenerator
 
 SECRET = "sk-test-THISKEYMUSTNEVERAPPEAR0123456789"
 FAST = dict(max_retries=3, timeout=5.0)
@@ -239,10 +241,11 @@ def test_local_judge_digit_aggregation_matches_brute_force(tiny_models):
             assert probs[b][value] == pytest.approx(float(total.exp()), rel=1e-3)
 
 
-def test_choose_backend_order(monkeypatch):
+def test_choose_backend_order(monkeypatch, tmp_path):
     from utils.judge import choose_backend
 
-    monkeypatch.setattr("dotenv.load_dotenv", lambda *a, **k: None)
+    monkeypatch.chdir(tmp_path)  # no .env from the working directory upwards, nor the checkout's
+    monkeypatch.setattr("utils.environment.CHECKOUT_DOTENV", tmp_path / "no.env", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     assert choose_backend() == "local"
@@ -252,3 +255,60 @@ def test_choose_backend_order(monkeypatch):
     assert choose_backend() == "openai"
     with pytest.raises(ValueError, match="backend"):
         choose_backend("gemini")
+
+
+# Faults: the parser, the cache, the deadline, and the local judge's reason.
+
+
+def test_a_judge_declining_to_score_is_a_refusal_even_when_it_names_a_number(tmp_path):
+    declined = "I can't rate this; 0 would be unfair"
+    assert parse_text(declined, ADHERENCE_0_3) is None
+    assert parse_text("I cannot give this a score, 3 would mislead", ADHERENCE_0_3) is None
+    assert parse_text("I can give it 2", ADHERENCE_0_3) == 2
+    with FakeAPIServer(by_prompt({"a": Reply(body=chat_completion(declined))})) as server:
+        judge = openai_judge(server, tmp_path)
+        assert judge.score(["a"], ADHERENCE_0_3) == [None] and judge.last_failures == 0  # a refusal, not a failure
+
+
+def test_an_integer_written_as_a_decimal_is_read_and_an_unreadable_answer_is_never_cached(tmp_path):
+    assert parse_text("2.0", ADHERENCE_0_3) == 2 and parse_text("<score>3.00</score>", tagged(0, 3)) == 3
+    assert parse_text("2.05", ADHERENCE_0_3) is None
+    table = {"a": Reply(body=chat_completion("2.0")), "b": Reply(body=chat_completion("hmm, hard to say"))}
+    with FakeAPIServer(by_prompt(table)) as server:
+        judge = openai_judge(server, tmp_path)
+        assert judge.score(["a", "b"], ADHERENCE_0_3) == [2, None]
+        assert judge.last_failures == 1  # reported as a failure, not stored as a result
+        assert list(json.loads((tmp_path / "cache.json").read_text()).values()) == [2]
+        again = openai_judge(server, tmp_path)
+        assert again.score(["a", "b"], ADHERENCE_0_3) == [2, None]
+    assert [prompt_of("openai", r) for r in server.requests] == ["a", "b", "b"]  # only "b" was sent again
+
+
+def test_the_timeout_bounds_the_whole_request_when_a_server_trickles_bytes(tmp_path):
+    body = b" " * 20 + json.dumps(chat_completion("2")).encode()  # 20 leading spaces, one every 0.5 s: 10 s
+
+    def trickle(api, body_, attempt):
+        return Reply(raw=body, trickle=(20, 0.5))
+
+    with FakeAPIServer(trickle) as server:
+        judge = openai_judge(server, tmp_path, timeout=1.0, max_retries=0)
+        start = time.monotonic()
+        assert judge.score(["a"], ADHERENCE_0_3) == [None] and judge.last_failures == 1
+        judged = time.monotonic() - start
+        generator = OpenAICompatibleGenerator(server.base_url + "/v1", model="served", timeout=1.0, max_retries=0)
+        start = time.monotonic()
+        with pytest.raises(GenerationError, match="APITimeoutError"):
+            generator.generate([build_messages("a")])
+        generated = time.monotonic() - start
+    assert judged < 4 and generated < 4, (judged, generated)
+
+
+def test_the_local_judge_says_why_no_hosted_judge_was_chosen(monkeypatch, tmp_path, tiny_models, capsys):
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "COURSE_JUDGE_BACKEND", "COURSE_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("utils.environment.CHECKOUT_DOTENV", tmp_path / "checkout" / ".env", raising=False)
+    make_judge("auto", local_model=tiny_models["tiny-qwen2"], model_name="tiny-qwen2", cache_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "LocalBackend" in out and "OPENAI_API_KEY" in out and "ANTHROPIC_API_KEY" in out, out
+    assert f"no .env file from {tmp_path} upwards and at {tmp_path / 'checkout' / '.env'}" in out, out

@@ -35,7 +35,7 @@ def unset(monkeypatch, *names):
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    """No judge settings from the machine: no keys, no base URLs, no .env above the working dir."""
+    """No judge settings from the machine: no keys, no base URLs, no .env above the working dir or in the checkout."""
     unset(
         monkeypatch,
         "OPENAI_API_KEY",
@@ -47,6 +47,7 @@ def clean_env(monkeypatch, tmp_path):
         "COURSE_SERVER_API_KEY",
     )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("utils.environment.CHECKOUT_DOTENV", tmp_path / "no-checkout.env")
     return monkeypatch
 
 

@@ -16,3 +16,23 @@ def test_profiles_switch_and_reason(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_PROFILE", "huge")
     with pytest.raises(ValueError, match="COURSE_PROFILE"):
         get_profile()
+
+
+def test_an_empty_course_profile_counts_as_unset_and_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COURSE_PROFILE", "")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("utils.environment.CHECKOUT_DOTENV", tmp_path / "no.env", raising=False)
+    assert get_profile().name in PROFILES  # chosen by auto, not "Unknown profile ''"
+    out = capsys.readouterr().out
+    assert "auto:" in out and "COURSE_PROFILE" in out and "exported empty" in out, out
+
+
+def test_course_profile_in_a_dotenv_file_is_honoured_and_named(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("COURSE_PROFILE=lite\n")
+    assert get_profile().name == "lite"  # auto never picks lite on a machine without a GPU
+    assert f"COURSE_PROFILE=lite in {tmp_path / '.env'}" in capsys.readouterr().out
+    (tmp_path / ".env").write_text("COURSE_PROFILE=huge\n")
+    with pytest.raises(ValueError, match="COURSE_PROFILE.*\\.env"):
+        get_profile()

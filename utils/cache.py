@@ -36,7 +36,7 @@ class CacheError(RuntimeError):
 def cache_root() -> Path:
     """The course's cache folder (``COURSE_CACHE_DIR``, default ``<repo>/.cache``)."""
     default = Path(__file__).resolve().parent.parent / ".cache"
-    return Path(os.environ.get(environment.CACHE_DIR, default))
+    return Path(environment.setting(environment.CACHE_DIR) or default)
 
 
 def section_cache(section: str, profile) -> Path:
@@ -198,7 +198,7 @@ def meta_path(path: str | os.PathLike) -> Path:
 
 def recompute_requested(path: str | os.PathLike) -> bool:
     """True when ``COURSE_RECOMPUTE`` names ``all`` or a folder on the cache file's path (a section)."""
-    wanted = {w.strip() for w in os.environ.get(RECOMPUTE_ENV, "").split(",") if w.strip()}
+    wanted = {w.strip() for w in (environment.setting(RECOMPUTE_ENV) or "").split(",") if w.strip()}
     return bool(wanted) and ("all" in wanted or bool(wanted & set(Path(path).parts)))
 
 
@@ -260,7 +260,7 @@ def load_or_generate(
     if override:
         reason = "override=True"
     elif recompute_requested(path):
-        reason = f"{RECOMPUTE_ENV}={os.environ.get(RECOMPUTE_ENV)}"
+        reason = f"{RECOMPUTE_ENV}={environment.setting(RECOMPUTE_ENV)}"
     if path.exists() and reason is None:
         meta = read_meta(path)
         recorded = (meta or {}).get("inputs")

@@ -7,7 +7,6 @@ Layer conventions (see DESIGN.md): ``*_layer`` fields are 0-based decoder *block
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 from utils import environment
@@ -180,24 +179,34 @@ def _auto_choice() -> tuple[str, str]:
 def get_profile(name: str | None = None, verbose: bool = True) -> Profile:
     """Return the active profile.
 
+    ``COURSE_PROFILE`` is read like every course setting (`utils.environment.lookup`): from the
+    environment, else a ``.env`` file; exported empty (``COURSE_PROFILE=``) it counts as unset, so
+    ``auto`` chooses, and the printed reason says so.
+
     Args:
         name: a profile name; None reads ``COURSE_PROFILE`` (default ``auto``).
         verbose: print the choice and the reason.
 
     Returns:
         The chosen `Profile`.
+
+    Raises:
+        ValueError: for an unknown profile, naming the argument or ``COURSE_PROFILE`` and where it was set.
     """
-    requested = name or os.environ.get(PROFILE_ENV, "auto")
+    found = environment.lookup(PROFILE_ENV)
+    requested = name or found.value or "auto"
+    where = "the argument name" if name else f"{PROFILE_ENV} (from {found.source})"
     if requested == "auto":
         chosen, reason = _auto_choice()
+        if not name and found.exported_empty:
+            reason += f"; {found}"
     elif requested in PROFILES:
         chosen = requested
         reason = "set by argument" if name else f"set by {PROFILE_ENV}={requested}"
+        if not name and found.source != "the environment":
+            reason += f" in {found.source}"
     else:
-        raise ValueError(
-            f"Unknown profile {requested!r} (from {PROFILE_ENV} or the argument); "
-            f"choose one of {sorted(PROFILES) + ['auto']}."
-        )
+        raise ValueError(f"Unknown profile {requested!r} in {where}; choose one of {sorted(PROFILES) + ['auto']}.")
     profile = PROFILES[chosen]
     if verbose:
         print(f"Profile: {profile.name} ({reason})")

@@ -6,11 +6,9 @@ reach the runner's terminal as the notebook prints them; otherwise `tqdm.auto` p
 
 from __future__ import annotations
 
-import os
-
 from utils import environment
 
-if os.environ.get(environment.PLAIN_PROGRESS):
+if environment.setting(environment.PLAIN_PROGRESS):
     from tqdm.std import tqdm
 else:
     from tqdm.auto import tqdm

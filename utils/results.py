@@ -8,7 +8,6 @@ them under `PROFILE_KEY`, so the runner can refuse results made under another pr
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from utils import environment
@@ -19,7 +18,7 @@ PROFILE_KEY = "_profile"
 
 def results_folder() -> Path:
     """Where `record` writes (``COURSE_RESULTS_DIR``, default ``<repo>/outputs/results``)."""
-    return Path(os.environ.get(environment.RESULTS_DIR, ROOT / "outputs" / "results"))
+    return Path(environment.setting(environment.RESULTS_DIR) or ROOT / "outputs" / "results")
 
 
 def record(section: str, name: str, value: str | int | float) -> None:

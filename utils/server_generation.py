@@ -1,16 +1,15 @@
 """Generation on an OpenAI-compatible server (e.g. vLLM) instead of the in-process model.
 
 `utils.generation.generate_replies(..., server=OpenAICompatibleGenerator(url, model))` sends the
-conversations there: requests run concurrently through the official SDK (with its retries), and a
-conversation that still fails is reported by index without losing the replies that finished.
+conversations there through a `utils.hosted.Connection` (the official SDK with its retries, a
+deadline per attempt, bounded concurrency); a conversation that still fails is reported by index
+without losing the replies that finished.
 """
 
 from __future__ import annotations
 
-from utils.aio import gather_bounded, run_sync
 from utils.chat import Message
-from utils.judge.api import OpenAIBackend
-from utils.judge.failure import Failed, describe_error, summarize_failures
+from utils.hosted import Connection, Failed, summarize_failures
 
 
 class GenerationError(RuntimeError):
@@ -25,16 +24,40 @@ class GenerationError(RuntimeError):
 class OpenAICompatibleGenerator:
     """Send conversations to an OpenAI-compatible server (e.g. vLLM) instead of the in-process model.
 
-    The server's key is ``api_key``, else ``COURSE_SERVER_API_KEY`` (never ``OPENAI_API_KEY``).
+    Args:
+        base_url: the server's URL (e.g. ``http://localhost:8000/v1``).
+        model: the model the server serves.
+        api_key: the server's key; None reads ``COURSE_SERVER_API_KEY`` (never ``OPENAI_API_KEY``).
+        max_concurrency, max_retries, timeout: see `utils.hosted.Connection` (``timeout`` bounds
+            each attempt as a whole).
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 64, **kwargs):
-        self._backend = OpenAIBackend(
-            model=model, base_url=base_url, api_key=api_key, max_concurrency=max_concurrency, **kwargs
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        max_concurrency: int = 64,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+    ):
+        if not base_url:
+            raise ValueError(
+                "OpenAICompatibleGenerator needs base_url, the server's URL (e.g. http://localhost:8000/v1)"
+            )
+        self.model = model
+        self.connection = Connection.resolve(
+            "openai",
+            "generation server",
+            base_url=base_url,
+            api_key=api_key,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
         )
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleGenerator(model={self._backend.model!r}, base_url={self._backend.base_url!r})"
+        return f"OpenAICompatibleGenerator(model={self.model!r}, base_url={self.connection.base_url!r})"
 
     def generate(
         self,
@@ -45,38 +68,38 @@ class OpenAICompatibleGenerator:
     ) -> list[str]:
         """Replies in input order.
 
+        Args:
+            conversations: message lists (an empty system prompt is left out).
+            max_new_tokens, temperature, top_p: sampling settings sent with every request.
+
+        Returns:
+            One reply per conversation.
+
         Raises:
             GenerationError: naming the conversations that failed after retries; its ``replies``
                 holds every reply that did finish (None for the failed ones), so no work is lost.
         """
-        backend = self._backend
 
-        async def run():
-            async with backend._client() as client:
+        async def one(client, messages: list[Message]) -> str:
+            response = await client.chat.completions.create(
+                model=self.model,
+                messages=[m for m in messages if m["role"] != "system" or m["content"]],
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+            )
+            return response.choices[0].message.content or ""
 
-                async def one(messages):
-                    try:
-                        response = await client.chat.completions.create(
-                            model=backend.model,
-                            messages=[m for m in messages if m["role"] != "system" or m["content"]],
-                            max_tokens=max_new_tokens,
-                            temperature=temperature,
-                            top_p=top_p,
-                        )
-                        return response.choices[0].message.content or ""
-                    except Exception as err:
-                        return Failed(describe_error(err))
-
-                return await gather_bounded(one, conversations, backend.max_concurrency, "generating (server)")
-
-        results = run_sync(run)
+        results = self.connection.send_all(one, conversations, "generating (server)")
         failed = [i for i, r in enumerate(results) if isinstance(r, Failed)]
         if failed:
-            summary = summarize_failures([results[i] for i in failed], len(results), "generation requests")
+            summary = summarize_failures(
+                [r for r in results if isinstance(r, Failed)], len(results), "generation requests"
+            )
             replies = [None if isinstance(r, Failed) else r for r in results]
             raise GenerationError(
                 f"{summary}; failed conversations: {failed}. The finished replies are in this error's .replies",
                 replies,
                 failed,
             )
-        return results
+        return [r for r in results if not isinstance(r, Failed)]

@@ -56,7 +56,7 @@ def timed(kind: str):
         total["seconds"] += seconds
         total["tokens"] += timer.tokens
         total["calls"] += 1
-        path = os.environ.get(TIMINGS_ENV)
+        path = environment.setting(TIMINGS_ENV)
         if path:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"kind": kind, "seconds": seconds, "tokens": timer.tokens}) + "\n")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
+from utils.hosted import OnResult  # called as ``on_result(index, value)`` as soon as prompts[index]'s answer arrives
 from utils.judge.scales import Scale
 
-# Called as ``on_result(index, value)`` as soon as the answer to ``prompts[index]`` arrives.
-OnResult = Callable[[int, Any], None]
+__all__ = ["JudgeBackend", "OnResult", "StreamingJudgeBackend", "streams_results"]
 
 
 @runtime_checkable

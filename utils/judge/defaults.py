@@ -6,43 +6,113 @@
   backend's default: `DEFAULT_JUDGE_MODELS` for hosted backends, the section's own model for local.
 - A hosted judge never receives a subject model's name (`check_judge_model`).
 
-Settings are read from the environment or a ``.env`` file (found from the working directory
-upwards); reading a ``.env`` file never changes ``os.environ``.
+The backends are rows of one table, `JUDGE_BACKENDS` (name, factory, hosted, default model, key
+and base-URL variables); the hosted set, the default models, the key map and ``auto``'s order all
+derive from it. Settings are read the course's one way (`utils.environment.setting`: the environment,
+else a ``.env`` file), and the reason for a choice says where the deciding setting came from.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from utils import environment
 
+if TYPE_CHECKING:
+    from utils.judge.backend import JudgeBackend
+
 BACKEND_ENV = environment.JUDGE_BACKEND
 MODEL_ENV = environment.JUDGE_MODEL
-BACKENDS = ("openai", "anthropic", "local")
-HOSTED = ("openai", "anthropic")
-DEFAULT_JUDGE_MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
-KEY_ENV = {"openai": environment.OPENAI_API_KEY, "anthropic": environment.ANTHROPIC_API_KEY}
-BASE_URL_ENV = {"openai": environment.OPENAI_BASE_URL, "anthropic": environment.ANTHROPIC_BASE_URL}
 # The key for a server the course is pointed at through its own settings (a ``base_url`` argument
 # or profile setting): never OPENAI_API_KEY / ANTHROPIC_API_KEY, which belong to their providers.
 SERVER_KEY_ENV = environment.SERVER_API_KEY
 
 
-def _dotenv_values() -> dict[str, str]:
-    try:
-        from dotenv import dotenv_values, find_dotenv
-    except ImportError:
-        return {}
-    path = find_dotenv(usecwd=True)
-    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path else {}
+def _openai(
+    model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
+) -> JudgeBackend:
+    from utils.judge.api import OpenAIBackend
+
+    return OpenAIBackend(model=model, base_url=base_url, **kwargs)
 
 
-def env_setting(name: str) -> str | None:
-    """``name`` from the environment, else from a ``.env`` file; None when unset or empty."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    return _dotenv_values().get(name) or None
+def _anthropic(
+    model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
+) -> JudgeBackend:
+    from utils.judge.api import AnthropicBackend
+
+    return AnthropicBackend(model=model, base_url=base_url, **kwargs)
+
+
+def _local(
+    model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
+) -> JudgeBackend:
+    from utils.judge.local import LocalBackend
+
+    if local_model is None or (subject_model and model != subject_model):  # a judge model of its own
+        from utils.models import load_model
+
+        if model is None:
+            raise ValueError("The local judge needs local_model=(model, tokenizer) or a model_name to load")
+        local_model = load_model(model)
+    judge_model, tokenizer = local_model
+    return LocalBackend(judge_model, tokenizer, model_name=model or "local", **kwargs)
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    """One judge backend.
+
+    Attributes:
+        name: what ``COURSE_JUDGE_BACKEND``, a profile's ``judge_backend`` and ``make_judge`` call it.
+        factory: ``factory(model, base_url, local_model, subject_model, **kwargs)`` builds the backend.
+        hosted: a paid API (its judge model is checked never to be a subject model).
+        default_model: the judge model when none is chosen (None: the section's own model).
+        key_env: the variable holding the provider's key (``auto`` picks the first hosted row whose key is set).
+        base_url_env: the SDK's own base-URL variable.
+    """
+
+    name: str
+    factory: Callable[..., JudgeBackend]
+    hosted: bool
+    default_model: str | None = None
+    key_env: str | None = None
+    base_url_env: str | None = None
+
+
+# The judge backends, in ``auto``'s order of preference. Everything below derives from this table.
+JUDGE_BACKENDS = (
+    BackendRow("openai", _openai, True, "gpt-4.1-mini", environment.OPENAI_API_KEY, environment.OPENAI_BASE_URL),
+    BackendRow(
+        "anthropic", _anthropic, True, "claude-haiku-4-5", environment.ANTHROPIC_API_KEY, environment.ANTHROPIC_BASE_URL
+    ),
+    BackendRow("local", _local, False),
+)
+ROWS = {row.name: row for row in JUDGE_BACKENDS}
+BACKENDS = tuple(ROWS)
+HOSTED = tuple(row.name for row in JUDGE_BACKENDS if row.hosted)
+DEFAULT_JUDGE_MODELS = {row.name: row.default_model for row in JUDGE_BACKENDS if row.default_model}
+KEY_ENV = {row.name: row.key_env for row in JUDGE_BACKENDS if row.key_env}
+BASE_URL_ENV = {row.name: row.base_url_env for row in JUDGE_BACKENDS if row.base_url_env}
+
+
+def backend_row(name: str) -> BackendRow:
+    """The table's row for backend ``name``.
+
+    Args:
+        name: a backend name (``openai``, ``anthropic``, ``local``).
+
+    Returns:
+        Its `BackendRow`.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    if name not in ROWS:
+        raise ValueError(f"Unknown judge backend {name!r}; use auto, {', '.join(BACKENDS)}")
+    return ROWS[name]
 
 
 def subject_model_names() -> set[str]:
@@ -58,27 +128,49 @@ def subject_model_names() -> set[str]:
     return names
 
 
-def choose_backend(requested: str | None = "auto") -> str:
-    """Resolve a backend request: ``COURSE_JUDGE_BACKEND`` wins, then ``requested``.
+def backend_choice(requested: str | None = "auto") -> tuple[str, str]:
+    """Resolve a backend request, and say why: ``COURSE_JUDGE_BACKEND`` wins, then ``requested``.
 
-    ``auto`` picks openai if OPENAI_API_KEY is set (environment or ``.env``), else anthropic if
-    ANTHROPIC_API_KEY is, else local.
+    ``auto`` picks the first hosted backend in `JUDGE_BACKENDS` whose key is set (environment or
+    ``.env``: OpenAI, then Anthropic), else local; the reason then names the keys and the ``.env``
+    file looked at, so a run that gets the local judge says why.
+
+    Args:
+        requested: auto or a backend name (e.g. a profile's ``judge_backend``); None means auto.
+
+    Returns:
+        (backend name, reason).
 
     Raises:
-        ValueError: for an unknown backend name, naming where it came from.
+        ValueError: for an unknown backend name, naming where it came from and listing the known ones.
     """
-    from_env = env_setting(BACKEND_ENV)
-    choice = from_env or requested or "auto"
+    from_env = environment.lookup(BACKEND_ENV)
+    choice = from_env.value or requested or "auto"
     if choice == "auto":
-        if env_setting(environment.OPENAI_API_KEY):
-            return "openai"
-        if env_setting(environment.ANTHROPIC_API_KEY):
-            return "anthropic"
-        return "local"
-    if choice not in BACKENDS:
-        where = f"{BACKEND_ENV}={choice!r}" if from_env else f"judge backend {choice!r}"
-        raise ValueError(f"Unknown {where}; use auto, openai, anthropic or local")
-    return choice
+        for row in JUDGE_BACKENDS:
+            key = environment.lookup(row.key_env) if row.key_env else None
+            if key is not None and key.value:
+                return row.name, f"auto: {row.key_env} is set (in {key.source})"
+        keys = [row.key_env for row in JUDGE_BACKENDS if row.key_env]
+        dotenv = environment.dotenv_file()
+        looked = f"nor in {dotenv}" if dotenv else f"and no .env file {environment.where_dotenv_is_looked_for()}"
+        return "local", f"auto: none of {', '.join(keys)} is set in the environment {looked}"
+    if choice not in ROWS:
+        where = f"{BACKEND_ENV}={choice!r} (from {from_env.source})" if from_env.value else f"judge backend {choice!r}"
+        raise ValueError(f"Unknown {where}; use auto, {', '.join(BACKENDS)}")
+    return choice, (f"set by {BACKEND_ENV} (from {from_env.source})" if from_env.value else "requested")
+
+
+def choose_backend(requested: str | None = "auto") -> str:
+    """The backend `backend_choice` picks (without the reason).
+
+    Args:
+        requested: auto or a backend name; ``COURSE_JUDGE_BACKEND`` wins.
+
+    Returns:
+        The backend's name.
+    """
+    return backend_choice(requested)[0]
 
 
 def check_judge_model(backend: str, model: str, subject_models: set[str] | None = None) -> None:
@@ -98,6 +190,27 @@ def check_judge_model(backend: str, model: str, subject_models: set[str] | None 
         )
 
 
+def explained_judge_choice(
+    backend: str | None = "auto", model_name: str | None = None, subject_model: str | None = None
+) -> tuple[str, str | None, str]:
+    """The (backend, judge model) a run uses, and why that backend (see `judge_choice`).
+
+    Returns:
+        (backend, model, reason): the reason as `backend_choice` gives it.
+    """
+    name, reason = backend_choice(backend)
+    row = ROWS[name]
+    model = environment.setting(MODEL_ENV) or model_name
+    if row.hosted:
+        model = model or row.default_model
+        if model is None:
+            raise ValueError(f"The {name} judge has no default model in JUDGE_BACKENDS; set {MODEL_ENV}")
+        check_judge_model(name, model, {subject_model} if subject_model else None)
+    else:
+        model = model or subject_model
+    return name, model, reason
+
+
 def judge_choice(
     backend: str | None = "auto", model_name: str | None = None, subject_model: str | None = None
 ) -> tuple[str, str | None]:
@@ -111,11 +224,5 @@ def judge_choice(
     Returns:
         (backend, model): the model is None only for a local judge without a subject model.
     """
-    name = choose_backend(backend)
-    model = env_setting(MODEL_ENV) or model_name
-    if name in HOSTED:
-        model = model or DEFAULT_JUDGE_MODELS[name]
-        check_judge_model(name, model, {subject_model} if subject_model else None)
-    else:
-        model = model or subject_model
+    name, model, _ = explained_judge_choice(backend, model_name, subject_model)
     return name, model

@@ -1,6 +1,7 @@
 """One judge interface over every backend, with a persistent cache keyed by (backend, URL, model, prompt).
 
-Only answers are cached. A request that failed (outage, 401, 404, timeout) scores None for this run,
+Only answers are cached. A request that failed (outage, 401, 404, timeout, an answer with no score
+on the scale) scores None for this run,
 is counted and reported once per batch, and is sent again on the next run. Answers are saved as they
 arrive, so an interrupted batch keeps what it got. Judges sharing one cache file merge their entries.
 """
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from utils.cache import write_atomic
+from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
-from utils.judge.defaults import HOSTED, check_judge_model, choose_backend, judge_choice
-from utils.judge.failure import Failed, summarize_failures
+from utils.judge.defaults import backend_row, check_judge_model, choose_backend, explained_judge_choice
 from utils.judge.scales import Scale, finalize
 from utils.records import JudgeScore
 
@@ -51,6 +52,7 @@ class Judge:
         remember: keep scores in memory so a repeated prompt is not sent again (tests turn it off
             to count requests).
         save_every: seconds between saves of the cache file while a batch is running.
+        reason: why this backend was chosen, printed with the judge the first time it is announced.
 
     Attributes:
         last_failures: how many requests of the last `score` call got no answer.
@@ -62,9 +64,9 @@ class Judge:
         cache_path: str | Path | None = None,
         remember: bool = True,
         save_every: float = 1.0,
+        reason: str | None = None,
     ):
-        if backend.name in HOSTED:
-            check_judge_model(backend.name, backend.model_name)
+        check_judge_model(backend.name, backend.model_name)  # hosted backends only
         self.backend = backend
         self.remember = remember
         self.save_every = save_every
@@ -76,7 +78,7 @@ class Judge:
         self.last_failures = 0
         if self.cache_path and self.cache_path.exists():
             self._cache = _read_cache(self.cache_path)
-        announcement = repr(backend)
+        announcement = repr(backend) + (f" ({reason})" if reason else "")
         if announcement not in _ANNOUNCED:
             print(f"Judge: {announcement}")
             _ANNOUNCED.add(announcement)
@@ -181,8 +183,8 @@ def make_judge(
     """Build a judge.
 
     Args:
-        backend: auto, openai, anthropic or local (see `utils.judge.defaults.choose_backend`);
-            ``COURSE_JUDGE_BACKEND`` overrides it.
+        backend: auto or a row of `utils.judge.defaults.JUDGE_BACKENDS` (openai, anthropic, local; see
+            `utils.judge.defaults.backend_choice`); ``COURSE_JUDGE_BACKEND`` overrides it.
         model_name: the judge model (API model id; for local, a `load_model` name); None: the
             backend's default (`utils.judge.defaults`). ``COURSE_JUDGE_MODEL`` overrides it.
         local_model: (model, tokenizer) to reuse for the local backend (saves loading it twice).
@@ -201,27 +203,10 @@ def make_judge(
     """
     from utils.cache import cache_root
 
-    name, model = judge_choice(backend, model_name, subject_model)
-    if name == "openai":
-        from utils.judge.api import OpenAIBackend
-
-        impl: JudgeBackend = OpenAIBackend(model=model, base_url=base_url, **kwargs)
-    elif name == "anthropic":
-        from utils.judge.api import AnthropicBackend
-
-        impl = AnthropicBackend(model=model, base_url=base_url, **kwargs)
-    else:
-        from utils.judge.local import LocalBackend
-
-        if local_model is None or (subject_model and model != subject_model):  # a judge model of its own
-            from utils.models import load_model
-
-            if model is None:
-                raise ValueError("The local judge needs local_model=(model, tokenizer) or a model_name to load")
-            local_model = load_model(model)
-        impl = LocalBackend(*local_model, model_name=model or "local", **kwargs)
+    name, model, reason = explained_judge_choice(backend, model_name, subject_model)
+    impl = backend_row(name).factory(model, base_url, local_model, subject_model, **kwargs)
     folder = Path(cache_dir) if cache_dir else cache_root() / "judge"
-    return Judge(impl, cache_path=folder / f"{impl.name}.json")
+    return Judge(impl, cache_path=folder / f"{impl.name}.json", reason=reason)
 
 
 def make_section_judge(

@@ -74,29 +74,81 @@ def tagged(low: int, high: int, tag: str = "score") -> Scale:
     return Scale(low, high, "tagged", tag=tag)
 
 
-# An integer that is not part of a decimal ("2.5"); a full stop after it ("2.", "Score: 85.") is fine.
-_INT = re.compile(r"(?<![\d.])-?\d+(?!\d|\.\d)")
+# An integer, or a decimal whose fraction is all zeros ("2.0": an integer written as a float), that
+# is not part of another decimal ("2.5"); a full stop after it ("2.", "Score: 85.") is fine.
+_INT = re.compile(r"(?<![\d.])(-?\d+)(?:\.0+)?(?!\d|\.\d)")
 # A scale or range description ("0-3", "0 to 100", "out of 10", "/10"), not the answer itself.
 _RANGE = re.compile(r"\d+\s*(?:-|–|—|to)\s*\d+|(?:out of|/)\s*\d+", re.IGNORECASE)
+# A judge declining to score ("I can't rate this; 0 would be unfair"): a refusal, whatever numbers follow.
+_DECLINES = re.compile(
+    r"\b(?:can(?:no|['’])?t|can not|won['’]?t|will not|unable to|not able to|refuse to|decline to)\s+"
+    r"(?:\w+\s+)?(?:rate|score|grade|judge|evaluate|assess|assign|give)\b",
+    re.IGNORECASE,
+)
+
+
+class UnreadableAnswer(ValueError):
+    """A judge answer that holds no score on the scale and is no refusal: a failed request, never a result."""
+
+    code = "no_score_in_answer"  # what `utils.hosted.describe_error` reports (the answer's text is not shown)
 
 
 def is_refusal(text: str, scale: Scale) -> bool:
-    return text.strip().upper().startswith(scale.refusal.upper())
+    """Whether the judge declined: the answer starts with the scale's refusal word, or says it cannot score.
+
+    Args:
+        text: the judge's answer.
+        scale: the scale (its ``refusal`` word).
+
+    Returns:
+        True for a refusal.
+    """
+    return text.strip().upper().startswith(scale.refusal.upper()) or _DECLINES.search(text) is not None
 
 
-def parse_text(text: str | None, scale: Scale) -> int | None:
-    """Read one integer answer from a judge's text reply; None for refusals or anything invalid."""
-    if text is None or is_refusal(text, scale):
+def read_score(text: str | None, scale: Scale) -> int | None:
+    """Read one integer answer from a judge's text reply.
+
+    Args:
+        text: the judge's answer.
+        scale: the scale it answers on.
+
+    Returns:
+        The score, or None when the judge declined (`is_refusal`).
+
+    Raises:
+        UnreadableAnswer: when the answer holds no score on the scale (no number, a fraction, a
+            number out of range, or no answer at all).
+    """
+    if text is not None and is_refusal(text, scale):
         return None
-    if scale.kind == "tagged":
-        found = re.findall(rf"<{scale.tag}>\s*(-?\d+)\s*</{scale.tag}>", text)
+    if text is None:
+        value = None
+    elif scale.kind == "tagged":
+        found = re.findall(rf"<{scale.tag}>\s*(-?\d+)(?:\.0+)?\s*</{scale.tag}>", text)
         value = int(found[-1]) if found else None
     else:
         match = _INT.search(_RANGE.sub(" ", text))
-        value = int(match.group()) if match else None
+        value = int(match.group(1)) if match else None
     if value is None or not scale.low <= value <= scale.high:
-        return None
+        raise UnreadableAnswer(f"no score on the {scale.low}-{scale.high} scale in the judge's answer")
     return value
+
+
+def parse_text(text: str | None, scale: Scale) -> int | None:
+    """Read one integer answer from a judge's text reply; None for refusals or anything invalid.
+
+    Args:
+        text: the judge's answer.
+        scale: the scale it answers on.
+
+    Returns:
+        The score, or None (`read_score` tells a refusal from an unreadable answer).
+    """
+    try:
+        return read_score(text, scale)
+    except UnreadableAnswer:
+        return None
 
 
 def weighted_score(probabilities: dict[int, float], scale: Scale) -> float | None:
