@@ -27,6 +27,8 @@ def test_the_judge_line_names_the_local_judge_without_keys_and_the_hosted_one_wi
     line = describe_judge(profile, profile.models.part1)
     assert line.startswith("Judge: anthropic (claude-")
     assert "any profile" in line and profile_name not in line
+    no_keys.delenv("ANTHROPIC_API_KEY")
+    assert "every profile uses a hosted judge" in describe_judge(profile, profile.models.part1)
 
 
 def test_a_judge_set_up_wrongly_is_reported_not_raised(no_keys):

@@ -110,16 +110,15 @@ def describe_judge(profile: Profile, subject_model: str) -> str:
     Returns:
         The line the set-up cell prints.
     """
-    from utils.judge.defaults import judge_choice
+    from utils.judge.defaults import explained_judge_choice
 
     try:
-        backend, model = judge_choice(profile.judge_backend, profile.judge_model, subject_model)
+        backend, model, reason = explained_judge_choice(profile.judge_backend, profile.judge_model, subject_model)
     except ValueError as err:  # printed here, raised again where the section makes its judge
         return f"Judge: not usable as set ({err})"
     if backend == "local":
         return (
-            f"Judge: local ({model} scores the replies on this machine). A hosted judge is used, on any "
-            "profile, when OPENAI_API_KEY or ANTHROPIC_API_KEY is set (environment or .env) and "
-            "COURSE_JUDGE_BACKEND does not ask for local."
+            f"Judge: local ({model} scores the replies on this machine). Why: {reason}. With a key set, every "
+            "profile uses a hosted judge."
         )
-    return f"Judge: {backend} ({model}), chosen by the key in the environment; it works on any profile."
+    return f"Judge: {backend} ({model}; {reason}); a hosted judge works on any profile."
