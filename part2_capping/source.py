@@ -1758,3 +1758,23 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # 90th), but the local judge is weak and the capped replies did change (one word at the 25th, a sentence at
 # the 90th): read the replies, and expect a real cost with a sensitive judge and a floor that high.
 # </details>
+
+# %% [markdown]
+# ## Live control: slide the floor
+#
+# The floor was one percentile (the paper's 25th) of the default assistant's token projections. Slide it,
+# and pick a conversation: the panel reads the same replayed text without and with the cap at the
+# percentile's `tau` per capped block, and shows each assistant turn's mean projection at
+# `READOUT_LAYER` both ways, with the share of the turn's tokens the cap changes (below the floor at one
+# or more capped blocks, as `FloorCounter` counts them). It starts on the conversation whose turns project
+# lowest. Nothing is regenerated, so a move costs two forward passes. (Where widgets cannot render, as in
+# the stored notebooks, it prints the table at its starting position; `part2_capping/panel.py` holds it.)
+
+# %%
+from part2_capping.panel import tau_panel
+
+replays = {t["name"]: c for t, c in zip(transcripts, conversations)}
+lowest = min(zip(transcripts, projections), key=lambda tp: sum(tp[1]) / len(tp[1]))[0]["name"]
+tau_panel(model, tokenizer, replays, axis,
+          lambda pct: compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, pct),
+          CAPPING_LAYERS, READOUT_LAYER, ActivationCapper, percentile=profile.capping_percentile, conversation=lowest)

@@ -1319,3 +1319,20 @@ for row in comparison.to_dict("records"):
 #   the trait: can steering cancel a prompt?
 # - Repeat the random-direction control with ten seeds: how much do the control's score, projection and
 #   AUROC vary from one random direction to the next? Is the trait vector outside that range?
+
+# %% [markdown]
+# ## Live control: a coefficient slider
+#
+# Pick a coefficient and a question: the panel shows the steered reply beside the unsteered one, with the
+# reply's projection on the sycophancy vector (re-read unsteered, as in §3) and its trait expression
+# measured without a judge (P(opens agreeing) under the same steering, whether the text opens agreeing,
+# distinct bigrams); the judge's scores appear only where §2's judged subset has them. Coefficients the
+# sweep ran are read from its cache; the half-steps between them are generated on the spot, with
+# `RowSteerer` exactly as the sweep generates, and take a few seconds. (Where widgets cannot render, as
+# in the stored notebooks, it prints the table at its starting position, the largest coherent
+# coefficient; `part4_steering/panel.py` holds it.)
+
+# %%
+from part4_steering.panel import SteeringPanel
+
+SteeringPanel(model, tokenizer, syco_vector, STEER_LAYER, sweep, judged, max_new_tokens=profile.max_new_tokens).show(coefficient=C_STAR)

@@ -137,6 +137,7 @@ def section_environment(profile: str, results_dir: Path, timings_dir: Path, sect
             environment.RESULTS_DIR: str(results_dir),
             environment.TIMINGS_FILE: str(timings_dir / f"{section}.jsonl"),
             environment.PLAIN_PROGRESS: "1",
+            environment.NO_WIDGETS: "1",  # stored notebooks show the panels' tables (utils.panels)
             "TQDM_MININTERVAL": "5",
             "TOKENIZERS_PARALLELISM": "false",
         }

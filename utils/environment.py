@@ -29,6 +29,7 @@ RECOMPUTE = "COURSE_RECOMPUTE"
 RESULTS_DIR = "COURSE_RESULTS_DIR"
 TIMINGS_FILE = "COURSE_TIMINGS_FILE"
 PLAIN_PROGRESS = "COURSE_PLAIN_PROGRESS"
+NO_WIDGETS = "COURSE_NO_WIDGETS"
 JUDGE_BACKEND = "COURSE_JUDGE_BACKEND"
 JUDGE_MODEL = "COURSE_JUDGE_MODEL"
 SERVER_API_KEY = "COURSE_SERVER_API_KEY"
@@ -44,6 +45,7 @@ MEANINGS: dict[str, str] = {
     RESULTS_DIR: "where `record` writes each section's headline results (the runner sets it per run)",
     TIMINGS_FILE: "a file each timed step appends to (set by the runner, read by bench_course.py)",
     PLAIN_PROGRESS: "any value: plain-text progress bars (set by the runner for the kernels it relays)",
+    NO_WIDGETS: "any value: live panels print their table instead of showing widgets (set by the runner)",
     JUDGE_BACKEND: "force the judge backend: openai, anthropic or local (default: by the keys present)",
     JUDGE_MODEL: "force the judge model (a hosted judge is never asked for a model the course studies)",
     SERVER_API_KEY: "the key for a server you point the course at yourself (base_url); never a provider key",
