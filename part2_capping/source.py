@@ -707,14 +707,15 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 #
 # Normalise the vector once, before registering the hook. In the hook, read the hidden states with
 # `block_output`, add `alpha * unit` moved to their device and dtype (this builds a new tensor), and hand
-# back the same form you received: the new tensor, or a tuple with it in front of the other elements.
+# back the same form you received: the new tensor, or a tuple with it in front of the other elements
+# (`with_block_output(output, new)` does that).
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
 # steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-# return steered if isinstance(output, Tensor) else (steered, *output[1:])
+# return with_block_output(output, steered)  # the same form: the tensor, or a tuple with it in front
 # ```
 # </details>
 
@@ -751,7 +752,7 @@ def generate_with_steering(
     def hook(module, inputs, output):
         hidden = block_output(output)
         steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-        return steered if isinstance(output, Tensor) else (steered, *output[1:])
+        return with_block_output(output, steered)
 
     handle = get_layers(model)[steering_layer].register_forward_hook(hook)
     try:
@@ -1015,7 +1016,7 @@ class ActivationCapper:
             v = unit.to(hidden.device)
             shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]; 0 where already above
             capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
-            return capped if isinstance(output, Tensor) else (capped, *output[1:])
+            return with_block_output(output, capped)
 
         return hook
         # END SOLUTION

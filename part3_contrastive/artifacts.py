@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from part3_contrastive import DATA_DIR
+from part3_contrastive.records import ContrastiveRecord, ScoredContrastiveRecord
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
-from utils.records import ContrastiveRecord, ScoredContrastiveRecord
+from utils.models import course_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -101,9 +102,7 @@ def trait_vectors(
 
     path = trait_path(profile, trait, "vectors", labels="prompt")
     description = f"{trait} vectors (prompt-labelled)"
-    inputs = cache_inputs(
-        profile, getattr(model, "course_name", None), data={"trait": data}, labels="prompt", **settings
-    )
+    inputs = cache_inputs(profile, course_name(model), data={"trait": data}, labels="prompt", **settings)
     load_or_generate(path, build, description, inputs=inputs)
     artifact = load_artifact(path, description)
     assert artifact is not None

@@ -43,9 +43,10 @@ from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
+from utils.models import course_name
 from utils.steering import RowSteerer
 
 VALID_POSITIONS = ("all", "prompt", "response")
@@ -231,7 +232,8 @@ else:
 #
 # Requirements, each checked:
 # - in transformers 5 a decoder block returns a bare tensor; older versions and some models return
-#   a tuple `(hidden, ...)`. Handle both and return the same form you received (beware `output[0]`
+#   a tuple `(hidden, ...)`. Handle both and return the same form you received (`block_output` and
+#   `with_block_output` from `utils.hooks` do both; beware `output[0]`
 #   on a tensor: it silently takes batch row 0);
 # - never edit the block's output in place (`+=` on it, or on a slice): other hooks and caches hold
 #   the same tensor. Build a new tensor;
@@ -297,7 +299,7 @@ class ActivationSteerer:
             mask = torch.zeros(hidden.shape[1], 1, device=hidden.device, dtype=hidden.dtype)
             mask[-1] = 1
             hidden = hidden + mask * shift
-        return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
+        return with_block_output(output, hidden)
         # END SOLUTION
 
     def __enter__(self):
@@ -787,7 +789,8 @@ for row in control_table.to_dict("records"):
 # <details><summary>Hint</summary>
 #
 # Wrap each expensive step in `load_or_generate(path, lambda: ..., description, override, inputs=...)`,
-# where `inputs` records what the step depends on (`utils.cache.cache_inputs`). Filtering is cheap and need
+# where `inputs` records what the step depends on (`utils.cache.cache_inputs`; the model's name is
+# `course_name(model)`). Filtering is cheap and need
 # not be cached; decide on the prompt-label fallback right after it, and extract the vectors from whichever
 # pairs you ended with. Steer with `vectors[layer]`.
 # </details>
@@ -844,7 +847,7 @@ def run_trait_pipeline(
     cache_dir = Path(cache_dir)
     # What every step depends on: a step cached under other data or settings is recomputed.
     step = cache_inputs(
-        model=getattr(model, "course_name", None), judge=judge, data={"trait": trait_data, "eval_questions": eval_questions},
+        model=course_name(model), judge=judge, data={"trait": trait_data, "eval_questions": eval_questions},
         n_pairs=n_pairs, n_questions=n_questions, max_new_tokens=max_new_tokens, layer=layer,
         coefficients=steering_coefficients, min_pairs=min_pairs,
     )

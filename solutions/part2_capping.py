@@ -239,7 +239,7 @@ def generate_with_steering(
     def hook(module, inputs, output):
         hidden = block_output(output)
         steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-        return steered if isinstance(output, Tensor) else (steered, *output[1:])
+        return with_block_output(output, steered)
 
     handle = get_layers(model)[steering_layer].register_forward_hook(hook)
     try:
@@ -344,7 +344,7 @@ class ActivationCapper:
             v = unit.to(hidden.device)
             shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]; 0 where already above
             capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
-            return capped if isinstance(output, Tensor) else (capped, *output[1:])
+            return with_block_output(output, capped)
 
         return hook
 

@@ -8,11 +8,8 @@ import torch
 from tests.test_chat import CONVERSATIONS
 from utils.activations import mean_over_spans, response_mean_activations, turn_mean_activations
 from utils.chat import encode, format_messages
+from utils.hooks import user_hook_counts
 from utils.layers import block_to_hidden_states_index, get_layers, num_layers
-
-
-def hook_counts(model):
-    return {name: len(m._forward_hooks) for name, m in model.named_modules()}
 
 
 def test_hook_capture_equals_hidden_states_except_last(tiny_models):
@@ -51,10 +48,10 @@ def test_capture_stops_after_deepest_layer_and_removes_hooks(tiny_models):
     calls = []
     handles = [get_layers(model)[2].register_forward_hook(lambda *a: calls.append("block2"))]
     handles.append(model.lm_head.register_forward_hook(lambda *a: calls.append("lm_head")))
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     try:
         response_mean_activations(model, tok, CONVERSATIONS[:1], [0, 1])
-        after = hook_counts(model)
+        after = user_hook_counts(model)
     finally:
         for h in handles:
             h.remove()
