@@ -52,7 +52,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
-from utils.layers import check_block_index, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import check_direction
 from utils.progress import tqdm
 
@@ -70,7 +70,7 @@ from utils.cache import cache_inputs, load_or_generate
 from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_section_judge
 from utils.metrics import auroc
-from utils.layers import d_model, num_layers
+from utils.layers import num_layers
 from utils.models import describe, load_model
 
 
@@ -306,7 +306,7 @@ class ConversationAnalyzer:
         self.model = model
         self.tokenizer = tokenizer
         self.layer = check_block_index(model, layer)
-        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis", d_model(model)).detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -1000,7 +1000,7 @@ class ActivationCapper:
         self.handles = []
         for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
             check_block_index(model, layer, "layer_indices")
-            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]", d_model(model))
             if not math.isfinite(float(thresholds[layer])):
                 raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 

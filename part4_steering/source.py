@@ -265,7 +265,7 @@ class ActivationSteerer:
 
     Args:
         model: the model.
-        steering_vector: a direction of size d_model (not normalised here).
+        steering_vector: a direction of size d_model (a tensor, numpy array or list; not normalised here).
         coeff: its multiplier.
         layer: block index (e.g. STEER_LAYER).
         positions: "all", "prompt" (prefill only) or "response" (last position only).
@@ -275,6 +275,7 @@ class ActivationSteerer:
     """
 
     def __init__(self, model, steering_vector: Float[Tensor, " d_model"], coeff: float = 1.0, layer: int = 0, positions: str = "all"):
+        steering_vector = torch.as_tensor(steering_vector)  # a numpy array or a list of numbers works too
         # BEGIN SOLUTION
         if positions not in VALID_POSITIONS:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")

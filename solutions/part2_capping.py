@@ -18,7 +18,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
-from utils.layers import check_block_index, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import check_direction
 from utils.progress import tqdm
 
@@ -76,7 +76,7 @@ class ConversationAnalyzer:
         self.model = model
         self.tokenizer = tokenizer
         self.layer = check_block_index(model, layer)
-        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis", d_model(model)).detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -329,7 +329,7 @@ class ActivationCapper:
         self.handles = []
         for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
             check_block_index(model, layer, "layer_indices")
-            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]", d_model(model))
             if not math.isfinite(float(thresholds[layer])):
                 raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 

@@ -34,7 +34,7 @@ class ActivationSteerer:
 
     Args:
         model: the model.
-        steering_vector: a direction of size d_model (not normalised here).
+        steering_vector: a direction of size d_model (a tensor, numpy array or list; not normalised here).
         coeff: its multiplier.
         layer: block index (e.g. STEER_LAYER).
         positions: "all", "prompt" (prefill only) or "response" (last position only).
@@ -51,6 +51,7 @@ class ActivationSteerer:
         layer: int = 0,
         positions: str = "all",
     ):
+        steering_vector = torch.as_tensor(steering_vector)  # a numpy array or a list of numbers works too
         if positions not in VALID_POSITIONS:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
         if steering_vector.shape != (d_model(model),):

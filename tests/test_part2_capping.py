@@ -139,6 +139,10 @@ def test_capper_on_bfloat16_outputs():
         def __init__(self):
             super().__init__()
             self.layers = torch.nn.ModuleList([block])
+            self.embed_tokens = torch.nn.Embedding(4, 16)  # what d_model reads
+
+        def get_input_embeddings(self):
+            return self.embed_tokens
 
     axis = torch.randn(1, 16)
     tau = float((layer_out.float() @ _unit(axis[0])).median())
@@ -386,3 +390,12 @@ def test_run_push_and_cap_conditions(tiny_models):
     counted = result["tokens"]["pushed + capped"]
     assert counted["below_floor"] == counted["tokens"] > 0
     assert user_hook_counts(model) == before
+
+
+def test_capper_and_analyzer_name_an_axis_of_the_wrong_size(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    wrong = torch.randn(num_layers(model), model.config.hidden_size + 1)
+    with pytest.raises(ValueError, match=r"axis_vectors\[1\] must have shape \(64,\)"):
+        sol.ActivationCapper(model, wrong, {1: 0.0}, [1])
+    with pytest.raises(ValueError, match=r"assistant_axis must have shape \(64,\)"):
+        sol.ConversationAnalyzer(model, tok, 1, wrong[1])

@@ -31,7 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.activation_store import ActivationStore
-from utils.chat import Message, encode, render
+from utils.chat import Message, check_messages, encode, render
 from utils.hooks import RowsInPass, block_output, hooked, rows_in_pass
 from utils.models import check_positions
 from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
@@ -308,10 +308,16 @@ def generate_replies(
 
     Returns:
         One reply per conversation, in input order, without the prompt or special tokens.
+
+    Raises:
+        ValueError: for a negative temperature, a batch size below 1, or a conversation longer than
+            the model's maximum positions (one that would run past them while replying is warned about).
+        TypeError: for a conversation that is not a list of messages (`utils.chat.check_messages`).
     """
     _check_temperature(temperature)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    conversations = [check_messages(c, f"conversations[{i}]") for i, c in enumerate(conversations)]
     if server is not None:
         return server.generate(conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     if model is None or tokenizer is None:
