@@ -22,6 +22,7 @@ from utils.chat import Message, build_messages
 from utils.data import load_questions, load_role_file
 from utils.generation import generate_replies
 from utils.layers import d_model, num_layers
+from utils.models import course_name
 
 SECTION = "part1_assistant_axis"
 AXIS_FILE = "assistant_axis.pt"
@@ -202,7 +203,7 @@ def load_or_build_axis(
                 default_conversations,
             ),
             AXIS_DESCRIPTION,
-            inputs=cache_inputs(profile, getattr(model, "course_name", None), source=SMALL_BUILD, **settings),
+            inputs=cache_inputs(profile, course_name(model), source=SMALL_BUILD, **settings),
         )
         saved = load_assistant_axis(profile)
         assert saved is not None

@@ -15,8 +15,8 @@ from part1_assistant_axis import DEFAULT_ROLE
 from solutions import part1_assistant_axis as sol
 from utils.activations import mean_over_spans, response_mean_activations
 from utils.chat import assistant_turn_spans, build_messages, encode
-from utils.checks import CheckFailed, check, close, hook_counts, passed, rule_judge, tiny, unit_vector
-from utils.hooks import hooked, hooks_restored
+from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
+from utils.hooks import hooked, hooks_restored, user_hook_counts
 from utils.judge import ADHERENCE_0_3
 from utils.layers import get_layers, num_layers
 
@@ -293,11 +293,11 @@ def test_extract_response_activations(fn) -> None:
     args = (model, tok, ACT_SYSTEM, ACT_QUESTIONS, ACT_RESPONSES)
     want = _helper_means(model, tok, [layer])[0]
     with hooks_restored([model]):  # leave the shared tiny model clean whatever the function does
-        before = hook_counts(model)
+        before = user_hook_counts(model)
         with _padding_side(tok, "left"):
             got = _call(fn, "extract_response_activations", *args, layer, batch_size=3)
         check(
-            hook_counts(model) == before,
+            user_hook_counts(model) == before,
             "A hook is still registered after extract_response_activations returned: remove it (handle.remove() "
             "in a finally, or use `with capture_block_outputs(...)`). A hook left behind runs in every later "
             "forward pass of the model.",
@@ -308,7 +308,7 @@ def test_extract_response_activations(fn) -> None:
             except Exception:  # noqa: BLE001 - the error is the check's own; any exception type is fine here
                 pass
         check(
-            hook_counts(model) == before,
+            user_hook_counts(model) == before,
             "When the forward pass raises, your hook stays registered: remove it in a finally block (try/finally), "
             "or use `with capture_block_outputs(...)`, which removes it on exit.",
         )

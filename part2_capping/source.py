@@ -68,7 +68,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
-from utils.layers import check_block_index, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import check_direction
 from utils.progress import tqdm
 
@@ -86,7 +86,7 @@ from utils.cache import cache_inputs, load_or_generate
 from utils.activations import response_mean_activations
 from utils.judge import SCORE_0_100, make_section_judge
 from utils.metrics import auroc
-from utils.layers import d_model, num_layers
+from utils.layers import num_layers
 from utils.models import describe, load_model
 
 
@@ -323,7 +323,7 @@ class ConversationAnalyzer:
         self.model = model
         self.tokenizer = tokenizer
         self.layer = check_block_index(model, layer)
-        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis", d_model(model)).detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -727,14 +727,15 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 #
 # Normalise the vector once, before registering the hook. In the hook, read the hidden states with
 # `block_output`, add `alpha * unit` moved to their device and dtype (this builds a new tensor), and hand
-# back the same form you received: the new tensor, or a tuple with it in front of the other elements.
+# back the same form you received: the new tensor, or a tuple with it in front of the other elements
+# (`with_block_output(output, new)` does that).
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
 # steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-# return steered if isinstance(output, Tensor) else (steered, *output[1:])
+# return with_block_output(output, steered)  # the same form: the tensor, or a tuple with it in front
 # ```
 # </details>
 
@@ -771,7 +772,7 @@ def generate_with_steering(
     def hook(module, inputs, output):
         hidden = block_output(output)
         steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-        return steered if isinstance(output, Tensor) else (steered, *output[1:])
+        return with_block_output(output, steered)
 
     handle = get_layers(model)[steering_layer].register_forward_hook(hook)
     try:
@@ -1020,7 +1021,7 @@ class ActivationCapper:
         self.handles = []
         for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
             check_block_index(model, layer, "layer_indices")
-            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]", d_model(model))
             if not math.isfinite(float(thresholds[layer])):
                 raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 
@@ -1036,7 +1037,7 @@ class ActivationCapper:
             v = unit.to(hidden.device)
             shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]; 0 where already above
             capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
-            return capped if isinstance(output, Tensor) else (capped, *output[1:])
+            return with_block_output(output, capped)
 
         return hook
         # END SOLUTION

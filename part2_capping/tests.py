@@ -13,8 +13,8 @@ import torch
 from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, run_capturing
 from utils.chat import assistant_turn_spans, build_messages, encode, render
-from utils.checks import CheckFailed, check, close, hook_counts, passed, rule_judge, tiny, unit_vector
-from utils.hooks import block_output
+from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
+from utils.hooks import block_output, user_hook_counts
 from utils.layers import get_layers, num_layers
 
 OUTPUT0_HINT = (
@@ -64,7 +64,7 @@ def _sentinel_alive(module, handle) -> bool:
 
 
 def _counts_without(model, extra: int, module_name: str) -> dict:
-    counts = hook_counts(model)
+    counts = user_hook_counts(model)
     counts[module_name] -= extra
     return counts
 
@@ -93,7 +93,7 @@ def test_record_hook_shapes(fn) -> None:
     model, tok = tiny()
     layer, prompt, n_new = 1, "Name a colour.", 4
     block = get_layers(model)[layer]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     name = f"model.layers.{layer}"
     with _sentinel(block) as sentinel:
         shapes = fn(model, tok, prompt, layer, max_new_tokens=n_new)
@@ -165,7 +165,7 @@ def test_ConversationAnalyzer(cls) -> None:
     want = sol.ConversationAnalyzer(model, tok, layer, axis)
     want_acts = want.extract_turn_activations(TINY_CONVERSATION)
     hidden, spans = _block_hidden(model, tok, TINY_CONVERSATION, [layer - 1, layer])
-    before = hook_counts(model)
+    before = user_hook_counts(model)
 
     calls = []
     counter = get_layers(model)[0].register_forward_hook(lambda m, i, o: calls.append(1))
@@ -175,7 +175,7 @@ def test_ConversationAnalyzer(cls) -> None:
     finally:
         counter.remove()
     check(
-        hook_counts(model) == before,
+        user_hook_counts(model) == before,
         "A hook is still registered after extract_turn_activations: remove it in a finally.",
     )
     check(
@@ -245,7 +245,9 @@ def test_ConversationAnalyzer(cls) -> None:
         "Divide by |v| only: the projection a . v / |v| keeps |a| (it is not the cosine).",
     )
     check(torch.allclose(proj_t, want_t, atol=1e-3), f"Expected projections {want_proj}, got {proj_t.tolist()}.")
-    check(hook_counts(model) == before, "A hook is still registered after project_onto_axis: remove it in a finally.")
+    check(
+        user_hook_counts(model) == before, "A hook is still registered after project_onto_axis: remove it in a finally."
+    )
     passed("ConversationAnalyzer")
 
 
@@ -477,7 +479,7 @@ def test_generate_with_steering(fn) -> None:
     vector = torch.randn(model.config.hidden_size, generator=g) * 7.0
     prompt, system = "Tell me about yourself.", "You are a cheerful assistant."
     kwargs = dict(system_prompt=system, max_new_tokens=4, temperature=0.0)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     try:
         with _observe_steering(model, layer) as seen:
             reply = fn(model, tok, prompt, vector, layer, alpha, **kwargs)
@@ -485,7 +487,9 @@ def test_generate_with_steering(fn) -> None:
         raise
     except Exception as err:
         check(False, f"Generation failed ({type(err).__name__}: {err}): {OUTPUT0_HINT}.")
-    check(hook_counts(model) == before, "A hook is still registered after generation: remove it in a finally block.")
+    check(
+        user_hook_counts(model) == before, "A hook is still registered after generation: remove it in a finally block."
+    )
     passes = len(seen["next_in"])
     check(
         passes > 0 and len(seen["raw"]) == passes,
@@ -541,7 +545,7 @@ def test_generate_with_steering(fn) -> None:
     except Exception:
         pass
     check(
-        hook_counts(model) == before,
+        user_hook_counts(model) == before,
         "After a failed generation (here: a vector of the wrong size) the hook stays registered: remove it in a finally block.",
     )
     passed("generate_with_steering")
@@ -635,7 +639,7 @@ def test_ActivationCapper(cls) -> None:
     """A floor at every position of every listed block, untouched above it, hooks removed on exit and on errors."""
     model, tok, layers, axis, thresholds, batch = _cap_setup()
     blocks = get_layers(model)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     raw, raw_clone, post = {}, {}, {}
 
     def make_raw(layer):
@@ -667,7 +671,7 @@ def test_ActivationCapper(cls) -> None:
         for handle in pre_handles + post_handles:
             handle.remove()
     check(
-        hook_counts(model) == before,
+        user_hook_counts(model) == before,
         "Hooks are still registered after the with block: __exit__ must remove every handle.",
     )
     check(entered is capper, "__enter__ should return self (so `with ActivationCapper(...) as capper:` works).")
@@ -805,7 +809,7 @@ def _watching_judge(model, baseline):
     state = {"capped_calls": 0}
 
     def rule(prompt, scale):
-        if hook_counts(model) != baseline:
+        if user_hook_counts(model) != baseline:
             state["capped_calls"] += 1
         return float(sum(map(ord, prompt)) % 11)
 
@@ -817,12 +821,12 @@ def test_run_capping_experiment(fn) -> None:
     """Both runs replayed (capped inside the capper), read as they ran, judged outside the capper."""
     model, tok, capper, analyzer = _experiment_parts()
     kwargs = dict(n_turns=2, max_new_tokens=4, batch_size=4)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     ref_judge, _ = _watching_judge(model, before)
     want = sol.run_capping_experiment(model, tok, EXPERIMENT_TRANSCRIPTS, capper, analyzer, ref_judge, **kwargs)
     judge, state = _watching_judge(model, before)
     got = fn(model, tok, EXPERIMENT_TRANSCRIPTS, capper, analyzer, judge, **kwargs)
-    check(hook_counts(model) == before, "Hooks are still registered after the experiment: use `with capper:`.")
+    check(user_hook_counts(model) == before, "Hooks are still registered after the experiment: use `with capper:`.")
     check(isinstance(got, pd.DataFrame), f"Return a pandas DataFrame, got {type(got).__name__}.")
     check(EXPERIMENT_COLUMNS <= set(got.columns), f"The table needs the columns {sorted(EXPERIMENT_COLUMNS)}.")
     check(

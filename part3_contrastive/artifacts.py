@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 from torch import Tensor
 
 from part3_contrastive import trait_file
+from part3_contrastive.records import ContrastiveRecord, ScoredContrastiveRecord
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
-from utils.records import ContrastiveRecord, ScoredContrastiveRecord
+from utils.models import course_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -39,8 +40,16 @@ SUFFIX = {
     "eval_scores": ".json",  # the held-out responses' judge scores
 }
 Kind = Literal[
-    "responses", "scored", "scored_offline_formulation", "judge_check", "vector_kinds", "vectors", "extraction",
-    "eval_acts", "eval_kinds", "eval_scores",
+    "responses",
+    "scored",
+    "scored_offline_formulation",
+    "judge_check",
+    "vector_kinds",
+    "vectors",
+    "extraction",
+    "eval_acts",
+    "eval_kinds",
+    "eval_scores",
 ]
 
 
@@ -84,9 +93,7 @@ def trait_path(profile, trait: str, kind: Kind, labels: Labels = "judge") -> Pat
     return section_cache(SECTION, profile) / f"{trait}_{kind}{tail}{SUFFIX[kind]}"
 
 
-def judge_labelling(
-    labels: Labels, pairs_kept: int, scored: list[ScoredContrastiveRecord]
-) -> Labelling:
+def judge_labelling(labels: Labels, pairs_kept: int, scored: list[ScoredContrastiveRecord]) -> Labelling:
     """The labelling record of vectors built from judge-scored responses.
 
     Args:
@@ -111,7 +118,9 @@ def judge_labelling(
     )
 
 
-def save_trait_vectors(profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict) -> Tensor:
+def save_trait_vectors(
+    profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict
+) -> Tensor:
     """Section 3's vectors for a trait, computed (or read from the cache) and saved with how they were labelled.
 
     Args:
@@ -220,7 +229,7 @@ def trait_vectors(
     no_judge = Labelling(labels="prompt", pairs_kept=None, pairs_total=None, mean_score_pos=None, mean_score_neg=None)
     inputs = cache_inputs(
         profile,
-        getattr(model, "course_name", None),
+        course_name(model),
         data={"trait": data},
         labels="prompt",
         labelling=dict(no_judge),

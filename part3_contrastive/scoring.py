@@ -15,7 +15,7 @@ def score_responses(
     """Add trait ``score`` and ``coherence`` (0-100, or None) to every response record.
 
     Args:
-        responses: records with ``question`` and ``response`` (e.g. `utils.records.ContrastiveRecord`).
+        responses: records with ``question`` and ``response`` (e.g. `part3_contrastive.records.ContrastiveRecord`).
         eval_prompt: the trait's judge template (``{question}``, ``{answer}``).
         coherence_prompt: the coherence judge template.
         judge: a `utils.judge.Judge`; all prompts go in one call per template (batched or concurrent).

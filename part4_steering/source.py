@@ -61,9 +61,10 @@ from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.hooks import block_output, hooked
+from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
+from utils.models import course_name
 from utils.steering import RowSteerer
 
 VALID_POSITIONS = ("all", "prompt", "response")
@@ -242,7 +243,8 @@ else:
 #
 # Requirements, each checked:
 # - in transformers 5 a decoder block returns a bare tensor; older versions and some models return
-#   a tuple `(hidden, ...)`. Handle both and return the same form you received (beware `output[0]`
+#   a tuple `(hidden, ...)`. Handle both and return the same form you received (`block_output` and
+#   `with_block_output` from `utils.hooks` do both; beware `output[0]`
 #   on a tensor: it silently takes batch row 0);
 # - never edit the block's output in place (`+=` on it, or on a slice): other hooks and caches hold
 #   the same tensor. Build a new tensor;
@@ -274,7 +276,7 @@ class ActivationSteerer:
 
     Args:
         model: the model.
-        steering_vector: a direction of size d_model (not normalised here).
+        steering_vector: a direction of size d_model (a tensor, numpy array or list; not normalised here).
         coeff: its multiplier.
         layer: block index (e.g. STEER_LAYER).
         positions: "all", "prompt" (prefill only) or "response" (last position only).
@@ -284,6 +286,7 @@ class ActivationSteerer:
     """
 
     def __init__(self, model, steering_vector: Float[Tensor, " d_model"], coeff: float = 1.0, layer: int = 0, positions: str = "all"):
+        steering_vector = torch.as_tensor(steering_vector)  # a numpy array or a list of numbers works too
         # BEGIN SOLUTION
         if positions not in VALID_POSITIONS:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
@@ -308,7 +311,7 @@ class ActivationSteerer:
             mask = torch.zeros(hidden.shape[1], 1, device=hidden.device, dtype=hidden.dtype)
             mask[-1] = 1
             hidden = hidden + mask * shift
-        return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
+        return with_block_output(output, hidden)
         # END SOLUTION
 
     def __enter__(self):
@@ -856,7 +859,8 @@ for row in control_table.to_dict("records"):
 # <details><summary>Hint</summary>
 #
 # Wrap each expensive step in `load_or_generate(path, lambda: ..., description, override, inputs=...)`,
-# where `inputs` records what the step depends on (`utils.cache.cache_inputs`). Filtering is cheap and need
+# where `inputs` records what the step depends on (`utils.cache.cache_inputs`; the model's name is
+# `course_name(model)`). Filtering is cheap and need
 # not be cached; decide on the prompt-label fallback right after it, and extract the vectors from whichever
 # pairs you ended with. Steer with `vectors[layer]`.
 # </details>
@@ -913,7 +917,7 @@ def run_trait_pipeline(
     cache_dir = Path(cache_dir)
     # What every step depends on: a step cached under other data or settings is recomputed.
     step = cache_inputs(
-        model=getattr(model, "course_name", None), judge=judge, data={"trait": trait_data, "eval_questions": eval_questions},
+        model=course_name(model), judge=judge, data={"trait": trait_data, "eval_questions": eval_questions},
         n_pairs=n_pairs, n_questions=n_questions, max_new_tokens=max_new_tokens, layer=layer,
         coefficients=steering_coefficients, min_pairs=min_pairs,
     )

@@ -13,9 +13,9 @@ import torch.nn as nn
 from solutions import part3_contrastive as part3
 from solutions import part4_steering as sol
 from utils.chat import build_messages, encode, render
-from utils.checks import TINY_TRAIT, check, close, hook_counts, passed, rule_judge, tiny
+from utils.checks import TINY_TRAIT, check, close, passed, rule_judge, tiny
 from utils.generation import generate_replies
-from utils.hooks import block_output
+from utils.hooks import block_output, user_hook_counts
 from utils.layers import d_model, get_layers
 
 LAYER = 1
@@ -108,17 +108,17 @@ def _check_construction(cls, model) -> None:
 
 
 def _check_cleanup(cls, model, tok) -> None:
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     with cls(model, _vector(model), 1.0, LAYER, "all"):
         pass
-    check(hook_counts(model) == before, "A hook is still registered after the with block: remove it in __exit__.")
+    check(user_hook_counts(model) == before, "A hook is still registered after the with block: remove it in __exit__.")
     try:
         with cls(model, _vector(model), 1.0, LAYER, "all"):
             raise RuntimeError("boom")
     except RuntimeError:
         pass
     check(
-        hook_counts(model) == before,
+        user_hook_counts(model) == before,
         "After an exception inside the with block the hook is still registered: "
         "remove it in __exit__ (which runs on exceptions too).",
     )
@@ -218,7 +218,7 @@ def test_run_steering_experiment(fn) -> None:
     model, tok = tiny()
     vector, questions = _vector(model), ["Hi", "How are you today?"]
     args = (model, tok, questions, vector, "T {question} [A] {answer}")
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     try:
         got = fn(
             *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
@@ -234,7 +234,7 @@ def test_run_steering_experiment(fn) -> None:
         *args, _length_judge(), "C {question} [A] {answer}", layer=LAYER, coefficients=[0.0, 4.0], max_new_tokens=4
     )
     check(
-        hook_counts(model) == before,
+        user_hook_counts(model) == before,
         "A steering hook is still registered: generate inside `with ActivationSteerer(...)`.",
     )
     check(

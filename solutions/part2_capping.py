@@ -18,7 +18,7 @@ from utils.chat import Message, assistant_turn_spans, build_messages, encode, re
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.judge import Scale
-from utils.layers import check_block_index, get_layers
+from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import check_direction
 from utils.progress import tqdm
 
@@ -76,7 +76,7 @@ class ConversationAnalyzer:
         self.model = model
         self.tokenizer = tokenizer
         self.layer = check_block_index(model, layer)
-        self.assistant_axis = check_direction(assistant_axis, "assistant_axis").detach().float().cpu()
+        self.assistant_axis = check_direction(assistant_axis, "assistant_axis", d_model(model)).detach().float().cpu()
 
     def extract_turn_activations(self, messages: list[Message]) -> list[Float[Tensor, " d_model"]]:
         """Mean block output over each assistant turn's tokens, from one forward pass.
@@ -239,7 +239,7 @@ def generate_with_steering(
     def hook(module, inputs, output):
         hidden = block_output(output)
         steered = hidden + alpha * unit.to(hidden.device, hidden.dtype)
-        return steered if isinstance(output, Tensor) else (steered, *output[1:])
+        return with_block_output(output, steered)
 
     handle = get_layers(model)[steering_layer].register_forward_hook(hook)
     try:
@@ -329,7 +329,7 @@ class ActivationCapper:
         self.handles = []
         for layer in self.layer_indices:  # fail here, not with NaN activations mid-generation
             check_block_index(model, layer, "layer_indices")
-            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]")
+            check_direction(axis_vectors[layer], f"axis_vectors[{layer}]", d_model(model))
             if not math.isfinite(float(thresholds[layer])):
                 raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
 
@@ -344,7 +344,7 @@ class ActivationCapper:
             v = unit.to(hidden.device)
             shortfall = (tau - hidden.float() @ v).clamp(min=0)  # [batch, seq]; 0 where already above
             capped = hidden + (shortfall[..., None] * v).to(hidden.dtype)
-            return capped if isinstance(output, Tensor) else (capped, *output[1:])
+            return with_block_output(output, capped)
 
         return hook
 

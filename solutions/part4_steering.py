@@ -20,9 +20,10 @@ from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
 from utils.generation import generate_replies
-from utils.hooks import block_output, hooked
+from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
+from utils.models import course_name
 from utils.steering import RowSteerer
 
 VALID_POSITIONS = ("all", "prompt", "response")
@@ -33,7 +34,7 @@ class ActivationSteerer:
 
     Args:
         model: the model.
-        steering_vector: a direction of size d_model (not normalised here).
+        steering_vector: a direction of size d_model (a tensor, numpy array or list; not normalised here).
         coeff: its multiplier.
         layer: block index (e.g. STEER_LAYER).
         positions: "all", "prompt" (prefill only) or "response" (last position only).
@@ -50,6 +51,7 @@ class ActivationSteerer:
         layer: int = 0,
         positions: str = "all",
     ):
+        steering_vector = torch.as_tensor(steering_vector)  # a numpy array or a list of numbers works too
         if positions not in VALID_POSITIONS:
             raise ValueError(f"positions must be one of {VALID_POSITIONS}, got {positions!r}")
         if steering_vector.shape != (d_model(model),):
@@ -71,7 +73,7 @@ class ActivationSteerer:
             mask = torch.zeros(hidden.shape[1], 1, device=hidden.device, dtype=hidden.dtype)
             mask[-1] = 1
             hidden = hidden + mask * shift
-        return hidden if isinstance(output, Tensor) else (hidden, *output[1:])
+        return with_block_output(output, hidden)
 
     def __enter__(self):
         if self._handle is not None:
@@ -211,7 +213,7 @@ def run_trait_pipeline(
     cache_dir = Path(cache_dir)
     # What every step depends on: a step cached under other data or settings is recomputed.
     step = cache_inputs(
-        model=getattr(model, "course_name", None),
+        model=course_name(model),
         judge=judge,
         data={"trait": trait_data, "eval_questions": eval_questions},
         n_pairs=n_pairs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -138,3 +139,19 @@ def test_cache_keeps_old_value_when_regeneration_fails(tmp_path):
         load_or_generate(path, boom, override=True)
     assert json.loads(path.read_text()) == [1]
     assert sorted(tmp_path.iterdir()) == sorted([path, meta_path(path)])  # no temporary file left behind
+
+
+def test_json_cache_round_trips_int_keys_tuples_and_nan(tmp_path):
+    path = tmp_path / "x.json"
+    made = {3: (0.25, "a"), "scores": [float("nan"), float("inf"), 1.0], (1, 2): {"__json__": "kept"}}
+    first = load_or_generate(path, lambda: made, "mixed")
+    again = load_or_generate(path, lambda: pytest.fail("recomputed"), "mixed")
+    assert first is made
+    assert set(again) == {3, "scores", (1, 2)} and again[3] == (0.25, "a") and again[(1, 2)] == {"__json__": "kept"}
+    assert math.isnan(again["scores"][0]) and again["scores"][1:] == [float("inf"), 1.0]
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # standard JSON
+
+
+def test_json_cache_names_the_key_json_cannot_hold(tmp_path):
+    with pytest.warns(UserWarning, match=r"Could not save .*steps\['layer'\]\[1\] is a Tensor"):
+        load_or_generate(tmp_path / "x.json", lambda: {"layer": [1, torch.ones(2)]}, "steps")

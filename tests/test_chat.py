@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.chat import assistant_turn_spans, build_messages, encode, format_messages, prepare_messages
+from utils.chat import assistant_turn_spans, build_messages, encode, format_messages, prepare_messages, render
 
 CONVERSATIONS = [
     build_messages("What is the capital of France?", "Paris, of course.", "You are terse."),
@@ -54,3 +54,11 @@ def test_turn_spans_cover_each_assistant_turn(tiny_models, name):
     full, spans = assistant_turn_spans(messages, tok)
     ids = encode(full, tok)["input_ids"]
     assert [tok.decode(ids[a:b]) for a, b in spans] == ["first reply", "second reply"]
+
+
+def test_a_message_without_content_or_a_bare_string_is_refused(tiny_models):
+    _, tok = tiny_models["tiny-qwen2"]
+    with pytest.raises(ValueError, match=r"messages\[1\] needs a string 'content', got None"):
+        render([{"role": "system", "content": "Be brief."}, {"role": "user"}], tok)
+    with pytest.raises(TypeError, match=r"messages must be a list .* got a str \(wrap one question as build_messages"):
+        render("What is the capital of France?", tok)

@@ -44,6 +44,18 @@ def test_record_rounds_floats_in_the_summary(tmp_path, monkeypatch):
     assert results.summary_table(["part3_contrastive"], tmp_path).splitlines()[-1].endswith("0.1235")
 
 
+def test_record_names_a_truncated_results_file_and_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(environment.RESULTS_DIR, str(tmp_path))
+    path = tmp_path / "part3_contrastive.json"
+    path.write_text('{"_profile": "offline", "best layer": 1')
+    with pytest.raises(RuntimeError, match=rf"{path.name} is truncated or not JSON.*AUROC = 0.5 is not recorded"):
+        results.record("part3_contrastive", "AUROC", 0.5)
+    assert path.read_text() == '{"_profile": "offline", "best layer": 1'  # left for the user to look at
+    with pytest.raises(ValueError, match=r"record\('AUROC', \.\.\.\) needs a number or a short string"):
+        results.record("part2_capping", "AUROC", None)
+    assert not (tmp_path / "part2_capping.json").exists()
+
+
 @pytest.mark.notebook
 def test_runner_rejects_a_section_that_ran_on_another_profile_and_shows_progress(tmp_path, monkeypatch, capsys):
     root = tmp_path / "repo"

@@ -110,6 +110,17 @@ def test_transcripts_need_a_user_turn_and_system_only_first(tmp_path):
     assert load_transcript(write(tmp_path / "f.json", first))
 
 
+def test_transcript_system_prompt_must_be_a_string(tmp_path):
+    turns = [{"role": "user", "content": "Hi"}]
+    for bad in (["Be a pirate."], 42):
+        with pytest.raises(DataError, match=r"s.json: key 'system_prompt' must be a string"):
+            load_transcript(write(tmp_path / "s.json", {"conversation": turns, "system_prompt": bad}))
+    assert (
+        load_transcript(write(tmp_path / "n.json", {"conversation": turns, "system_prompt": None}))["system_prompt"]
+        == ""
+    )
+
+
 def test_doubled_braces_are_not_placeholders(tmp_path):
     trait = {"instruction": [{"pos": "a", "neg": "b"}], "questions": ["q"], "eval_prompt": "{{question}} {answer}"}
     with pytest.raises(DataError, match=r"key 'eval_prompt' must contain the placeholder \{question\}"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.chat import build_messages
+from utils.chat import build_messages, encode, render
 from utils.generation import generate_replies
 
 
@@ -16,3 +16,31 @@ def test_batched_generation_equals_unbatched(tiny_models, name):
     single = [generate_replies(model, tok, [c], max_new_tokens=10, batch_size=1)[0] for c in convs]
     assert batched == single
     assert any(len(r) > 0 for r in batched)
+
+
+def test_bad_batch_size_and_negative_temperature_are_refused(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    convs = [build_messages("Hi")]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        generate_replies(model, tok, convs, max_new_tokens=4, batch_size=0)
+    with pytest.raises(ValueError, match="temperature must be 0 .* got -0.5"):
+        generate_replies(model, tok, convs, max_new_tokens=4, temperature=-0.5)
+
+
+def test_conversations_must_be_lists_of_complete_messages(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    with pytest.raises(TypeError, match=r"conversations\[1\] must be a list of .* got a str"):
+        generate_replies(model, tok, [build_messages("Hi"), "Hello"], max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"conversations\[0\]\[0\] needs a string 'content'"):
+        generate_replies(model, tok, [[{"role": "user"}]], max_new_tokens=4)
+
+
+def test_generation_past_the_maximum_positions_warns_or_is_refused(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    limit = model.config.max_position_embeddings
+    prompt_len = len(encode(render(build_messages("a"), tok, add_generation_prompt=True), tok)["input_ids"])
+    near = build_messages("a" * (limit - prompt_len - 1))  # one byte a token: limit - 2 prompt tokens
+    with pytest.warns(UserWarning, match=r"conversations\[0\] .* runs past this model's maximum of"):
+        generate_replies(model, tok, [near], max_new_tokens=4)
+    with pytest.raises(ValueError, match=rf"conversations\[0\] is {limit + 1} tokens long"):
+        generate_replies(model, tok, [build_messages("a" * (limit - prompt_len + 2))], max_new_tokens=4)

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -19,7 +20,7 @@ from utils.chat import build_messages
 from utils.judge import ADHERENCE_0_3, SCORE_0_100, Judge, Scale, make_judge, make_section_judge, parse_text
 from utils.judge.api import OpenAIBackend
 from utils.judge.scales import finalize, score_from_top_logprobs
-from utils.profiles import PROFILES, with_overrides
+from utils.profiles import PROFILES
 from utils.server_generation import GenerationError, OpenAICompatibleGenerator
 
 SECRET = "sk-provider-THISKEYMUSTSTAYWITHOPENAI0123"
@@ -65,7 +66,7 @@ def test_every_section_asks_a_hosted_judge_for_a_judge_model(clean_env, tmp_path
     for profile_name, profile in PROFILES.items():
         for section in ("part1", "part2", "part3", "part4"):
             subject = getattr(profile.models, section)
-            hosted = with_overrides(profile, judge_backend="openai")
+            hosted = replace(profile, judge_backend="openai")
             judge = make_section_judge(hosted, None, None, subject, cache_dir=tmp_path)
             assert judge.backend.model == "gpt-4.1-mini", (profile_name, section)
     clean_env.setenv("COURSE_JUDGE_BACKEND", "anthropic")  # overrides a profile's local judge

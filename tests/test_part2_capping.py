@@ -12,9 +12,8 @@ from part2_capping.conversations import format_exchanges, load_transcripts, repl
 from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, response_mean_activations, run_capturing
 from utils.chat import build_messages, encode, render
-from utils.checks import hook_counts
 from utils.generation import decode_batch, generate_replies
-from utils.hooks import hooked
+from utils.hooks import hooked, user_hook_counts
 from utils.layers import get_layers, num_layers
 from utils.profiles import PROFILES
 
@@ -119,17 +118,17 @@ def test_capper_hooks_removed_after_an_exception(tiny_models, name):
     model, tok = tiny_models[name]
     layers = [0, 2]
     axis = _random_axis(model)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     capper = sol.ActivationCapper(model, axis, {0: 0.0, 2: 0.0}, layers)
     with pytest.raises(ZeroDivisionError):
         with capper:
-            assert hook_counts(model) != before
+            assert user_hook_counts(model) != before
             generate_replies(model, tok, [build_messages("Hi")], max_new_tokens=2)
             1 / 0  # noqa: B018
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     with capper:  # reusable
         pass
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
 
 
 def test_capper_on_bfloat16_outputs():
@@ -140,6 +139,10 @@ def test_capper_on_bfloat16_outputs():
         def __init__(self):
             super().__init__()
             self.layers = torch.nn.ModuleList([block])
+            self.embed_tokens = torch.nn.Embedding(4, 16)  # what d_model reads
+
+        def get_input_embeddings(self):
+            return self.embed_tokens
 
     axis = torch.randn(1, 16)
     tau = float((layer_out.float() @ _unit(axis[0])).median())
@@ -151,12 +154,12 @@ def test_capper_on_bfloat16_outputs():
 
 def test_steering_with_zero_alpha_equals_plain_generation(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     vector = _random_axis(model)[1]
     steered = sol.generate_with_steering(model, tok, "Hello there", vector, 1, 0.0, max_new_tokens=6, temperature=0)
     plain = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
     assert steered == plain
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
 
 
 def test_thresholds_match_numpy_percentile():
@@ -259,12 +262,12 @@ def test_capping_raises_the_projection_of_a_generated_reply_offline(offline_mode
     default_proj = sol.token_projections(model, tok, assistant, axis, layers)
     thresholds = sol.compute_capping_thresholds(default_proj, 50)
     question = [build_messages("Describe your ship and your crew.", system_prompt="You are a pirate captain.")]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     plain = generate_replies(model, tok, question, max_new_tokens=16)
     capper = sol.ActivationCapper(model, axis, thresholds, layers)
     with capper:
         capped = generate_replies(model, tok, question, max_new_tokens=16)
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     reader = sol.ConversationAnalyzer(model, tok, readout, axis[readout])
     plain_proj = reader.project_onto_axis(question[0] + [{"role": "assistant", "content": plain[0]}])[0]
     with capper:
@@ -278,14 +281,14 @@ def test_capping_raises_the_projection_of_a_generated_reply_offline(offline_mode
 
 def test_push_hook_steers_like_generate_with_steering(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     vector = _random_axis(model, seed=3)[1]
     steered = sol.generate_with_steering(model, tok, "Hello there", vector, 1, 4.0, max_new_tokens=6, temperature=0)
     with hooked({get_layers(model)[1]: sol.push_hook(vector, 4.0)}):
         pushed = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
     plain = generate_replies(model, tok, [build_messages("Hello there")], max_new_tokens=6)[0]
     assert pushed == steered != plain
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
 
 
 def _decoded_tokens_below(model, tok, prompts, axis, layers, new_tokens=6):
@@ -322,9 +325,9 @@ def test_floor_counter_counts_the_reply_tokens_below_the_floor(tiny_models, name
     model, tok = tiny_models[name]
     layers = [1, 2]
     axis = _random_axis(model, seed=4)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     counter, below, projections, thresholds = _decoded_tokens_below(model, tok, PROMPTS, axis, layers)
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     assert counter.tokens == len(below) == 3 * 5
     assert counter.capped == int(below.sum())
     for layer in layers:
@@ -369,10 +372,10 @@ def test_run_push_and_cap_conditions(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
     axis = _random_axis(model, seed=7)
     conversations = [build_messages(p) for p in PROMPTS]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     low = sol.ActivationCapper(model, axis, {2: -1e4, 3: -1e4}, [2, 3])
     result = sol.run_push_and_cap(model, tok, conversations, low, 1, axis[1], 0.0, 3, axis[3], max_new_tokens=5)
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     rows = pd.DataFrame(result["rows"])
     by = {c: rows[rows["condition"] == c].sort_values("index") for c in sol.PUSH_CONDITIONS}
     for c in sol.PUSH_CONDITIONS:  # no push and a floor below everything: three identical runs
@@ -386,4 +389,13 @@ def test_run_push_and_cap_conditions(tiny_models):
     assert capped["projection"].min() >= 1e3 - 1e-2  # read at a capped block, with the cap on
     counted = result["tokens"]["pushed + capped"]
     assert counted["below_floor"] == counted["tokens"] > 0
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
+
+
+def test_capper_and_analyzer_name_an_axis_of_the_wrong_size(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    wrong = torch.randn(num_layers(model), model.config.hidden_size + 1)
+    with pytest.raises(ValueError, match=r"axis_vectors\[1\] must have shape \(64,\)"):
+        sol.ActivationCapper(model, wrong, {1: 0.0}, [1])
+    with pytest.raises(ValueError, match=r"assistant_axis must have shape \(64,\)"):
+        sol.ConversationAnalyzer(model, tok, 1, wrong[1])

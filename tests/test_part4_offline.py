@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from solutions import part4_steering as sol
 from utils.chat import build_messages
-from utils.checks import hook_counts
 from utils.generation import generate_replies
+from utils.hooks import user_hook_counts
 from utils.profiles import PROFILES
 
 
@@ -15,7 +15,7 @@ def test_steered_responses_project_further_with_larger_coefficient(offline_model
     layer = PROFILES["offline"].steer_layer
     vector = offline_sycophancy["vectors"][layer]
     questions = offline_sycophancy["evaluate"]["questions"][:5]
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     means = {}
     for coeff in (0.0, 8.0):
         with sol.ActivationSteerer(model, vector, coeff, layer, positions="response"):
@@ -23,5 +23,5 @@ def test_steered_responses_project_further_with_larger_coefficient(offline_model
         projections = sol.compute_trait_projections(model, tok, [None] * 5, questions, replies, vector, layer)
         means[coeff] = sum(projections) / len(projections)
     print(f"mean projection of steered responses: {means}")
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     assert means[8.0] > means[0.0]

@@ -137,7 +137,9 @@ def test_replies_are_reused_across_calls_but_never_under_hooks(tiny_models, tmp_
     monkeypatch.setattr(model, "course_name", "tiny-qwen2 (named for this test)", raising=False)
     batches = []
     real = generation.decode_batch
-    monkeypatch.setattr(generation, "decode_batch", lambda m, rows, *a: batches.append(len(rows)) or real(m, rows, *a))
+    monkeypatch.setattr(
+        generation, "decode_batch", lambda m, rows, *a, **k: batches.append(len(rows)) or real(m, rows, *a, **k)
+    )
     first = generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
     again = generate_replies(model, tok, CONVERSATIONS[:6], max_new_tokens=8)  # 4 known, 2 new
     assert again[:4] == first and batches == [4, 2]

@@ -91,7 +91,7 @@ STANDIN_CELL = f"""\
 # Inserted by tests/test_profile_paths.py: tiny stand-ins of the profile's models, small sizes.
 import torch
 import utils.models as _models
-from utils.profiles import with_overrides
+from dataclasses import replace
 from utils.tiny import build_tiny_model
 
 torch.set_num_threads(1)  # stand-ins this small run fastest on one thread (and a busy machine cannot stall them)
@@ -109,8 +109,8 @@ def _standin(name, device=None, dtype=None):
     return model, tokenizer
 
 _models.load_model = _standin
-profile = with_overrides(profile, n_questions=2, n_eval_questions=2, n_instruction_pairs=1, n_roles=3,
-                         max_new_tokens=6, n_transcripts=2, n_turns=2, batch_size=8)
+profile = replace(profile, n_questions=2, n_eval_questions=2, n_instruction_pairs=1, n_roles=3,
+                  max_new_tokens=6, n_transcripts=2, n_turns=2, batch_size=8)
 """
 
 

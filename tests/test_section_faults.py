@@ -9,7 +9,7 @@ import torch
 
 from solutions import part2_capping as cap
 from solutions import part4_steering as steer
-from utils.checks import hook_counts
+from utils.hooks import user_hook_counts
 from utils.layers import d_model, num_layers
 
 
@@ -52,13 +52,13 @@ def test_zero_axis_and_nan_threshold_are_rejected_up_front(tiny_models):
 def test_capper_refuses_reentry_and_bad_layers(model):
     n, d = num_layers(model), d_model(model)
     axis, thresholds = torch.randn(n, d), {i: 0.0 for i in range(n)}
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     capper = cap.ActivationCapper(model, axis, thresholds, [1, 2])
     with capper:
         with pytest.raises(RuntimeError, match="already active"):
             capper.__enter__()
-        assert hook_counts(model) != before  # the outer block is still capped
-    assert hook_counts(model) == before
+        assert user_hook_counts(model) != before  # the outer block is still capped
+    assert user_hook_counts(model) == before
     for bad in (-1, n):
         with pytest.raises(ValueError, match="layer_indices"):
             cap.ActivationCapper(model, axis, {**thresholds, -1: 0.0, n: 0.0}, [bad])
@@ -66,12 +66,12 @@ def test_capper_refuses_reentry_and_bad_layers(model):
 
 def test_steerer_refuses_reentry_and_bad_layers(model):
     n, d = num_layers(model), d_model(model)
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     steerer = steer.ActivationSteerer(model, torch.randn(d), 1.0, 1)
     with steerer:
         with pytest.raises(RuntimeError, match="already active"):
             steerer.__enter__()
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
     for bad in (-1, n):
         with pytest.raises(ValueError, match="layer"):
             steer.ActivationSteerer(model, torch.randn(d), 1.0, bad)

@@ -93,3 +93,17 @@ def test_rows_that_finish_early_keep_their_coefficients(tiny_models):
         got = decode_batch(model, rows, tok.pad_token_id, [stop], max_new_tokens=10, row_ids=list(range(len(rows))))
     assert len({len(r) for r in want}) > 1, "some rows should finish before others"
     assert got == want
+
+
+def test_steerer_takes_a_numpy_array_or_a_list(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    vector = _vector(model)
+    batch = encode([render(build_messages("Hi"), tok, add_generation_prompt=True)], tok, return_tensors="pt")
+    outputs = []
+    for given in (vector, vector.numpy(), vector.tolist()):
+        with ActivationSteerer(model, given, coeff=2.0, layer=1), torch.inference_mode():
+            outputs.append(model(**batch).logits)
+    torch.testing.assert_close(outputs[1], outputs[0])
+    torch.testing.assert_close(outputs[2], outputs[0])
+    with pytest.raises(ValueError, match="steering_vector"):
+        ActivationSteerer(model, vector.tolist()[:-1], layer=1)

@@ -733,13 +733,14 @@ def test_other_correct_response_means_pass(impl):
 def test_checks_leave_no_hooks():
     """A check must leave the shared tiny model as it found it."""
     from part1_assistant_axis import tests as checks
-    from utils.checks import hook_counts, tiny
+    from utils.checks import tiny
+    from utils.hooks import user_hook_counts
 
     model, tok = tiny()
-    before = hook_counts(model)
+    before = user_hook_counts(model)
     checks.test_extract_response_activations(sol.extract_response_activations)
     checks.test_generate_role_responses(sol.generate_role_responses)
-    assert hook_counts(model) == before
+    assert user_hook_counts(model) == before
 
 
 def _threshold_message(scores: dict) -> str:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.hooks import has_user_hooks
+from utils.models import course_name
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -40,7 +41,7 @@ class ActivationStore:
     @classmethod
     def for_model(cls, model: PreTrainedModel) -> ActivationStore | None:
         """The store of this model, or None when activations cannot be trusted to be the model's own."""
-        name = getattr(model, "course_name", None)
+        name = course_name(model)
         if name is None or has_user_hooks(model):
             return None
         key = hashlib.sha256(f"{name}|{model.dtype}|{model.device}".encode()).hexdigest()[:16]

@@ -17,7 +17,8 @@ from torch import Tensor
 from utils.activation_store import ActivationStore
 from utils.chat import Message, assistant_turn_spans, encode
 from utils.hooks import StopForward, capture_block_outputs
-from utils.layers import num_layers
+from utils.layers import check_block_indices, num_layers
+from utils.models import check_positions
 from utils.prefill import positions_from_mask
 from utils.progress import tqdm
 from utils.timing import timed
@@ -33,7 +34,22 @@ MAX_CAPTURE_TOKENS = 8192  # padded tokens per capture pass: every captured bloc
 def run_capturing(
     model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, layers: list[int]
 ) -> dict[int, Tensor]:
-    """One forward pass that returns the outputs of ``layers`` and computes nothing deeper."""
+    """One forward pass that returns the outputs of ``layers`` and computes nothing deeper.
+
+    Args:
+        model: the model.
+        input_ids: token ids [batch, seq] (padded).
+        attention_mask: 1 on real tokens [batch, seq].
+        layers: block indices to record (non-empty, no negative indices).
+
+    Returns:
+        block index -> its output [batch, seq, d_model].
+
+    Raises:
+        ValueError: for an empty ``layers``, an index that is not a block, or a row longer than the
+            model's maximum positions.
+    """
+    check_positions(model, attention_mask.sum(-1).tolist(), "input_ids")
     with capture_block_outputs(model, layers) as store:
         try:
             model(
@@ -81,9 +97,19 @@ def mean_over_spans(
 
     Returns:
         Per prompt, a float32 CPU tensor [len(layers), len(spans[i]), d_model].
+
+    Raises:
+        ValueError: for a ``spans`` list of another length, an empty ``layers`` or an index that is not
+            a block, or a prompt longer than the model's maximum positions.
     """
+    if len(spans) != len(prompts):
+        raise ValueError(f"spans must hold one list per prompt: got {len(spans)} for {len(prompts)} prompts")
+    layers = check_block_indices(model, layers)
+    if not prompts:
+        return []
     ids = [encode(p, tokenizer)["input_ids"] for p in prompts]
     lengths = [len(x) for x in ids]
+    check_positions(model, lengths, "prompts")
     results: list[Tensor | None] = [None] * len(prompts)
     store = ActivationStore.for_model(model)
     if store is not None and max(len(example) for example in spans) > MAX_STORED_SPANS:
@@ -173,7 +199,12 @@ def response_mean_activations(
 
     Returns:
         Tensor [len(layers), len(conversations), d_model] (float32, CPU).
+
+    Raises:
+        ValueError: for no conversations (and as `mean_over_spans` does).
     """
+    if not conversations:
+        raise ValueError("conversations is empty: response_mean_activations needs at least one conversation")
     prompts, spans = [], []
     for messages in conversations:
         full, turn_spans = assistant_turn_spans(messages, tokenizer)

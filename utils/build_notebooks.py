@@ -199,7 +199,18 @@ def build_section(section: str, strict: bool = True) -> dict[Path, str]:
 
 
 def _format_python(code: str) -> str:
-    """ruff-format generated code so it passes the linters like hand-written code."""
+    """ruff-format generated code so it passes the linters like hand-written code.
+
+    Args:
+        code: the generated module's text.
+
+    Returns:
+        The formatted text.
+
+    Raises:
+        RuntimeError: when ruff is not installed or cannot format the code (unformatted output would
+            fail ``--check`` and the linters later, far from the cause).
+    """
     import subprocess
 
     try:
@@ -208,12 +219,15 @@ def _format_python(code: str) -> str:
             input=code,
             capture_output=True,
             text=True,
-            check=True,
             cwd=ROOT,
         )
-        return done.stdout
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return code
+    except FileNotFoundError as err:
+        raise RuntimeError(f"Could not run ruff with {sys.executable}: {err}") from err
+    if done.returncode != 0:
+        missing = "No module named ruff" in done.stderr
+        reason = "ruff is not installed (pip install ruff)" if missing else done.stderr.strip()[-2000:]
+        raise RuntimeError(f"Formatting the generated solutions module failed: {reason}")
+    return done.stdout
 
 
 def readme_with_repository(text: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -49,8 +50,62 @@ def section_cache(section: str, profile) -> Path:
 def _read(path: Path) -> Any:
     if path.suffix in JSON_SUFFIXES:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_hook=_from_json_object)
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+JSON_TAG = "__json__"  # marks what plain JSON cannot hold: a tuple, a dict with other keys than strings, nan/inf
+
+
+def to_json(value: Any, where: str = "value") -> Any:
+    """A copy of ``value`` in plain JSON that `_read` turns back into exactly ``value``.
+
+    Tuples, dicts whose keys are not all strings, and non-finite floats (which JSON cannot hold and
+    ``json`` would write as the invalid literal ``NaN``) are written as small tagged objects; numpy
+    and torch scalars become Python numbers.
+
+    Args:
+        value: JSON-like data.
+        where: how to name the value in an error message (keys are appended: ``value['a'][0]``).
+
+    Returns:
+        The plain-JSON form.
+
+    Raises:
+        TypeError: naming the key of the first item that JSON cannot hold (a tensor, an array, an object).
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        value = value.item()
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {JSON_TAG: "float", "value": repr(value)}
+    if isinstance(value, tuple):
+        return {JSON_TAG: "tuple", "items": [to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and JSON_TAG not in value:
+            return {k: to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
+        for k in value:
+            if not (k is None or isinstance(k, (str, bool, int, float, tuple))):
+                raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}, which JSON cannot hold")
+        items = [[to_json(k, f"{where} key"), to_json(v, f"{where}[{k!r}]")] for k, v in value.items()]
+        return {JSON_TAG: "dict", "items": items}
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which JSON cannot hold (use a .pt cache file for tensors and arrays)"
+    )
+
+
+def _from_json_object(obj: dict) -> Any:
+    kind = obj.get(JSON_TAG)
+    if kind == "float":
+        return float(obj["value"])
+    if kind == "tuple":
+        return tuple(obj["items"])
+    if kind == "dict":
+        return {k: v for k, v in obj["items"]}
+    return obj
 
 
 def _json_default(value: Any) -> Any:
@@ -282,7 +337,7 @@ def load_or_generate(
         print(f"Recomputing {description} ({path.name}): {reason}")
     value = generate_fn()
     try:
-        write_atomic(path, value)
+        write_atomic(path, to_json(value, description) if path.suffix in JSON_SUFFIXES else value)
         made = datetime.datetime.now().isoformat(timespec="seconds")
         write_atomic(meta_path(path), {"description": description, "made": made, "inputs": inputs})
     except Exception as err:  # the value is computed: never lose it because it could not be stored

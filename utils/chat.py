@@ -49,13 +49,47 @@ def supports_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
     return _SYSTEM_ROLE_SUPPORT[key]
 
 
+def check_messages(messages: Any, name: str = "messages") -> list[Message]:
+    """Return ``messages`` if it is a list of ``{"role": str, "content": str}`` dicts; else a clear error.
+
+    A template renders a missing ``content`` as an empty turn, and a bare string as one "message"
+    per character, so both are refused here rather than silently changing the prompt.
+
+    Args:
+        messages: a conversation.
+        name: the argument's name, for the message.
+
+    Returns:
+        ``messages``.
+
+    Raises:
+        TypeError: for a string, a single message dict, or a message that is not a dict.
+        ValueError: naming the message without a string ``role`` or ``content``.
+    """
+    if isinstance(messages, (str, dict)) or not isinstance(messages, Sequence):
+        raise TypeError(
+            f"{name} must be a list of {{'role', 'content'}} messages, got a {type(messages).__name__}"
+            + (" (wrap one question as build_messages(question))" if isinstance(messages, str) else "")
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise TypeError(f"{name}[{i}] must be a {{'role', 'content'}} dict, got a {type(message).__name__}")
+        for key in ("role", "content"):
+            if not isinstance(message.get(key), str):
+                raise ValueError(f"{name}[{i}] needs a string {key!r}, got {message.get(key)!r}")
+    return list(messages)
+
+
 def prepare_messages(messages: list[Message], tokenizer: PreTrainedTokenizerBase) -> list[Message]:
     """Make messages acceptable to the tokenizer's template.
 
     A system message is dropped when empty, and merged into the first user turn for templates
     without a system role (Gemma 2): ``"{system}\\n\\n{user}"``.
+
+    Raises:
+        TypeError, ValueError: for malformed messages (see `check_messages`).
     """
-    messages = [dict(m) for m in messages]
+    messages = [dict(m) for m in check_messages(messages)]
     if not messages or messages[0]["role"] != "system":
         return messages
     system = messages[0]["content"]

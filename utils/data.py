@@ -222,6 +222,8 @@ def load_transcript(path: str | Path) -> dict:
             turn["role"] != "system" or i == 0, path, f"{key}.role", "is system: a system turn may only come first"
         )
     _require(any(t["role"] == "user" for t in turns), path, "conversation", "has no user turn")
-    data.setdefault("system_prompt", "")
+    if data.get("system_prompt") is None:  # missing or null: no system prompt
+        data["system_prompt"] = ""
+    _check_str(data["system_prompt"], path, "system_prompt", allow_empty=True)
     data.setdefault("name", path.stem)
     return data

@@ -15,16 +15,15 @@ hook applies, exactly as in ``model.generate``):
   so reading a generated reply's activations later needs no forward pass;
 - replies of a model loaded by `utils.models.load_model` are kept on disk by (model, settings,
   prompt), so a section that asks for a reply another section (or an earlier run) already generated
-  reads it (`ReplyStore`), unless hooks are on the model or ``COURSE_RECOMPUTE`` says otherwise.
+  reads it (`utils.reply_store.ReplyStore`), unless hooks are on the model or ``COURSE_RECOMPUTE`` says otherwise.
 
 Greedy replies equal ``model.generate``'s (tested on tiny models and on the offline model).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,11 +31,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.activation_store import ActivationStore
-from utils.cache import cache_root, recompute_requested, write_atomic
-from utils.chat import Message, encode, render
-from utils.hooks import block_output, has_user_hooks, hooked, rows_in_pass
+from utils.chat import Message, check_messages, encode, render
+from utils.hooks import RowsInPass, block_output, hooked, rows_in_pass
+from utils.models import check_positions
 from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
 from utils.progress import tqdm
+from utils.reply_store import ReplyStore, digest
 from utils.timing import timed
 
 if TYPE_CHECKING:
@@ -49,10 +49,6 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
 
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -79,6 +75,11 @@ def _filtered_probabilities(logits: Float[Tensor, "batch vocab"], temperature: f
         drop = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
     return probs
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature >= 0:  # also NaN
+        raise ValueError(f"temperature must be 0 (greedy) or positive (sampling), got {temperature!r}")
 
 
 @torch.inference_mode()
@@ -118,6 +119,7 @@ def decode_batch(
     Returns:
         The new token ids per row, without the stop token.
     """
+    _check_temperature(temperature)
     if max_new_tokens <= 0:
         return [[] for _ in rows]
     caller_rows = torch.tensor(row_ids if row_ids is not None else range(len(rows)), dtype=torch.long)
@@ -129,14 +131,18 @@ def decode_batch(
     generators = None
     if temperature > 0 and row_seeds is not None:
         generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
-    outputs: list[list[int]] = [[] for _ in rows]
     recording = _ReplyRecorder(model, len(rows), logits.device) if reply_means is not None else None
+    decoding = _Decoding(
+        model, cache, mask, logits, stops, active, outputs=[[] for _ in rows], max_new_tokens=max_new_tokens,
+        temperature=temperature, top_p=top_p, min_new_tokens=min_new_tokens, generators=generators,
+        on_step=on_step, recording=recording,
+    )  # fmt: skip
     with hooked(recording.hooks() if recording is not None else {}), rows_in_pass(caller_rows) as live:
-        _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
-                     min_new_tokens, on_step, recording, live)  # fmt: skip
+        decoding.live = live
+        _decode_loop(decoding)
     if recording is not None and reply_means is not None:
-        reply_means.extend(recording.means(outputs))
-    return outputs
+        reply_means.extend(recording.means(decoding.outputs))
+    return decoding.outputs
 
 
 class _ReplyRecorder:
@@ -173,85 +179,98 @@ class _ReplyRecorder:
         return result
 
 
-def _decode_loop(model, cache, mask, logits, stops, active, generators, outputs, max_new_tokens, temperature, top_p,
-                 min_new_tokens, on_step, recording, live) -> None:  # fmt: skip
-    for step in range(max_new_tokens):
-        if step < min_new_tokens and len(stops):
-            logits[:, stops] = float("-inf")
-        if temperature <= 0:
-            tokens = logits.argmax(-1)
-        else:
-            probs = _filtered_probabilities(logits, temperature, top_p)
-            if generators is None:
-                tokens = torch.multinomial(probs, 1).squeeze(-1)
-            else:
-                tokens = torch.cat(
-                    [torch.multinomial(probs[b], 1, generator=generators[r]) for b, r in enumerate(active.tolist())]
-                )
-        finished = torch.isin(tokens, stops)
-        for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
+@dataclass
+class _Decoding:
+    """One batch's decoding: the state carried from step to step, and the settings it decodes with.
+
+    Attributes:
+        model: the model.
+        cache: the KV cache, one row per live row.
+        mask: attention mask of the cached tokens, [live rows, cached length].
+        logits: next-token logits of each live row [live rows, vocab] (float32).
+        stops: stop token ids.
+        active: the batch row (index into ``outputs``) of each live row.
+        outputs: the new tokens of every batch row so far (the result).
+        max_new_tokens, temperature, top_p, min_new_tokens: as in `decode_batch`.
+        generators: one sampling generator per batch row (None: torch's global one).
+        on_step: called with (step, rows still decoding) after every step.
+        recording: the recorder of reply means, told which rows each pass holds (None: no recording).
+        live: the `utils.hooks.rows_in_pass` record, kept in step with ``active``.
+    """
+
+    model: PreTrainedModel
+    cache: object
+    mask: Tensor
+    logits: Tensor
+    stops: Tensor
+    active: Tensor
+    outputs: list[list[int]]
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    min_new_tokens: int = 0
+    generators: list[torch.Generator] | None = None
+    on_step: Callable[[int, int], object] | None = None
+    recording: _ReplyRecorder | None = None
+    live: RowsInPass | None = None
+
+    def next_tokens(self, step: int) -> Tensor:
+        """Pick each live row's next token from ``logits`` (greedy, or sampled)."""
+        if step < self.min_new_tokens and len(self.stops):
+            self.logits[:, self.stops] = float("-inf")
+        if self.temperature <= 0:
+            return self.logits.argmax(-1)
+        probs = _filtered_probabilities(self.logits, self.temperature, self.top_p)
+        if self.generators is None:
+            return torch.multinomial(probs, 1).squeeze(-1)
+        generators = self.generators
+        return torch.cat(
+            [torch.multinomial(probs[b], 1, generator=generators[r]) for b, r in enumerate(self.active.tolist())]
+        )
+
+    def keep_rows(self, keep: Tensor) -> None:
+        """Drop the rows that finished: from the cache, the mask, ``active`` and the row-aware hooks."""
+        self.cache.batch_select_indices(keep)  # type: ignore[attr-defined]  # a transformers cache
+        self.active, self.mask = self.active[keep], self.mask[keep]
+        if self.live is not None:
+            self.live.rows = self.live.rows[keep]
+
+
+def _decode_loop(state: _Decoding) -> None:
+    """Decode until every row has stopped or ``max_new_tokens`` are written (into ``state.outputs``)."""
+    model = state.model
+    for step in range(state.max_new_tokens):
+        tokens = state.next_tokens(step)
+        finished = torch.isin(tokens, state.stops)
+        for row, token, done in zip(state.active.tolist(), tokens.tolist(), finished.tolist()):
             if not done:
-                outputs[row].append(token)
-        if on_step is not None:
-            on_step(step + 1, int((~finished).sum()))
-        last = step == max_new_tokens - 1
-        if last and recording is None:
+                state.outputs[row].append(token)
+        if state.on_step is not None:
+            state.on_step(step + 1, int((~finished).sum()))
+        last = step == state.max_new_tokens - 1
+        if last and state.recording is None:
             break
         keep = (~finished).nonzero().squeeze(-1)
         if len(keep) == 0:
             break
-        if len(keep) < len(active):
-            cache.batch_select_indices(keep)
-            active, mask, tokens = active[keep], mask[keep], tokens[keep]
-            live.rows = live.rows[keep]
-        if recording is not None:
-            recording.active = active
-        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-        positions = mask.sum(-1, keepdim=True) - 1
+        if len(keep) < len(state.active):
+            state.keep_rows(keep)
+            tokens = tokens[keep]
+        if state.recording is not None:
+            state.recording.active = state.active
+        state.mask = torch.cat([state.mask, state.mask.new_ones(len(state.active), 1)], dim=1)
+        positions = state.mask.sum(-1, keepdim=True) - 1
         out = model(
             input_ids=tokens[:, None],
-            attention_mask=mask,
+            attention_mask=state.mask,
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
-            **cache_kwarg(model, cache),
+            **cache_kwarg(model, state.cache),
         )
-        cache, logits = output_cache(out), out.logits[:, -1].float()
+        state.cache, state.logits = output_cache(out), out.logits[:, -1].float()
         if last:
             break  # that pass only fed the last reply token through the blocks, for the recorder
-
-
-class ReplyStore:
-    """Replies already generated by one model with one set of settings, kept on disk by prompt.
-
-    Generation here is deterministic given the model, the settings and the prompt (sampling is seeded
-    per reply), so a stored reply is exactly what generating again would give. Only models loaded by
-    `utils.models.load_model` (which names them) qualify; never while hooks are on the model.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.replies: dict[str, str] = {}
-        if path.exists():
-            try:
-                self.replies = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                print(f"Ignoring an unreadable reply store at {path}; replies will be generated again")
-
-    @classmethod
-    def for_model(cls, model: PreTrainedModel, settings: dict) -> ReplyStore | None:
-        name = getattr(model, "course_name", None)
-        if name is None or has_user_hooks(model):
-            return None
-        key = _digest(name, str(model.dtype), str(model.device), settings)[:24]
-        path = cache_root() / "generations" / f"{key}.json"
-        return None if recompute_requested(path) else cls(path)
-
-    def save(self, new: dict[str, str]) -> None:
-        if new:
-            fresh = ReplyStore(self.path).replies  # another process may have added replies meanwhile
-            self.replies = {**fresh, **self.replies, **new}
-            write_atomic(self.path, self.replies)
 
 
 def generate_replies(
@@ -289,7 +308,16 @@ def generate_replies(
 
     Returns:
         One reply per conversation, in input order, without the prompt or special tokens.
+
+    Raises:
+        ValueError: for a negative temperature, a batch size below 1, or a conversation longer than
+            the model's maximum positions (one that would run past them while replying is warned about).
+        TypeError: for a conversation that is not a list of messages (`utils.chat.check_messages`).
     """
+    _check_temperature(temperature)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    conversations = [check_messages(c, f"conversations[{i}]") for i, c in enumerate(conversations)]
     if server is not None:
         return server.generate(conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     if model is None or tokenizer is None:
@@ -298,7 +326,7 @@ def generate_replies(
     seen: dict[str, int] = {}
     keys = []
     for p in prompts:  # the n-th copy of a prompt is its own sample
-        keys.append(_digest(p, seen.get(p, 0)))
+        keys.append(digest(p, seen.get(p, 0)))
         seen[p] = seen.get(p, 0) + 1
     row_seeds = [int(k[:15], 16) ^ (seed or 0) for k in keys]
     settings: dict[str, float | None] = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
@@ -312,6 +340,7 @@ def generate_replies(
             f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from earlier runs ({store.path.name})"
         )
     rows = {i: encode(prompts[i], tokenizer)["input_ids"] for i in todo}
+    check_positions(model, {i: len(row) for i, row in rows.items()}, "conversations", max_new_tokens)
     share_prefixes = (
         can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
     )
@@ -332,14 +361,16 @@ def generate_replies(
                     tokenizer.pad_token_id,
                     stop_ids,
                     max_new_tokens,
-                    temperature,
-                    top_p,
-                    min_new_tokens,
-                    share_prefixes,
-                    [row_seeds[i] for i in idx] if seed is not None else None,
-                    lambda step, live: bar.set_postfix_str(f"token {step}/{max_new_tokens}, {live} rows decoding"),
-                    means,
-                    idx,
+                    temperature=temperature,
+                    top_p=top_p,
+                    min_new_tokens=min_new_tokens,
+                    share_prefixes=share_prefixes,
+                    row_seeds=[row_seeds[i] for i in idx] if seed is not None else None,
+                    on_step=lambda step, live: bar.set_postfix_str(
+                        f"token {step}/{max_new_tokens}, {live} rows decoding"
+                    ),
+                    reply_means=means,
+                    row_ids=idx,
                 )
             except (RuntimeError, torch.OutOfMemoryError) as err:
                 if not _is_oom(err) or batch_size == 1:

@@ -15,14 +15,26 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from utils.layers import get_layers
+from utils.layers import check_block_indices, get_layers
 
 # A forward hook: (module, inputs, output) -> a replacement output, or None to keep it.
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
 
 class StopForward(Exception):
-    """Raised by a capture hook to end the forward pass right after the deepest block it needs."""
+    """Raised by a capture hook to end the forward pass right after the deepest block it needs.
+
+    Args:
+        message: what to say if it escapes (by default: who raised it, and who should catch it).
+    """
+
+    def __init__(
+        self,
+        message: str = "a capture hook (utils.hooks.capture_block_outputs) ended the forward pass after the "
+        "deepest block it records, on purpose. Run the model through utils.activations.run_capturing, or "
+        "catch StopForward around the model call, or pass stop_after_last=False",
+    ):
+        super().__init__(message)
 
 
 def block_output(output: Tensor | tuple) -> Float[Tensor, "batch seq d_model"]:
@@ -60,14 +72,18 @@ def capture_block_outputs(
 
     Args:
         model: the model.
-        layers: block indices to record.
+        layers: block indices to record (non-empty; negative indices are refused).
         stop_after_last: raise `StopForward` inside the deepest block's hook so nothing later is
             computed (`utils.activations.run_capturing` swallows it).
 
     Yields:
         dict block index -> output tensor [batch, seq, d_model], filled during the forward pass.
+
+    Raises:
+        ValueError: for an empty ``layers`` or an index that is not a block.
     """
     blocks = get_layers(model)
+    layers = check_block_indices(model, layers)
     deepest = max(layers)
     store: dict[int, Tensor] = {}
 

@@ -100,3 +100,23 @@ def check_block_index(model: nn.Module, layer, name: str = "layer") -> int:
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n:
         raise ValueError(f"{name} must be a block index in 0..{n - 1} (this model has {n} blocks), got {layer!r}")
     return layer
+
+
+def check_block_indices(model: nn.Module, layers, name: str = "layers") -> list[int]:
+    """Return ``layers`` as a list if it is a non-empty list of the model's block indices (see `check_block_index`).
+
+    Args:
+        model: the model.
+        layers: block indices.
+        name: the argument's name, for the message.
+
+    Returns:
+        The indices, as a list, in the order given.
+
+    Raises:
+        ValueError: for an empty list, or naming the first index that is not a block (negative included).
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError(f"{name} is empty: name at least one block index (0..{num_layers(model) - 1})")
+    return [check_block_index(model, layer, f"{name}[{k}]") for k, layer in enumerate(layers)]

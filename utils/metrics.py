@@ -8,11 +8,24 @@ from jaxtyping import Float
 from torch import Tensor
 
 
-def check_direction(vector: Tensor, name: str = "vector") -> Tensor:
+def check_direction(vector: Tensor, name: str = "vector", size: int | None = None) -> Tensor:
     """Return ``vector`` if it can be normalised (finite, non-zero); otherwise a ValueError naming it.
 
     A zero or NaN direction would turn every projection and every steered activation into NaN.
+
+    Args:
+        vector: the direction.
+        name: the argument's name, for the message.
+        size: if given, the only accepted shape is ``(size,)`` (a model's d_model).
+
+    Returns:
+        ``vector``.
+
+    Raises:
+        ValueError: naming ``name``, for a wrong shape, NaN, inf, or the zero vector.
     """
+    if size is not None and tuple(vector.shape) != (size,):
+        raise ValueError(f"{name} must have shape ({size},), this model's d_model, got {tuple(vector.shape)}")
     v = vector.detach().float()
     if v.numel() == 0 or not torch.isfinite(v).all():
         raise ValueError(f"{name} must be a finite vector (it contains NaN or inf, or is empty)")

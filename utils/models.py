@@ -5,7 +5,8 @@ All go through `load_model`, so every profile uses the same code paths afterward
 
 from __future__ import annotations
 
-import gc
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,10 +56,63 @@ def load_model(
     with timed("model load"):
         model, tokenizer = _load(name, device, dtype)
     if name not in TINY_MODELS:
-        # Lets generation reuse replies this model already wrote (utils.generation). torch types every
-        # Module attribute as Tensor | Module, so a plain attribute needs the ignore.
+        # Read through `course_name`: lets generation reuse replies this model already wrote
+        # (utils.reply_store). torch types every Module attribute as Tensor | Module, so a plain
+        # attribute needs the ignore.
         model.course_name = name  # type: ignore[assignment]
     return model, tokenizer
+
+
+def course_name(model: PreTrainedModel) -> str | None:
+    """The name `load_model` loaded a model by, the key of its stored replies and activations.
+
+    Args:
+        model: a model.
+
+    Returns:
+        Its name (``offline-qwen2.5-coder-0.5b``, a hub id), or None for a tiny model or a model
+        loaded some other way (whose replies and activations are never stored).
+    """
+    return getattr(model, "course_name", None)
+
+
+def max_positions(model: PreTrainedModel) -> int | None:
+    """The most positions the model was trained for (``max_position_embeddings``), or None if unknown."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) else None
+
+
+def check_positions(
+    model: PreTrainedModel, lengths: Sequence[int] | Mapping[int, int], what: str, new_tokens: int = 0
+) -> None:
+    """Refuse sequences longer than the model's positions; warn when generating would run past them.
+
+    Args:
+        model: the model.
+        lengths: token count of each sequence, or (the caller's index of a sequence) -> its token count.
+        what: what the sequences are, for the message (e.g. "conversations").
+        new_tokens: tokens to be generated after each sequence.
+
+    Raises:
+        ValueError: naming the first sequence longer than the model's maximum positions.
+    """
+    limit = max_positions(model)
+    lengths = lengths if isinstance(lengths, Mapping) else dict(enumerate(lengths))
+    if limit is None or not lengths:
+        return
+    longest = max(lengths, key=lambda i: lengths[i])
+    if lengths[longest] > limit:
+        raise ValueError(
+            f"{what}[{longest}] is {lengths[longest]} tokens long, more than this model's maximum of "
+            f"{limit} positions (max_position_embeddings): shorten it"
+        )
+    if lengths[longest] + new_tokens > limit:
+        warnings.warn(
+            f"{what}[{longest}] ({lengths[longest]} tokens) plus max_new_tokens={new_tokens} runs past this "
+            f"model's maximum of {limit} positions: replies may degrade past that point",
+            stacklevel=3,
+        )
 
 
 def _load(name: str, device: str, dtype: torch.dtype | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -95,15 +149,6 @@ def model_display_name(name: str) -> str:
         if family in lowered:
             return display
     return name.rsplit("/", 1)[-1]
-
-
-def free_memory(*objects) -> None:
-    """Drop references to models (pass them in, then ``del`` your own names) and empty caches."""
-    for obj in objects:
-        del obj
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def describe(model: PreTrainedModel) -> str:

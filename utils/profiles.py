@@ -1,13 +1,13 @@
 """Profiles: one switch (``COURSE_PROFILE``) that picks models, sizes and judge for the whole course.
 
-Layer conventions (see DESIGN.md): ``*_layer`` fields are 0-based decoder *block* indices, except
+Layer conventions (see ARCHITECTURE.md and `utils.layers`): ``*_layer`` fields are 0-based decoder *block* indices, except
 ``trait_vector_layer``, which is a ``hidden_states`` index (``hidden_states[i]`` = output of block
 ``i - 1``, except the last entry, which is after the final norm), kept next to ``steer_layer = trait_vector_layer - 1`` so the two never get mixed up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from utils import environment
 
@@ -211,8 +211,3 @@ def get_profile(name: str | None = None, verbose: bool = True) -> Profile:
     if verbose:
         print(f"Profile: {profile.name} ({reason})")
     return profile
-
-
-def with_overrides(profile: Profile, **changes) -> Profile:
-    """Return a copy of ``profile`` with some fields changed (e.g. a smaller batch size)."""
-    return replace(profile, **changes)

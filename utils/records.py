@@ -7,18 +7,15 @@ function reads and writes:
   ``part3_contrastive.scoring.score_responses`` reads (`ScoredResponse`: with the judge's scores);
   `ResponseRecord` adds the ``system_prompt``: what `utils.chat.records_to_conversations` reads.
 - `RoleResponseRecord`: section 1's response under one role's system prompt.
-- `ContrastiveRecord`: section 3's response under the positive or negative prompt of an instruction
-  pair; `ScoredContrastiveRecord` after the judge added ``score`` and ``coherence``.
-- `EffectivePair`: a (question, instruction pair) where both prompts worked, with both records.
-- `TimingTotal`: one kind of work's tally in `utils.timing`.
 - `JudgeScore`: one judge cache entry (an answer; failures are never cached).
+
+Section 3's records (contrastive responses, effective pairs) live in `part3_contrastive.records`;
+`utils.timing` owns its `TimingTotal`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
-
-Polarity = Literal["pos", "neg"]
+from typing import TypedDict
 
 # A judge answer as cached and returned by `utils.judge.Judge`: a number, or None for no score.
 JudgeScore = float | int | None
@@ -69,37 +66,3 @@ class RoleResponseRecord(ResponseRecord):
     role: str
     prompt_idx: int
     question_idx: int
-
-
-class ContrastiveRecord(ResponseRecord):
-    """Section 3: a response under the positive (trait) or negative (helpful) prompt of an instruction pair.
-
-    Attributes:
-        instruction_idx: which instruction pair of the trait file.
-        polarity: ``pos`` (the trait's prompt) or ``neg`` (the helpful prompt).
-    """
-
-    instruction_idx: int
-    polarity: Polarity
-
-
-class ScoredContrastiveRecord(ContrastiveRecord, Scores):
-    """A contrastive record after scoring (or prompt labelling): with ``score`` and ``coherence``."""
-
-
-class EffectivePair(TypedDict):
-    """Section 3: a question and instruction pair where the positive prompt showed the trait and the
-    negative one did not, both coherently; the vectors are built from these."""
-
-    question: str
-    instruction_idx: int
-    pos: ScoredContrastiveRecord
-    neg: ScoredContrastiveRecord
-
-
-class TimingTotal(TypedDict):
-    """One kind of work's tally (`utils.timing`): wall seconds, tokens processed, timed blocks."""
-
-    seconds: float
-    tokens: int
-    calls: int

@@ -13,11 +13,21 @@ import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from typing import TypedDict
 
 from utils import environment
-from utils.records import TimingTotal
 
 TIMINGS_ENV = environment.TIMINGS_FILE
+
+
+class TimingTotal(TypedDict):
+    """One kind of work's tally (`utils.timing`): wall seconds, tokens processed, timed blocks."""
+
+    seconds: float
+    tokens: int
+    calls: int
+
+
 TOTALS: defaultdict[str, TimingTotal] = defaultdict(lambda: TimingTotal(seconds=0.0, tokens=0, calls=0))
 _ACTIVE: set[str] = set()
 
