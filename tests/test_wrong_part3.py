@@ -567,6 +567,7 @@ def test_example_pair_is_one_positive_and_its_negative():
 
     namespace = {
         "load_or_generate": lambda path, make, *args, **kwargs: make(),
+        "trait_path": lambda *args, **kwargs: Path("unused"),
         "generate_contrastive_responses": fake_generate,
         "construct_system_prompt": sol.construct_system_prompt,
         "course": SimpleNamespace(inputs=lambda **kwargs: None, cache=Path("unused")),

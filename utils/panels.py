@@ -10,7 +10,6 @@ so a stored notebook and its HTML report hold the table a student would first se
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +53,7 @@ class Control:
 
 def widgets_available() -> tuple[bool, str]:
     """Whether `show_panel` can show widgets here, and if not, why not."""
-    if os.environ.get(environment.NO_WIDGETS):
+    if environment.setting(environment.NO_WIDGETS):
         return False, f"{environment.NO_WIDGETS} is set"
     if not in_kernel():
         return False, "not running in a Jupyter kernel"
