@@ -1,4 +1,4 @@
-"""Judge formulations side by side on the labelled check sets (issue 18): which one each offline judge keeps.
+"""Judge formulations side by side on the labelled check sets: which one each offline judge keeps.
 
 For every judge (role, drift, trait, coherence) and every formulation (`utils.judge.formulations`):
 AUROC with its Hanley-McNeil standard error and n per class (for ``pairwise``: the share of pairs

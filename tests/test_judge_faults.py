@@ -1,4 +1,4 @@
-"""Judge faults a real run meets (issue 11): each test fails on the code before the fix."""
+"""Judge faults a real run meets: each test fails on the code before the fix."""
 
 from __future__ import annotations
 

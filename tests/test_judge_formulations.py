@@ -1,4 +1,4 @@
-"""Judge formulations (issue 18): each one checked on a tiny random model against a full forward pass."""
+"""Judge formulations: each one checked on a tiny random model against a full forward pass."""
 
 from __future__ import annotations
 

@@ -87,4 +87,4 @@ def test_fast_selection_of_this_repository_leaves_out_the_model_notebooks_and_sl
     assert len(rows) > 100, out
     assert not [nodeid for nodeid, fixtures, _ in rows if "offline_model" in fixtures]
     assert not [nodeid for nodeid, _, marks in rows if {"slow", "notebook", "offline_model"} & set(marks)]
-    assert not [nodeid for nodeid, _, _ in rows if nodeid.startswith("tests/test_notebooks.py")]
+    assert not [nodeid for nodeid, _, _ in rows if nodeid.startswith("tests/sections/test_notebooks.py")]

@@ -15,8 +15,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def wrong_sections() -> dict[str, dict[str, list[tuple]]]:
-    """section -> its WRONG dict, from every tests/test_wrong_part*.py (each names its SECTION)."""
-    modules = [importlib.import_module(f"tests.{p.stem}") for p in sorted(HERE.glob("test_wrong_part*.py"))]
+    """section -> its WRONG dict, from every tests/sections/wrong/part*.py (each names its SECTION)."""
+    folder = HERE / "sections" / "wrong"
+    modules = [importlib.import_module(f"tests.sections.wrong.{p.stem}") for p in sorted(folder.glob("part*.py"))]
     return {module.SECTION: module.WRONG for module in modules}
 
 

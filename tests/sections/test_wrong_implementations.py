@@ -1,4 +1,4 @@
-"""Every wrong implementation in tests/test_wrong_part*.py is rejected by its exercise's check with a
+"""Every wrong implementation in tests/sections/wrong/part*.py is rejected by its exercise's check with a
 message naming the mistake, and every exercise's reference solution passes its check."""
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from solutions import part4_steering as steer
 from solutions.part4_steering import ActivationSteerer
 from utils.chat import build_messages, encode, render
 from utils.generation import decode_batch, generate_replies
 from utils.hooks import user_hook_counts
-from utils.layers import d_model
+from utils.layers import d_model, num_layers
 from utils.steering import RowSteerer
 
 QUESTIONS = ["Hi", "What is two plus two, exactly?", "Name a colour of the sky at dusk"]
@@ -107,3 +108,24 @@ def test_steerer_takes_a_numpy_array_or_a_list(tiny_models):
     torch.testing.assert_close(outputs[2], outputs[0])
     with pytest.raises(ValueError, match="steering_vector"):
         ActivationSteerer(model, vector.tolist()[:-1], layer=1)
+
+
+# Section 4's steerer refuses re-entry and bad layers.
+
+
+@pytest.fixture
+def model(tiny_models):
+    return tiny_models["tiny-qwen2"][0]
+
+
+def test_steerer_refuses_reentry_and_bad_layers(model):
+    n, d = num_layers(model), d_model(model)
+    before = user_hook_counts(model)
+    steerer = steer.ActivationSteerer(model, torch.randn(d), 1.0, 1)
+    with steerer:
+        with pytest.raises(RuntimeError, match="already active"):
+            steerer.__enter__()
+    assert user_hook_counts(model) == before
+    for bad in (-1, n):
+        with pytest.raises(ValueError, match="layer"):
+            steer.ActivationSteerer(model, torch.randn(d), 1.0, bad)

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from tests.fake_api import FakeAPIServer, judge_api
-from tests.test_notebooks import CHAPTERS, execute
+from tests.sections.test_notebooks import CHAPTERS, execute
 from utils.build_notebooks import available_sections
 from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, subject_model_names
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_chat import CONVERSATIONS
+from tests.utils.test_chat import CONVERSATIONS
 from utils.activations import mean_over_spans, response_mean_activations, run_capturing, turn_mean_activations
 from utils.chat import encode, format_messages
 from utils.hooks import StopForward, capture_block_outputs, user_hook_counts

@@ -32,7 +32,7 @@ from nbclient.exceptions import CellExecutionError
 from part3_contrastive.sae_reading import published_sae
 from tests.fake_api import FakeAPIServer, judge_api
 from tests.published_sae import place_published_sae
-from tests.test_notebooks import CHAPTERS, execute
+from tests.sections.test_notebooks import CHAPTERS, execute
 from utils.build_notebooks import available_sections
 from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, subject_model_names
 from utils.profiles import OFFLINE_MODEL, PROFILES
@@ -88,7 +88,7 @@ def test_layer_constants_fit_every_model_a_profile_names(name):
 
 
 STANDIN_CELL = f"""\
-# Inserted by tests/test_profile_paths.py: tiny stand-ins of the profile's models, small sizes.
+# Inserted by tests/sections/test_profile_paths.py: tiny stand-ins of the profile's models, small sizes.
 import torch
 import utils.models as _models
 from dataclasses import replace

@@ -1,7 +1,7 @@
 """Section 4: wrong implementations students write, each rejected by its check with a named mistake.
 
 `WRONG` maps each exercise to (wrong implementation, phrase its check's message must contain);
-tests/test_wrong_implementations.py runs every entry of every section."""
+tests/sections/test_wrong_implementations.py runs every entry of every section."""
 
 from __future__ import annotations
 

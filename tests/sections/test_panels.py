@@ -1,4 +1,4 @@
-"""The live controls' callbacks (issue 19 item 6): each panel's view function called directly, on tiny random
+"""The live controls' callbacks: each panel's view function called directly, on tiny random
 models and on the offline model (one slider position each), and the widget wrapper's fallback and wiring."""
 
 from __future__ import annotations
