@@ -3,7 +3,9 @@
 1. Runs the README's main job (``python -m utils.course --profile offline``) from a warm model cache
    (the converted offline model is reused) and cold course caches (a fresh cache folder: no replies,
    judge scores or results from earlier runs), and prints the runner's table: per section, wall time
-   and the seconds spent loading the model, generating, capturing activations and judging.
+   and the seconds spent loading the model, prefilling, decoding, capturing activations and judging.
+   Then, per section and kind (prefill, decode, judge, capture): tokens, seconds, tokens/s and the
+   ratio to the machine's batched-prefill rate, measured in the same run.
 2. Measures, side by side in this process on the offline model:
    (a) batched generation vs one prompt at a time with ``model.generate`` (target >= 5x);
    (b) the local judge with shared-prefix prefill vs one full prefill per item (target >= 3x);
@@ -27,9 +29,63 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+KINDS = ("prefill", "decode", "judge", "capture")
+
+
+def kind_table(timings_dir: Path, sections: list[str], prefill_rate: float) -> str:
+    """Per section and kind of work: tokens, seconds, tokens/s and the ratio to the machine's batched prefill.
+
+    Args:
+        timings_dir: the runner's ``outputs/<profile>/timings`` folder (one ``<section>.jsonl`` each).
+        sections: the section packages, in order.
+        prefill_rate: tokens/s of a plain batched forward pass on this machine, measured in this run.
+
+    Returns:
+        The table, one line per (section, kind) with any work, then one line per kind over all sections.
+    """
+    from utils.timing import read_timings
+
+    header = f"{'section':<22}{'kind':<10}{'tokens':>10}{'s':>9}{'tok/s':>9}{'/ prefill':>11}"
+    lines, overall = [header], {kind: [0, 0.0] for kind in KINDS}
+
+    def line(name: str, kind: str, tokens: int, seconds: float) -> str:
+        rate = tokens / seconds if seconds else 0.0
+        return f"{name:<22}{kind:<10}{tokens:>10}{seconds:>9.0f}{rate:>9.1f}{rate / prefill_rate:>11.2f}"
+
+    for section in sections:
+        totals = read_timings(timings_dir / f"{section}.jsonl")
+        for kind in KINDS:
+            if kind in totals and totals[kind]["seconds"] > 0:
+                tokens, seconds = totals[kind]["tokens"], totals[kind]["seconds"]
+                overall[kind][0] += tokens
+                overall[kind][1] += seconds
+                lines.append(line(section, kind, tokens, seconds))
+    for kind, (tokens, seconds) in overall.items():
+        if seconds:
+            lines.append(line("all sections", kind, int(tokens), seconds))
+    return "\n".join(lines)
+
+
+def prefill_rate(batch_size: int = 32, length: int = 96) -> float:
+    """Tokens/s of one plain batched forward pass (``model(**batch)``) of the offline model on this machine."""
+    import torch
+
+    from utils.models import load_model
+
+    model, _ = load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+    ids = torch.randint(100, 20000, (batch_size, length), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        model(input_ids=ids[:2, :16])  # warm-up
+        start = time.perf_counter()
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        seconds = time.perf_counter() - start
+    return batch_size * length / seconds
+
+
 def run_course(sections: str) -> float:
     from utils.cache import cache_root
     from utils.offline_model import converted_model_dir
+    from utils.sections import section_by_number
 
     converted_model_dir()  # warm model cache: converted once, outside the timing
     with tempfile.TemporaryDirectory(prefix="bench-course-") as tmp:
@@ -47,7 +103,11 @@ def run_course(sections: str) -> float:
         if done.returncode:
             print(done.stderr[-3000:])
             raise SystemExit(f"the course failed (exit {done.returncode})")
-    print(f"whole course (sections {sections}): {seconds:.0f} s wall, cold course caches, warm model cache\n")
+        print(f"whole course (sections {sections}): {seconds:.0f} s wall, cold course caches, warm model cache\n")
+        rate = prefill_rate()
+        print(f"batched prefill on this machine, measured now: {rate:.0f} tokens/s (model(**batch), 32 x 96 tokens)")
+        names = [section_by_number(n) for n in sections.split(",")]
+        print(kind_table(Path(tmp) / "outputs" / "offline" / "timings", names, rate) + "\n")
     return seconds
 
 

@@ -1227,7 +1227,7 @@ sae_acts = load_or_generate(
     inputs=course.inputs(data={"texts": sae_texts}, layer=STEER_LAYER),
 )
 # The published-SAE branch (full profile) is tested in CI on a small stand-in in the release's format,
-# placed in a local Hugging Face cache (tests/test_part3_published_sae.py), not on the real download.
+# placed in a local Hugging Face cache (tests/sections/test_part3_published_sae.py), not on the real download.
 sae, sae_info = load_or_train_sae(STEER_LAYER, sae_acts, profile, course.cache / "sae_trained.pt", profile.models.part3,
                                   inputs=course.inputs(code=[train_sae], data={"texts": sae_texts}, layer=STEER_LAYER))
 print(f"SAE: {sae_info['source']}; {sae_info['d_in']} -> {sae_info['d_sae']} latents; on {sae_info['tokens']} "

@@ -408,7 +408,7 @@ for mode in VALID_POSITIONS:
 # machine idle. Make every (coefficient, question) pair a **row of one generation** instead, with
 # `utils.steering.RowSteerer`: your steerer, row-aware. It takes one coefficient per conversation
 # (`coeffs[i]` steers conversation `i`, whichever rows the decoding loop still holds) and is tested equal to
-# one `ActivationSteerer` per coefficient (`tests/test_steering.py`). A loop with your own steerer gives
+# one `ActivationSteerer` per coefficient (`tests/utils/test_steering.py`). A loop with your own steerer gives
 # the same replies, more slowly, and passes the check too.
 #
 # <details><summary>Hint</summary>

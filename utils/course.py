@@ -108,10 +108,11 @@ def run_section(
 
 
 def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]) -> str:
-    """Per section: wall time, and the time spent in model loading, generation, capture and the judge."""
+    """Per section: wall time, and the time spent loading models, prefilling and decoding replies, capturing
+    activations and judging (generation's own bookkeeping counts as other)."""
     from utils.timing import read_timings
 
-    kinds = ["model load", "generation", "capture", "judge"]
+    kinds = ["model load", "prefill", "decode", "capture", "judge"]
     lines = [f"{'section':<22}{'wall s':>8}" + "".join(f"{k + ' s':>14}" for k in kinds) + f"{'other s':>10}"]
     for section in sections:
         totals = read_timings(timings_dir / f"{section}.jsonl")

@@ -123,9 +123,10 @@ def decode_batch(
     if max_new_tokens <= 0:
         return [[] for _ in rows]
     caller_rows = torch.tensor(row_ids if row_ids is not None else range(len(rows)), dtype=torch.long)
-    with rows_in_pass(caller_rows):
+    with rows_in_pass(caller_rows), timed("prefill") as prefill_timer:
         state = prefill(model, rows, pad_id, share_prefixes)
         cache, mask, logits = state.cache, state.attention_mask, state.logits
+        prefill_timer.add(tokens=sum(len(r) for r in rows) - state.shared_tokens)
     stops = torch.tensor(stop_ids, device=logits.device, dtype=torch.long)
     active = torch.arange(len(rows), device=logits.device)  # original row of each live batch row
     generators = None
@@ -139,7 +140,9 @@ def decode_batch(
     )  # fmt: skip
     with hooked(recording.hooks() if recording is not None else {}), rows_in_pass(caller_rows) as live:
         decoding.live = live
-        _decode_loop(decoding)
+        with timed("decode") as decode_timer:
+            _decode_loop(decoding)
+            decode_timer.add(tokens=sum(len(o) for o in decoding.outputs))
     if recording is not None and reply_means is not None:
         reply_means.extend(recording.means(decoding.outputs))
     return decoding.outputs

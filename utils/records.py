@@ -6,19 +6,14 @@ function reads and writes:
 - `AnsweredQuestion`: a ``question`` and its ``response``: what
   ``part3_contrastive.scoring.score_responses`` reads (`ScoredResponse`: with the judge's scores);
   `ResponseRecord` adds the ``system_prompt``: what `utils.chat.records_to_conversations` reads.
-- `RoleResponseRecord`: section 1's response under one role's system prompt.
-- `JudgeScore`: one judge cache entry (an answer; failures are never cached).
 
 Section 3's records (contrastive responses, effective pairs) live in `part3_contrastive.records`;
-`utils.timing` owns its `TimingTotal`.
+`utils.timing` owns its `TimingTotal`, and `utils.judge.judge` its `JudgeScore`.
 """
 
 from __future__ import annotations
 
 from typing import TypedDict
-
-# A judge answer as cached and returned by `utils.judge.Judge`: a number, or None for no score.
-JudgeScore = float | int | None
 
 
 class AnsweredQuestion(TypedDict):
@@ -52,17 +47,3 @@ class Scores(TypedDict):
 
 class ScoredResponse(AnsweredQuestion, Scores):
     """A response record with its trait ``score`` and ``coherence`` (other keys pass through unchanged)."""
-
-
-class RoleResponseRecord(ResponseRecord):
-    """Section 1: a response under one role's system prompt.
-
-    Attributes:
-        role: the role's name (its file stem; ``default`` for the default persona).
-        prompt_idx: which of the role's system prompts (``instruction`` entries).
-        question_idx: which question.
-    """
-
-    role: str
-    prompt_idx: int
-    question_idx: int

@@ -5,7 +5,7 @@ conditions) is one generation instead of one per coefficient.
 index into the conversations given to `utils.generation.generate_replies` (which reorders rows by
 length and drops finished ones while decoding; it says which caller rows each pass holds through
 `utils.hooks.rows_in_pass`). Outside generation (a plain forward pass) batch row ``i`` is row ``i``.
-Tested equal to one single-coefficient steerer per coefficient (`tests/test_steering.py`).
+Tested equal to one single-coefficient steerer per coefficient (`tests/utils/test_steering.py`).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def timed(kind: str):
     """Time a block of work of one kind (nested blocks of the same kind count once).
 
     Args:
-        kind: "generation", "capture", "judge", "model load", ...
+        kind: "generation", "prefill", "decode", "capture", "judge", "model load", ...
 
     Yields:
         A timer whose ``add(tokens=n)`` counts the tokens the block processed.

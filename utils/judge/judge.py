@@ -22,7 +22,6 @@ from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
 from utils.judge.defaults import backend_row, check_judge_model, choose_backend, explained_judge_choice
 from utils.judge.scales import Scale, finalize
-from utils.records import JudgeScore
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -31,6 +30,10 @@ log = logging.getLogger("utils.judge")
 _ANNOUNCED: set[str] = set()
 
 __all__ = ["Judge", "choose_backend", "make_judge", "make_section_judge"]
+
+
+# A judge answer as cached and returned by `Judge`: a number, or None for no score (failures are never cached).
+JudgeScore = float | int | None
 
 
 def _read_cache(path: Path) -> dict[str, JudgeScore]:
