@@ -407,9 +407,9 @@ for mode in VALID_POSITIONS:
 # A sweep is many coefficients, and one batched generation per coefficient leaves the batch small and the
 # machine idle. Make every (coefficient, question) pair a **row of one generation** instead, with
 # `utils.steering.RowSteerer`: your steerer, row-aware. It takes one coefficient per conversation
-# (`coeffs[i]` steers conversation `i`, whichever rows the decoding loop still holds) and is tested equal to
-# one `ActivationSteerer` per coefficient (`tests/utils/test_steering.py`). A loop with your own steerer gives
-# the same replies, more slowly, and passes the check too.
+# (`coeffs[i]` steers conversation `i`, whichever rows the decoding loop still holds) and gives exactly the
+# replies of one `ActivationSteerer` per coefficient. A loop with your own steerer gives the same replies,
+# more slowly, and passes the check too.
 #
 # <details><summary>Hint</summary>
 #
