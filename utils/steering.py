@@ -1,11 +1,13 @@
-"""Steering with a different coefficient on every row of one batch, so a sweep over coefficients (or
-conditions) is one generation instead of one per coefficient.
+"""Steering and capping with a different setting on every row of one batch, so a sweep over coefficients
+(or conditions) is one generation instead of one per setting.
 
 `RowSteerer` adds ``coeffs[row] * vector`` to a block's output, where ``row`` is the caller's row: the
 index into the conversations given to `utils.generation.generate_replies` (which reorders rows by
 length and drops finished ones while decoding; it says which caller rows each pass holds through
 `utils.hooks.rows_in_pass`). Outside generation (a plain forward pass) batch row ``i`` is row ``i``.
-Tested equal to one single-coefficient steerer per coefficient (`tests/utils/test_steering.py`).
+`RowCapper` does the same for activation capping: a floor per row (or none), so capped and uncapped
+conditions share a batch. Both are tested equal to one single-setting hook per setting
+(`tests/utils/test_steering.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 from utils.hooks import block_output, current_rows, with_block_output
-from utils.layers import check_block_index, d_model, get_layers
+from utils.layers import check_block_index, check_block_indices, d_model, get_layers
 
 POSITIONS = ("all", "prompt", "response")
 
@@ -68,14 +70,7 @@ class RowSteerer:
 
     def _hook(self, module, inputs, output):
         hidden = block_output(output)
-        rows = current_rows()
-        if rows is None:
-            rows = torch.arange(hidden.shape[0])
-        if len(rows) != hidden.shape[0] or int(rows.max()) >= len(self.coeffs):
-            raise RuntimeError(
-                f"RowSteerer has {len(self.coeffs)} coefficients but this pass holds rows {rows.tolist()[:8]}... "
-                f"(batch {hidden.shape[0]}): give one coefficient per conversation"
-            )
+        rows = _caller_rows(hidden, len(self.coeffs), "RowSteerer")
         if self.positions == "prompt" and hidden.shape[1] == 1:
             return None
         coeff = self.coeffs.to(hidden.device)[rows.to(hidden.device)].to(hidden.dtype)  # [batch]
@@ -96,4 +91,95 @@ class RowSteerer:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        return False
+
+
+def _caller_rows(hidden: Tensor, n_rows: int, who: str) -> Tensor:
+    """The caller rows this pass holds (batch row i is row i outside generation), checked against ``n_rows``."""
+    rows = current_rows()
+    if rows is None:
+        rows = torch.arange(hidden.shape[0])
+    if len(rows) != hidden.shape[0] or int(rows.max()) >= n_rows:
+        raise RuntimeError(
+            f"{who} has settings (coefficients or floors) for {n_rows} rows but this pass holds rows {rows.tolist()[:8]}... "
+            f"(batch {hidden.shape[0]}): give one setting per conversation"
+        )
+    return rows
+
+
+class RowCapper:
+    """A floor on the projection onto each listed block's unit axis, with its own floors per batch row.
+
+    Row ``r`` is capped at block ``b`` to ``floors[r][b]`` exactly as section 2's `ActivationCapper` caps
+    (``h + v * max(tau - <h, v>, 0)`` at every position, the projection in float32); a row whose floors
+    are None is left alone. So capped and uncapped conditions, or several percentiles, are rows of one
+    generation.
+
+    Args:
+        model: the model.
+        axis_vectors: indexable by block (``axis_vectors[b]``: ``[d_model]``, any norm).
+        floors: one entry per caller row: block -> floor for every block of ``layers``, or None (no cap).
+        layers: the blocks to cap.
+
+    Raises:
+        ValueError: for no rows, a bad block, an axis of the wrong size or a row missing a block's floor.
+        RuntimeError: when entered twice, or when a pass holds rows it has no floors for.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        axis_vectors,
+        floors: Sequence[dict[int, float] | None],
+        layers: Sequence[int],
+    ):
+        self.layers = list(layers)
+        check_block_indices(model, self.layers, "layers")
+        if len(floors) == 0:
+            raise ValueError("floors must hold one entry per row (a dict block -> floor, or None), got none")
+        self.units: dict[int, Tensor] = {}
+        self.taus: dict[int, Tensor] = {}
+        for layer in self.layers:
+            vector = torch.as_tensor(axis_vectors[layer]).detach().float()
+            if vector.shape != (d_model(model),) or not torch.isfinite(vector).all() or vector.norm() == 0:
+                raise ValueError(f"axis_vectors[{layer}] must be a finite non-zero vector of size {d_model(model)}")
+            self.units[layer] = vector / vector.norm()
+            missing = [r for r, f in enumerate(floors) if f is not None and layer not in f]
+            if missing:
+                raise ValueError(f"floors of rows {missing[:8]} have no floor for block {layer}")
+            self.taus[layer] = torch.tensor(
+                [float("-inf") if f is None else float(f[layer]) for f in floors], dtype=torch.float32
+            )
+        self.n_rows, self.model = len(floors), model
+        self._handles: list[RemovableHandle] = []
+
+    def _make_hook(self, layer: int):
+        unit, taus = self.units[layer], self.taus[layer]
+
+        def hook(module, inputs, output):
+            hidden = block_output(output)
+            rows = _caller_rows(hidden, self.n_rows, "RowCapper")
+            v = unit.to(hidden.device)
+            tau = taus.to(hidden.device)[rows.to(hidden.device)]  # [batch]; -inf: no cap
+            shortfall = (tau[:, None] - hidden.float() @ v).clamp(min=0)  # [batch, seq]
+            return with_block_output(output, hidden + (shortfall[..., None] * v).to(hidden.dtype))
+
+        return hook
+
+    def __enter__(self) -> RowCapper:
+        if self._handles:
+            raise RuntimeError("This RowCapper is already active: exit it before entering it again")
+        blocks = get_layers(self.model)
+        try:
+            for layer in self.layers:
+                self._handles.append(blocks[layer].register_forward_hook(self._make_hook(layer)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> Literal[False]:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
         return False

@@ -1,4 +1,4 @@
-"""utils.steering.RowSteerer: a coefficient per row of one batch equals one steerer per coefficient."""
+"""utils.steering: a coefficient (RowSteerer) or a floor (RowCapper) per row of one batch equals one hook per setting."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from solutions import part4_steering as steer
+from solutions.part2_capping import ActivationCapper
 from solutions.part4_steering import ActivationSteerer
 from utils.chat import build_messages, encode, render
 from utils.generation import decode_batch, generate_replies
 from utils.hooks import user_hook_counts
 from utils.layers import d_model, num_layers
-from utils.steering import RowSteerer
+from utils.steering import RowCapper, RowSteerer
 
 QUESTIONS = ["Hi", "What is two plus two, exactly?", "Name a colour of the sky at dusk"]
 COEFFS = [-3.0, 0.0, 2.0, 6.0]
@@ -129,3 +130,68 @@ def test_steerer_refuses_reentry_and_bad_layers(model):
     for bad in (-1, n):
         with pytest.raises(ValueError, match="layer"):
             steer.ActivationSteerer(model, torch.randn(d), 1.0, bad)
+
+
+# RowCapper
+
+
+def _capping_setup(model, seed=1):
+    """An all-block axis and, per condition, floors that cap some positions and leave others (None: no cap)."""
+    g = torch.Generator().manual_seed(seed)
+    axis = torch.randn(num_layers(model), d_model(model), generator=g)
+    layers = [1, 2]
+    conditions = {"uncapped": None, "low": {1: -0.5, 2: -0.5}, "high": {1: 1.5, 2: 0.5}}
+    return axis, layers, conditions
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-gemma2"])
+def test_row_capped_generation_equals_one_capper_per_condition(tiny_models, name):
+    model, tok = tiny_models[name]
+    axis, layers, conditions = _capping_setup(model)
+    convs = [build_messages(q) for q in QUESTIONS]
+    rows = [(floors, conv) for floors in conditions.values() for conv in convs]
+    before = user_hook_counts(model)
+    with RowCapper(model, axis, [floors for floors, _ in rows], layers):
+        batched = generate_replies(model, tok, [conv for _, conv in rows], max_new_tokens=8, batch_size=4)
+    assert user_hook_counts(model) == before, "the capping hooks were not removed"
+    want = []
+    for floors in conditions.values():
+        if floors is None:
+            want += generate_replies(model, tok, convs, max_new_tokens=8, batch_size=3)
+            continue
+        with ActivationCapper(model, axis, floors, layers):
+            want += generate_replies(model, tok, convs, max_new_tokens=8, batch_size=3)
+    assert batched == want
+    assert want[3:6] != want[:3] or want[6:] != want[:3], "the floors must change some reply, or the test shows nothing"
+
+
+def test_row_capped_forward_equals_the_capper_per_row(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    axis, layers, conditions = _capping_setup(model)
+    batch = encode([render(build_messages(q), tok, add_generation_prompt=True) for q in QUESTIONS[:2]], tok,
+                   return_tensors="pt", padding=True)  # fmt: skip
+    floors = [conditions["high"], None]
+    with RowCapper(model, axis, floors, layers):
+        got = model(**batch).logits
+    with ActivationCapper(model, axis, conditions["high"], layers):
+        capped = model(**batch).logits
+    plain = model(**batch).logits
+    assert torch.allclose(got[0], capped[0], atol=1e-5) and torch.allclose(got[1], plain[1], atol=1e-5)
+    assert not torch.allclose(capped[0], plain[0], atol=1e-3), "the high floor must act"
+
+
+def test_row_capper_rejects_bad_arguments(tiny_models):
+    model, _ = tiny_models["tiny-qwen2"]
+    axis, layers, conditions = _capping_setup(model)
+    with pytest.raises(ValueError, match="one entry per row"):
+        RowCapper(model, axis, [], layers)
+    with pytest.raises(ValueError, match="no floor for block 2"):
+        RowCapper(model, axis, [{1: 0.0}], layers)
+    with pytest.raises(ValueError, match=r"axis_vectors\[1\]"):
+        RowCapper(model, torch.zeros_like(axis), [None], layers)
+    capper = RowCapper(model, axis, [None, conditions["low"]], layers)
+    with capper, pytest.raises(RuntimeError, match="already active"), capper:
+        pass
+    batch = torch.zeros(3, 4, dtype=torch.long)
+    with RowCapper(model, axis, [None, None], layers), pytest.raises(RuntimeError, match="for 2 rows"):
+        model(input_ids=batch)
