@@ -88,6 +88,7 @@ from utils.judge import SCORE_0_100, make_section_judge
 from utils.metrics import auroc
 from utils.layers import num_layers
 from utils.models import describe, load_model
+from utils.steering import RowCapper, RowSteerer
 
 
 # %% [markdown]
@@ -824,18 +825,20 @@ STEER_CASES = [  # (persona, system prompt, alphas in units of |axis|)
 
 
 def steering_sweep() -> list[dict]:
-    rows = []
-    for persona, system_prompt, multiples in STEER_CASES:
-        for multiple in tqdm(multiples, desc=f"steering ({persona})"):
-            reply = generate_with_steering(model, tokenizer, STEER_QUESTION, axis[AXIS_LAYER], AXIS_LAYER, multiple * STEER_UNIT,
-                                           system_prompt=system_prompt, max_new_tokens=profile.max_new_tokens, temperature=0)
-            rows.append(dict(persona=persona, alpha_in_axis_norms=multiple, reply=reply))
-    return rows
+    # Every (persona, alpha) is a row of one generation: RowSteerer adds coeffs[row] times the unit axis at
+    # every position, what your generate_with_steering adds for one alpha (utils.steering; tested equal).
+    cases = [(persona, system_prompt, m) for persona, system_prompt, multiples in STEER_CASES for m in multiples]
+    unit = axis[AXIS_LAYER] / axis[AXIS_LAYER].norm()
+    conversations = [build_messages(STEER_QUESTION, system_prompt=system_prompt) for _, system_prompt, _ in cases]
+    with RowSteerer(model, unit, [m * STEER_UNIT for _, _, m in cases], AXIS_LAYER, positions="all"):
+        replies = generate_replies(model, tokenizer, conversations, max_new_tokens=profile.max_new_tokens,
+                                   batch_size=profile.batch_size, desc="steering")
+    return [dict(persona=persona, alpha_in_axis_norms=m, reply=reply) for (persona, _, m), reply in zip(cases, replies)]
 
 
 steered = pd.DataFrame(load_or_generate(
     course.cache / "steering.json", steering_sweep, "steered replies",
-    inputs=course.inputs(code=[generate_with_steering, steering_sweep], data={"axis": axis}, cases=STEER_CASES,
+    inputs=course.inputs(code=[steering_sweep], data={"axis": axis}, cases=STEER_CASES,
                   question=STEER_QUESTION, max_new_tokens=profile.max_new_tokens),
 ))
 for row in steered.itertuples():
@@ -1660,24 +1663,23 @@ SWEEP_PERCENTILES = [None, 25.0, 90.0]
 
 
 def percentile_sweep() -> list[dict]:
-    questions = [build_messages(q) for q in SWEEP_QUESTIONS]
-    rows = []
-    for percentile in tqdm(SWEEP_PERCENTILES, desc="percentiles"):
-        if percentile is None:
-            replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
-        else:
-            floors = compute_capping_thresholds({layer: default_token_proj[layer] for layer in CAPPING_LAYERS}, percentile)
-            with ActivationCapper(model, axis, floors, CAPPING_LAYERS):
-                replies = generate_replies(model, tokenizer, questions, max_new_tokens=profile.max_new_tokens)
-        for question, reply in zip(SWEEP_QUESTIONS, replies):
-            rows.append(dict(percentile="none" if percentile is None else f"{percentile:.0f}", question=question, reply=reply))
+    # Every (percentile, question) is a row of one generation: RowCapper caps each row at its own floors
+    # (none for the uncapped rows) exactly as your ActivationCapper does (utils.steering; tested equal).
+    default_at_capped = {layer: default_token_proj[layer] for layer in CAPPING_LAYERS}
+    cases = [(p, q) for p in SWEEP_PERCENTILES for q in SWEEP_QUESTIONS]
+    floors = [None if p is None else compute_capping_thresholds(default_at_capped, p) for p, _ in cases]
+    with RowCapper(model, axis, floors, CAPPING_LAYERS):
+        replies = generate_replies(model, tokenizer, [build_messages(q) for _, q in cases],
+                                   max_new_tokens=profile.max_new_tokens, batch_size=profile.batch_size, desc="percentiles")
+    rows = [dict(percentile="none" if p is None else f"{p:.0f}", question=q, reply=reply)
+            for (p, q), reply in zip(cases, replies)]
     coherence = judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": r["reply"]} for r in rows], SCORE_0_100)
     return [{**r, "coherence": c} for r, c in zip(rows, coherence)]
 
 
 sweep = pd.DataFrame(load_or_generate(
     course.cache / "percentile_sweep.json", percentile_sweep, "percentile sweep",
-    inputs=course.inputs(judge=judge, code=[percentile_sweep, ActivationCapper, compute_capping_thresholds],
+    inputs=course.inputs(judge=judge, code=[percentile_sweep, compute_capping_thresholds],
                   data={"default": default_token_proj, "axis": axis}, questions=SWEEP_QUESTIONS,
                   percentiles=SWEEP_PERCENTILES, layers=CAPPING_LAYERS, max_new_tokens=profile.max_new_tokens),
 ))
