@@ -171,7 +171,7 @@ def common_prefix(
     model: PreTrainedModel,
     rows: list[list[int]],
     share_prefixes: bool | None = None,
-    min_shared: int = MIN_SHARED_TOKENS,
+    min_saved: int = MIN_SHARED_TOKENS,
 ) -> CommonPrefix | None:
     """Run once the prefix all ``rows`` share, for `prefill` to reuse in every batch of them.
 
@@ -179,17 +179,18 @@ def common_prefix(
         model: the model.
         rows: token ids per prompt, all the prompts of a call.
         share_prefixes: as for `prefill`.
-        min_shared: the shortest prefix worth a pass of its own.
+        min_saved: the fewest tokens it must save to be worth a pass of its own (it saves its length
+            for every row but one: a chat template's few opening tokens are worth it over many rows).
 
     Returns:
-        The prefix and its cache; None when sharing is off or inexact for this model (`sharing`), when
-        there are fewer than two rows, or when the rows share under ``min_shared`` tokens. The prefix
-        never covers a whole row.
+        The prefix and its cache; None when sharing is off or inexact for this model (`sharing`), or
+        when it would save under ``min_saved`` tokens (fewer than two rows, or no common opening). The
+        prefix never covers a whole row.
     """
     if len(rows) < 2 or not sharing(model, share_prefixes):
         return None
     tokens = list(os.path.commonprefix(rows))[: min(len(r) for r in rows) - 1]
-    if len(tokens) < min_shared:
+    if not tokens or len(tokens) * (len(rows) - 1) < min_saved:
         return None
     ids = torch.tensor([tokens], device=model.device)
     out = _run(model, ids, torch.ones_like(ids))
