@@ -12,8 +12,8 @@ from utils.chat import build_messages, encode, render
 from utils.generation import decode_batch, generate_replies, stop_token_ids
 from utils.judge import ADHERENCE_0_3, SCORE_0_100
 from utils.judge.local import LocalBackend
-from utils.layers import get_layers
 from utils.judge.scales import YES_NO, unrounded
+from utils.layers import get_layers
 from utils.prefill import can_share_prefixes, shared_prefix_groups
 
 TEMPLATE = (
@@ -187,7 +187,9 @@ SCALES = {
 
 def mixed_prompts(n: int) -> list[str]:
     """Prompts of two templates, interleaved: the opening all of them share is only the chat template."""
-    items = [{"question": f"Is my plan number {i} good?", "answer": "Yes! " * (i % 3) + "Great plan."} for i in range(n)]
+    items = [
+        {"question": f"Is my plan number {i} good?", "answer": "Yes! " * (i % 3) + "Great plan."} for i in range(n)
+    ]
     return [(TEMPLATE if i % 2 else OTHER_TEMPLATE).format(**item) for i, item in enumerate(items)]
 
 

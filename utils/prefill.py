@@ -27,7 +27,7 @@ from torch import Tensor
 from utils.hooks import has_user_hooks
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import Cache, PreTrainedModel
 
 MIN_SHARED_TOKENS = 8
 
@@ -150,9 +150,9 @@ class CommonPrefix:
     """
 
     tokens: list[int]
-    cache: object
+    cache: Cache
 
-    def expanded(self, mask: Int[Tensor, "batch seq"]) -> tuple[object, Int[Tensor, "batch prefix_seq"]]:
+    def expanded(self, mask: Int[Tensor, "batch seq"]) -> tuple[Cache, Int[Tensor, "batch prefix_seq"]]:
         """A copy of the cache for ``mask``'s rows, and the mask with the prefix's columns in front.
 
         Args:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from utils.chat import encode, render
-from utils.judge.scales import Scale, choice_score, weighted_score
 from utils.hosted import OnResult
+from utils.judge.scales import Scale, choice_score, weighted_score
 from utils.prefill import CommonPrefix, Prefilled, cache_kwarg, common_prefix, positions_from_mask, prefill
 from utils.progress import tqdm
 from utils.timing import timed
