@@ -63,7 +63,16 @@ def can_share_prefixes(model: PreTrainedModel) -> bool:
 
 
 def sharing(model: PreTrainedModel, share_prefixes: bool | None) -> bool:
-    """Whether to share prefixes: None decides with `can_share_prefixes`; True only where exact in attention."""
+    """Whether `prefill` and `common_prefix` share prefixes on this model.
+
+    Args:
+        model: the model.
+        share_prefixes: None decides with `can_share_prefixes`; True shares wherever attention makes it
+            exact (full-attention models); False never.
+
+    Returns:
+        True to share.
+    """
     return can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
 
 
@@ -128,7 +137,17 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[Tensor, Tenso
 
 
 def _run(model: PreTrainedModel, ids: Tensor, mask: Tensor, cache: object = None):
-    """One pass of left-padded ``ids`` after ``cache``; ``mask`` covers the cached columns and ``ids``."""
+    """One pass of left-padded ``ids`` after ``cache``, positions counted from the mask.
+
+    Args:
+        model: the model.
+        ids: token ids [batch, seq].
+        mask: the attention mask over the cached columns and ``ids`` [batch, cached + seq].
+        cache: the KV cache to extend (None: a fresh one).
+
+    Returns:
+        The model's output (last-position logits and the extended cache).
+    """
     positions = positions_from_mask(mask)[:, -ids.shape[1] :]
     return model(
         input_ids=ids,

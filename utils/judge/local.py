@@ -74,10 +74,18 @@ class LocalBackend:
         return {v: tuple(encode(str(v), self.tokenizer)["input_ids"]) for v in scale.candidates}
 
     def _rows(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each prompt sent as one user message, ready for the answer."""
         return [encode(self._render(p), self.tokenizer)["input_ids"] for p in prompts]
 
     def _common_prefix(self, rows: list[list[int]]) -> CommonPrefix | None:
-        """The opening all ``rows`` share, run once (counted as prefilled once and shared by the rest)."""
+        """The opening all ``rows`` share, run once (counted as prefilled once and shared by the rest).
+
+        Args:
+            rows: token ids of every prompt of a call.
+
+        Returns:
+            The `utils.prefill.CommonPrefix` (None when not shared: see `utils.prefill.common_prefix`).
+        """
         common = common_prefix(self.model, rows, self.share_prefixes) if self.common_prefix else None
         if common is not None:
             self.prefilled_tokens += len(common.tokens)
@@ -85,6 +93,7 @@ class LocalBackend:
         return common
 
     def _prefill(self, rows: list[list[int]], common: CommonPrefix | None) -> Prefilled:
+        """`utils.prefill.prefill` of one batch after the call's common prefix, counting tokens."""
         state = prefill(self.model, rows, self.tokenizer.pad_token_id, self.share_prefixes, common)
         self.shared_tokens += state.shared_tokens
         self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
