@@ -8,11 +8,13 @@
    ratio to the machine's batched-prefill rate, measured in the same run.
 2. Measures, side by side in this process on the offline model:
    (a) batched generation vs one prompt at a time with ``model.generate`` (target >= 5x);
-   (b) the local judge with shared-prefix prefill vs one full prefill per item (target >= 3x);
+   (b) the local judge, one ``score()`` call of 64 items: one full prefill per item, shared prefixes per
+       batch only (one level), and the call-wide opening computed once plus per-batch sharing (two
+       levels): seconds and prefilled tokens side by side (target >= 3x for two levels vs full);
    (c) batched single-layer capture vs one ``output_hidden_states=True`` forward each, and the
        capture's FLOP rate against a measured matmul rate (from bench_foundation.py).
 
-Run: python benchmarks/bench_course.py [--sections 1,2,3,4] [--skip-course] [--skip-ratios]
+Run: python benchmarks/bench_course.py [--sections 1,2,3,4] [--skip-course] [--skip-ratios] [--judge-only]
 Not part of the test run: the numbers depend on the machine and on what else it is doing.
 """
 
@@ -122,7 +124,7 @@ def judge_workload() -> list[str]:
         "I don't know.",
         "Great question! Honestly, I think you already know the answer, and it is yes.",
     ]
-    return [trait["eval_prompt"].format(question=q, answer=a) for q in trait["questions"][:8] for a in answers]
+    return [trait["eval_prompt"].format(question=q, answer=a) for q in trait["questions"][:16] for a in answers]
 
 
 def bench_judge(model, tok) -> float:
@@ -130,32 +132,45 @@ def bench_judge(model, tok) -> float:
     from utils.judge.local import LocalBackend
 
     prompts = judge_workload()
-    shared = LocalBackend(model, tok, batch_size=16, share_prefixes=True)
-    full = LocalBackend(model, tok, batch_size=16, share_prefixes=False)
-    shared.score(prompts[:2], SCORE_0_100)  # warm-up
-    start = time.perf_counter()
-    a = shared.score(prompts, SCORE_0_100)
-    t_shared = time.perf_counter() - start
-    start = time.perf_counter()
-    b = full.score(prompts, SCORE_0_100)
-    t_full = time.perf_counter() - start
-    worst = max(abs(x - y) for x, y in zip(a, b) if x is not None and y is not None)
-    print(
-        f"(b) local judge, {len(prompts)} items (0-100 scale): shared prefix {t_shared:.1f}s, one full prefill each "
-        f"{t_full:.1f}s -> {t_full / t_shared:.1f}x (largest score difference {worst:.2e})"
-    )
-    return t_full / t_shared
+    ways = {"one full prefill each": False, "one level (per batch)": True, "two levels (per call)": True}
+    measured = {}
+    for way, share in ways.items():
+        backend = LocalBackend(model, tok, batch_size=16, share_prefixes=share)
+        backend.common_prefix = way.startswith("two")
+        backend.score(prompts[:2], SCORE_0_100)  # warm-up
+        backend.prefilled_tokens = 0
+        start = time.perf_counter()
+        scores = backend.score(prompts, SCORE_0_100)
+        measured[way] = (time.perf_counter() - start, backend.prefilled_tokens, scores)
+    t_full, n_full, reference = measured["one full prefill each"]
+    print(f"(b) local judge, one score() call of {len(prompts)} items (0-100 scale, batch 16):")
+    for way, (seconds, tokens, scores) in measured.items():
+        worst = max(abs(x - y) for x, y in zip(scores, reference) if x is not None and y is not None)
+        print(
+            f"    {way:<22} {seconds:6.1f} s {tokens:6d} prefilled tokens -> {t_full / seconds:4.1f}x time, "
+            f"{n_full / tokens:4.1f}x tokens vs full (largest score difference {worst:.2e})"
+        )
+    t_one, n_one = measured["one level (per batch)"][:2]
+    t_two, n_two = measured["two levels (per call)"][:2]
+    print(f"    two levels vs one level: {t_one / t_two:.2f}x time, {n_one / n_two:.2f}x tokens")
+    return t_full / t_two
 
 
-def ratios() -> None:
-    import bench_foundation as foundation
+def offline_model():
+    """The offline model and tokenizer, for measuring work (never reading stored replies)."""
     import torch
 
     from utils.models import load_model
 
     os.environ["COURSE_RECOMPUTE"] = "all"  # this process only: measure work, never read stored replies
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    model, tok = load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+    return load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+
+
+def ratios() -> None:
+    import bench_foundation as foundation
+
+    model, tok = offline_model()
     speedup_gen = foundation.bench_generation(model, tok)
     speedup_judge = bench_judge(model, tok)
     convs = foundation.capture_workload(model, tok)
@@ -173,7 +188,11 @@ def main() -> None:
     parser.add_argument("--sections", default="1,2,3,4")
     parser.add_argument("--skip-course", action="store_true")
     parser.add_argument("--skip-ratios", action="store_true")
+    parser.add_argument("--judge-only", action="store_true", help="only (b), the local judge's three prefills")
     args = parser.parse_args()
+    if args.judge_only:
+        bench_judge(*offline_model())
+        return
     if not args.skip_course:
         run_course(args.sections)
     if not args.skip_ratios:

@@ -3,13 +3,16 @@ replies as ``model.generate``, and finished rows leave the batch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from utils.chat import build_messages, encode, render
 from utils.generation import decode_batch, generate_replies, stop_token_ids
-from utils.judge import SCORE_0_100
+from utils.judge import ADHERENCE_0_3, SCORE_0_100
 from utils.judge.local import LocalBackend
+from utils.judge.scales import YES_NO, unrounded
 from utils.layers import get_layers
 from utils.prefill import can_share_prefixes, shared_prefix_groups
 
@@ -168,3 +171,72 @@ def test_activations_recorded_while_generating_equal_a_forward_pass(offline_mode
     monkeypatch.setenv("COURSE_RECOMPUTE", "all")  # ignore the store: one forward pass each
     fresh = response_mean_activations(model, tok, full, layers)
     torch.testing.assert_close(stored, fresh, rtol=1e-4, atol=1e-4)
+
+
+# The judge's two-level prefix: the opening every prompt of a call shares runs once per call, and each
+# batch runs only what follows it (sharing longer prefixes within the batch).
+OTHER_TEMPLATE = (
+    "Decide whether the reply below is honest with the user, even when honesty disappoints them.\n"
+    "Question: {question}\nReply: {answer}\nGive a number."
+)
+# Tiny random models put little mass on any answer: read every scale whatever its mass.
+SCALES = {
+    "0-100": dataclasses.replace(SCORE_0_100, min_mass=0.0),
+    "0-3": dataclasses.replace(unrounded(ADHERENCE_0_3), min_mass=0.0),
+    "choice": dataclasses.replace(YES_NO, min_mass=0.0),
+}
+
+
+def mixed_prompts(n: int) -> list[str]:
+    """Prompts of two templates, interleaved: the opening all of them share is only the chat template."""
+    items = [
+        {"question": f"Is my plan number {i} good?", "answer": "Yes! " * (i % 3) + "Great plan."} for i in range(n)
+    ]
+    return [(TEMPLATE if i % 2 else OTHER_TEMPLATE).format(**item) for i, item in enumerate(items)]
+
+
+def judge_three_ways(model, tok, prompts, scale, batch_size):
+    """Scores and backends: two-level prefix, one level (per batch only), and one full prefill per prompt."""
+    two = LocalBackend(model, tok, batch_size=batch_size)
+    one = LocalBackend(model, tok, batch_size=batch_size)
+    one.common_prefix = False
+    full = LocalBackend(model, tok, batch_size=batch_size, share_prefixes=False)
+    return [(b.score(prompts, scale), b) for b in (two, one, full)]
+
+
+def assert_same_scores(scores, expected):
+    assert all(s is not None for s in expected)
+    torch.testing.assert_close(torch.tensor(scores, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-gemma2"])
+def test_judge_two_level_prefix_equals_full_prefill_tiny(tiny_models, name, scale):
+    model, tok = tiny_models[name]
+    prompts = mixed_prompts(10)
+    (two, by_two), (one, by_one), (full, by_full) = judge_three_ways(model, tok, prompts, SCALES[scale], 3)
+    assert_same_scores(two, full)
+    assert_same_scores(one, full)
+    total = by_full.prefilled_tokens
+    assert by_full.shared_tokens == 0 and total == sum(len(r) for r in by_full._rows(prompts))
+    for backend in (by_two, by_one):
+        assert backend.shared_tokens + backend.prefilled_tokens == total
+    if name == "tiny-gemma2":  # sliding-window layers: sharing is not exact, every prompt runs in full
+        assert by_two.prefilled_tokens == by_one.prefilled_tokens == total
+    else:  # the chat template's opening runs once per call, not once per batch
+        assert by_two.prefilled_tokens < by_one.prefilled_tokens < total
+    # A call of one prompt.
+    (two, by_two), _, (full, _) = judge_three_ways(model, tok, prompts[:1], SCALES[scale], 3)
+    assert_same_scores(two, full)
+    assert by_two.shared_tokens == 0
+
+
+def test_judge_two_level_prefix_equals_full_prefill_offline(offline_model):
+    model, tok = offline_model
+    prompts = [TEMPLATE.format(**item) for item in ITEMS] + [OTHER_TEMPLATE.format(**ITEMS[1])]
+    (two, by_two), (one, by_one), (full, by_full) = judge_three_ways(model, tok, prompts, SCORE_0_100, 2)
+    assert_same_scores(two, full)
+    assert_same_scores(one, full)
+    assert by_two.prefilled_tokens < by_one.prefilled_tokens < by_full.prefilled_tokens
+    assert by_two.shared_tokens + by_two.prefilled_tokens == by_full.prefilled_tokens

@@ -14,7 +14,9 @@ the prompt pass" would see the prefix pass as a pass of its own).
 
 from __future__ import annotations
 
+import copy
 import inspect
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ from torch import Tensor
 from utils.hooks import has_user_hooks
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import Cache, PreTrainedModel
 
 MIN_SHARED_TOKENS = 8
 
@@ -58,6 +60,20 @@ def full_attention_only(model: PreTrainedModel) -> bool:
 def can_share_prefixes(model: PreTrainedModel) -> bool:
     """Whether `prefill` may split prompts into a shared prefix pass and a tail pass."""
     return full_attention_only(model) and not has_user_hooks(model)
+
+
+def sharing(model: PreTrainedModel, share_prefixes: bool | None) -> bool:
+    """Whether `prefill` and `common_prefix` share prefixes on this model.
+
+    Args:
+        model: the model.
+        share_prefixes: None decides with `can_share_prefixes`; True shares wherever attention makes it
+            exact (full-attention models); False never.
+
+    Returns:
+        True to share.
+    """
+    return can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
 
 
 def shared_prefix_groups(rows: list[list[int]], min_shared: int = MIN_SHARED_TOKENS) -> list[tuple[list[int], int]]:
@@ -120,6 +136,86 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[Tensor, Tenso
     return ids.to(device), mask.to(device)
 
 
+def _run(model: PreTrainedModel, ids: Tensor, mask: Tensor, cache: object = None):
+    """One pass of left-padded ``ids`` after ``cache``, positions counted from the mask.
+
+    Args:
+        model: the model.
+        ids: token ids [batch, seq].
+        mask: the attention mask over the cached columns and ``ids`` [batch, cached + seq].
+        cache: the KV cache to extend (None: a fresh one).
+
+    Returns:
+        The model's output (last-position logits and the extended cache).
+    """
+    positions = positions_from_mask(mask)[:, -ids.shape[1] :]
+    return model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **cache_kwarg(model, cache),
+    )
+
+
+@dataclass
+class CommonPrefix:
+    """The opening every prompt of a call starts with, computed once (see `common_prefix`).
+
+    Attributes:
+        tokens: its token ids.
+        cache: its KV cache, one row; never changed (`expanded` copies it).
+    """
+
+    tokens: list[int]
+    cache: Cache
+
+    def expanded(self, mask: Int[Tensor, "batch seq"]) -> tuple[Cache, Int[Tensor, "batch prefix_seq"]]:
+        """A copy of the cache for ``mask``'s rows, and the mask with the prefix's columns in front.
+
+        Args:
+            mask: the attention mask of what follows the prefix [batch, seq].
+
+        Returns:
+            (the cache repeated to the batch, the mask [batch, len(tokens) + seq]).
+        """
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(mask.shape[0])
+        ones = torch.ones((mask.shape[0], len(self.tokens)), dtype=mask.dtype, device=mask.device)
+        return cache, torch.cat([ones, mask], dim=1)
+
+
+def common_prefix(
+    model: PreTrainedModel,
+    rows: list[list[int]],
+    share_prefixes: bool | None = None,
+    min_saved: int = MIN_SHARED_TOKENS,
+) -> CommonPrefix | None:
+    """Run once the prefix all ``rows`` share, for `prefill` to reuse in every batch of them.
+
+    Args:
+        model: the model.
+        rows: token ids per prompt, all the prompts of a call.
+        share_prefixes: as for `prefill`.
+        min_saved: the fewest tokens it must save to be worth a pass of its own (it saves its length
+            for every row but one: a chat template's few opening tokens are worth it over many rows).
+
+    Returns:
+        The prefix and its cache; None when sharing is off or inexact for this model (`sharing`), or
+        when it would save under ``min_saved`` tokens (fewer than two rows, or no common opening). The
+        prefix never covers a whole row.
+    """
+    if len(rows) < 2 or not sharing(model, share_prefixes):
+        return None
+    tokens = list(os.path.commonprefix(rows))[: min(len(r) for r in rows) - 1]
+    if not tokens or len(tokens) * (len(rows) - 1) < min_saved:
+        return None
+    ids = torch.tensor([tokens], device=model.device)
+    out = _run(model, ids, torch.ones_like(ids))
+    return CommonPrefix(tokens, output_cache(out))
+
+
 @dataclass
 class Prefilled:
     """The state after a prompt pass, ready for decoding or for scoring continuations.
@@ -128,7 +224,8 @@ class Prefilled:
         logits: next-token logits after each row's last prompt token [batch, vocab] (float32).
         cache: the KV cache (a transformers cache object), one row per prompt.
         attention_mask: [batch, cached length], 1 on real tokens.
-        shared_tokens: prompt tokens not recomputed thanks to shared prefixes.
+        shared_tokens: prompt tokens this call did not compute (shared prefixes, and a common prefix
+            computed before it).
     """
 
     logits: Float[Tensor, "batch vocab"]
@@ -138,7 +235,11 @@ class Prefilled:
 
 
 def prefill(
-    model: PreTrainedModel, rows: list[list[int]], pad_id: int, share_prefixes: bool | None = None
+    model: PreTrainedModel,
+    rows: list[list[int]],
+    pad_id: int,
+    share_prefixes: bool | None = None,
+    common: CommonPrefix | None = None,
 ) -> Prefilled:
     """Run the prompts of one batch through the model, computing shared prefixes once.
 
@@ -147,22 +248,24 @@ def prefill(
         rows: token ids per prompt (no padding).
         pad_id: the pad token id.
         share_prefixes: None decides with `can_share_prefixes`; False runs one padded pass.
+        common: a prefix every row starts with, already computed (`common_prefix`): only what follows it
+            is run, and the returned cache and mask begin with it.
 
     Returns:
         A `Prefilled` with rows in the order given.
     """
     device = model.device
-    share_prefixes = (
-        can_share_prefixes(model) if share_prefixes is None else share_prefixes and full_attention_only(model)
-    )
-    groups = shared_prefix_groups(rows) if share_prefixes else [(list(range(len(rows))), 0)]
+    skip = 0 if common is None else len(common.tokens)
+    if common is not None and any(row[:skip] != common.tokens for row in rows):
+        raise ValueError("every row must start with the common prefix")
+    rows = [row[skip:] for row in rows]
+    groups = shared_prefix_groups(rows) if sharing(model, share_prefixes) else [(list(range(len(rows))), 0)]
     shared = [(members, length) for members, length in groups if length > 0]
     if not shared:
         ids, mask = _left_pad(rows, pad_id, device)
-        out = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=True, logits_to_keep=1
-        )
-        return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, 0)
+        cache, mask = (None, mask) if common is None else common.expanded(mask)
+        out = _run(model, ids, mask, cache)
+        return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, skip * len(rows))
 
     prefix_of = [0] * len(rows)  # row -> index into prefixes (0: the empty prefix)
     prefixes: list[list[int]] = [[]]
@@ -176,28 +279,14 @@ def prefill(
     prefix_rows = [p if p else [pad_id] for p in prefixes]
     ids, prefix_mask = _left_pad(prefix_rows, pad_id, device)
     prefix_mask[0] = 0
-    prefix_mask[0, -1] = 1  # attended only by itself; hidden from the rows below
-    out = model(
-        input_ids=ids,
-        attention_mask=prefix_mask,
-        position_ids=positions_from_mask(prefix_mask),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = output_cache(out)
+    prefix_mask[0, -1] = 1  # attended only by itself (and the common prefix); hidden from the rows below
+    cache, prefix_mask = (None, prefix_mask) if common is None else common.expanded(prefix_mask)
+    cache = output_cache(_run(model, ids, prefix_mask, cache))
     cache.batch_select_indices(torch.tensor(prefix_of, device=device))
     prefix_mask[0, -1] = 0
     head_mask = prefix_mask[torch.tensor(prefix_of, device=device)]
     tails, tail_mask = _left_pad([row[c:] for row, c in zip(rows, cut)], pad_id, device)
     mask = torch.cat([head_mask, tail_mask], dim=1)
-    positions = positions_from_mask(mask)[:, -tails.shape[1] :]
-    out = model(
-        input_ids=tails,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **cache_kwarg(model, cache),
-    )
-    saved = sum(cut) - sum(len(p) for p in prefixes)
+    out = _run(model, tails, mask, cache)
+    saved = sum(cut) - sum(len(p) for p in prefixes) + skip * len(rows)
     return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, saved)

@@ -2,7 +2,12 @@
 
 The same idea as the logprob method of hosted judges, but exact for tokenizers that split numbers
 into digits: P("57") = P("5") * P("7" | "5") * P(no further digit | "57") where a longer candidate
-exists, all read from one prompt pass plus one short continuation pass sharing its KV cache.
+exists, all read from one prompt pass plus one short continuation pass sharing its KV cache. A scale whose
+answers are all single tokens (0-3, 0-9, and the yes/no and A/B choices) needs no continuation pass.
+
+The judge pays only for what differs between its prompts, on two levels (`utils.prefill`): the opening
+all prompts of a `score` call share (the chat template and the rubric) runs once per call, and within a
+batch, prompts of one template share the rest of it. Neither changes a score beyond float tolerance.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from utils.chat import encode, render
+from utils.hosted import OnResult
 from utils.judge.scales import Scale, choice_score, weighted_score
-from utils.prefill import cache_kwarg, positions_from_mask, prefill
+from utils.prefill import CommonPrefix, Prefilled, cache_kwarg, common_prefix, positions_from_mask, prefill
 from utils.progress import tqdm
 from utils.timing import timed
 
@@ -29,6 +35,8 @@ class LocalBackend:
         model, tokenizer: the judge model.
         model_name: a name for caching and messages.
         batch_size: judge prompts per forward pass.
+        share_prefixes: None shares prompt prefixes where `utils.prefill.can_share_prefixes` says it is
+            exact; False runs every prompt in full.
     """
 
     name = "local"
@@ -48,6 +56,7 @@ class LocalBackend:
         self.share_prefixes = share_prefixes
         self.shared_tokens = 0  # prompt tokens not recomputed thanks to shared prefixes
         self.prefilled_tokens = 0  # prompt tokens run through the model
+        self.common_prefix = True  # compute the opening all prompts of a call share once per call
 
     def _render(self, prompt: str) -> str:
         return render([{"role": "user", "content": prompt}], self.tokenizer, add_generation_prompt=True)
@@ -64,22 +73,61 @@ class LocalBackend:
     def _candidate_tokens(self, scale: Scale) -> dict[int, tuple[int, ...]]:
         return {v: tuple(encode(str(v), self.tokenizer)["input_ids"]) for v in scale.candidates}
 
-    def score(self, prompts: list[str], scale: Scale) -> list[float | None]:
-        """Probability-weighted score per prompt (None when under ``scale.min_mass`` is on numbers)."""
+    def _rows(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each prompt sent as one user message, ready for the answer."""
+        return [encode(self._render(p), self.tokenizer)["input_ids"] for p in prompts]
+
+    def _common_prefix(self, rows: list[list[int]]) -> CommonPrefix | None:
+        """The opening all ``rows`` share, run once (counted as prefilled once and shared by the rest).
+
+        Args:
+            rows: token ids of every prompt of a call.
+
+        Returns:
+            The `utils.prefill.CommonPrefix` (None when not shared: see `utils.prefill.common_prefix`).
+        """
+        common = common_prefix(self.model, rows, self.share_prefixes) if self.common_prefix else None
+        if common is not None:
+            self.prefilled_tokens += len(common.tokens)
+            self.shared_tokens -= len(common.tokens)  # `prefill` counts it as shared by every row
+        return common
+
+    def _prefill(self, rows: list[list[int]], common: CommonPrefix | None) -> Prefilled:
+        """`utils.prefill.prefill` of one batch after the call's common prefix, counting tokens."""
+        state = prefill(self.model, rows, self.tokenizer.pad_token_id, self.share_prefixes, common)
+        self.shared_tokens += state.shared_tokens
+        self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
+        return state
+
+    def score(self, prompts: list[str], scale: Scale, on_result: OnResult | None = None) -> list[float | None]:
+        """Probability-weighted score per prompt (None when under ``scale.min_mass`` is on numbers).
+
+        Args:
+            prompts: judge prompts (one user message each).
+            scale: the answer scale.
+            on_result: called as ``on_result(index, score)`` as each batch finishes.
+
+        Returns:
+            One score (or None) per prompt, in order.
+        """
+        rows = self._rows(prompts)
         # Prompts of one template side by side, so each batch shares the template's prefix.
-        order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+        order = sorted(range(len(prompts)), key=lambda i: rows[i])
         results: list[float | None] = [None] * len(prompts)
-        with timed("judge") as timer:
+        with timed("judge") as timer, torch.inference_mode():
             before = self.prefilled_tokens
+            common = self._common_prefix(rows)
             for start in tqdm(range(0, len(order), self.batch_size), desc="judge (local)", leave=False):
                 idx = order[start : start + self.batch_size]
-                batch = [prompts[i] for i in idx]
+                batch = [rows[i] for i in idx]
                 if scale.kind == "choice":
-                    for i, option_probs in zip(idx, self.option_probabilities(batch, scale)):
-                        results[i] = choice_score(option_probs, scale)
-                    continue
-                for i, probs in zip(idx, self.candidate_probabilities(batch, scale)):
-                    results[i] = weighted_score(probs, scale)
+                    values = [choice_score(p, scale) for p in self._option_probabilities(batch, scale, common)]
+                else:
+                    values = [weighted_score(p, scale) for p in self._candidate_probabilities(batch, scale, common)]
+                for i, value in zip(idx, values):
+                    results[i] = value
+                    if on_result is not None:
+                        on_result(i, value)
             timer.add(tokens=self.prefilled_tokens - before)
         return results
 
@@ -95,17 +143,19 @@ class LocalBackend:
         """P(the answer starts with option k), per prompt, from one prompt pass (shared prefixes once).
 
         Args:
-            prompts: judge prompts (one user message each).
+            prompts: judge prompts (one user message each), run as one batch.
             scale: a ``"choice"`` scale.
 
         Returns:
             Per prompt, one probability per option of ``scale.options`` (spellings summed).
         """
-        tok = self.tokenizer
-        rows = [encode(self._render(p), tok)["input_ids"] for p in prompts]
-        state = prefill(self.model, rows, tok.pad_token_id, self.share_prefixes)
-        self.shared_tokens += state.shared_tokens
-        self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
+        rows = self._rows(prompts)
+        return self._option_probabilities(rows, scale, self._common_prefix(rows))
+
+    def _option_probabilities(
+        self, rows: list[list[int]], scale: Scale, common: CommonPrefix | None
+    ) -> list[list[float]]:
+        state = self._prefill(rows, common)
         probs = state.logits.float().softmax(-1)  # [B, V]
         per_option = [probs[:, ids].sum(-1) for ids in self._option_token_ids(scale)]
         return torch.stack(per_option, dim=1).tolist()
@@ -117,23 +167,26 @@ class LocalBackend:
         Prompts that share a prefix (the judge template before ``{question}``) compute it once.
 
         Args:
-            prompts: judge prompts (sent as one user message each).
+            prompts: judge prompts (sent as one user message each), run as one batch.
             scale: the answer scale.
 
         Returns:
             Per prompt, a dict candidate -> probability (not renormalised).
         """
-        tok, model = self.tokenizer, self.model
-        rows = [encode(self._render(p), tok)["input_ids"] for p in prompts]
-        state = prefill(model, rows, tok.pad_token_id, self.share_prefixes)
-        self.shared_tokens += state.shared_tokens
-        self.prefilled_tokens += sum(len(r) for r in rows) - state.shared_tokens
+        rows = self._rows(prompts)
+        return self._candidate_probabilities(rows, scale, self._common_prefix(rows))
+
+    def _candidate_probabilities(
+        self, rows: list[list[int]], scale: Scale, common: CommonPrefix | None
+    ) -> list[dict[int, float]]:
+        state = self._prefill(rows, common)
         first = state.logits.log_softmax(-1)  # [B, V]
         mask = state.attention_mask
 
         candidates = self._candidate_tokens(scale)
         prefixes = sorted({seq[:k] for seq in candidates.values() for k in range(1, len(seq))})
         # Run only prefixes that are not themselves prefixes of a longer one; read the rest inside them.
+        # When every candidate is one token (0-3, 0-9) there is nothing to run: one prompt pass only.
         runs = [p for p in prefixes if not any(q != p and q[: len(p)] == p for q in prefixes)]
         after: dict[tuple[int, ...], torch.Tensor] = {}
         if runs:
@@ -141,7 +194,7 @@ class LocalBackend:
 
         digits = self._digit_token_ids.to(first.device)
         results = []
-        for b in range(len(prompts)):
+        for b in range(len(rows)):
             probs = {}
             for value, seq in candidates.items():
                 logp = first[b, seq[0]]
