@@ -132,47 +132,6 @@ def test_sampled_reply_does_not_depend_on_the_batch(tiny_models):
     assert generate_replies(model, tok, convs[:1], batch_size=1, **{**settings, "seed": 4}) != alone[:1]
 
 
-def test_replies_are_reused_across_calls_but_never_under_hooks(tiny_models, tmp_path, monkeypatch):
-    import utils.generation as generation
-
-    model, tok = tiny_models["tiny-qwen2"]
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(model, "course_name", "tiny-qwen2 (named for this test)", raising=False)
-    batches = []
-    real = generation.decode_batch
-    monkeypatch.setattr(
-        generation, "decode_batch", lambda m, rows, *a, **k: batches.append(len(rows)) or real(m, rows, *a, **k)
-    )
-    first = generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
-    again = generate_replies(model, tok, CONVERSATIONS[:6], max_new_tokens=8)  # 4 known, 2 new
-    assert again[:4] == first and batches == [4, 2]
-    handle = get_layers(model)[0].register_forward_hook(lambda m, i, o: None)
-    try:
-        generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
-    finally:
-        handle.remove()
-    assert batches == [4, 2, 4]  # with a hook on the model, nothing stored is trusted
-    monkeypatch.setenv("COURSE_RECOMPUTE", "all")
-    generate_replies(model, tok, CONVERSATIONS[:4], max_new_tokens=8)
-    assert batches == [4, 2, 4, 4]
-
-
-def test_activations_recorded_while_generating_equal_a_forward_pass(offline_model, tmp_path, monkeypatch):
-    from utils.activations import response_mean_activations
-
-    model, tok = offline_model
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    conversations = CONVERSATIONS[::3]
-    replies = generate_replies(model, tok, conversations, max_new_tokens=12)
-    full = [c + [{"role": "assistant", "content": r}] for c, r in zip(conversations, replies)]
-    layers = [0, 11, 23]
-    stored = response_mean_activations(model, tok, full, layers)
-    assert len(list((tmp_path / "activations").rglob("*.pt"))) == len(full)
-    monkeypatch.setenv("COURSE_RECOMPUTE", "all")  # ignore the store: one forward pass each
-    fresh = response_mean_activations(model, tok, full, layers)
-    torch.testing.assert_close(stored, fresh, rtol=1e-4, atol=1e-4)
-
-
 # The judge's two-level prefix: the opening every prompt of a call shares runs once per call, and each
 # batch runs only what follows it (sharing longer prefixes within the batch).
 OTHER_TEMPLATE = (
