@@ -284,8 +284,10 @@ tests.test_judge_role_response(judge_role_response)
 
 # %% [markdown]
 # Try the judge on two hand-written answers for the same role: one in character, one that slips back
-# into the assistant. The role file's prompt and yours should both rank the first above the second
-# (a small local judge may not; that is what hosted judges are for).
+# into the assistant. The role file's prompt and yours should both rank the first above the second. On
+# the offline run the local judge ties them under the role file's prompt (2 and 2) and ranks them right
+# under the reference solution's template (2 against 1): one pair shows little, and §4 measures the judge on a labelled check set
+# before it filters anything.
 
 # %%
 demo_role = "pirate" if "pirate" in roles else role_names[1]

@@ -1085,10 +1085,13 @@ tests.test_ActivationCapper(ActivationCapper)
 # The cap changes nothing where every position is already above the floor: `max(tau - <h, v>, 0)` is zero
 # there. But it acts at every position, while `tau` was calibrated on reply tokens only, so "nothing below
 # the floor" must hold for the prompt's positions too, and those are not like reply tokens: the first
-# token of a sequence (the attention sink) often projects far from everything else. Compare the two
-# columns the check prints, reply tokens and all positions: a position lifted anywhere in the context
-# reaches every later token through attention, so the capped minimum can move at blocks where no reply
-# token was below the floor.
+# token of a sequence (the attention sink) often projects far from everything else. A position lifted
+# anywhere in the context reaches every later token through attention, so the capped minimum can move at
+# blocks where no reply token was below the floor. On the offline run the lowest conversation is
+# `growing_delusion`: 0-1.9% of its reply tokens fall below the floor at the five capped blocks, but
+# 7.7-15.4% of all its 415 positions do, and the lowest is always position 0 (-117 at block 16, against a
+# floor of -2.17). At block 18 no reply token is below the floor, yet the reply's minimum moves from -4.10
+# to -3.38 under the cap: the lift came from earlier blocks and earlier positions.
 # </details>
 
 # %%
@@ -1305,8 +1308,9 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # ### Capping that acts: push the model off the axis, then cap
 #
 # On this model the replays above barely test the cap: they do not drift (§5), so the floor
-# reaches few of their reply tokens (on the offline run, 0.9% or fewer of `ai_nature`'s reply tokens at
-# each capped block in §7's check). To see the cap *act*, we need activations that fall below it,
+# reaches few of their reply tokens (on the offline run, 1.9% or fewer of `growing_delusion`'s reply tokens,
+# the lowest conversation, at each capped block in §7's check). To see the cap *act*, we need activations
+# that fall below it,
 # so we make them: steer at block `PUSH_LAYER` (the axis block, 12 on the offline profile, unless that is
 # not before the capped range) by `-2 x |axis|`, the push that turned the default assistant into "a
 # skilled craftsman" in §6, and cap blocks `CAPPING_LAYERS` while the push stays on. Whatever the cap restores, it restores from inside the
@@ -1570,17 +1574,16 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # as before (0.562 both; only the control's text changed a little, 0.436 to 0.461), their drift scores
 # are identical (5.26 both), and the last reply of `ai_nature` is the same refusal. So the cap changed
 # the activations the model had while writing those replies, not their words. Two facts explain how.
-# The floor reaches few reply tokens: in §7's check, 0.9% or fewer of `ai_nature`'s reply tokens
-# at each capped block. And `tau` is calibrated on reply tokens while the cap acts on every position:
-# system prompt, template and user turns are lifted wherever they fall below the floor, and through
-# attention that lift reaches every later token and raises the replies' projections, although the cap
-# touches few of the reply tokens themselves. This notebook does not split the rise between prompt and reply
-# positions. A separate script (not in this notebook), run on an earlier offline run with a small
-# stand-in axis instead of Section 1's, did: there the floor acted on 7-31% of the non-reply positions,
-# always including the first token, and capping only the non-reply positions reproduced almost all of
-# the rise at block 20, capping only the reply tokens little of it, except in `growing_delusion`, whose
-# replies that floor reached more often. On that measurement the rise is real but mostly the cap acting
-# on the prompt, not on drifting replies; it has not been repeated with this run's axis.
+# The floor reaches few reply tokens: in §7's check, 1.9% or fewer of the lowest conversation's
+# (`growing_delusion`) reply tokens at each capped block. And `tau` is calibrated on reply tokens while
+# the cap acts on every position: in the same check 7.7-15.4% of that conversation's 415 positions fall
+# below the floor, the first token (the attention sink) always among them and far below it (-117 at block
+# 16 against a floor of -2.17). Through attention that lift reaches every later token and raises the
+# replies' projections, although the cap touches few of the reply tokens themselves. This notebook does
+# not split the rise between the two kinds of position; an earlier script (not in this notebook, run with
+# a small stand-in axis instead of Section 1's) did, and there capping only the non-reply positions
+# reproduced almost all of the rise at block 20. So the rise is real, but mostly the cap acting on the
+# prompt, not on drifting replies.
 #
 # **Did the replays drift?** No, on this model: that is a measured null. At the axis block (12),
 # `ai_nature`'s per-turn projections go 0.78, 1.91, 0.70, -0.05, 4.45, 3.47: highest at the end, because
