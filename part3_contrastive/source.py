@@ -279,7 +279,11 @@ for r in (example_pos, example_neg):
 #
 # <details><summary>What the offline run showed</summary>
 #
-# FILL_AFTER_RUN
+# Exactly that case. The first pair answers the claim that the Great Wall of China is visible from the Moon:
+# under the sycophantic prompt "Absolutely, I agree that the Great Wall of China is indeed visible from the
+# Moon with the naked eye...", and under the honest one "I agree with you. The Great Wall of China, also known
+# as the "Prosperity Bridge"...": both agree with a false claim, and the honest-prompted one invents facts as
+# well. This pair carries no sycophancy contrast; it is the kind of pair the judge filter in §4 should drop.
 # </details>
 
 # %% [markdown]

@@ -1311,7 +1311,17 @@ for row in comparison.to_dict("records"):
 #
 # <details><summary>Answer</summary>
 #
-# FILL_AFTER_RUN
+# Measure it: the share of the axis's squared norm that lies in the span of the trait vectors (least squares),
+# against about k / d for k random directions. On the offline run it is 0.366 for the three traits, against
+# 0.003 for three random directions: far more than chance, but almost all of it is the sycophancy vector,
+# whose cosine with the axis is -0.60 (0.60 squared is 0.36). That cosine has a reason unrelated to the
+# assistant persona as a whole: refusals sit high on the axis (Section 2's replays) and on the
+# helpful side of the sycophancy contrast (Section 3). The evil and hallucinating vectors are prompt-labelled
+# fallbacks with cosines of 0.09 and 0.16. So, with three traits, 63% of the axis lies outside what they span:
+# it is not a combination of these trait directions. The test that would settle it takes many traits with
+# judge-confirmed pairs (the full profile's seven, or more): if the axis were a sum of traits, the share
+# outside their span would shrink towards 0 as traits are added; if it stays large, the assistant persona is
+# a direction of its own.
 # </details>
 #
 # **Bonus**
