@@ -14,7 +14,13 @@
    (c) batched single-layer capture vs one ``output_hidden_states=True`` forward each, and the
        capture's FLOP rate against a measured matmul rate (from bench_foundation.py).
 
+3. ``--machine``: only this machine's batched-prefill rate and matmul rate, against the rate at which the
+   course's time budget was set (``REFERENCE_PREFILL_RATE``): a slower machine explains a slower course.
+4. ``--timings DIR``: only the per-kind table of a run already made (``DIR`` is its ``outputs/offline``,
+   e.g. a CI run's), with the prefill rate measured now.
+
 Run: python benchmarks/bench_course.py [--sections 1,2,3,4] [--skip-course] [--skip-ratios] [--judge-only]
+     [--machine] [--timings outputs/offline]
 Not part of the test run: the numbers depend on the machine and on what else it is doing.
 """
 
@@ -32,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 KINDS = ("prefill", "decode", "judge", "capture")
+# The batched-prefill rate (tokens/s, 32 x 96 tokens, fp32, 2 cores) of the machine on which the offline
+# course's 900 s budget was set. Machines of the same size differ: one without AVX-512 measured about half.
+REFERENCE_PREFILL_RATE = 160.0
 
 
 def kind_table(timings_dir: Path, sections: list[str], prefill_rate: float) -> str:
@@ -82,6 +91,24 @@ def prefill_rate(batch_size: int = 32, length: int = 96) -> float:
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
         seconds = time.perf_counter() - start
     return batch_size * length / seconds
+
+
+def machine_report() -> float:
+    """Print this machine's batched-prefill and matmul rates against the reference machine's; return the rate."""
+    import bench_foundation as foundation
+    import torch
+
+    rate = prefill_rate()
+    peak = foundation.matmul_rate()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
+    print(f"batched prefill: {rate:.0f} tokens/s (model(**batch), 32 x 96 tokens); matmul {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"against the reference machine's {REFERENCE_PREFILL_RATE:.0f} tokens/s: {rate / REFERENCE_PREFILL_RATE:.2f}x, "
+        f"so model work that took 900 s there takes about {900 * REFERENCE_PREFILL_RATE / rate:.0f} s here"
+    )
+    return rate
 
 
 def run_course(sections: str) -> float:
@@ -189,7 +216,23 @@ def main() -> None:
     parser.add_argument("--skip-course", action="store_true")
     parser.add_argument("--skip-ratios", action="store_true")
     parser.add_argument("--judge-only", action="store_true", help="only (b), the local judge's three prefills")
+    parser.add_argument("--machine", action="store_true", help="only this machine's prefill and matmul rates")
+    parser.add_argument(
+        "--timings", type=Path, help="only the per-kind table of a run made already (its outputs/offline)"
+    )
     args = parser.parse_args()
+    if args.machine:
+        machine_report()
+        return
+    if args.timings is not None:
+        from utils.sections import section_by_number
+
+        if not (args.timings / "timings").is_dir():
+            raise SystemExit(f"--timings {args.timings}: no timings/ folder there (give a run's outputs/offline)")
+        rate = machine_report()
+        names = [section_by_number(n) for n in args.sections.split(",")]
+        print(kind_table(args.timings / "timings", names, rate))
+        return
     if args.judge_only:
         bench_judge(*offline_model())
         return

@@ -169,6 +169,9 @@ def test_tau_panel_view_on_the_offline_model(offline_model):
     print(render_capping(mid, layer))
 
 
+# Left out of the default run (`pytest -m slow`): its fixture builds a sycophancy vector (about a minute and a
+# half), the tiny-model test above checks the same callbacks, and CI's offline course runs this panel.
+@pytest.mark.slow
 def test_steering_panel_update_on_the_offline_model(offline_model, offline_sycophancy):
     model, tok = offline_model
     layer = PROFILES["offline"].steer_layer

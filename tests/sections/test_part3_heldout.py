@@ -3,6 +3,8 @@ positive from negative responses to evaluation questions it never saw."""
 
 from __future__ import annotations
 
+import pytest
+
 from part3_contrastive import trait_file, trait_names
 from solutions import part3_contrastive as sol
 from utils.activations import response_mean_activations
@@ -11,6 +13,10 @@ from utils.metrics import auroc, project
 from utils.profiles import PROFILES
 
 
+# Left out of the default run (`pytest -m slow` runs it), to keep a fresh clone's CI inside its time limit:
+# CI's offline course measures the same effect at the course's own sizes and checks it against the
+# expected outputs ("STEER_LAYER held-out AUROC").
+@pytest.mark.slow
 def test_heldout_projection_of_positive_exceeds_negative(offline_model, offline_sycophancy):
     model, tok = offline_model
     layer = PROFILES["offline"].steer_layer

@@ -3,11 +3,18 @@ and the steerer leaves no trace."""
 
 from __future__ import annotations
 
+import pytest
+
 from solutions import part4_steering as sol
 from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.hooks import user_hook_counts
 from utils.profiles import PROFILES
+
+# Left out of the default run (`pytest -m slow` runs it), to keep a fresh clone's CI inside its time limit:
+# CI's offline course measures the same effect at the course's own sizes and checks it against the
+# expected outputs ("P(opens agreeing) at coeff ..." and the mean projections).
+pytestmark = pytest.mark.slow
 
 
 def test_steered_responses_project_further_with_larger_coefficient(offline_model, offline_sycophancy):

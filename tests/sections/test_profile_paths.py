@@ -11,7 +11,9 @@ What differs by profile, and how each run proves it was taken (`EXPECTED_OUTPUT`
   ``SAE.from_pretrained`` call as the real release; ``lite`` trains its own;
 - section 4's own Assistant Axis on ``full`` (section 1 studied another model);
 - the hosted judge's default model: ``full`` runs with the OpenAI judge, ``lite`` with the Anthropic
-  one, both served by a local fake API (`tests.fake_api`) that answers 404 for any other model.
+  one, both served by a local fake API (`tests.fake_api`) that answers 404 for any other model. So each
+  official SDK's client runs every section end to end: every section asks the judge, no request names
+  a subject model, and the key goes to the server named by that provider's own base-URL variable.
 
 A failing cell is reported as "profile P, section S, cell N: <its first line>" (N counts the cells of
 ``chapters/<section>_solutions.ipynb``). Both runs are part of the default ``pytest`` (marked
@@ -210,6 +212,8 @@ def test_solutions_notebooks_run_under_the_profile_with_standins(profile_name, m
         f"profile {profile_name}: judge requests named {models - {judge_model}}; subject models: {subject_model_names()}"
     )
     assert all(n > 0 for n in asked.values()), f"profile {profile_name}: judge requests per section {asked}"
+    # The provider's key went to the server its own base-URL variable names (the SDK's convention).
+    assert all(FAKE_KEY in h.get("authorization", "") + h.get("x-api-key", "") for h in server.headers)
 
 
 @pytest.mark.notebook
