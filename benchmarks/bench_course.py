@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 KINDS = ("prefill", "decode", "judge", "capture")
 # The batched-prefill rate (tokens/s, 32 x 96 tokens, fp32, 2 cores) of the machine on which the offline
-# course's 900 s budget was set. Machines of the same size differ: one without AVX-512 measured about half.
+# course's 900 s budget was set. Machines of the same size differ: a 2-core AVX2 machine (no AVX-512) measured 65-77.
 REFERENCE_PREFILL_RATE = 160.0
 
 
