@@ -169,8 +169,7 @@ def test_tau_panel_view_on_the_offline_model(offline_model):
     print(render_capping(mid, layer))
 
 
-# Left out of the default run (`pytest -m slow`): its fixture builds a sycophancy vector (about a minute and a
-# half), the tiny-model test above checks the same callbacks, and CI's offline course runs this panel.
+# `slow` (why: its marker in pyproject.toml); the tiny-model test above checks the same callbacks.
 @pytest.mark.slow
 def test_steering_panel_update_on_the_offline_model(offline_model, offline_sycophancy):
     model, tok = offline_model

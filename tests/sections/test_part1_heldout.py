@@ -19,9 +19,7 @@ from utils.data import load_questions, load_roles
 from utils.metrics import auroc, project
 from utils.profiles import PROFILES
 
-# Left out of the default run (`pytest -m slow` runs it), to keep a fresh clone's CI inside its time limit:
-# CI's offline course measures the same effect at the course's own sizes and checks it against the
-# expected outputs ("held-out AUROC (default vs roles)").
+# `slow` (why: its marker in pyproject.toml); CI's offline course checks "held-out AUROC (default vs roles)".
 pytestmark = pytest.mark.slow
 
 ROLES = ["pirate", "ghost", "cat", "vampire", "medieval_monk"]

@@ -13,9 +13,7 @@ from utils.metrics import auroc, project
 from utils.profiles import PROFILES
 
 
-# Left out of the default run (`pytest -m slow` runs it), to keep a fresh clone's CI inside its time limit:
-# CI's offline course measures the same effect at the course's own sizes and checks it against the
-# expected outputs ("STEER_LAYER held-out AUROC").
+# `slow` (why: its marker in pyproject.toml); CI's offline course checks "STEER_LAYER held-out AUROC".
 @pytest.mark.slow
 def test_heldout_projection_of_positive_exceeds_negative(offline_model, offline_sycophancy):
     model, tok = offline_model

@@ -11,9 +11,7 @@ from utils.generation import generate_replies
 from utils.hooks import user_hook_counts
 from utils.profiles import PROFILES
 
-# Left out of the default run (`pytest -m slow` runs it), to keep a fresh clone's CI inside its time limit:
-# CI's offline course measures the same effect at the course's own sizes and checks it against the
-# expected outputs ("P(opens agreeing) at coeff ..." and the mean projections).
+# `slow` (why: its marker in pyproject.toml); CI's course checks "P(opens agreeing) at coeff ..." and projections.
 pytestmark = pytest.mark.slow
 
 
