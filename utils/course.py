@@ -8,6 +8,11 @@ in a browser by ``python -m utils.reports --check outputs/<profile>``), each sec
 results to ``outputs/<profile>/results/``, and where the time went to ``outputs/<profile>/timings/``,
 then prints one table of every section's headline results. A failing cell is named (section and cell) and the sections that finished are kept.
 
+On a machine with no GPU and two or more cores it runs two sections at a time, each kernel on its share of
+the cores (``--jobs``): a section starts once the sections it reads (`utils.sections.NEEDS`) have finished,
+so 1 and 3 run side by side, then 2 and 4. Decoding a few rows at a time cannot keep two cores busy, and
+torch's CPU kernels give the same numbers on one thread as on two, so the results do not change.
+
 The runner never changes its own process's environment: the profile and the output folders reach
 the notebooks through their kernels' environment only.
 """
@@ -17,14 +22,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from utils import environment
 from utils.reports import save_report
 from utils.results import PROFILE_KEY, read_results, summary_table
-from utils.sections import ROOT, section_by_number
+from utils.sections import NEEDS, ROOT, section_by_number
 
 CODE_ROOT = ROOT  # the checkout whose code the kernels import (ROOT, the notebooks' home, may differ in tests)
 
@@ -38,10 +45,39 @@ def _failing_cell(nb) -> tuple[int, str]:
     return -1, "unknown"
 
 
-def _relaying_client(nb, section: str, **kwargs):
+_WRITE_LOCK = threading.Lock()
+
+
+class _Relay:
+    """Writes a section's relayed output to this process's stdout/stderr; with a tag (sections running side
+    by side), whole lines only, each starting with the tag, so two sections' lines never mix."""
+
+    def __init__(self, tag: str | None):
+        self.tag = tag
+        self.partial = {"stdout": "", "stderr": ""}
+
+    def write(self, name: str, text: str) -> None:
+        stream = sys.stderr if name == "stderr" else sys.stdout
+        if self.tag is None:
+            stream.write(text)
+            stream.flush()
+            return
+        *lines, self.partial[name] = (self.partial[name] + text.replace("\r", "\n")).split("\n")
+        with _WRITE_LOCK:
+            stream.writelines(f"[{self.tag}] {line}\n" for line in lines if line.strip())
+            stream.flush()
+
+    def close(self) -> None:
+        for name in list(self.partial):
+            if self.partial[name].strip():
+                self.write(name, "\n")
+
+
+def _relaying_client(nb, section: str, relay: _Relay | None = None, **kwargs):
     """A notebook client that prints "cell i/n" and relays the notebook's printed output as it arrives."""
     from nbclient import NotebookClient
 
+    relayed = relay or _Relay(None)
     n_code = sum(cell.cell_type == "code" for cell in nb.cells)
     code_number = {i: k + 1 for k, i in enumerate(i for i, c in enumerate(nb.cells) if c.cell_type == "code")}
 
@@ -53,23 +89,26 @@ def _relaying_client(nb, section: str, **kwargs):
         async def async_execute_cell(self, cell, cell_index, *args, **kw):
             if cell.cell_type == "code":
                 first = next((line for line in cell.source.splitlines() if line.strip()), "")
-                sys.stderr.write(f"\n[{section}] cell {code_number[cell_index]}/{n_code}: {first[:70]}\n")
-                sys.stderr.flush()
+                header = f"cell {code_number[cell_index]}/{n_code}: {first[:70]}"
+                relayed.write("stderr", f"\n{header}\n" if relayed.tag else f"\n[{section}] {header}\n")
             return await super().async_execute_cell(cell, cell_index, *args, **kw)
 
         def output(self, outs, msg, display_id, cell_index):
             content = msg.get("content", {})
             if msg.get("msg_type") == "stream":
-                stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
-                stream.write(content.get("text", ""))
-                stream.flush()
+                relayed.write(content.get("name", "stdout"), content.get("text", ""))
             return super().output(outs, msg, display_id, cell_index)
 
     return RelayingClient(nb, **kwargs)
 
 
 def run_section(
-    section: str, out_dir: Path, env: dict[str, str] | None = None, timeout: int = 3600, relay: bool = True
+    section: str,
+    out_dir: Path,
+    env: dict[str, str] | None = None,
+    timeout: int = 3600,
+    relay: bool = True,
+    tag: str | None = None,
 ) -> tuple[bool, str, float]:
     """Execute one solutions notebook in a fresh kernel; save it (even when it fails) and its HTML export,
     progress bars collapsed (`utils.reports.save_report`; the terminal got them as they ran).
@@ -80,6 +119,7 @@ def run_section(
         env: the kernel's environment (default: this process's).
         timeout: seconds allowed per cell.
         relay: print the notebook's output and cell progress as it runs.
+        tag: start every relayed line with ``[tag]`` (whole lines only), for sections running side by side.
 
     Returns:
         (ok, message, seconds).
@@ -93,7 +133,8 @@ def run_section(
     options: dict[str, Any] = dict(
         timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
-    client = _relaying_client(nb, section, **options) if relay else NotebookClient(nb, **options)
+    relayed = _Relay(tag)
+    client = _relaying_client(nb, section, relayed, **options) if relay else NotebookClient(nb, **options)
     start = time.perf_counter()
     ok, message = True, "ok"
     try:
@@ -103,6 +144,7 @@ def run_section(
         index, error = _failing_cell(nb)
         message = f"failed in cell {index}: {error}"
     finally:
+        relayed.close()
         save_report(nb, out_dir / path.name)
     return ok, message, time.perf_counter() - start
 
@@ -124,13 +166,46 @@ def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]
     return "\n".join(lines)
 
 
-def section_environment(profile: str, results_dir: Path, timings_dir: Path, section: str) -> dict[str, str]:
+def available_cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    """Sections run at a time by default: 2 on a machine with no GPU and two or more cores, else 1 (on a
+    GPU, one section at a time has the whole device)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() or available_cores() < 2 else 2
+
+
+def can_start(section: str, requested: list[str], finished: set[str], running: set[str]) -> bool:
+    """Whether ``section`` may start now.
+
+    It waits for every requested section it reads (`utils.sections.NEEDS`). A section it reads that was not
+    requested is built by the consumer itself (a small fallback, saved where its owner saves it), so two
+    consumers of the same missing section never run side by side.
+    """
+    needs = NEEDS.get(section, ())
+    if any(need in requested and need not in finished for need in needs):
+        return False
+    missing = {need for need in needs if need not in requested}
+    return not any(missing & set(NEEDS.get(other, ())) for other in running)
+
+
+def section_environment(
+    profile: str, results_dir: Path, timings_dir: Path, section: str, threads: int | None = None
+) -> dict[str, str]:
     """The environment a section's kernel runs with: this process's plus the course's settings.
 
     ``PYTHONPATH`` starts with this checkout, so the kernel runs this checkout's code even when the
-    course was installed (``pip install -e``) from another clone.
+    course was installed (``pip install -e``) from another clone. ``threads`` (sections running side by
+    side) sets the kernel's CPU threads, unless the environment already does.
     """
     env = dict(os.environ)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(threads))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(
         {
@@ -155,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "outputs"), help="where executed notebooks and HTML go")
     parser.add_argument("--quiet", action="store_true", help="do not relay the notebooks' output")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="sections run at a time, each on its share of the cores (default: 2 with no GPU and 2+ cores, else 1)",
+    )
+    parser.add_argument(
         "--record-expected",
         action="store_true",
         help="after a run with no failures, write each section's expected results (<section>/expected/<profile>.json) "
@@ -171,20 +252,47 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out) / profile.name
     results_dir, timings_dir = out_dir / "results", out_dir / "timings"
     timings_dir.mkdir(parents=True, exist_ok=True)
-    failures, wall = [], {}
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs: must be 1 or more, not {args.jobs}")
+    jobs = min(args.jobs or default_jobs(), len(sections))
+    threads = max(1, available_cores() // jobs) if jobs > 1 else None
+    if jobs > 1:
+        print(f"Running {jobs} sections at a time, {threads} CPU thread(s) each (--jobs 1: one after another)")
+    failures: list[str] = []
+    wall: dict[str, float] = {}
     start = time.perf_counter()
-    for number, section in enumerate(sections, 1):
+
+    def run(number: int, section: str) -> tuple[bool, str, float]:
         print(f"\n=== [{number}/{len(sections)}] {section} (profile {profile.name}) ===", flush=True)
         (results_dir / f"{section}.json").unlink(missing_ok=True)
         (timings_dir / f"{section}.jsonl").unlink(missing_ok=True)
-        env = section_environment(profile.name, results_dir, timings_dir, section)
-        ok, message, wall[section] = run_section(section, out_dir, env, relay=not args.quiet)
+        env = section_environment(profile.name, results_dir, timings_dir, section, threads)
+        return run_section(section, out_dir, env, relay=not args.quiet, tag=section if jobs > 1 else None)
+
+    def finish(section: str, outcome: tuple[bool, str, float]) -> None:
+        ok, message, wall[section] = outcome
         ran_on = read_results(results_dir, section).get(PROFILE_KEY)
         if ok and ran_on != profile.name:
             ok, message = False, f"ran on profile {ran_on!r}, not the requested {profile.name!r}"
         print(f"\n{section}: {message} ({wall[section]:.0f}s) -> {out_dir / (section + '_solutions.html')}", flush=True)
         if not ok:
             failures.append(f"{section}: {message}")
+
+    pending, finished = list(sections), set[str]()
+    running: dict[Future, str] = {}  # each running section's future
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            for section in list(pending):
+                if len(running) < jobs and can_start(section, sections, finished, set(running.values())):
+                    pending.remove(section)
+                    running[pool.submit(run, sections.index(section) + 1, section)] = section
+            if not running:
+                raise RuntimeError(f"No section can start: {pending} wait for sections that never run")
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                section = running.pop(future)
+                finished.add(section)
+                finish(section, future.result())
     print(f"\nProfile {profile.name}; wall time {time.perf_counter() - start:.0f}s\n")
     print(timings_table(sections, timings_dir, wall) + "\n")
     print(summary_table(sections, results_dir))

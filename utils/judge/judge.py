@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from utils.cache import write_atomic
 from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
@@ -103,16 +105,19 @@ class Judge:
                 return
             if not force and time.monotonic() - self._last_save < self.save_every:
                 return
-            merged: dict[str, JudgeScore] = {}
-            if self.cache_path.exists():
-                try:
-                    merged = _read_cache(self.cache_path)
-                except RuntimeError:
-                    log.warning(
-                        "judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path
-                    )
-            merged.update(self._cache)
-            write_atomic(self.cache_path, merged)
+            # Another process (a section running side by side) may save to the same file: read, merge and
+            # write under a lock file, so neither overwrites answers the other saved since it last read.
+            with FileLock(self.cache_path.with_name(self.cache_path.name + ".lock")):
+                merged: dict[str, JudgeScore] = {}
+                if self.cache_path.exists():
+                    try:
+                        merged = _read_cache(self.cache_path)
+                    except RuntimeError:
+                        log.warning(
+                            "judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path
+                        )
+                merged.update(self._cache)
+                write_atomic(self.cache_path, merged)
             self._cache = merged
             self._unsaved.clear()
             self._last_save = time.monotonic()
