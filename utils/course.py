@@ -24,14 +24,18 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from utils import environment
 from utils.reports import save_report
 from utils.results import PROFILE_KEY, read_results, summary_table
 from utils.sections import NEEDS, ROOT, section_by_number
+
+if TYPE_CHECKING:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
 
 CODE_ROOT = ROOT  # the checkout whose code the kernels import (ROOT, the notebooks' home, may differ in tests)
 
@@ -73,33 +77,53 @@ class _Relay:
                 self.write(name, "\n")
 
 
-def _relaying_client(nb, section: str, relay: _Relay | None = None, **kwargs):
-    """A notebook client that prints "cell i/n" and relays the notebook's printed output as it arrives."""
+def _course_client(nb, section: str, relay: _Relay | None, threads: Callable[[], int] | None, **kwargs):
+    """A notebook client that, before each code cell, prints "cell i/n" and sets the kernel's CPU threads to
+    ``threads()`` (when that changed), and relays the notebook's printed output as it arrives.
+
+    Args:
+        nb: the notebook.
+        section: its section (named in the cell headers).
+        relay: where relayed output goes (None: relay nothing).
+        threads: the kernel's share of the cores now (None: leave the kernel's threads alone). Sections
+            running side by side get one core each; the one still running after the other ends gets both.
+        **kwargs: `nbclient.NotebookClient` options.
+    """
     from nbclient import NotebookClient
 
-    relayed = relay or _Relay(None)
     n_code = sum(cell.cell_type == "code" for cell in nb.cells)
     code_number = {i: k + 1 for k, i in enumerate(i for i, c in enumerate(nb.cells) if c.cell_type == "code")}
 
-    class RelayingClient(NotebookClient):
+    class CourseClient(NotebookClient):
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
-            self.cell_started = time.perf_counter()
+            self.kernel_threads: int | None = None
 
         async def async_execute_cell(self, cell, cell_index, *args, **kw):
             if cell.cell_type == "code":
-                first = next((line for line in cell.source.splitlines() if line.strip()), "")
-                header = f"cell {code_number[cell_index]}/{n_code}: {first[:70]}"
-                relayed.write("stderr", f"\n{header}\n" if relayed.tag else f"\n[{section}] {header}\n")
+                if threads is not None and threads() != self.kernel_threads:
+                    # Silent: no output, no execution count, nothing stored in the notebook.
+                    self.kernel_threads = threads()
+                    kernel = cast("AsyncKernelClient", self.kc)
+                    await kernel.execute_interactive(
+                        f"__import__('torch').set_num_threads({self.kernel_threads})",
+                        silent=True,
+                        store_history=False,
+                        timeout=60,
+                    )
+                if relay is not None:
+                    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+                    header = f"cell {code_number[cell_index]}/{n_code}: {first[:70]}"
+                    relay.write("stderr", f"\n{header}\n" if relay.tag else f"\n[{section}] {header}\n")
             return await super().async_execute_cell(cell, cell_index, *args, **kw)
 
         def output(self, outs, msg, display_id, cell_index):
             content = msg.get("content", {})
-            if msg.get("msg_type") == "stream":
-                relayed.write(content.get("name", "stdout"), content.get("text", ""))
+            if relay is not None and msg.get("msg_type") == "stream":
+                relay.write(content.get("name", "stdout"), content.get("text", ""))
             return super().output(outs, msg, display_id, cell_index)
 
-    return RelayingClient(nb, **kwargs)
+    return CourseClient(nb, **kwargs)
 
 
 def run_section(
@@ -109,6 +133,7 @@ def run_section(
     timeout: int = 3600,
     relay: bool = True,
     tag: str | None = None,
+    threads: Callable[[], int] | None = None,
 ) -> tuple[bool, str, float]:
     """Execute one solutions notebook in a fresh kernel; save it (even when it fails) and its HTML export,
     progress bars collapsed (`utils.reports.save_report`; the terminal got them as they ran).
@@ -120,12 +145,12 @@ def run_section(
         timeout: seconds allowed per cell.
         relay: print the notebook's output and cell progress as it runs.
         tag: start every relayed line with ``[tag]`` (whole lines only), for sections running side by side.
+        threads: the kernel's share of the cores, asked before each code cell (None: the kernel's default).
 
     Returns:
         (ok, message, seconds).
     """
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     path = ROOT / "chapters" / f"{section}_solutions.ipynb"
@@ -134,7 +159,7 @@ def run_section(
         timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     relayed = _Relay(tag)
-    client = _relaying_client(nb, section, relayed, **options) if relay else NotebookClient(nb, **options)
+    client = _course_client(nb, section, relayed if relay else None, threads, **options)
     start = time.perf_counter()
     ok, message = True, "ok"
     try:
@@ -267,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         (results_dir / f"{section}.json").unlink(missing_ok=True)
         (timings_dir / f"{section}.jsonl").unlink(missing_ok=True)
         env = section_environment(profile.name, results_dir, timings_dir, section, threads)
-        return run_section(section, out_dir, env, relay=not args.quiet, tag=section if jobs > 1 else None)
+        if jobs == 1:
+            return run_section(section, out_dir, env, relay=not args.quiet)
+        return run_section(section, out_dir, env, relay=not args.quiet, tag=section, threads=share_of_cores)
+
+    def share_of_cores() -> int:
+        return max(1, available_cores() // max(1, len(running)))
 
     def finish(section: str, outcome: tuple[bool, str, float]) -> None:
         ok, message, wall[section] = outcome

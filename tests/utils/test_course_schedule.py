@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from utils import course, environment
@@ -53,12 +54,15 @@ def test_the_declared_needs_are_the_sections_imports():
 
 def test_sections_run_side_by_side_in_the_order_their_needs_allow(tmp_path, monkeypatch, capsys):
     events: list[tuple[str, str, float]] = []
+    shares: list[tuple[str, int]] = []
     lock = threading.Lock()
 
-    def fake_run_section(section, out_dir, env, timeout=3600, relay=True, tag=None):
+    def fake_run_section(section, out_dir, env, timeout=3600, relay=True, tag=None, threads=None):
         with lock:
             events.append(("start", section, time.monotonic()))
         assert env["OMP_NUM_THREADS"] == "1" and tag == section
+        time.sleep(0.05)  # a kernel starts before its first cell asks for its share
+        shares.append((section, threads()))
         time.sleep({P1: 0.2, P2: 0.3, P3: 0.6, P4: 0.2}[section])
         _ran_on_tiny(section, env)
         with lock:
@@ -74,15 +78,16 @@ def test_sections_run_side_by_side_in_the_order_their_needs_allow(tmp_path, monk
     assert at["start", P2] >= at["end", P1]  # 2 after 1, while 3 still runs
     assert at["start", P2] < at["end", P3]
     assert at["start", P4] >= max(at["end", P1], at["end", P3])
+    assert shares[:2] == [(P1, 1), (P3, 1)]  # one core each while two run
     assert "Running 2 sections at a time, 1 CPU thread(s) each" in capsys.readouterr().out
 
 
 def test_one_job_runs_the_sections_one_after_another(tmp_path, monkeypatch):
     order = []
 
-    def fake_run_section(section, out_dir, env, timeout=3600, relay=True, tag=None):
+    def fake_run_section(section, out_dir, env, timeout=3600, relay=True, tag=None, threads=None):
         order.append(section)
-        assert env.get("OMP_NUM_THREADS") == "7" and tag is None
+        assert env.get("OMP_NUM_THREADS") == "7" and tag is None and threads is None
         _ran_on_tiny(section, env)
         return True, "ok", 0.0
 
@@ -92,6 +97,25 @@ def test_one_job_runs_the_sections_one_after_another(tmp_path, monkeypatch):
     assert order == [P3, P1]
     with pytest.raises(SystemExit):
         course.main(["--profile", "tiny", "--jobs", "0"])
+
+
+@pytest.mark.notebook
+def test_the_kernel_takes_its_share_of_the_cores_before_each_cell_and_stores_nothing_of_it(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "chapters").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(c) for c in ["import torch", "torch.get_num_threads()", "torch.get_num_threads()"]
+    ]
+    nbformat.write(nb, root / "chapters" / f"{P1}_solutions.ipynb")
+    monkeypatch.setattr(course, "ROOT", root)
+    shares = iter([1, 1, 1, 2, 2, 2])  # asked twice per cell: the second section ends after cell 2 starts
+    ok, message, _ = course.run_section(P1, tmp_path / "out", relay=False, threads=lambda: next(shares))
+    assert ok, message
+    executed = nbformat.read(tmp_path / "out" / f"{P1}_solutions.ipynb", as_version=4)
+    assert [cell.execution_count for cell in executed.cells] == [1, 2, 3]  # the silent calls count for nothing
+    assert [cell.outputs[0]["data"]["text/plain"] for cell in executed.cells[1:]] == ["1", "2"]
 
 
 def test_tagged_relay_writes_whole_lines_each_with_its_section(capsys):
