@@ -11,7 +11,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from utils.course import available_cores  # noqa: E402
 from utils.models import load_model  # noqa: E402 (after the tokenizers setting)
+
+# `pytest -n auto` (the default, in pyproject.toml): each worker process takes its share of the cores, as the
+# course runner's side-by-side kernels do (torch's CPU kernels give the same numbers on any thread count).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(max(1, available_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: two workers on a machine with two or more cores (each loads its own models), else one."""
+    return min(2, available_cores())
+
 
 TINY_NAMES = ["tiny-qwen2", "tiny-llama", "tiny-gemma2", "tiny-gemma3"]
 
@@ -74,6 +88,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "offline_model" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.offline_model)
+            # One worker runs them all (``--dist loadgroup``), so the offline model and the session
+            # fixtures built on it are loaded once.
+            item.add_marker(pytest.mark.xdist_group("offline_model"))
 
 
 @pytest.fixture(autouse=True)

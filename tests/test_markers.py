@@ -50,7 +50,7 @@ def test_runs_a_notebook_unmarked():
 
 def pytest_in(folder: Path, *args: str, env: dict | None = None) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", *args],  # in this process: no workers
         cwd=folder,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
