@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 
 from utils import course, environment
 from utils.judge import ADHERENCE_0_3, Judge
@@ -162,25 +161,3 @@ def test_two_processes_saving_one_judge_cache_lose_no_answer(tmp_path):
         worker.join(120)
         assert worker.exitcode == 0
     assert len(json.loads(Path(cache).read_text())) == 300
-
-
-def test_the_offline_model_gives_the_same_logits_and_replies_on_one_thread_as_on_two(offline_model):
-    """Why side-by-side sections (and test workers) on one core each change no result: torch's CPU kernels
-    split the work across threads without changing any sum's order, here on the course's real model."""
-    model, _ = offline_model
-    ids = torch.randint(100, 20000, (4, 48), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    threads_before = torch.get_num_threads()
-    logits, replies = {}, {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                logits[threads] = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits
-                replies[threads] = model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, do_sample=False
-                )
-    finally:
-        torch.set_num_threads(threads_before)
-    assert torch.equal(logits[1], logits[2])
-    assert torch.equal(replies[1], replies[2])
