@@ -292,9 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         (results_dir / f"{section}.json").unlink(missing_ok=True)
         (timings_dir / f"{section}.jsonl").unlink(missing_ok=True)
         env = section_environment(profile.name, results_dir, timings_dir, section, threads)
-        if jobs == 1:
-            return run_section(section, out_dir, env, relay=not args.quiet)
-        return run_section(section, out_dir, env, relay=not args.quiet, tag=section, threads=share_of_cores)
+        side_by_side = jobs > 1
+        return run_section(
+            section,
+            out_dir,
+            env,
+            relay=not args.quiet,
+            tag=section if side_by_side else None,
+            threads=share_of_cores if side_by_side else None,
+        )
 
     def share_of_cores() -> int:
         return max(1, available_cores() // max(1, len(running)))
