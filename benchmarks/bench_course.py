@@ -19,6 +19,12 @@
 4. ``--timings DIR``: only the per-kind table of a run already made (``DIR`` is its ``outputs/offline``,
    e.g. a CI run's), with the prefill rate measured now.
 
+After each per-kind table comes the floor of that run's model work (`floor_report`): every kind's tokens
+at the best rate this machine reaches for it (a plain batched forward pass for prefill, judge and capture;
+batched greedy decoding for decode; or the run's own rate where it was faster, e.g. a capture that stops
+at its last needed block), set against the 900 s budget scaled to this machine. A course whose model work
+alone needs more than the budget cannot meet it by scheduling: only less work, or a faster model, can.
+
 Run: python benchmarks/bench_course.py [--sections 1,2,3,4] [--skip-course] [--skip-ratios] [--judge-only]
      [--machine] [--timings outputs/offline]
 Not part of the test run: the numbers depend on the machine and on what else it is doing.
@@ -77,6 +83,70 @@ def kind_table(timings_dir: Path, sections: list[str], prefill_rate: float) -> s
     return "\n".join(lines)
 
 
+def floor_report(timings_dir: Path, sections: list[str], prefill_rate: float, decode_rate: float) -> str:
+    """The least time a run's model work needs on this machine, against the course's budget scaled to it.
+
+    Args:
+        timings_dir: the runner's ``outputs/<profile>/timings`` folder (one ``<section>.jsonl`` each).
+        sections: the section packages, in order.
+        prefill_rate: tokens/s of a plain batched forward pass (32 x 96 tokens), measured in this run.
+        decode_rate: new tokens/s of batched greedy decoding (32 rows), measured in this run.
+
+    Returns:
+        Per kind: tokens, the run's seconds and the floor's; then the total against the budget.
+    """
+    from utils.timing import read_timings
+
+    best = {"prefill": prefill_rate, "judge": prefill_rate, "capture": prefill_rate, "decode": decode_rate}
+    run = {kind: 0.0 for kind in KINDS}
+    floor = {kind: 0.0 for kind in KINDS}
+    tokens = {kind: 0 for kind in KINDS}
+    for section in sections:
+        totals = read_timings(timings_dir / f"{section}.jsonl")
+        for kind in KINDS:
+            if kind in totals and totals[kind]["seconds"] > 0:
+                n, seconds = totals[kind]["tokens"], totals[kind]["seconds"]
+                tokens[kind] += n
+                run[kind] += seconds
+                floor[kind] += n / max(best[kind], n / seconds)  # the run's own rate where it was faster
+    budget = 900 * REFERENCE_PREFILL_RATE / prefill_rate
+    lines = [f"{'kind':<10}{'tokens':>10}{'run s':>9}{'floor s':>9}  at the best rate (tokens/s)"]
+    for kind in KINDS:
+        lines.append(
+            f"{kind:<10}{tokens[kind]:>10}{run[kind]:>9.0f}{floor[kind]:>9.0f}  {best[kind]:.0f} or the run's own"
+        )
+    total = sum(floor.values())
+    lines.append(
+        f"this run's model work (these token counts) needs at least {total:.0f} s on this machine, "
+        f"{total - floor['decode']:.0f} s with decoding free; its kinds took {sum(run.values()):.0f} s of section time"
+    )
+    lines.append(f"the 900 s budget is {budget:.0f} s on this machine: the floor is {total / budget:.2f}x the budget")
+    return "\n".join(lines)
+
+
+def decode_rate(batch_size: int = 32, length: int = 32, new_tokens: int = 32) -> float:
+    """New tokens/s of batched greedy decoding (``model.generate``, every row decoding ``new_tokens``), prefill excluded."""
+    import torch
+
+    from utils.models import load_model
+
+    model, _ = load_model("offline-qwen2.5-coder-0.5b", device="cpu")
+    ids = torch.randint(100, 20000, (batch_size, length), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    settings = dict(do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.inference_mode():
+        model.generate(input_ids=ids[:2, :8], attention_mask=mask[:2, :8], max_new_tokens=2, **settings)  # warm-up
+        start = time.perf_counter()
+        model(input_ids=ids, attention_mask=mask)
+        prefill_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **settings
+        )
+        seconds = time.perf_counter() - start
+    return batch_size * new_tokens / max(seconds - prefill_seconds, 1e-9)
+
+
 def prefill_rate(batch_size: int = 32, length: int = 96) -> float:
     """Tokens/s of one plain batched forward pass (``model(**batch)``) of the offline model on this machine."""
     import torch
@@ -111,6 +181,15 @@ def machine_report() -> float:
     return rate
 
 
+def decoding_report() -> float:
+    """Print and return this machine's batched greedy decoding rate (new tokens/s, 32 rows)."""
+    rate = decode_rate()
+    print(
+        f"batched greedy decoding: {rate:.0f} new tokens/s (model.generate, 32 rows x 32 new tokens, prefill excluded)"
+    )
+    return rate
+
+
 def run_course(sections: str) -> float:
     from utils.cache import cache_root
     from utils.offline_model import converted_model_dir
@@ -136,7 +215,9 @@ def run_course(sections: str) -> float:
         rate = prefill_rate()
         print(f"batched prefill on this machine, measured now: {rate:.0f} tokens/s (model(**batch), 32 x 96 tokens)")
         names = [section_by_number(n) for n in sections.split(",")]
-        print(kind_table(Path(tmp) / "outputs" / "offline" / "timings", names, rate) + "\n")
+        timings = Path(tmp) / "outputs" / "offline" / "timings"
+        print(kind_table(timings, names, rate) + "\n")
+        print(floor_report(timings, names, rate, decoding_report()) + "\n")
     return seconds
 
 
@@ -231,7 +312,8 @@ def main() -> None:
             raise SystemExit(f"--timings {args.timings}: no timings/ folder there (give a run's outputs/offline)")
         rate = machine_report()
         names = [section_by_number(n) for n in args.sections.split(",")]
-        print(kind_table(args.timings / "timings", names, rate))
+        print(kind_table(args.timings / "timings", names, rate) + "\n")
+        print(floor_report(args.timings / "timings", names, rate, decoding_report()))
         return
     if args.judge_only:
         bench_judge(*offline_model())
