@@ -16,7 +16,7 @@ from utils.models import load_model  # noqa: E402 (after the tokenizers setting)
 
 # `pytest -n auto` (the default, in pyproject.toml): each worker process takes its share of the cores, as the
 # course runner's side-by-side kernels do (the offline model's logits and greedy replies were bitwise equal on
-# one thread and on two).
+# one thread and on two: `tests/utils/test_thread_equality.py`).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 

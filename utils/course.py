@@ -11,7 +11,8 @@ then prints one table of every section's headline results. A failing cell is nam
 On a machine with no GPU and two or more cores it runs two sections at a time, each kernel on its share of
 the cores (``--jobs``): a section starts once the sections it reads (`utils.sections.NEEDS`) have finished,
 so 1 and 3 run side by side, then 2 and 4. Decoding a few rows at a time cannot keep two cores busy, and
-torch's CPU kernels give the same numbers on one thread as on two, so the results do not change.
+the offline model's logits and greedy replies are bitwise equal on one thread and on two
+(`tests/utils/test_thread_equality.py`), so the results do not change.
 
 The runner never changes its own process's environment: the profile and the output folders reach
 the notebooks through their kernels' environment only.
