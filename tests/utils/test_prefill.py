@@ -199,3 +199,17 @@ def test_judge_two_level_prefix_equals_full_prefill_offline(offline_model):
     assert_same_scores(one, full)
     assert by_two.prefilled_tokens < by_one.prefilled_tokens < by_full.prefilled_tokens
     assert by_two.shared_tokens + by_two.prefilled_tokens == by_full.prefilled_tokens
+
+
+def test_judge_continuations_in_one_row_equal_one_row_per_run_offline(offline_model, monkeypatch):
+    """A 0-100 score's continuations, every run side by side in its prompt's row (a 4-D mask), give the
+    probabilities of one row per run with the prompt's cache copied to each."""
+    import utils.judge.local as local
+
+    model, tok = offline_model
+    prompts = [TEMPLATE.format(**item) for item in ITEMS]
+    one_row = LocalBackend(model, tok).candidate_probabilities(prompts, SCORE_0_100)
+    monkeypatch.setattr(local, "full_attention_only", lambda model: False)
+    per_run = LocalBackend(model, tok).candidate_probabilities(prompts, SCORE_0_100)
+    assert_same_probabilities(one_row, per_run)
+    assert max(one_row[0].values()) > 0.01  # the comparison is over real probabilities, not all-zero ones
