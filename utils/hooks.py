@@ -132,6 +132,40 @@ def current_rows() -> Tensor | None:
     return None if state is None else state.rows
 
 
+_PREFIX_PASS: ContextVar[bool] = ContextVar("prefix_pass", default=False)
+
+
+@contextmanager
+def prefix_pass() -> Iterator[None]:
+    """Mark the forward passes inside as passes over shared prompt prefixes (`utils.prefill`).
+
+    Such a pass never holds a row's last prompt token, and its batch rows are distinct prefixes, not
+    the caller's rows. A hook that acts only at the last position of each pass (a steerer at
+    ``positions="response"``) does nothing there, which is what it does to those tokens in one full pass:
+    it says so with `prefix_safe`, checks `in_prefix_pass`, and then leaves sharing on.
+    """
+    token = _PREFIX_PASS.set(True)
+    try:
+        yield
+    finally:
+        _PREFIX_PASS.reset(token)
+
+
+def in_prefix_pass() -> bool:
+    """True inside `prefix_pass`: the running pass covers shared prompt prefixes only."""
+    return _PREFIX_PASS.get()
+
+
+def prefix_safe(hook: Callable) -> bool:
+    """True for a hook whose owner declares ``prefix_safe`` (it leaves `prefix_pass` passes alone)."""
+    return bool(getattr(getattr(hook, "__self__", hook), "prefix_safe", False))
+
+
+def has_prefix_unsafe_hooks(model: nn.Module) -> bool:
+    """True when any user hook on the model would change a shared-prefix pass (see `prefix_pass`)."""
+    return any(is_user_hook(hook) and not prefix_safe(hook) for module in model.modules() for hook in _hooks_of(module))
+
+
 def is_user_hook(hook: Callable) -> bool:
     """False for the hooks transformers installs itself (on first use of output_hidden_states)."""
     return not getattr(hook, "__module__", "").startswith("transformers")

@@ -8,8 +8,11 @@ attention mask hides both pads and positions are counted from the mask, so every
 positions and keys it would see alone (equal to one full pass within float tolerance).
 
 Sharing is used only where it is exact in meaning: full-attention models (sliding-window caches crop
-what they keep) and models without user hooks (a hook that acts "at the last position" or "during
-the prompt pass" would see the prefix pass as a pass of its own).
+what they keep) and models whose user hooks all leave prefix passes alone (`utils.hooks.prefix_pass`).
+Any other hook ("during the prompt pass", or a row-aware one that reads the batch as the caller's rows)
+would see the prefix pass as a pass of its own, so with it every prompt runs in full. A steerer acting
+at the last position of each pass (`utils.steering.RowSteerer` at ``positions="response"``) is safe:
+a prefix never holds a row's last token, and it skips prefix passes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from utils.hooks import has_user_hooks
+from utils.hooks import has_prefix_unsafe_hooks, prefix_pass
 
 if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel
@@ -59,7 +62,7 @@ def full_attention_only(model: PreTrainedModel) -> bool:
 
 def can_share_prefixes(model: PreTrainedModel) -> bool:
     """Whether `prefill` may split prompts into a shared prefix pass and a tail pass."""
-    return full_attention_only(model) and not has_user_hooks(model)
+    return full_attention_only(model) and not has_prefix_unsafe_hooks(model)
 
 
 def sharing(model: PreTrainedModel, share_prefixes: bool | None) -> bool:
@@ -212,7 +215,8 @@ def common_prefix(
     if not tokens or len(tokens) * (len(rows) - 1) < min_saved:
         return None
     ids = torch.tensor([tokens], device=model.device)
-    out = _run(model, ids, torch.ones_like(ids))
+    with prefix_pass():
+        out = _run(model, ids, torch.ones_like(ids))
     return CommonPrefix(tokens, output_cache(out))
 
 
@@ -281,7 +285,8 @@ def prefill(
     prefix_mask[0] = 0
     prefix_mask[0, -1] = 1  # attended only by itself (and the common prefix); hidden from the rows below
     cache, prefix_mask = (None, prefix_mask) if common is None else common.expanded(prefix_mask)
-    cache = output_cache(_run(model, ids, prefix_mask, cache))
+    with prefix_pass():
+        cache = output_cache(_run(model, ids, prefix_mask, cache))
     cache.batch_select_indices(torch.tensor(prefix_of, device=device))
     prefix_mask[0, -1] = 0
     head_mask = prefix_mask[torch.tensor(prefix_of, device=device)]

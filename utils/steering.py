@@ -23,7 +23,7 @@ from torch.utils.hooks import RemovableHandle
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-from utils.hooks import block_output, current_rows, with_block_output
+from utils.hooks import block_output, current_rows, in_prefix_pass, with_block_output
 from utils.layers import check_block_index, check_block_indices, d_model, get_layers
 
 POSITIONS = ("all", "prompt", "response")
@@ -68,7 +68,15 @@ class RowSteerer:
         self.model, self.vector, self.layer, self.positions = model, vector.detach(), layer, positions
         self._handle: RemovableHandle | None = None
 
+    @property
+    def prefix_safe(self) -> bool:
+        """At ``positions="response"`` it acts only at each pass's last position, never part of a shared
+        prompt prefix: generation may compute shared prefixes once (`utils.hooks.prefix_pass`)."""
+        return self.positions == "response"
+
     def _hook(self, module, inputs, output):
+        if self.positions == "response" and in_prefix_pass():
+            return None  # a shared prefix holds no row's last token: nothing to steer
         hidden = block_output(output)
         rows = _caller_rows(hidden, len(self.coeffs), "RowSteerer")
         if self.positions == "prompt" and hidden.shape[1] == 1:

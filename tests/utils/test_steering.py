@@ -195,3 +195,61 @@ def test_row_capper_rejects_bad_arguments(tiny_models):
     batch = torch.zeros(3, 4, dtype=torch.long)
     with RowCapper(model, axis, [None, None], layers), pytest.raises(RuntimeError, match="for 2 rows"):
         model(input_ids=batch)
+
+
+def test_only_a_response_steerer_leaves_prompt_prefixes_shared(tiny_models):
+    """Generation computes a shared prompt prefix once only under hooks that leave prefix passes alone."""
+    from utils.prefill import can_share_prefixes
+
+    model, _ = tiny_models["tiny-qwen2"]
+    vector = _vector(model)
+    assert can_share_prefixes(model)
+    with RowSteerer(model, vector, [1.0], layer=2, positions="response"):
+        assert can_share_prefixes(model)
+    for positions in ("all", "prompt"):
+        with RowSteerer(model, vector, [1.0], layer=2, positions=positions):
+            assert not can_share_prefixes(model), f"a steerer at positions={positions!r} changes prompt tokens"
+    with ActivationSteerer(model, vector, 1.0, 2, "response"):  # the student's: not declared safe
+        assert not can_share_prefixes(model)
+    with (
+        RowSteerer(model, vector, [1.0], layer=2, positions="response"),
+        RowCapper(model, [vector] * 4, [{1: 0.0}], [1]),
+    ):
+        assert not can_share_prefixes(model), "one unsafe hook beside a safe one turns sharing off"
+
+
+OFFLINE = pytest.param("offline", marks=[pytest.mark.offline_model, pytest.mark.xdist_group("offline_model")])
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", OFFLINE])
+def test_a_response_sweep_with_shared_prompts_equals_one_full_prompt_pass_per_row(
+    tiny_models, request, name, monkeypatch
+):
+    """A sweep's rows repeat each question once per coefficient: with a response steerer on, each question's
+    prompt runs once (all but its last token) and the replies equal those of one full pass per row."""
+    import utils.prefill
+
+    model, tok = request.getfixturevalue("offline_model") if name == "offline" else tiny_models[name]
+    vector = _vector(model) * (4 if name == "offline" else 1)
+    convs = [build_messages(q) for q in QUESTIONS]
+    coeffs = [c for c in COEFFS for _ in convs]
+    prefix_passes = []
+    real_prefix_pass = utils.prefill.prefix_pass
+
+    def counting_prefix_pass():
+        prefix_passes.append(1)
+        return real_prefix_pass()
+
+    monkeypatch.setattr(utils.prefill, "prefix_pass", counting_prefix_pass)
+    replies = {}
+    for share in (None, False):
+        with RowSteerer(model, vector, coeffs, layer=2, positions="response"):
+            replies[share] = generate_replies(
+                model, tok, convs * len(COEFFS), max_new_tokens=8, batch_size=len(coeffs), share_prefixes=share
+            )
+        if share is None:
+            assert prefix_passes, "the prompts' shared prefixes were not computed once"
+            prefix_passes.clear()
+    assert not prefix_passes
+    assert replies[None] == replies[False]
+    assert len(set(replies[None])) > len(QUESTIONS), "the coefficients should change the replies"
