@@ -23,7 +23,7 @@ from utils.cache import write_atomic
 from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
 from utils.judge.defaults import backend_row, check_judge_model, choose_backend, explained_judge_choice
-from utils.judge.scales import Scale, finalize
+from utils.judge.scales import Scale, finalize, unrounded
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -145,8 +145,16 @@ class Judge:
             )
 
     def score(self, prompts: list[str], scale: Scale) -> list[JudgeScore]:
-        """Score judge prompts (already formatted) on ``scale``; cached prompts are not sent again."""
+        """Score judge prompts (already formatted) on ``scale``; cached prompts are not sent again.
+
+        A backend whose integer answer is its probability-weighted mean, rounded (the local judge:
+        ``reads_integers_as_rounded_means``), is asked for the mean and the answer rounded here. So one
+        cache entry serves both readings of a prompt, and a section that reads the same prompts rounded
+        and then unrounded (section 1's role filter) runs the model on them once.
+        """
         prompts = list(prompts)
+        if scale.kind == "integer" and getattr(self.backend, "reads_integers_as_rounded_means", False):
+            return [finalize(value, scale) for value in self.score(prompts, unrounded(scale))]
         if not self.remember:
             values = self._backend_score(prompts, scale, lambda i, v: None)
             self._report(values)

@@ -48,6 +48,10 @@ class LocalBackend:
     """
 
     name = "local"
+    # An integer scale is read as the probability-weighted mean over its candidates, rounded: the same
+    # candidates and weights as the scale read unrounded (`utils.judge.scales.unrounded`). `Judge.score`
+    # relies on it to compute and cache both readings once.
+    reads_integers_as_rounded_means = True
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from utils.chat import encode, render
 from utils.judge import ADHERENCE_0_3, Judge
 from utils.judge import formulations as F
 from utils.judge.local import LocalBackend
-from utils.judge.scales import A_OR_B, YES_NO, Scale, unrounded
+from utils.judge.scales import A_OR_B, YES_NO, Scale, finalize, unrounded
 from utils.metrics import auroc_standard_error, youden_threshold
 
 OPENING = "You are a careful grader. Read the answer below and judge it strictly, following every rule given. "
@@ -77,6 +77,24 @@ def test_score_on_an_integer_scale_is_not_rounded(tiny_judge, monkeypatch):
         p = [float(probs[encode(str(v), tok)["input_ids"][0]]) for v in range(4)]
         assert score == pytest.approx(sum(v * pv for v, pv in enumerate(p)) / sum(p), rel=1e-3)
     assert any(s != round(s) for s in scores)  # type: ignore[arg-type]
+
+
+def test_a_local_judge_reads_an_integer_scale_as_its_rounded_mean_and_runs_the_model_once_for_both(tiny_models):
+    model, tok = tiny_models["tiny-qwen2"]
+    backend = LocalBackend(model, tok, batch_size=8)
+    scale = dataclasses.replace(ADHERENCE_0_3, min_mass=0.0)
+    prompts = [TASK.template.format(**it) for it in ITEMS]
+    direct = [finalize(v, scale) for v in backend.score(prompts, scale)]  # the backend asked on the integer scale
+    judge = Judge(backend, cache_path=None)
+    before = backend.prefilled_tokens
+    assert judge.score(prompts, scale) == direct
+    assert all(isinstance(v, int) for v in direct)
+    ran = backend.prefilled_tokens - before
+    assert ran > 0
+    means = judge.score(prompts, unrounded(scale))
+    assert backend.prefilled_tokens - before == ran, "the unrounded reading ran the model again"
+    assert [finalize(m, scale) for m in means] == direct
+    assert any(m != round(m) for m in means)  # type: ignore[arg-type]
 
 
 def test_few_shot_puts_one_example_per_label_in_a_shared_prefix(tiny_judge):
