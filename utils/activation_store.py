@@ -6,7 +6,11 @@ The mean of a block's output over tokens ``[start, end)`` of a sequence depends 
 
 - generation records it for every reply while writing the reply (each reply token passes through
   every block once during decoding), so reading a generated reply's activations later costs nothing;
-- `utils.activations.mean_over_spans` reads it, and stores what it computes over all blocks.
+- `utils.activations.mean_over_spans` reads it, and stores what it computes: blocks 0 to the deepest
+  it was asked for (a pass that stops after block m computes all of blocks 0..m at the cost of m).
+
+An entry holds the means of the first k blocks, ``[k, d_model]``; it serves any request for blocks below
+k, and is replaced only by one holding more blocks.
 
 Only models loaded by `utils.models.load_model` (which names them) take part, and never while a user
 hook (steering, capping) is on the model: those activations belong to the intervention, not to the
@@ -52,19 +56,38 @@ class ActivationStore:
         digest = hashlib.sha256(torch.tensor(ids[:end], dtype=torch.int64).numpy().tobytes()).hexdigest()
         return self.folder / digest[:2] / f"{digest[2:26]}_{start}.pt"
 
-    def get(self, ids: list[int], start: int, end: int) -> Float[Tensor, "n_layers d_model"] | None:
-        """The stored means of every block over ``ids[start:end]``, or None."""
-        path = self._path(ids, start, end)
+    def _load(self, path: Path) -> Tensor | None:
         if not path.exists():
             return None
         try:
-            value = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             return None  # a damaged entry is recomputed (and rewritten), never half-read
+
+    def get(
+        self, ids: list[int], start: int, end: int, blocks: int | None = None
+    ) -> Float[Tensor, "n_stored d_model"] | None:
+        """The stored means over ``ids[start:end]`` of blocks 0, 1, ... (at least ``blocks`` of them), or None.
+
+        Args:
+            ids: the sequence's token ids.
+            start, end: the span.
+            blocks: how many blocks from block 0 the caller needs (None: whatever is stored).
+
+        Returns:
+            A float32 tensor [n_stored, d_model] with n_stored >= ``blocks``, or None (a miss).
+        """
+        value = self._load(self._path(ids, start, end))
+        if value is None or (blocks is not None and value.shape[0] < blocks):
+            return None
         self.hits += 1
         return value
 
-    def put(self, ids: list[int], start: int, end: int, means: Float[Tensor, "n_layers d_model"]) -> None:
-        """Keep the means of every block over ``ids[start:end]``."""
-        if end > start:
-            write_atomic(self._path(ids, start, end), means.detach().float().cpu().clone())
+    def put(self, ids: list[int], start: int, end: int, means: Float[Tensor, "n_blocks d_model"]) -> None:
+        """Keep the means over ``ids[start:end]`` of blocks 0 .. n_blocks - 1, unless more blocks are stored."""
+        if end <= start:
+            return
+        path = self._path(ids, start, end)
+        stored = self._load(path)
+        if stored is None or stored.shape[0] < means.shape[0]:
+            write_atomic(path, means.detach().float().cpu().clone())

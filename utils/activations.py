@@ -17,7 +17,7 @@ from torch import Tensor
 from utils.activation_store import ActivationStore
 from utils.chat import Message, assistant_turn_spans, encode
 from utils.hooks import StopForward, capture_block_outputs
-from utils.layers import check_block_indices, num_layers
+from utils.layers import check_block_indices
 from utils.models import check_positions
 from utils.prefill import positions_from_mask
 from utils.progress import tqdm
@@ -116,7 +116,7 @@ def mean_over_spans(
         store = None  # token-level spans (e.g. every token of a text): not worth a file each
     if store is not None:
         for i, example in enumerate(spans):
-            found = [store.get(ids[i], start, end) for start, end in example]
+            found = [store.get(ids[i], start, end, blocks=max(layers) + 1) for start, end in example]
             hits = [f for f in found if f is not None]
             if example and len(hits) == len(found):
                 results[i] = torch.stack([f[layers] for f in hits], dim=1)  # [L, n_spans, D]
@@ -125,10 +125,9 @@ def mean_over_spans(
         print(
             f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} examples' activations read from the activation store"
         )
-    # With a store, a pass that reaches the last block records every block, and keeps them all.
-    all_blocks = list(range(num_layers(model)))
-    keep_all = store is not None and max(layers) == all_blocks[-1]
-    capture = all_blocks if keep_all else layers
+    # With a store, a pass records every block up to the deepest requested one (it runs them all anyway)
+    # and keeps them, so a later request for any of those blocks over the same tokens runs no pass.
+    capture = list(range(max(layers) + 1)) if store is not None else layers
     order = sorted(todo, key=lambda i: -lengths[i])
     with timed("capture") as timer:
         computed: list[Tensor | None] = [None] * len(prompts)
@@ -137,7 +136,7 @@ def mean_over_spans(
     for i in todo:
         value = computed[i]
         assert value is not None, "_capture_batches fills every row it is given"
-        if keep_all and store is not None:
+        if store is not None:
             for s, (start, end) in enumerate(spans[i]):
                 store.put(ids[i], start, end, value[:, s])
             results[i] = value[layers]

@@ -22,3 +22,36 @@ def test_activations_recorded_while_generating_equal_a_forward_pass(offline_mode
     monkeypatch.setenv("COURSE_RECOMPUTE", "all")  # ignore the store: one forward pass each
     fresh = response_mean_activations(model, tok, full, layers)
     torch.testing.assert_close(stored, fresh, rtol=1e-4, atol=1e-4)
+
+
+def test_a_capture_that_stops_early_keeps_the_blocks_it_ran_for_any_later_request_at_or_below_them(
+    offline_model, tmp_path, monkeypatch
+):
+    import utils.activations as A
+
+    model, tok = offline_model
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    conversations = [
+        c + [{"role": "assistant", "content": f"A short reply number {i}."}] for i, c in enumerate(CONVERSATIONS[:3])
+    ]
+    computed: list[int] = []
+    real = A._capture_batches
+
+    def counting(*args, **kwargs):
+        computed.append(len(args[7]))  # the rows the pass runs (`order`)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(A, "_capture_batches", counting)
+    at_5 = A.response_mean_activations(model, tok, conversations, [5])
+    below = A.response_mean_activations(model, tok, conversations, [2, 5])  # blocks 0-5 are stored: no pass
+    deeper = A.response_mean_activations(model, tok, conversations, [11])  # block 11 is not: one pass, stored
+    again = A.response_mean_activations(model, tok, conversations, [3, 11])
+    assert computed == [3, 0, 3, 0], "which requests ran a forward pass"
+    entries = [torch.load(p, weights_only=True) for p in (tmp_path / "activations").rglob("*.pt")]
+    assert sorted(e.shape[0] for e in entries) == [12, 12, 12], "each span's entry holds blocks 0-11"
+
+    monkeypatch.setenv("COURSE_RECOMPUTE", "all")  # ignore the store: one forward pass each
+    torch.testing.assert_close(below, A.response_mean_activations(model, tok, conversations, [2, 5]))
+    torch.testing.assert_close(at_5[0], below[1])
+    torch.testing.assert_close(deeper[0], again[1])
+    torch.testing.assert_close(again, A.response_mean_activations(model, tok, conversations, [3, 11]))
