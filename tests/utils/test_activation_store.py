@@ -55,3 +55,18 @@ def test_a_capture_that_stops_early_keeps_the_blocks_it_ran_for_any_later_reques
     torch.testing.assert_close(at_5[0], below[1])
     torch.testing.assert_close(deeper[0], again[1])
     torch.testing.assert_close(again, A.response_mean_activations(model, tok, conversations, [3, 11]))
+
+
+def test_an_entry_is_replaced_only_by_one_holding_more_blocks(tmp_path):
+    from utils.activation_store import ActivationStore
+
+    store = ActivationStore(tmp_path)
+    ids = [5, 6, 7, 8]
+    store.put(ids, 1, 4, torch.ones(12, 3))
+    store.put(ids, 1, 4, torch.zeros(6, 3))  # fewer blocks: the stored entry stays
+    kept = store.get(ids, 1, 4)
+    assert kept is not None and kept.shape == (12, 3) and bool((kept == 1).all())
+    assert store.get(ids, 1, 4, blocks=13) is None, "an entry with too few blocks is a miss"
+    store.put(ids, 1, 4, torch.full((24, 3), 2.0))  # more blocks: replaced
+    grown = store.get(ids, 1, 4, blocks=13)
+    assert grown is not None and grown.shape == (24, 3) and bool((grown == 2).all())

@@ -18,6 +18,10 @@ class JudgeBackend(Protocol):
     Attributes:
         name: the backend's kind (``openai``, ``anthropic``, ``local``, ...): part of every cache key.
         model_name: the judge model (an API model id, or the local model's name).
+
+    A backend may also set ``reads_integers_as_rounded_means = True`` (the local one does): its answer on
+    an integer scale is its answer on the same scale read unrounded, rounded, so `utils.judge.Judge`
+    asks for the mean and rounds it, and one cache entry serves both readings.
     """
 
     name: str
