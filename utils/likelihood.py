@@ -1,0 +1,167 @@
+"""The model's own likelihood of a written answer: per-token log-probabilities, and end of turn.
+
+A judge reads text and answers with words; the model's probabilities read the same text directly.
+`answer_logprobs` scores the assistant's answer of many conversations at once: each conversation is
+rendered with the chat template, the answer's tokens are located in it (`utils.chat.assistant_turn_spans`,
+so they are exactly the tokens a single rendered conversation holds), the prompt before them is
+prefilled with shared prefixes computed once (`utils.prefill.prefill`), and one more pass over the
+answers gives ``log P(answer token t | prompt, answer tokens before t)`` for every t, plus the
+log-probability that the turn ends right after the answer (the template's end-of-turn token).
+
+The measures built from it (role adherence, coherence, opening probabilities) live with the sections
+that teach them; this module owns only the batched computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from utils.chat import Message, assistant_turn_spans, encode
+from utils.models import check_positions
+from utils.prefill import _left_pad, cache_kwarg, can_share_prefixes, positions_from_mask, prefill
+from utils.progress import tqdm
+from utils.timing import timed
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class AnswerLogprobs:
+    """The model's log-probabilities of one written answer.
+
+    Attributes:
+        tokens: ``log P(token_t | prompt, tokens before t)`` for each answer token [n_answer_tokens].
+        end_of_turn: ``log P(end of turn | prompt, whole answer)``; None when the template closes the
+            turn with no token of its own after the answer.
+    """
+
+    tokens: Float[Tensor, " n_answer_tokens"]
+    end_of_turn: float | None
+
+    @property
+    def mean(self) -> float:
+        """Mean log-probability per answer token (NaN for an empty answer)."""
+        return float(self.tokens.mean()) if len(self.tokens) else float("nan")
+
+
+@dataclass
+class _Row:
+    prompt: list[int]
+    answer: list[int]
+    end_token: int | None
+
+
+def answer_rows(conversations: Sequence[list[Message]], tokenizer: PreTrainedTokenizerBase) -> list[_Row]:
+    """Split each rendered conversation into prompt tokens, answer tokens and the end-of-turn token.
+
+    Args:
+        conversations: each ends with the assistant message to score.
+        tokenizer: the model's tokenizer.
+
+    Returns:
+        One row per conversation: the tokens before the last answer, the answer's own tokens (as
+        `assistant_turn_spans` locates them), and the token that follows them (None at the end).
+
+    Raises:
+        ValueError: for a conversation that does not end with an assistant message.
+    """
+    rows = []
+    for i, messages in enumerate(conversations):
+        if not messages or messages[-1]["role"] != "assistant":
+            raise ValueError(f"conversations[{i}] must end with the assistant message to score")
+        full, spans = assistant_turn_spans(messages, tokenizer)
+        ids = encode(full, tokenizer)["input_ids"]
+        start, end = spans[-1]
+        rows.append(_Row(ids[:start], ids[start:end], ids[end] if end < len(ids) else None))
+    return rows
+
+
+def answer_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[list[Message]],
+    batch_size: int = 8,
+    desc: str = "answer likelihoods",
+) -> list[AnswerLogprobs]:
+    """Log-probabilities of each conversation's last (assistant) message under the model.
+
+    Args:
+        model: the model (no hooks are needed; any installed ones act as in any forward pass).
+        tokenizer: its tokenizer.
+        conversations: each ends with the assistant message to score; earlier turns are its prompt.
+        batch_size: conversations per pass.
+        desc: progress bar label.
+
+    Returns:
+        One `AnswerLogprobs` per conversation, in the order given; equal (within float tolerance) to
+        scoring each conversation alone in one unpadded forward pass.
+    """
+    rows = answer_rows(conversations, tokenizer)
+    check_positions(model, [len(r.prompt) + len(r.answer) + 1 for r in rows], "conversations")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results: list[AnswerLogprobs | None] = [None] * len(rows)
+    # Longest first, so a batch holds rows of similar length (little padding).
+    order = sorted(range(len(rows)), key=lambda i: -(len(rows[i].prompt) + len(rows[i].answer)))
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    with timed("likelihood") as timer, torch.no_grad():
+        for batch in tqdm(batches, desc=desc, disable=len(batches) < 2):
+            chunk = [rows[i] for i in batch]
+            if can_share_prefixes(model):
+                steps, saved = _prefix_shared_pass(model, chunk, pad_id)
+            else:
+                steps, saved = _one_pass(model, chunk, pad_id)
+            for i, r, row_steps in zip(batch, chunk, steps):
+                n = len(r.answer)
+                logp = torch.log_softmax(row_steps, dim=-1)  # [n + 1, vocab]
+                token_lp = logp[torch.arange(n), torch.tensor(r.answer, dtype=torch.long)]
+                end_lp = float(logp[n, r.end_token]) if r.end_token is not None else None
+                results[i] = AnswerLogprobs(token_lp.cpu(), end_lp)
+            timer.add(tokens=sum(len(r.prompt) + len(r.answer) for r in chunk) - saved)
+    return [r for r in results if r is not None]
+
+
+def _prefix_shared_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[list[Tensor], int]:
+    """Prompts prefilled with shared prefixes, then one pass over the (left-padded) answers.
+
+    Exact only for full-attention models: the padding between a prompt and its answer would shift a
+    sliding window. Returns, per row, the logits predicting each answer token and then the end of turn
+    [n + 1, vocab], and the prompt tokens the prefill did not compute.
+    """
+    done = prefill(model, [r.prompt for r in chunk], pad_id)
+    width = max(len(r.answer) for r in chunk)
+    if not width:  # no answer tokens in this batch: the prefill's logits predict the end of turn
+        return [done.logits[b : b + 1] for b in range(len(chunk))], done.shared_tokens
+    answer_ids, answer_mask = _left_pad([r.answer for r in chunk], pad_id, model.device)
+    mask = torch.cat([done.attention_mask, answer_mask], dim=1)
+    out = model(
+        input_ids=answer_ids,
+        attention_mask=mask,
+        position_ids=positions_from_mask(mask)[:, -width:],
+        use_cache=True,
+        **cache_kwarg(model, done.cache),
+    )
+    logits = out.logits.float()  # [batch, width, vocab]
+    # The prefill's last logits predict the answer's first token; the logits at answer token t predict
+    # token t + 1, and at the last one, the end of the turn.
+    steps = [
+        torch.cat([done.logits[b : b + 1], logits[b, width - len(r.answer) :]], dim=0) for b, r in enumerate(chunk)
+    ]
+    return steps, done.shared_tokens
+
+
+def _one_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[list[Tensor], int]:
+    """Prompt and answer in one left-padded pass (any attention), keeping only the answers' logits."""
+    ids, mask = _left_pad([r.prompt + r.answer for r in chunk], pad_id, model.device)
+    keep = max(len(r.answer) for r in chunk) + 1
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=keep
+    )
+    logits = out.logits.float()  # [batch, keep, vocab]: the last prompt token's, then each answer token's
+    return [logits[b, keep - len(r.answer) - 1 :] for b, r in enumerate(chunk)], 0
