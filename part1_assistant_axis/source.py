@@ -81,6 +81,7 @@ from part1_assistant_axis.persona_space import (
     select_roles,
     stack_vectors,
 )
+from part1_assistant_axis.adherence import role_adherence_scores
 from part1_assistant_axis.artifacts import save_assistant_axis
 from part1_assistant_axis.judge_check import ROLE_CHECK_FILE, load_role_check
 
@@ -91,7 +92,7 @@ from utils.data import load_questions, load_roles
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import d_model, num_layers
-from utils.metrics import cohens_d, cosine_matrix
+from utils.metrics import auroc_standard_error, cohens_d, cosine_matrix, youden_threshold
 from utils.models import describe, load_model, model_display_name
 
 
@@ -134,6 +135,10 @@ print(
 # The judge's backend and model: COURSE_JUDGE_BACKEND and COURSE_JUDGE_MODEL override the keys' choice
 # for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/defaults.py).
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
+# The local judge on the offline profile is the 0.5B model we study: §4 measures it on its check set only,
+# and §5 filters role responses by the model's own likelihoods instead. Every other judge filters as the
+# paper does.
+LIKELIHOOD_FILTER = profile.name in ("offline", "tiny") and judge.backend.name == "local"  # tiny: the same path, for tests
 
 # %% [markdown]
 # ## 2. Roles and questions
@@ -443,16 +448,21 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
 
 
 # %%
-scores = load_or_generate(
-    course.cache / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores",
-    inputs=course.inputs(judge=judge, code=[score_role_responses, judge_role_response],
-                  data={"responses": responses, "eval_prompts": {r: roles[r].get("eval_prompt") for r in responses}}),
-)
-score_table = pd.DataFrame(
-    [{"role": role, "score": "None" if s is None else s} for role, values in scores.items() for s in values]
-).pivot_table(index="role", columns="score", aggfunc="size", fill_value=0)
-print("Number of responses per judge score:")
-print(score_table.to_string())
+if LIKELIHOOD_FILTER:
+    scores = None
+    print("Offline profile, local judge: the role responses are not judged here. The judge is measured on its "
+          "check set below, and §5 filters the responses by the model's own likelihoods.")
+else:
+    scores = load_or_generate(
+        course.cache / "role_scores.json", lambda: score_role_responses(responses, roles, judge), "role scores",
+        inputs=course.inputs(judge=judge, code=[score_role_responses, judge_role_response],
+                      data={"responses": responses, "eval_prompts": {r: roles[r].get("eval_prompt") for r in responses}}),
+    )
+    score_table = pd.DataFrame(
+        [{"role": role, "score": "None" if s is None else s} for role, values in scores.items() for s in values]
+    ).pivot_table(index="role", columns="score", aggfunc="size", fill_value=0)
+    print("Number of responses per judge score:")
+    print(score_table.to_string())
 
 # %% [markdown]
 # The paper keeps only score-3 responses. A weak judge may almost never say 3; then role vectors
@@ -460,9 +470,11 @@ print(score_table.to_string())
 # roles keep at least one response, and say so when we have to relax it.
 
 # %%
-SCORE_THRESHOLD = choose_score_threshold(scores)
-role_scores = [s for role, values in scores.items() if role != DEFAULT_ROLE for s in values]
-if SCORE_THRESHOLD == 3:
+SCORE_THRESHOLD = None if scores is None else choose_score_threshold(scores)
+role_scores = [] if scores is None else [s for role, values in scores.items() if role != DEFAULT_ROLE for s in values]
+if scores is None:
+    print("(no judge filter on this profile: see §5)")
+elif SCORE_THRESHOLD == 3:
     print("Using only fully in-role responses (score 3), as in the paper.")
 elif SCORE_THRESHOLD is not None:
     print(
@@ -471,7 +483,7 @@ elif SCORE_THRESHOLD is not None:
     )
 else:
     print("Fallback: the judge rated too few responses in role; using every role response, unfiltered.")
-if len(set(role_scores)) == 1:
+if scores is not None and len(set(role_scores)) == 1:
     print(
         f"Note: the judge gave every role response the same score ({role_scores[0]}), so it does not tell them apart "
         "here and the filter keeps all or nothing. A stronger (hosted) judge makes the filter meaningful."
@@ -524,85 +536,49 @@ report_check(judge, role_task, ROLE_FORMULATION, role_check_result, paper_thresh
 course.record("role judge AUROC (check set)", role_check_result.auroc)
 
 # %% [markdown]
-# A second test, on the model's own responses: each checked role's judging prompt applied to the
+# A second test, on the model's own responses (where the judge filters them; on the offline profile §5's
+# likelihood measure replaces it): each checked role's judging prompt applied to the
 # **default assistant's** answers to the same questions (its answers without a system prompt, at most ten
 # roles). Those are plain replies, never in role; the role responses are what the model wrote when asked to
 # play the role, in role or not, so their labels are noisier than the check set's.
 
 # %%
-JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
-plain_answers = [r for r in responses[DEFAULT_ROLE] if r["prompt_idx"] == 0]  # one default answer per question
+if scores is not None:
+    JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
+    plain_answers = [r for r in responses[DEFAULT_ROLE] if r["prompt_idx"] == 0]  # one default answer per question
 
 
-def judge_default_answers_as_roles() -> dict[str, list[int | None]]:
-    """Each checked role's judge prompt applied to the default assistant's answers (one batched call)."""
-    prompts = [
-        roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
-        for role in JUDGE_CHECK_ROLES
-        for r in plain_answers
-    ]
-    flat = judge.score(prompts, ADHERENCE_0_3)
-    n = len(plain_answers)
-    return {role: flat[i * n : (i + 1) * n] for i, role in enumerate(JUDGE_CHECK_ROLES)}
+    def judge_default_answers_as_roles() -> dict[str, list[int | None]]:
+        """Each checked role's judge prompt applied to the default assistant's answers (one batched call)."""
+        prompts = [
+            roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"])
+            for role in JUDGE_CHECK_ROLES
+            for r in plain_answers
+        ]
+        flat = judge.score(prompts, ADHERENCE_0_3)
+        n = len(plain_answers)
+        return {role: flat[i * n : (i + 1) * n] for i, role in enumerate(JUDGE_CHECK_ROLES)}
 
 
-default_as_role = load_or_generate(
-    course.cache / "judge_check_default_answers.json", judge_default_answers_as_roles,
-    "the judge on the default assistant's answers",
-    inputs=course.inputs(judge=judge, code=[judge_default_answers_as_roles],
-                         data={"answers": plain_answers, "eval_prompts": {r: roles[r]["eval_prompt"] for r in JUDGE_CHECK_ROLES}}),
-)
-in_role_scores = [s for role in JUDGE_CHECK_ROLES for s in scores[role] if s is not None]
-plain_scores = [s for role in JUDGE_CHECK_ROLES for s in default_as_role[role] if s is not None]
-print(f"The judge on {len(JUDGE_CHECK_ROLES)} roles: their own responses vs the default assistant's answers to the same questions")
-if in_role_scores and plain_scores:
-    judge_auroc = auroc(in_role_scores, plain_scores)
-    print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
-    for threshold in (3, 2):
-        print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
-              f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
-    print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
-    course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
-else:
-    print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
-
-# %% [markdown]
-# On the offline profile the filter uses the check set's calibrated threshold, on the role responses scored
-# with the same formulation (the paper's rule, score 3, stays for every other profile).
-
-# %%
-if profile.name == "offline" and judge.backend.name == "local" and role_check_result.threshold is not None:
-    judged_roles = [role for role in responses if roles[role].get("eval_prompt")]
-    role_items = [
-        {"judge_prompt": roles[role]["eval_prompt"].format(question=r["question"], answer=r["response"]),
-         "character": character_of(roles[role]), "question": r["question"], "answer": r["response"]}
-        for role in judged_roles for r in responses[role]
-    ]
-    flat = load_or_generate(
-        course.cache / "role_scores_offline_formulation.json",
-        lambda: score_items(judge, role_task, ROLE_FORMULATION, role_items),
-        "role scores with the offline formulation",
-        inputs=course.inputs(judge=judge, data={"items": role_items}, formulation=ROLE_FORMULATION),
+    default_as_role = load_or_generate(
+        course.cache / "judge_check_default_answers.json", judge_default_answers_as_roles,
+        "the judge on the default assistant's answers",
+        inputs=course.inputs(judge=judge, code=[judge_default_answers_as_roles],
+                             data={"answers": plain_answers, "eval_prompts": {r: roles[r]["eval_prompt"] for r in JUDGE_CHECK_ROLES}}),
     )
-    start = 0
-    scores_for_vectors = {}
-    for role, records in responses.items():
-        if role in judged_roles:
-            scores_for_vectors[role] = flat[start : start + len(records)]
-            start += len(records)
-        else:
-            scores_for_vectors[role] = [None] * len(records)
-    calibrated = role_check_result.threshold
-    kept = [s is not None and s >= calibrated for role, v in scores_for_vectors.items() if role != DEFAULT_ROLE for s in v]
-    print(f"DEPARTURE FROM THE METHOD: role responses are kept when their {ROLE_FORMULATION} score is >= "
-          f"{calibrated:.3g}, the threshold calibrated on the check set (the paper keeps score 3 of 0-3): "
-          f"{sum(kept)} of {len(kept)} role responses pass.")
-    if choose_score_threshold(scores_for_vectors, thresholds=(calibrated,)) is None:
-        print("  That leaves too many roles without a response, so every role response is used, unfiltered.")
-        scores_for_vectors, SCORE_THRESHOLD = None, None
+    in_role_scores = [s for role in JUDGE_CHECK_ROLES for s in scores[role] if s is not None]
+    plain_scores = [s for role in JUDGE_CHECK_ROLES for s in default_as_role[role] if s is not None]
+    print(f"The judge on {len(JUDGE_CHECK_ROLES)} roles: their own responses vs the default assistant's answers to the same questions")
+    if in_role_scores and plain_scores:
+        judge_auroc = auroc(in_role_scores, plain_scores)
+        print(f"  mean score: role responses {np.mean(in_role_scores):.2f}, default answers {np.mean(plain_scores):.2f}")
+        for threshold in (3, 2):
+            print(f"  share scoring >= {threshold}: role responses {np.mean(np.array(in_role_scores) >= threshold):.0%}, "
+                  f"default answers {np.mean(np.array(plain_scores) >= threshold):.0%}")
+        print(f"  AUROC (role response above default answer): {judge_auroc:.3f}")
+        course.record("role judge AUROC (role responses vs default answers)", judge_auroc)
     else:
-        SCORE_THRESHOLD = calibrated
-    course.record("role score threshold used", f"{calibrated:.3g} ({ROLE_FORMULATION}, calibrated)" if SCORE_THRESHOLD else "none (all)")
+        print("  the judge gave no usable score: it cannot be measured, and the filter below cannot be trusted")
 
 # %% [markdown]
 # ## 5. Where the response starts: chat templates
@@ -649,6 +625,144 @@ except Exception as err:  # the template itself refuses a system message
 # persona vectors mean there, and it is why every function in this course goes through
 # `prepare_messages` rather than calling `apply_chat_template` directly.
 #
+# ### Role adherence from the model's own likelihoods
+#
+# §4 measured the judge on the check set, and on the offline profile the local judge is weak. The model has a
+# better view of the same question, and it needs no words at all: its *probabilities*. An answer written in a
+# role is much more likely when the role's system prompt is in the context than when it is not ("Arr, the
+# creak of me father's ship..." is a strange thing for a plain assistant to say); an answer in which the model
+# dropped its role ("As an AI language model, I don't have memories") is about as likely either way. So
+#
+# $$\text{adherence} = \frac{1}{T}\sum_{t=1}^{T} \Big[\log P(a_t \mid \text{role prompt}, q, a_{<t}) -
+# \log P(a_t \mid q, a_{<t})\Big]$$
+#
+# over the answer's $T$ tokens: a log-likelihood ratio per token. It is the same idea as a contrastive
+# direction, read from the output distribution instead of the residual stream.
+#
+# ### Exercise 3b: `role_adherence`
+# > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 20 min
+#
+# Write `role_adherence(model, tokenizer, role_prompt, question, answer)`, returning that float. For each of
+# the two readings (with `system_prompt=role_prompt`, and with none):
+# 1. render `build_messages(question, answer, system_prompt)` and find the answer's span with
+#    `assistant_turn_spans` (as in the cell above), and encode the full text;
+# 2. run one forward pass and take `log_softmax` of the logits;
+# 3. pick, for each answer token, the log-probability the model gave it, and average over the answer tokens.
+#
+# Then return the first mean minus the second.
+#
+# <details><summary>Hint</summary>
+#
+# The logits at position `t` are the model's prediction of token `t + 1`. For the answer's tokens
+# `ids[start:end]`, use the rows `logits[start - 1 : end - 1]`, and `.gather(1, ids[start:end, None])` picks
+# each token's log-probability. Average, don't sum: a sum grows with the answer's length.
+# </details>
+
+# %% tags=["exercise"]
+def role_adherence(model, tokenizer, role_prompt: str, question: str, answer: str) -> float:
+    """How much more likely the answer is with the role's system prompt than without any.
+
+    Args:
+        model, tokenizer: the model that reads the answer.
+        role_prompt: the role's system prompt.
+        question: the user's question.
+        answer: the answer to score.
+
+    Returns:
+        Mean over the answer's tokens of log P(token | role prompt, question, earlier answer tokens) minus
+        log P(token | question, earlier answer tokens): above 0 when the role prompt makes the answer likelier.
+    """
+    # BEGIN SOLUTION
+    def mean_logprob(system_prompt: str | None) -> float:
+        full, spans = assistant_turn_spans(build_messages(question, answer, system_prompt), tokenizer)
+        ids = encode(full, tokenizer, return_tensors="pt")["input_ids"].to(model.device)
+        start, end = spans[-1]
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0].float()
+        logp = torch.log_softmax(logits[start - 1 : end - 1], dim=-1)  # row t predicts token t + 1
+        return float(logp.gather(1, ids[0, start:end, None]).mean())
+
+    return mean_logprob(role_prompt) - mean_logprob(None)
+    # END SOLUTION
+
+
+# %%
+tests.test_role_adherence(role_adherence)
+
+# %% [markdown]
+# Now measure it on the same check set as the judge: each check item's role prompt is the role's first
+# system prompt. `part1_assistant_axis.adherence.role_adherence_scores` does what you wrote for many answers
+# at once (it reads the shared beginnings of the prompts once). The threshold with the best balanced accuracy
+# on the check set becomes the filter's threshold on the offline profile.
+#
+# **Before you run:** the judge reached about 0.69 on these 80 answers. Will the likelihood ratio, which
+# reads no instructions and answers no question, do better or worse?
+
+# %%
+adherence_items = [
+    {"role_prompt": personas_from_roles(roles, [it["role"]], 1)[it["role"]][0], "question": it["question"], "answer": it["answer"]}
+    for it in role_check
+]
+adherence_check = load_or_generate(
+    course.cache / "role_adherence_check.json",
+    lambda: role_adherence_scores(model, tokenizer, adherence_items, batch_size=16, desc="role adherence (check set)"),
+    "role adherence on the check set",
+    inputs=course.inputs(code=[role_adherence_scores], data={"items": adherence_items}),
+)
+in_role = [v for v, it in zip(adherence_check, role_check) if it["label"] == 1]
+plain = [v for v, it in zip(adherence_check, role_check) if it["label"] == 0]
+adherence_auroc = auroc(in_role, plain)
+ADHERENCE_THRESHOLD = youden_threshold(in_role, plain)
+print(f"Role adherence (likelihood ratio) on the check set, {len(in_role)} in-role vs {len(plain)} plain answers:")
+print(f"  mean: in role {np.mean(in_role):+.2f}, plain {np.mean(plain):+.2f} nats per token")
+print(f"  AUROC {adherence_auroc:.3f} ± {auroc_standard_error(adherence_auroc, len(in_role), len(plain)):.2f} "
+      f"(the judge: {role_check_result.auroc:.3f})")
+print(f"  threshold with the best balanced accuracy: {ADHERENCE_THRESHOLD:+.3f}")
+course.record("role adherence AUROC (check set, likelihood ratio)", adherence_auroc)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# ADHERENCE_ANSWER
+# </details>
+#
+# On the offline profile the likelihood ratio replaces the judge as the filter of `extract_persona_vectors`:
+# a role response is kept when its adherence reaches the calibrated threshold. That is a departure from the
+# paper (which keeps the responses its judge scores 3 of 0-3), made because this judge is measured to be weak
+# and this measure strong; with a hosted judge the paper's filter stays.
+
+# %%
+if LIKELIHOOD_FILTER:
+    own_items = {
+        role: [{"role_prompt": r["system_prompt"], "question": r["question"], "answer": r["response"]} for r in records]
+        for role, records in responses.items() if role != DEFAULT_ROLE
+    }
+    flat_adherence = load_or_generate(
+        course.cache / "role_adherence_build.json",
+        lambda: role_adherence_scores(model, tokenizer, [it for items in own_items.values() for it in items],
+                                      batch_size=16, desc="role adherence (role responses)"),
+        "role adherence of the role responses",
+        inputs=course.inputs(code=[role_adherence_scores], data={"items": own_items}),
+    )
+    scores_for_vectors, start = {DEFAULT_ROLE: [None] * len(responses[DEFAULT_ROLE])}, 0
+    for role, items in own_items.items():
+        scores_for_vectors[role] = flat_adherence[start : start + len(items)]
+        start += len(items)
+    kept = [v >= ADHERENCE_THRESHOLD for v in flat_adherence]
+    print(f"Departure from the method: role responses are kept when their likelihood-ratio adherence is >= "
+          f"{ADHERENCE_THRESHOLD:+.3f} (calibrated on the check set; the paper keeps judge score 3 of 0-3): "
+          f"{sum(kept)} of {len(kept)} pass.")
+    if choose_score_threshold(scores_for_vectors, thresholds=(ADHERENCE_THRESHOLD,)) is None:
+        print("  That leaves too many roles without a response, so every role response is used, unfiltered.")
+        scores_for_vectors, SCORE_THRESHOLD = None, None
+    else:
+        SCORE_THRESHOLD = ADHERENCE_THRESHOLD
+    course.record("role filter used", f"likelihood ratio >= {ADHERENCE_THRESHOLD:+.3f} (calibrated)" if SCORE_THRESHOLD is not None else "none (all)")
+    for role in list(own_items)[:3]:
+        worst = min(range(len(own_items[role])), key=lambda k: scores_for_vectors[role][k])
+        print(f"  least in role of {role}: {scores_for_vectors[role][worst]:+.2f} {responses[role][worst]['response'][:90]!r}")
+
+# %% [markdown]
 # ## 6. Response activations
 #
 # ### Exercise 4: `extract_response_activations`
@@ -816,7 +930,7 @@ def extract_persona_vectors(
     responses: dict[str, list[dict]],
     layers: list[int],
     scores: dict[str, list[int | None]] | None = None,
-    score_threshold: int = 3,
+    score_threshold: float = 3,
     batch_size: int = 16,
 ) -> dict[str, Float[Tensor, "n_layers d_model"]]:
     """Mean response activation per persona at the given blocks, from the responses that stayed in role.
@@ -827,7 +941,8 @@ def extract_persona_vectors(
         questions: the questions; records' ``question_idx`` index into them.
         responses: role -> records from `generate_role_responses`.
         layers: block indices.
-        scores: role -> judge score per record (aligned with ``responses[role]``), or None to keep all.
+        scores: role -> score per record (aligned with ``responses[role]``): a judge's, or §5's role
+            adherence; None to keep all.
         score_threshold: the lowest score kept (the default persona is never filtered).
         batch_size: examples per forward pass.
 
@@ -1211,14 +1326,47 @@ print(
     f"AUROC {heldout_auroc:.3f}"
 )
 course.record("held-out AUROC (default vs roles)", heldout_auroc)
+
+# %% [markdown]
+# Which role responses reach into the default's range? Before blaming noise, read them. §5's role adherence
+# says, for every held-out role response, whether the model kept its role: below the threshold calibrated on
+# the check set, the reply reads as if the role prompt were not there.
+#
+# **Before you run:** if the overlapping role responses are ones where the model dropped its role and answered
+# as itself, what should the AUROC be over the replies that stayed in role?
+
+# %%
+heldout_items = [
+    {"role_prompt": r["system_prompt"], "question": r["question"], "answer": r["response"]} for r in heldout_groups["roles"]
+]
+heldout_adherence = load_or_generate(
+    course.cache / "role_adherence_heldout.json",
+    lambda: role_adherence_scores(model, tokenizer, heldout_items, batch_size=16, desc="role adherence (held-out)"),
+    "role adherence of the held-out role responses",
+    inputs=course.inputs(code=[role_adherence_scores], data={"items": heldout_items}),
+)
+in_role_mask = torch.tensor([v >= ADHERENCE_THRESHOLD for v in heldout_adherence])
+dropped = [k for k in range(len(heldout_items)) if not in_role_mask[k]]
+print(f"{len(dropped)} of {len(heldout_items)} held-out role responses dropped their role (adherence < "
+      f"{ADHERENCE_THRESHOLD:+.3f}); mean projection: default {heldout['default'].mean():.2f}, dropped "
+      f"{heldout['roles'][~in_role_mask].mean():.2f}, in role {heldout['roles'][in_role_mask].mean():.2f}")
+for k in sorted(dropped, key=lambda k: -float(heldout["roles"][k]))[:4]:
+    r = heldout_groups["roles"][k]
+    print(f"  [{r['role']}] projection {heldout['roles'][k]:.2f}, adherence {heldout_adherence[k]:+.2f}: {r['response'][:90]!r}")
+heldout_auroc_in_role = auroc(heldout["default"].numpy(), heldout["roles"][in_role_mask].numpy())
+print(f"Held-out AUROC, default vs all role responses: {heldout_auroc:.3f}; vs the {int(in_role_mask.sum())} "
+      f"that stayed in role: {heldout_auroc_in_role:.3f}")
+course.record("held-out AUROC (default vs roles, replies in role)", heldout_auroc_in_role)
 hist = pd.DataFrame(
     {
         "projection": torch.cat([heldout["default"], heldout["roles"]]).tolist(),
-        "persona": ["default"] * len(heldout["default"]) + ["roles"] * len(heldout["roles"]),
+        "persona": [DEFAULT_ROLE] * len(heldout["default"]) + [r["role"] for r in heldout_groups["roles"]],
+        "reply": ["default"] * len(heldout["default"]) + ["in role" if m else "dropped its role" for m in in_role_mask.tolist()],
     }
 )
-px.histogram(hist, x="projection", color="persona", barmode="overlay", nbins=25, histnorm="probability",
-             title=f"Held-out responses projected on the Assistant Axis (block {AXIS_LAYER})").show()
+px.histogram(hist, x="projection", color="persona", pattern_shape="reply", nbins=30,
+             pattern_shape_map={"default": "", "in role": "", "dropped its role": "/"},
+             title=f"Held-out responses on the Assistant Axis (block {AXIS_LAYER}), by persona; hatched: dropped its role").show()
 
 # %% [markdown]
 # An AUROC of 0.5 would mean the axis does not tell a default response from a role response on new

@@ -492,6 +492,113 @@ def test_extract_persona_vectors(fn) -> None:
     passed("extract_persona_vectors")
 
 
+# role_adherence -------------------------------------------------------------------------------
+
+ADHERENCE_ITEMS = [
+    (
+        "You are a pirate captain. Stay in character.",
+        "What is your earliest memory?",
+        "Arr, the creak of me father's ship.",
+    ),
+    ("You are a pirate captain. Stay in character.", "What is your earliest memory?", "As an AI, I have no memories."),
+    (
+        "You are a medieval monk who copies manuscripts.",
+        "Describe your day.",
+        "I rise for vigils and copy the psalter by candlelight until the bells ring for prime.",
+    ),
+]
+
+
+def _answer_logprobs_variant(model, tok, system, question, answer, kind: str) -> torch.Tensor:
+    """Per-token log-probabilities as a (possibly mistaken) implementation computes them, for diagnosis."""
+    if kind == "no_template":
+        prefix = "\n".join(p for p in (system, question) if p) + "\n"
+        prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prefix_ids + tok(answer, add_special_tokens=False)["input_ids"]])
+        start, end = len(prefix_ids), ids.shape[1]
+    else:
+        full, spans = assistant_turn_spans(build_messages(question, answer, system), tok)
+        ids = torch.tensor([encode(full, tok)["input_ids"]])
+        start, end = spans[-1]
+        if kind == "with_prompt":
+            start = 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    if kind == "off_by_one":
+        return logp[start:end].gather(1, ids[0, start:end, None])[:, 0]
+    return logp[start - 1 : end - 1].gather(1, ids[0, start:end, None])[:, 0]
+
+
+def _adherence_variant(model, tok, item, kind: str, reduce=torch.mean) -> float:
+    system, question, answer = item
+    return float(
+        reduce(_answer_logprobs_variant(model, tok, system, question, answer, kind))
+        - reduce(_answer_logprobs_variant(model, tok, None, question, answer, kind))
+    )
+
+
+def test_role_adherence(fn) -> None:
+    """Mean per-answer-token log P(answer | role prompt, question) - log P(answer | question), through the chat
+    template; compared with the provided batched `part1_assistant_axis.adherence.role_adherence_scores`."""
+    from part1_assistant_axis.adherence import role_adherence_scores
+
+    model, tok = tiny()
+    want = role_adherence_scores(
+        model, tok, [{"role_prompt": s, "question": q, "answer": a} for s, q, a in ADHERENCE_ITEMS], batch_size=2
+    )
+    got = []
+    for item in ADHERENCE_ITEMS:
+        value = _call(fn, "role_adherence", model, tok, *item)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        check(isinstance(value, (float, int)), f"Return one float per answer, got {type(value).__name__}.")
+        got.append(float(value))
+    if np.allclose(got, want, rtol=1e-3, atol=1e-4):
+        passed("role_adherence")
+        return
+    diagnoses = [
+        (
+            "sum",
+            lambda it: _adherence_variant(model, tok, it, "answer", reduce=torch.sum),
+            "You summed the log-probabilities: average them over the answer's tokens (a sum grows with the "
+            "answer's length, so long answers would look more or less in role for their length alone).",
+        ),
+        (
+            "with_prompt",
+            lambda it: _adherence_variant(model, tok, it, "with_prompt"),
+            "You scored the prompt's tokens too: only the answer's tokens count (its span from "
+            "assistant_turn_spans). The system prompt's own tokens differ between the two readings.",
+        ),
+        (
+            "no_template",
+            lambda it: _adherence_variant(model, tok, it, "no_template"),
+            "You skipped the chat template: render build_messages(question, answer, role_prompt) with the "
+            "template (assistant_turn_spans does), so the model reads the role prompt as a system message.",
+        ),
+        (
+            "off_by_one",
+            lambda it: _adherence_variant(model, tok, it, "off_by_one"),
+            "Off by one between logits and targets: the logits at position t predict token t + 1, so the answer's "
+            "tokens ids[start:end] are scored by logits[start - 1:end - 1].",
+        ),
+    ]
+    for _, variant, message in diagnoses:
+        check(not np.allclose(got, [variant(it) for it in ADHERENCE_ITEMS], rtol=1e-3, atol=1e-4), message)
+    check(
+        not np.allclose(got, 0.0, atol=1e-6),
+        "Every answer scores 0: compare the answer with the role prompt against the answer with no system prompt "
+        "(system_prompt=None), not the role prompt against itself.",
+    )
+    check(
+        not np.allclose(got, [-w for w in want], rtol=1e-3, atol=1e-4),
+        "The sign is reversed: with the role prompt minus without it (higher = more in role).",
+    )
+    check(
+        False,
+        f"The scores differ from the reference: got {np.round(got, 4).tolist()}, expected {np.round(want, 4).tolist()}.",
+    )
+
+
 # cosine_similarity_matrix ---------------------------------------------------------------------
 
 

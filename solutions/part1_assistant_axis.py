@@ -136,6 +136,32 @@ def score_role_responses(
     return scores
 
 
+def role_adherence(model, tokenizer, role_prompt: str, question: str, answer: str) -> float:
+    """How much more likely the answer is with the role's system prompt than without any.
+
+    Args:
+        model, tokenizer: the model that reads the answer.
+        role_prompt: the role's system prompt.
+        question: the user's question.
+        answer: the answer to score.
+
+    Returns:
+        Mean over the answer's tokens of log P(token | role prompt, question, earlier answer tokens) minus
+        log P(token | question, earlier answer tokens): above 0 when the role prompt makes the answer likelier.
+    """
+
+    def mean_logprob(system_prompt: str | None) -> float:
+        full, spans = assistant_turn_spans(build_messages(question, answer, system_prompt), tokenizer)
+        ids = encode(full, tokenizer, return_tensors="pt")["input_ids"].to(model.device)
+        start, end = spans[-1]
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0].float()
+        logp = torch.log_softmax(logits[start - 1 : end - 1], dim=-1)  # row t predicts token t + 1
+        return float(logp.gather(1, ids[0, start:end, None]).mean())
+
+    return mean_logprob(role_prompt) - mean_logprob(None)
+
+
 def extract_response_activations(
     model,
     tokenizer,
@@ -190,7 +216,7 @@ def extract_persona_vectors(
     responses: dict[str, list[dict]],
     layers: list[int],
     scores: dict[str, list[int | None]] | None = None,
-    score_threshold: int = 3,
+    score_threshold: float = 3,
     batch_size: int = 16,
 ) -> dict[str, Float[Tensor, "n_layers d_model"]]:
     """Mean response activation per persona at the given blocks, from the responses that stayed in role.
@@ -201,7 +227,8 @@ def extract_persona_vectors(
         questions: the questions; records' ``question_idx`` index into them.
         responses: role -> records from `generate_role_responses`.
         layers: block indices.
-        scores: role -> judge score per record (aligned with ``responses[role]``), or None to keep all.
+        scores: role -> score per record (aligned with ``responses[role]``): a judge's, or §5's role
+            adherence; None to keep all.
         score_threshold: the lowest score kept (the default persona is never filtered).
         batch_size: examples per forward pass.
 

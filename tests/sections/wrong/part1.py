@@ -624,6 +624,66 @@ def activations_one_block_later(axes, default_acts, role_acts):
     return _by_layer(axes, default_acts, role_acts, shift=1)
 
 
+# role_adherence
+def _answer_logprobs(model, tok, system, question, answer, scored="answer", shift=1, template=True):
+    if template:
+        full, spans = assistant_turn_spans(build_messages(question, answer, system), tok)
+        ids = torch.tensor([encode(full, tok)["input_ids"]])
+        start, end = spans[-1]
+    else:  # the texts joined by newlines, as a student who skips the chat template writes it
+        prefix = "\n".join(p for p in (system, question) if p) + "\n"
+        start = len(tok(prefix, add_special_tokens=False)["input_ids"])
+        ids = torch.tensor(
+            [tok(prefix, add_special_tokens=False)["input_ids"] + tok(answer, add_special_tokens=False)["input_ids"]]
+        )
+        end = ids.shape[1]
+    if scored == "everything":
+        start = 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    rows = logp[start - shift : end - shift]
+    return rows.gather(1, ids[0, start:end, None])[:, 0]
+
+
+def adherence_sums(model, tok, role_prompt, question, answer):
+    return float(
+        _answer_logprobs(model, tok, role_prompt, question, answer).sum()
+        - _answer_logprobs(model, tok, None, question, answer).sum()
+    )
+
+
+def adherence_scores_prompt_tokens(model, tok, role_prompt, question, answer):
+    return float(
+        _answer_logprobs(model, tok, role_prompt, question, answer, scored="everything").mean()
+        - _answer_logprobs(model, tok, None, question, answer, scored="everything").mean()
+    )
+
+
+def adherence_without_template(model, tok, role_prompt, question, answer):
+    return float(
+        _answer_logprobs(model, tok, role_prompt, question, answer, template=False).mean()
+        - _answer_logprobs(model, tok, None, question, answer, template=False).mean()
+    )
+
+
+def adherence_off_by_one(model, tok, role_prompt, question, answer):
+    return float(
+        _answer_logprobs(model, tok, role_prompt, question, answer, shift=0).mean()
+        - _answer_logprobs(model, tok, None, question, answer, shift=0).mean()
+    )
+
+
+def adherence_role_prompt_twice(model, tok, role_prompt, question, answer):
+    return float(
+        _answer_logprobs(model, tok, role_prompt, question, answer).mean()
+        - _answer_logprobs(model, tok, role_prompt, question, answer).mean()
+    )
+
+
+def adherence_reversed(model, tok, role_prompt, question, answer):
+    return -sol.role_adherence(model, tok, role_prompt, question, answer)
+
+
 WRONG = {
     "role_eval_template": [
         (format_with_character_only, "placeholders must survive"),
@@ -649,6 +709,14 @@ WRONG = {
         (one_call_per_role, "one call"),
         (role_name_as_system_prompt, "not the role name"),
         (ignores_temperature, "temperature"),
+    ],
+    "role_adherence": [
+        (adherence_sums, "average them"),
+        (adherence_scores_prompt_tokens, "prompt's tokens too"),
+        (adherence_without_template, "skipped the chat template"),
+        (adherence_off_by_one, "Off by one between logits and targets"),
+        (adherence_role_prompt_twice, "not the role prompt against itself"),
+        (adherence_reversed, "sign is reversed"),
     ],
     "extract_response_activations": [
         (hidden_states_off_by_one, "off by one layer"),
