@@ -23,11 +23,12 @@ from jaxtyping import Float
 from sae_lens import SAE, StandardSAE, StandardSAEConfig
 from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
 from torch import Tensor
-from tqdm.auto import trange
 
 from utils.activations import mean_over_spans
 from utils.cache import load_or_generate
 from utils.chat import encode
+from utils.departures import departure
+from utils.progress import tqdm
 
 # Published SAEs that sae-lens lists for the course's models: model -> (release, sae_id pattern, blocks).
 # The andyrdt release holds BatchTopK SAEs on the residual stream after blocks 3, 7, ..., 27 of
@@ -65,8 +66,8 @@ def unavailable_message(release: str, sae_id: str, layer: int, err: Exception) -
     repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
     reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return (
-        f"DEPARTURE FROM THE METHOD: the published SAE for block {layer} is not available: sae-lens release "
-        f"{release!r}, id {sae_id!r} (Hugging Face repo {repo_id}, folder {folder}) is not in the local Hugging "
+        departure(f"the published SAE for block {layer} is not available: sae-lens release ")
+        + f"{release!r}, id {sae_id!r} (Hugging Face repo {repo_id}, folder {folder}) is not in the local Hugging "
         f"Face cache and could not be downloaded ({type(err).__name__}: {reason}).\n"
         f"To use it, fetch it once on a machine with network, into the Hugging Face cache this kernel reads "
         f"(HF_HOME / HF_HUB_CACHE):\n    {fetch_command(release, sae_id)}\nthen re-run this cell.\n"
@@ -125,7 +126,7 @@ def train_sae(acts: Float[Tensor, "n d"], d_sae: int, steps: int = 400, l1: floa
         sae.b_dec.copy_(x_all.mean(0))
     opt = torch.optim.Adam(sae.parameters(), lr=2e-3)
     with torch.enable_grad():
-        for _ in trange(steps, desc="training SAE", leave=False):
+        for _ in tqdm(range(steps), desc="training SAE"):
             x = x_all[torch.randint(len(x_all), (min(512, len(x_all)),))]
             latents = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
             recon = latents @ sae.W_dec + sae.b_dec

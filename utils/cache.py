@@ -280,6 +280,26 @@ def _summary(inputs: dict | None) -> str:
     return ", ".join(parts)
 
 
+CACHE_LOG_NAME = "cache.log"
+
+
+def cache_log_path() -> Path:
+    """The cache's log (``<cache root>/cache.log``): every load and save, with its path and settings."""
+    return cache_root() / CACHE_LOG_NAME
+
+
+def log_cache_event(message: str) -> None:
+    """Append one line to the cache log; a log that cannot be written never stops the course."""
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    try:
+        path = cache_log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+    except OSError as err:
+        warnings.warn(f"Could not write the cache log {cache_log_path()}: {err}", stacklevel=2)
+
+
 def load_or_generate(
     path: str | os.PathLike,
     generate_fn: Callable[[], Any],
@@ -331,10 +351,13 @@ def load_or_generate(
                     f"Delete the file or call with override=True to regenerate it."
                 ) from err
             made = (meta or {}).get("made", "at an unknown time")
-            print(f"Loaded {description} from {path} (made {made}; {_summary(recorded)})")
+            # One short line in the notebook; the path and the settings go to the cache log.
+            print(f"Loaded {description} from the course cache (made {made})")
+            log_cache_event(f"loaded {description} from {path} (made {made}; {_summary(recorded)})")
             return value
     if reason and path.exists():
-        print(f"Recomputing {description} ({path.name}): {reason}")
+        print(f"Recomputing {description}: {reason}")
+        log_cache_event(f"recomputing {description} at {path}: {reason}")
     value = generate_fn()
     try:
         write_atomic(path, to_json(value, description) if path.suffix in JSON_SUFFIXES else value)
@@ -346,7 +369,7 @@ def load_or_generate(
             stacklevel=2,
         )
         return value
-    print(f"Saved {description} to {path}")
+    log_cache_event(f"saved {description} to {path} ({_summary(inputs)})")
     return value
 
 
@@ -389,5 +412,6 @@ def load_artifact(path: str | os.PathLike, description: str) -> Artifact | None:
         made=meta.get("made", "at an unknown time"),
         inputs=meta.get("inputs") or {},
     )
-    print(f"Loaded {description} from {path} (made {provenance['made']}; {_summary(provenance['inputs'])})")
+    print(f"Loaded {description} (made {provenance['made']})")
+    log_cache_event(f"loaded {description} from {path} (made {provenance['made']}; {_summary(provenance['inputs'])})")
     return Artifact(value, provenance)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from functools import cache
 
 import torch
@@ -80,5 +82,10 @@ class FunctionBackend:
 
 
 def rule_judge(fn, name: str = "rule") -> Judge:
-    """A real `Judge` over a `FunctionBackend`, remembering nothing, so every request reaches ``fn``."""
-    return Judge(FunctionBackend(fn, name), cache_path=None, remember=False)
+    """A real `Judge` over a `FunctionBackend`, remembering nothing, so every request reaches ``fn``.
+
+    It is the checks' instrument, not the student's judge: it is made without announcing itself, so a
+    check cell prints its one line of verdict and nothing about the rule inside it.
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Judge(FunctionBackend(fn, name), cache_path=None, remember=False)

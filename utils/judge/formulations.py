@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from utils.departures import departure
 from utils.judge.scales import A_OR_B, YES_NO, Scale, unrounded
 from utils.metrics import auroc, auroc_standard_error, youden_threshold
 
@@ -252,10 +253,12 @@ def report_check(
     if formulation != "score":
         measured = OFFLINE_MEASURED.get(task.name, {})
         print(
-            f"DEPARTURE FROM THE METHOD: the offline {task.name} judge uses {FORMULATION_TEXT[formulation]}, not the "
-            f"paper's {scale} template, chosen on the check sets by benchmarks/bench_judges.py (AUROC "
-            + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
-            + ")."
+            departure(
+                f"the offline {task.name} judge uses {FORMULATION_TEXT[formulation]}, not the paper's {scale} "
+                "template, chosen on the check sets by benchmarks/bench_judges.py (AUROC "
+                + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
+                + ")."
+            )
         )
     elif task.scale.kind == "integer" and judge.backend.name == "local":
         print(f"The {task.name} judge's {scale} score is read as a probability-weighted mean, not rounded.")
