@@ -44,9 +44,10 @@ class SectionContext:
         """The section's model under the active profile."""
         return getattr(self.profile.models, model_attribute(self.name))
 
-    def record(self, name: str, value: str | int | float) -> None:
-        """Store one headline result of this section (see `utils.results.record`)."""
-        record(self.name, name, value)
+    def record(self, name: str, value: str | int | float, echo: bool = True) -> None:
+        """Store one headline result of this section (see `utils.results.record`; ``echo=False`` where the
+        cell already shows the value)."""
+        record(self.name, name, value, echo=echo)
 
     def inputs(self, **kwargs: Any) -> dict[str, Any]:
         """`utils.cache.cache_inputs` with this section's profile and model filled in."""

@@ -237,6 +237,7 @@ class ReportCheck:
     made: int  # plotly figures the executed notebook made
     drawn: int  # figures drawn in the browser
     progress: list[tuple[int, int]] = field(default_factory=list)  # (code cell, progress lines) over the limit
+    noise: list[str] = field(default_factory=list)  # plumbing in the stored outputs (`utils.output_noise`)
     seconds: float = 0.0
     screenshot: Path | None = None
 
@@ -253,6 +254,7 @@ class ReportCheck:
             f"(at most {MAX_PROGRESS_LINES})"
             for number, count in self.progress
         ]
+        found += [f"{self.html.with_suffix('.ipynb')}: {problem}" for problem in self.noise]
         return found
 
 
@@ -260,10 +262,12 @@ def check_report(html: Path, chromium: str, screenshot: bool = True) -> ReportCh
     """Open one HTML report in headless Chromium (no network) and compare it with its executed notebook."""
     import nbformat
 
+    from utils.output_noise import noise_problems
+
     start = time.perf_counter()
     nb = nbformat.read(html.with_suffix(".ipynb"), as_version=4)
     dom = _chromium(chromium, html, "--dump-dom").stdout
-    check = ReportCheck(html, notebook_figures(nb), drawn_figures(dom), progress_problems(nb))
+    check = ReportCheck(html, notebook_figures(nb), drawn_figures(dom), progress_problems(nb), noise_problems(nb))
     if screenshot:
         png = html.with_suffix(".png")
         png.unlink(missing_ok=True)

@@ -43,13 +43,14 @@ def _load(path: Path) -> dict:
     return results
 
 
-def record(section: str, name: str, value: str | int | float) -> None:
+def record(section: str, name: str, value: str | int | float, echo: bool = True) -> None:
     """Store one headline result of a section (read by the runner's summary table), atomically.
 
     Args:
         section: the section package name.
         name: what the value is (e.g. "PC1 variance explained").
         value: a number (floats are rounded to 4 decimals) or a short string.
+        echo: print ``[result] name: value`` (False where the cell already shows the value, in a table).
 
     Raises:
         ValueError: for a value that is None or not a number or string.
@@ -72,7 +73,8 @@ def record(section: str, name: str, value: str | int | float) -> None:
     results[PROFILE_KEY] = get_profile(verbose=False).name
     results[name] = value if isinstance(value, (str, int)) else round(float(value), 4)
     write_atomic(path, results)
-    print(f"[result] {name}: {results[name]}")
+    if echo:
+        print(f"[result] {name}: {results[name]}")
 
 
 def read_results(results_dir: Path, section: str) -> dict:
