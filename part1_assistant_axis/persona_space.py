@@ -104,8 +104,12 @@ def stack_vectors(vectors: dict[str, Tensor]) -> tuple[Tensor, list[str]]:
     return torch.stack([vectors[n].float() for n in names]), names
 
 
+MAX_LABELLED_CELLS = 12  # rows and columns; a bigger matrix is read by its colours, each value on hover
+
+
 def plot_similarity(matrix: Float[Tensor, "n n"], names: list[str], title: str) -> go.Figure:
-    """A cosine-similarity heatmap on a fixed -1..1 colour scale."""
+    """A cosine-similarity heatmap on a fixed -1..1 colour scale; each cell's value written in it when the
+    matrix is small enough to read that way (at most `MAX_LABELLED_CELLS` rows), else on hover only."""
     fig = px.imshow(
         matrix.numpy(),
         x=names,
@@ -113,7 +117,7 @@ def plot_similarity(matrix: Float[Tensor, "n n"], names: list[str], title: str) 
         zmin=-1,
         zmax=1,
         color_continuous_scale="RdBu",
-        text_auto=".2f",
+        text_auto=".2f" if len(names) <= MAX_LABELLED_CELLS else False,
         title=title,
         aspect="auto",
     )

@@ -1150,9 +1150,11 @@ default_projection = (persona_vectors[DEFAULT_ROLE].float() - role_mean) @ compo
 flip = torch.where(default_projection < 0, -1.0, 1.0)
 components, role_projections, default_projection = components * flip[:, None], role_projections * flip, default_projection * flip
 
+# n roles span at most n - 1 directions around their mean: the last component holds nothing, so it is not drawn.
+n_informative = min(len(variance_explained), len(role_only) - 1)
 fig = px.bar(
-    x=[f"PC{i + 1}" for i in range(len(variance_explained))],
-    y=variance_explained.tolist(),
+    x=[f"PC{i + 1}" for i in range(n_informative)],
+    y=variance_explained[:n_informative].tolist(),
     labels={"x": "component", "y": "fraction of variance"},
     title=f"Variance explained by each principal component of role space (block {AXIS_LAYER})",
 )
@@ -1567,7 +1569,9 @@ fig.add_scatter(x=by_layer["layer"], y=axis_all_layers.norm(dim=-1) / axis_all_l
 fig.add_vline(x=AXIS_LAYER, line_dash="dash", annotation_text="AXIS_LAYER")
 fig.update_layout(title="The Assistant Axis at every block", xaxis_title="block", yaxis_range=[0, 1.05])
 fig.show()
-print(by_layer.merge(by_layer_no_system, on="layer", how="left", suffixes=("", "_no_system")).round(3).to_string(index=False))
+# The question-only reading stops at AXIS_LAYER (READ_BLOCKS), so the table compares the blocks both have.
+print(by_layer.merge(by_layer_no_system, on="layer", how="inner", suffixes=("", "_no_system")).round(3).to_string(index=False))
+print(f"(blocks {AXIS_LAYER + 1}-{N_LAYERS - 1}: with the system prompt only, in the figure)")
 plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)],
                 "Cosine between the axes of different blocks").show()
 
