@@ -89,6 +89,7 @@ from utils.cache import cache_inputs, load_or_generate
 from utils.chat import format_messages, prepare_messages, records_to_conversations, render
 from utils.checks import tiny
 from utils.data import load_questions, load_roles
+from utils.departures import departure
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import d_model, num_layers
@@ -749,9 +750,8 @@ if LIKELIHOOD_FILTER:
         scores_for_vectors[role] = flat_adherence[start : start + len(items)]
         start += len(items)
     kept = [v >= ADHERENCE_THRESHOLD for v in flat_adherence]
-    print(f"Departure from the method: role responses are kept when their likelihood-ratio adherence is >= "
-          f"{ADHERENCE_THRESHOLD:+.3f} (calibrated on the check set; the paper keeps judge score 3 of 0-3): "
-          f"{sum(kept)} of {len(kept)} pass.")
+    print(departure(f"role responses are kept when their likelihood-ratio adherence is >= {ADHERENCE_THRESHOLD:+.3f} "
+                    f"(calibrated on the check set; the paper keeps judge score 3 of 0-3): {sum(kept)} of {len(kept)} pass."))
     if choose_score_threshold(scores_for_vectors, thresholds=(ADHERENCE_THRESHOLD,)) is None:
         print("  That leaves too many roles without a response, so every role response is used, unfiltered.")
         scores_for_vectors, SCORE_THRESHOLD = None, None
