@@ -132,7 +132,7 @@ print(
 
 # %%
 # The judge's backend and model: COURSE_JUDGE_BACKEND and COURSE_JUDGE_MODEL override the keys' choice
-# for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/defaults.py).
+# for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/hosted_backends.py).
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 
 # %% [markdown]
