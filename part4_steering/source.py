@@ -78,6 +78,7 @@ from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
 from part3_contrastive.artifacts import describe_labelling, labels_of, trait_vectors
+from solutions import part3_contrastive as section3_steps  # builds section 3's vectors if it has not run
 from utils.chat import records_to_conversations
 from utils.data import load_trait_file
 from utils.judge import SCORE_0_100, make_section_judge
@@ -110,7 +111,7 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
 COHERENCE_PROMPT = COHERENCE_PROMPT_FILE.read_text()
 syco_data = load_trait_file(trait_file("sycophantic"))
 syco_eval = load_trait_file(trait_file("sycophantic", "eval"))
-syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic")
+syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic", build=section3_steps)
 syco_vector = syco_vectors[STEER_LAYER]
 print(f"sycophancy vectors: {describe_labelling(syco_provenance)} ({syco_provenance['path']})")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
