@@ -157,7 +157,7 @@ role_names = select_roles(roles, profile.n_roles)
 personas = personas_from_roles(roles, role_names, profile.n_instruction_pairs)
 all_questions = load_questions(QUESTIONS_FILE)
 BUILD_QUESTIONS = all_questions[: profile.n_questions]
-N_HELDOUT = profile.extra.get("n_heldout_role_questions", profile.n_eval_questions)  # offline: fewer than sections 3-4
+N_HELDOUT = profile.n_heldout_role_questions  # offline: fewer than sections 3-4
 HELDOUT_QUESTIONS = all_questions[profile.n_questions : profile.n_questions + N_HELDOUT]
 print(f"{len(role_names) - 1} roles + default: {', '.join(role_names)}")
 print(f"{len(BUILD_QUESTIONS)} questions to build the axis, {len(HELDOUT_QUESTIONS)} held out")

@@ -22,6 +22,7 @@ from part3_contrastive.records import ContrastiveRecord, ScoredContrastiveRecord
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
 from utils.models import course_name
+from utils.profiles import Profile
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -74,7 +75,7 @@ class Labelling(TypedDict):
     mean_score_neg: float | None
 
 
-def trait_path(profile, trait: str, kind: Kind, labels: Labels = "judge") -> Path:
+def trait_path(profile: Profile, trait: str, kind: Kind, labels: Labels = "judge") -> Path:
     """Where section 3 caches one kind of result for a trait under a profile.
 
     Args:
@@ -121,7 +122,7 @@ def judge_labelling(labels: Labels, pairs_kept: int, scored: list[ScoredContrast
 
 
 def save_trait_vectors(
-    profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict
+    profile: Profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict
 ) -> Tensor:
     """Section 3's vectors for a trait, computed (or read from the cache) and saved with how they were labelled.
 
@@ -203,7 +204,7 @@ class ContrastiveSteps(Protocol):
     ) -> Tensor: ...
 
 
-def load_trait_vectors(profile, trait: str) -> Artifact | None:
+def load_trait_vectors(profile: Profile, trait: str) -> Artifact | None:
     """The vectors section 3 saved for a trait under this profile, with provenance; None if it has not run."""
     return load_artifact(trait_path(profile, trait, "vectors"), f"section 3's {trait} vectors")
 
@@ -211,7 +212,7 @@ def load_trait_vectors(profile, trait: str) -> Artifact | None:
 def trait_vectors(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    profile,
+    profile: Profile,
     trait: str = "sycophantic",
     build: ContrastiveSteps | None = None,
 ) -> Artifact:

@@ -976,9 +976,9 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 # are printed for each trait.
 
 # %%
-TRAITS = ["sycophantic", "evil", "hallucinating"] + (["impolite", "optimistic", "humorous", "apathetic"] if profile.name == "full" else [])
+TRAITS = list(profile.pipeline_traits)  # per profile: utils.profiles
 PIPELINE_COEFFICIENTS = sorted({-CONTROL_COEFF, 0.0, CONTROL_COEFF})
-PIPELINE_QUESTIONS = profile.extra.get("n_pipeline_questions", profile.n_eval_questions)
+PIPELINE_QUESTIONS = profile.n_pipeline_questions
 pipelines = {}
 for trait in TRAITS:
     data = load_trait_file(trait_file(trait))
