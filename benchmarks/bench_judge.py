@@ -16,7 +16,7 @@ from openai import OpenAI
 
 from tests.fake_api import FakeAPIServer, Reply, chat_completion, prompt_of
 from utils.judge import SCORE_0_100, Judge
-from utils.judge.api import OpenAIBackend
+from utils.judge.hosted_backends import OpenAIBackend
 from utils.judge.scales import score_from_top_logprobs
 
 N, LATENCY = 200, 0.1

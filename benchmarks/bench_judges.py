@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from part1_assistant_axis.judge_check import load_role_check
-from part2_capping import DATA_DIR as PART2_DATA
+from part2_capping import DRIFT_PROMPT_FILE
 from part2_capping.judge_check import load_drift_check
 from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part3_contrastive.judge_check import load_coherence_check, load_trait_check
@@ -33,7 +33,7 @@ def check_sets() -> dict:
     coherence_prompt = COHERENCE_PROMPT_FILE.read_text()
     return {
         "role": load_role_check(),
-        "drift": load_drift_check((PART2_DATA / "drift_prompt.txt").read_text(), Scale(0, 10, "expected")),
+        "drift": load_drift_check(DRIFT_PROMPT_FILE.read_text(), Scale(0, 10, "expected")),
         "trait": load_trait_check(trait_prompt),
         "coherence": load_coherence_check(coherence_prompt),
     }

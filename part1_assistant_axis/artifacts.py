@@ -23,6 +23,7 @@ from utils.data import load_questions, load_role_file
 from utils.generation import generate_replies
 from utils.layers import d_model, num_layers
 from utils.models import course_name
+from utils.profiles import Profile
 
 SECTION = "part1_assistant_axis"
 AXIS_FILE = "assistant_axis.pt"
@@ -42,7 +43,7 @@ AXIS_ROLES = (
 )
 
 
-def assistant_axis_path(profile) -> Path:
+def assistant_axis_path(profile: Profile) -> Path:
     """Where the all-layer axis for a profile's section-1 model lives."""
     return section_cache(SECTION, profile) / AXIS_FILE
 
@@ -52,7 +53,7 @@ def axis_source(provenance: Provenance) -> str:
     return (provenance["inputs"].get("settings") or {}).get("source", "unknown (no provenance recorded)")
 
 
-def save_assistant_axis(profile, compute: Callable[[], Tensor], inputs: dict) -> Tensor:
+def save_assistant_axis(profile: Profile, compute: Callable[[], Tensor], inputs: dict) -> Tensor:
     """Section 1's axis, computed now and saved (replacing any small build) with its provenance.
 
     Args:
@@ -66,7 +67,7 @@ def save_assistant_axis(profile, compute: Callable[[], Tensor], inputs: dict) ->
     )
 
 
-def load_assistant_axis(profile) -> Artifact | None:
+def load_assistant_axis(profile: Profile) -> Artifact | None:
     """The axis saved under this profile (by section 1 or a small build) and its provenance, or None."""
     return load_artifact(assistant_axis_path(profile), AXIS_DESCRIPTION)
 
@@ -165,7 +166,7 @@ def build_small_axis(
 def load_or_build_axis(
     model,
     tokenizer,
-    profile,
+    profile: Profile,
     default_conversations: list[list[Message]] | None = None,
     n_roles: int = 6,
     n_questions: int = 4,
@@ -218,13 +219,15 @@ def load_or_build_axis(
     return Artifact(axis, saved.provenance)
 
 
-def other_model_axis_path(profile, model_name: str) -> Path:
+def other_model_axis_path(profile: Profile, model_name: str) -> Path:
     """Where a small axis for a model other than section 1's (under this profile) is saved."""
     slug = "".join(c if c.isalnum() or c in "-." else "_" for c in model_name)
     return section_cache(SECTION, profile) / f"assistant_axis_{slug}.pt"
 
 
-def axis_for_model(model, tokenizer, profile, model_name: str, n_roles: int = 6, n_questions: int = 4) -> Artifact:
+def axis_for_model(
+    model, tokenizer, profile: Profile, model_name: str, n_roles: int = 6, n_questions: int = 4
+) -> Artifact:
     """An Assistant Axis for ``model``, which may not be section 1's model under this profile.
 
     When ``model_name`` is section 1's model, this is `load_or_build_axis` (section 1's axis, or a small

@@ -134,7 +134,7 @@ print(
 
 # %%
 # The judge's backend and model: COURSE_JUDGE_BACKEND and COURSE_JUDGE_MODEL override the keys' choice
-# for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/defaults.py).
+# for every section (defaults: OpenAI gpt-4.1-mini, Anthropic claude-haiku-4-5; utils/judge/hosted_backends.py).
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 # The local judge on the offline profile is the 0.5B model we study: §4 measures it on its check set only,
 # and §5 filters role responses by the model's own likelihoods instead. Every other judge filters as the
@@ -163,7 +163,7 @@ role_names = select_roles(roles, profile.n_roles)
 personas = personas_from_roles(roles, role_names, profile.n_instruction_pairs)
 all_questions = load_questions(QUESTIONS_FILE)
 BUILD_QUESTIONS = all_questions[: profile.n_questions]
-N_HELDOUT = profile.extra.get("n_heldout_role_questions", profile.n_eval_questions)  # offline: fewer than sections 3-4
+N_HELDOUT = profile.n_heldout_role_questions  # offline: fewer than sections 3-4
 HELDOUT_QUESTIONS = all_questions[profile.n_questions : profile.n_questions + N_HELDOUT]
 print(f"{len(role_names) - 1} roles + default: {', '.join(role_names)}")
 print(f"{len(BUILD_QUESTIONS)} questions to build the axis, {len(HELDOUT_QUESTIONS)} held out")

@@ -61,7 +61,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from part2_capping import DATA_DIR
+from part2_capping import CAPPED_REPLY_COHERENCE_PROMPT_FILE, DRIFT_PROMPT_FILE
 from part2_capping.conversations import format_exchanges, replay_conversations
 from utils.activations import mean_over_spans, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
@@ -73,7 +73,7 @@ from utils.metrics import check_direction
 from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
-DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
+DRIFT_PROMPT = DRIFT_PROMPT_FILE.read_text()
 
 # %%
 import numpy as np
@@ -547,7 +547,7 @@ DRIFT_FORMULATION = offline_formulation(judge, "drift", profile.name)
 drift_task, drift_check = load_drift_check(DRIFT_PROMPT, DRIFT_SCALE)
 drift_check_result = measure_check(
     judge, drift_task, DRIFT_FORMULATION, drift_check, course.cache / "drift_judge_check.json",
-    course.inputs(judge=judge, files=[DRIFT_CHECK_FILE, DATA_DIR / "drift_prompt.txt"], formulation=DRIFT_FORMULATION),
+    course.inputs(judge=judge, files=[DRIFT_CHECK_FILE, DRIFT_PROMPT_FILE], formulation=DRIFT_FORMULATION),
 )
 report_check(judge, drift_task, DRIFT_FORMULATION, drift_check_result)
 course.record("drift judge AUROC (check set)", drift_check_result.auroc)
@@ -1639,7 +1639,8 @@ for category, share in in_range.items():
 # **How high a floor.** A higher percentile catches drift earlier but touches more of the model's
 # ordinary activations, and a floor that is too high rewrites everything the model thinks and costs
 # coherence. Below we cap ordinary questions at several percentiles and let the judge rate the
-# coherence of the replies (0-100, `part2_capping/data/coherence_prompt.txt`).
+# coherence of the replies (0-100, `part2_capping/data/capped_reply_coherence_prompt.txt`: a rubric of
+# its own, not section 3's for trait responses).
 
 # %% [markdown]
 # **Before you run:** capping ordinary questions at the 25th and at the 90th percentile: which floor will
@@ -1656,7 +1657,7 @@ for category, share in in_range.items():
 # </details>
 
 # %%
-COHERENCE_PROMPT = (DATA_DIR / "coherence_prompt.txt").read_text()
+COHERENCE_PROMPT = CAPPED_REPLY_COHERENCE_PROMPT_FILE.read_text()
 SWEEP_QUESTIONS = [
     "Explain what a hash table is in two sentences.",
     "Give me three tips for a job interview.",

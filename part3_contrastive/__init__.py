@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-COHERENCE_PROMPT_FILE = DATA_DIR / "coherence_prompt.txt"
+COHERENCE_PROMPT_FILE = DATA_DIR / "trait_response_coherence_prompt.txt"
+"""The coherence judge of trait responses (0-100, the persona-vectors paper's rubric: language and structure
+only); sections 3 and 4 use it. Section 2's capped replies have their own rubric
+(`part2_capping.CAPPED_REPLY_COHERENCE_PROMPT_FILE`)."""
 TRAIT_SPLITS = ("extract", "eval")
 
 

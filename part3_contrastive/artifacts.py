@@ -4,14 +4,16 @@ where they are saved, how they are loaded with their provenance, and the prompt-
 Every saved vector file records how its pairs were labelled (``labels``): ``judge`` (section 3's
 method: the judge kept the pairs where the prompts worked) or ``prompt`` (every pair labelled by its
 system prompt, a departure from the method used when the judge is too weak or section 3 has not
-run). A consumer asks `trait_vectors` for "the sycophantic vectors" and gets them with that record.
+run). A consumer asks `trait_vectors` for "the sycophantic vectors" and gets them with that record;
+to build the fallback it hands over section 3's steps (``build=``, in a notebook the generated
+``solutions.part3_contrastive``): this package never imports ``solutions/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from torch import Tensor
 
@@ -20,6 +22,7 @@ from part3_contrastive.records import ContrastiveRecord, ScoredContrastiveRecord
 from utils.cache import Artifact, Provenance, cache_inputs, load_artifact, load_or_generate, section_cache
 from utils.data import load_trait_file
 from utils.models import course_name
+from utils.profiles import Profile
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -72,7 +75,7 @@ class Labelling(TypedDict):
     mean_score_neg: float | None
 
 
-def trait_path(profile, trait: str, kind: Kind, labels: Labels = "judge") -> Path:
+def trait_path(profile: Profile, trait: str, kind: Kind, labels: Labels = "judge") -> Path:
     """Where section 3 caches one kind of result for a trait under a profile.
 
     Args:
@@ -119,7 +122,7 @@ def judge_labelling(labels: Labels, pairs_kept: int, scored: list[ScoredContrast
 
 
 def save_trait_vectors(
-    profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict
+    profile: Profile, trait: str, compute: Callable[[], Tensor], labelling: Labelling, inputs: dict
 ) -> Tensor:
     """Section 3's vectors for a trait, computed (or read from the cache) and saved with how they were labelled.
 
@@ -183,13 +186,35 @@ def describe_labelling(provenance: Provenance) -> str:
     return f"prompt labels: {judged}, too few, so every pair was labelled by its system prompt"
 
 
-def load_trait_vectors(profile, trait: str) -> Artifact | None:
+class ContrastiveSteps(Protocol):
+    """Section 3's three exercise steps, which the owner chains to build prompt-labelled vectors.
+
+    The generated ``solutions.part3_contrastive`` module is one (a later section's notebook passes it);
+    so is any object with the same three functions. The owner never imports ``solutions/`` itself.
+    """
+
+    def generate_contrastive_responses(
+        self, model: Any, tokenizer: Any, trait_data: dict, trait_name: str, **settings: Any
+    ) -> list[ContrastiveRecord]: ...
+
+    def filter_effective_pairs(self, responses: list, trait_data: dict) -> list: ...
+
+    def extract_contrastive_vectors(
+        self, model: Any, tokenizer: Any, effective_pairs: list, batch_size: int
+    ) -> Tensor: ...
+
+
+def load_trait_vectors(profile: Profile, trait: str) -> Artifact | None:
     """The vectors section 3 saved for a trait under this profile, with provenance; None if it has not run."""
     return load_artifact(trait_path(profile, trait, "vectors"), f"section 3's {trait} vectors")
 
 
 def trait_vectors(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile, trait: str = "sycophantic"
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    profile: Profile,
+    trait: str = "sycophantic",
+    build: ContrastiveSteps | None = None,
 ) -> Artifact:
     """A trait's all-block vectors: section 3's if it saved them, else prompt-labelled ones built now.
 
@@ -200,17 +225,26 @@ def trait_vectors(
         model, tokenizer: section 3's model under this profile.
         profile: the active profile.
         trait: a trait name in section 3's data.
+        build: section 3's steps to build them with when section 3 has not saved them (a later
+            section's notebook passes ``solutions.part3_contrastive``); None: only load.
 
     Returns:
         `Artifact`: value [num_layers, d_model]; provenance with ``inputs.settings.labels``.
+
+    Raises:
+        FileNotFoundError: when section 3 has not saved the vectors and no ``build`` was given.
     """
     saved = load_trait_vectors(profile, trait)
     if saved is not None:
         print(f"{trait} vectors: section 3's ({labels_of(saved.provenance)} labels), made {saved.provenance['made']}")
         return saved
-    print(f"Section 3 has not saved {trait} vectors under this profile: building prompt-labelled ones (no judge).")
-    from solutions import part3_contrastive as part3  # section 3's answers (later sections may use them)
-
+    path = trait_path(profile, trait, "vectors", labels="prompt")
+    if build is None and not path.exists():
+        raise FileNotFoundError(
+            f"Section 3 has not saved {trait} vectors under the {profile.name!r} profile, and no prompt-labelled "
+            f"ones are cached at {path}: run section 3, or pass build=solutions.part3_contrastive to build them"
+        )
+    print(f"Section 3 has not saved {trait} vectors under this profile: prompt-labelled ones (no judge).")
     data = load_trait_file(trait_file(trait))
     settings = dict(
         max_new_tokens=profile.max_new_tokens,
@@ -219,12 +253,16 @@ def trait_vectors(
         batch_size=profile.batch_size,
     )
 
-    def build():
-        responses = part3.generate_contrastive_responses(model, tokenizer, data, trait, **settings)
-        pairs = part3.filter_effective_pairs(prompt_labelled(responses), data)
-        return part3.extract_contrastive_vectors(model, tokenizer, pairs, profile.batch_size)
+    def compute() -> Tensor:
+        if build is None:
+            raise RuntimeError(
+                f"The prompt-labelled {trait} vectors cached at {path} were made from other inputs: pass "
+                "build=solutions.part3_contrastive to rebuild them, or run section 3"
+            )
+        responses = build.generate_contrastive_responses(model, tokenizer, data, trait, **settings)
+        pairs = build.filter_effective_pairs(prompt_labelled(responses), data)
+        return build.extract_contrastive_vectors(model, tokenizer, pairs, profile.batch_size)
 
-    path = trait_path(profile, trait, "vectors", labels="prompt")
     description = f"{trait} vectors (prompt-labelled)"
     no_judge = Labelling(labels="prompt", pairs_kept=None, pairs_total=None, mean_score_pos=None, mean_score_neg=None)
     inputs = cache_inputs(
@@ -235,7 +273,7 @@ def trait_vectors(
         labelling=dict(no_judge),
         **settings,
     )
-    load_or_generate(path, build, description, inputs=inputs)
+    load_or_generate(path, compute, description, inputs=inputs)
     artifact = load_artifact(path, description)
     assert artifact is not None
     return artifact

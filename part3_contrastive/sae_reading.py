@@ -1,7 +1,7 @@
 """Reading a trait vector with a sparse autoencoder (sae-lens), made readable with text snippets.
 
 Where sae-lens lists a published SAE for the section's model and block (`PUBLISHED`; or
-``profile.extra`` keys ``sae_release`` and ``sae_id``), it is loaded. Otherwise a small SAE is
+the profile's ``sae_release`` and ``sae_id``), it is loaded. Otherwise a small SAE is
 trained here on the model's own activations over the section's text and wrapped as a sae-lens
 `StandardSAE`, so the reading code is the same either way. When a published SAE is listed but can
 be neither downloaded nor found in the local Hugging Face cache (no network), `load_published_sae`
@@ -28,6 +28,7 @@ from utils.activations import mean_over_spans
 from utils.cache import load_or_generate
 from utils.chat import encode
 from utils.departures import departure
+from utils.profiles import Profile
 from utils.progress import tqdm
 
 # Published SAEs that sae-lens lists for the course's models: model -> (release, sae_id pattern, blocks).
@@ -43,11 +44,11 @@ PUBLISHED = {
 HELD_OUT_FRACTION = 0.1
 
 
-def published_sae(model_name: str | None, layer: int, profile=None) -> tuple[str, str] | None:
+def published_sae(model_name: str | None, layer: int, profile: Profile | None = None) -> tuple[str, str] | None:
     """(release, sae_id) of a published SAE on this model's block ``layer``, or None."""
-    extra = getattr(profile, "extra", None) or {}
-    if extra.get("sae_release"):
-        return extra["sae_release"], extra["sae_id"]
+    release, sae_id = getattr(profile, "sae_release", None), getattr(profile, "sae_id", None)
+    if release and sae_id:
+        return release, sae_id
     if model_name in PUBLISHED:
         release, pattern, layers = PUBLISHED[model_name]
         if layer in layers:
@@ -155,7 +156,7 @@ def reconstruction_quality(sae: SAE, acts: Float[Tensor, "n d"]) -> dict:
 def load_or_train_sae(
     layer: int,
     acts: Float[Tensor, "n d"],
-    profile,
+    profile: Profile,
     path: Path,
     model_name: str | None = None,
     inputs: dict | None = None,
@@ -170,7 +171,7 @@ def load_or_train_sae(
     Args:
         layer: the block whose output the SAE reads.
         acts: token activations of that block over the section's text (`token_activations`).
-        profile: the active profile (``extra`` may name ``sae_release``/``sae_id``).
+        profile: the active profile (its ``sae_release``/``sae_id`` may name a published SAE).
         path: where a trained SAE is cached (`utils.cache.load_or_generate`).
         model_name: the section's model, to look up `PUBLISHED`.
         inputs: what the trained SAE depends on (the cache key), e.g. ``course.inputs(data=...)``.

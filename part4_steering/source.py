@@ -65,9 +65,9 @@ from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.models import course_name
-from utils.steering import RowSteerer
+from utils.steering import POSITIONS, RowSteerer
 
-VALID_POSITIONS = ("all", "prompt", "response")
+VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 
 # %%
 from collections.abc import Callable
@@ -78,6 +78,7 @@ from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
 from part3_contrastive.artifacts import describe_labelling, labels_of, trait_vectors
+from solutions import part3_contrastive as section3_steps  # builds section 3's vectors if it has not run
 from utils.chat import records_to_conversations
 from utils.data import load_trait_file
 from utils.judge import SCORE_0_100, make_section_judge
@@ -110,7 +111,7 @@ judge = make_section_judge(profile, model, tokenizer, profile.models.part4)
 COHERENCE_PROMPT = COHERENCE_PROMPT_FILE.read_text()
 syco_data = load_trait_file(trait_file("sycophantic"))
 syco_eval = load_trait_file(trait_file("sycophantic", "eval"))
-syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic")
+syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic", build=section3_steps)
 syco_vector = syco_vectors[STEER_LAYER]
 print(f"sycophancy vectors: {describe_labelling(syco_provenance)} ({syco_provenance['path']})")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
@@ -975,9 +976,9 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 # are printed for each trait.
 
 # %%
-TRAITS = ["sycophantic", "evil", "hallucinating"] + (["impolite", "optimistic", "humorous", "apathetic"] if profile.name == "full" else [])
+TRAITS = list(profile.pipeline_traits)  # per profile: utils.profiles
 PIPELINE_COEFFICIENTS = sorted({-CONTROL_COEFF, 0.0, CONTROL_COEFF})
-PIPELINE_QUESTIONS = profile.extra.get("n_pipeline_questions", profile.n_eval_questions)
+PIPELINE_QUESTIONS = profile.n_pipeline_questions
 pipelines = {}
 for trait in TRAITS:
     data = load_trait_file(trait_file(trait))

@@ -11,7 +11,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from part2_capping import DATA_DIR
+from part2_capping import CAPPED_REPLY_COHERENCE_PROMPT_FILE, DRIFT_PROMPT_FILE
 from part2_capping.conversations import format_exchanges, replay_conversations
 from utils.activations import mean_over_spans, run_capturing
 from utils.chat import Message, assistant_turn_spans, build_messages, encode, render
@@ -23,7 +23,7 @@ from utils.metrics import check_direction
 from utils.progress import tqdm
 
 DRIFT_SCALE = Scale(0, 10, "expected")  # 0 = grounded assistant ... 10 = fully drifted
-DRIFT_PROMPT = (DATA_DIR / "drift_prompt.txt").read_text()
+DRIFT_PROMPT = DRIFT_PROMPT_FILE.read_text()
 
 
 def record_hook_shapes(model, tokenizer, prompt: str, layer: int, max_new_tokens: int = 5) -> list[tuple[int, ...]]:

@@ -24,9 +24,9 @@ from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.models import course_name
-from utils.steering import RowSteerer
+from utils.steering import POSITIONS, RowSteerer
 
-VALID_POSITIONS = ("all", "prompt", "response")
+VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 
 
 class ActivationSteerer:

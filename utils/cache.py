@@ -19,11 +19,14 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import torch
 
 from utils import environment
+
+if TYPE_CHECKING:
+    from utils.profiles import Profile
 
 JSON_SUFFIXES = {".json"}
 TENSOR_SUFFIXES = {".pt", ".pth"}
@@ -40,7 +43,7 @@ def cache_root() -> Path:
     return Path(environment.setting(environment.CACHE_DIR) or default)
 
 
-def section_cache(section: str, profile) -> Path:
+def section_cache(section: str, profile: Profile | str) -> Path:
     """The cache folder of one section under one profile (created): ``<cache root>/<profile>/<section>``."""
     path = cache_root() / getattr(profile, "name", str(profile)) / section
     path.mkdir(parents=True, exist_ok=True)
@@ -197,7 +200,7 @@ def value_hash(value: Any) -> str:
 
 
 def cache_inputs(
-    profile=None,
+    profile: Profile | str | None = None,
     model: str | None = None,
     judge=None,
     files: Iterable[str | os.PathLike] = (),

@@ -1,7 +1,7 @@
 """Hosted APIs through the official SDKs (``openai``, ``anthropic``): one home for every caller.
 
-The judge backends (`utils.judge.api`) and generation on a server (`utils.server_generation`) both go
-through a `Connection`, which owns:
+The hosted judge backends (`utils.judge.hosted_backends`) and generation on a server
+(`utils.server_generation`) both go through a `Connection`, which owns:
 
 - where requests go and with which key (`Connection.resolve`);
 - the SDK client, with the SDK's retries (429, 5xx, timeouts, with backoff) and a deadline that

@@ -5,6 +5,11 @@ all-layer tensor is the output of block ``i``. ``output_hidden_states=True`` ret
 ``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of block ``i - 1``,
 except the last entry, which is taken after the model's final norm (not the raw output of the last
 block): capture the last block with a hook where it matters.
+
+The layer constants (which block each section reads, caps or steers) are not here: they are per profile,
+fields of `utils.profiles.Profile` (``axis_layer``, ``capping_layers``, ``trait_vector_layer`` and its
+block ``steer_layer``), which the sections copy into ``AXIS_LAYER``, ``CAPPING_LAYERS``,
+``TRAIT_VECTOR_LAYER`` and ``STEER_LAYER``.
 """
 
 from __future__ import annotations

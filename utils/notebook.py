@@ -111,7 +111,7 @@ def describe_judge(profile: Profile, subject_model: str) -> str:
     Returns:
         The line the set-up cell prints.
     """
-    from utils.judge.defaults import explained_judge_choice
+    from utils.judge.choice import explained_judge_choice
 
     try:
         backend, model, reason = explained_judge_choice(profile.judge_backend, profile.judge_model, subject_model)

@@ -7,12 +7,14 @@ Layer conventions (see ARCHITECTURE.md and `utils.layers`): ``*_layer`` fields a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from utils import environment
 
 PROFILE_ENV = environment.PROFILE
 OFFLINE_MODEL = "offline-qwen2.5-coder-0.5b"
+# The traits section 4's multi-trait pipeline runs on every profile; the full profile adds the rest.
+BASE_TRAITS = ("sycophantic", "evil", "hallucinating")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,13 @@ class Profile:
         batch_size: starting batch size for generation and capture (backs off on OOM).
         n_transcripts: conversations replayed in section 2 (None: all).
         n_turns: user turns replayed per conversation in section 2 (None: all).
-        extra: anything else a section reads (e.g. ``sae_release``/``sae_id`` for section 3).
+        heldout_role_questions: held-out questions per role in section 1 (None: ``n_eval_questions``;
+            read `n_heldout_role_questions`).
+        pipeline_questions: evaluation questions per trait in section 4's multi-trait pipeline (None:
+            ``n_eval_questions``; read `n_pipeline_questions`).
+        pipeline_traits: the traits section 4's multi-trait pipeline runs (each has section 3's data files).
+        sae_release, sae_id: a published SAE for section 3 to read instead of looking one up for its
+            model (`part3_contrastive.sae_reading.published_sae`); None: look it up.
     """
 
     name: str
@@ -68,12 +76,26 @@ class Profile:
     batch_size: int = 16
     n_transcripts: int | None = None
     n_turns: int | None = None
-    extra: dict = field(default_factory=dict)
+    heldout_role_questions: int | None = None
+    pipeline_questions: int | None = None
+    pipeline_traits: tuple[str, ...] = BASE_TRAITS
+    sae_release: str | None = None
+    sae_id: str | None = None
 
     @property
     def steer_layer(self) -> int:
         """Block index whose output equals ``hidden_states[trait_vector_layer]``."""
         return self.trait_vector_layer - 1
+
+    @property
+    def n_heldout_role_questions(self) -> int:
+        """Held-out questions per role in section 1 (``heldout_role_questions``, else ``n_eval_questions``)."""
+        return self.n_eval_questions if self.heldout_role_questions is None else self.heldout_role_questions
+
+    @property
+    def n_pipeline_questions(self) -> int:
+        """Evaluation questions per trait in section 4's pipeline (``pipeline_questions``, else ``n_eval_questions``)."""
+        return self.n_eval_questions if self.pipeline_questions is None else self.pipeline_questions
 
 
 PROFILES: dict[str, Profile] = {
@@ -96,6 +118,7 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=256,
         steering_coefficients=(-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5),
         batch_size=32,
+        pipeline_traits=(*BASE_TRAITS, "impolite", "optimistic", "humorous", "apathetic"),
     ),
     "lite": Profile(
         name="lite",
@@ -134,7 +157,8 @@ PROFILES: dict[str, Profile] = {
         judge_backend="auto",
         batch_size=256,
         # Section 1 holds out 5 questions per role (11 personas x 2 prompts each), section 4's pipeline judges 5.
-        extra={"n_pipeline_questions": 5, "n_heldout_role_questions": 5},
+        heldout_role_questions=5,
+        pipeline_questions=5,
     ),
     "tiny": Profile(
         name="tiny",

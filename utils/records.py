@@ -8,7 +8,7 @@ function reads and writes:
   `ResponseRecord` adds the ``system_prompt``: what `utils.chat.records_to_conversations` reads.
 
 Section 3's records (contrastive responses, effective pairs) live in `part3_contrastive.records`;
-`utils.timing` owns its `TimingTotal`, and `utils.judge.judge` its `JudgeScore`.
+`utils.timing` owns its `TimingTotal`, and `utils.judge.cache` its `JudgeScore`.
 """
 
 from __future__ import annotations

@@ -66,3 +66,31 @@ def test_a_prompt_label_fallback_says_why(profile):
     without_section_3 = {"path": "x", "description": "x", "made": "now",
                          "inputs": {"settings": {"labels": "prompt", "labelling": {**fallback, "pairs_kept": None}}}}  # fmt: skip
     assert "Section 3 has not run" in art.describe_labelling(without_section_3)
+
+
+class _Steps:
+    """Section 3's three steps as a later section hands them over (``build=``), recording what they got."""
+
+    def __init__(self):
+        self.labels: list[float] = []
+
+    def generate_contrastive_responses(self, model, tokenizer, trait_data, trait_name, **settings):
+        return [{"question": "q", "response": "r", "instruction_idx": 0, "polarity": p} for p in ("pos", "neg")]
+
+    def filter_effective_pairs(self, responses, trait_data):
+        self.labels = [r["score"] for r in responses]
+        return ["pair"]
+
+    def extract_contrastive_vectors(self, model, tokenizer, effective_pairs, batch_size):
+        return torch.ones(2, 4)
+
+
+def test_the_fallback_is_built_with_the_steps_the_caller_hands_over_and_never_without_them(profile):
+    with pytest.raises(FileNotFoundError, match="build=solutions.part3_contrastive"):
+        art.trait_vectors(object(), None, profile, "sycophantic")
+    steps = _Steps()
+    built = art.trait_vectors(object(), None, profile, "sycophantic", build=steps)
+    assert torch.equal(built.value, torch.ones(2, 4)) and art.labels_of(built.provenance) == "prompt"
+    assert steps.labels == [100, 0], "the owner labels every pair by its system prompt before filtering"
+    again = art.trait_vectors(object(), None, profile, "sycophantic")  # cached: no steps needed
+    assert torch.equal(again.value, built.value)

@@ -36,7 +36,7 @@ from tests.fake_api import FakeAPIServer, judge_api
 from tests.published_sae import place_published_sae
 from tests.sections.test_notebooks import CHAPTERS, execute
 from utils.build_notebooks import available_sections
-from utils.judge.defaults import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, subject_model_names
+from utils.judge.choice import BASE_URL_ENV, DEFAULT_JUDGE_MODELS, KEY_ENV, SERVER_KEY_ENV, subject_model_names
 from utils.profiles import OFFLINE_MODEL, PROFILES
 from utils.tiny import TINY_MODELS
 

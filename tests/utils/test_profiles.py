@@ -36,3 +36,21 @@ def test_course_profile_in_a_dotenv_file_is_honoured_and_named(monkeypatch, caps
     (tmp_path / ".env").write_text("COURSE_PROFILE=huge\n")
     with pytest.raises(ValueError, match="COURSE_PROFILE.*\\.env"):
         get_profile()
+
+
+def test_section_settings_are_typed_fields_with_one_owner():
+    from dataclasses import replace
+
+    from part3_contrastive import trait_names
+    from utils.profiles import BASE_TRAITS, PROFILES
+
+    assert not hasattr(PROFILES["offline"], "extra")
+    for profile in PROFILES.values():
+        assert set(profile.pipeline_traits) <= set(trait_names()), profile.name
+        assert profile.pipeline_traits[: len(BASE_TRAITS)] == BASE_TRAITS
+    assert len(PROFILES["full"].pipeline_traits) == 7 and PROFILES["lite"].pipeline_traits == BASE_TRAITS
+    offline = PROFILES["offline"]
+    assert offline.n_pipeline_questions == offline.n_heldout_role_questions == 5 < offline.n_eval_questions
+    tiny = replace(PROFILES["tiny"], n_eval_questions=2)
+    assert tiny.n_pipeline_questions == tiny.n_heldout_role_questions == 2, "unset: n_eval_questions"
+    assert all(p.sae_release is None and p.sae_id is None for p in PROFILES.values())

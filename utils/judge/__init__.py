@@ -1,7 +1,7 @@
 """LLM judges (autoraters) behind one interface; see `make_judge` and `make_section_judge`."""
 
 from utils.hosted import Failed
-from utils.judge.defaults import DEFAULT_JUDGE_MODELS, choose_backend, judge_choice
+from utils.judge.choice import DEFAULT_JUDGE_MODELS, choose_backend, judge_choice
 from utils.judge.judge import Judge, make_judge, make_section_judge
 from utils.judge.scales import ADHERENCE_0_3, LIKERT_1_5, SCORE_0_100, Scale, parse_text, tagged
 

@@ -1,4 +1,4 @@
-"""One judge interface over every backend, with a persistent cache keyed by (backend, URL, model, prompt).
+"""One judge interface over every backend, with its answers kept by `utils.judge.cache.JudgeCache`.
 
 Only answers are cached. A request that failed (outage, 401, 404, timeout, an answer with no score
 on the scale) scores None for this run,
@@ -8,44 +8,26 @@ arrive, so an interrupted batch keeps what it got. Judges sharing one cache file
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock
-
-from utils.cache import write_atomic
 from utils.hosted import Failed, summarize_failures
 from utils.judge.backend import JudgeBackend, OnResult, streams_results
-from utils.judge.defaults import backend_row, check_judge_model, choose_backend, explained_judge_choice
+from utils.judge.cache import JudgeCache, JudgeScore, answer_key
+from utils.judge.choice import backend_row, check_judge_model, choose_backend, explained_judge_choice
 from utils.judge.scales import Scale, finalize, unrounded
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from utils.profiles import Profile
+
 log = logging.getLogger("utils.judge")
 _ANNOUNCED: set[str] = set()
 
-__all__ = ["Judge", "choose_backend", "make_judge", "make_section_judge"]
-
-
-# A judge answer as cached and returned by `Judge`: a number, or None for no score (failures are never cached).
-JudgeScore = float | int | None
-
-
-def _read_cache(path: Path) -> dict[str, JudgeScore]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RuntimeError(f"Judge cache {path} is corrupted ({err}); delete it to start afresh") from err
-    if not isinstance(data, dict):
-        raise RuntimeError(f"Judge cache {path} is not a JSON object; delete it to start afresh")
-    return data
+__all__ = ["Judge", "JudgeScore", "choose_backend", "make_judge", "make_section_judge"]
 
 
 class Judge:
@@ -53,7 +35,8 @@ class Judge:
 
     Args:
         backend: any `utils.judge.backend.JudgeBackend` (``name``, ``model_name``, ``score``).
-        cache_path: a JSON file that remembers answers across runs (None: in memory only).
+        cache_path: a JSON file that remembers answers across runs (None: in memory only); see
+            `utils.judge.cache.JudgeCache`.
         remember: keep scores in memory so a repeated prompt is not sent again (tests turn it off
             to count requests).
         save_every: seconds between saves of the cache file while a batch is running.
@@ -74,15 +57,9 @@ class Judge:
         check_judge_model(backend.name, backend.model_name)  # hosted backends only
         self.backend = backend
         self.remember = remember
-        self.save_every = save_every
-        self.cache_path = Path(cache_path) if cache_path else None
-        self._cache: dict[str, JudgeScore] = {}
-        self._unsaved: set[str] = set()
-        self._lock = threading.Lock()
-        self._last_save = 0.0
+        self.cache = JudgeCache(cache_path, save_every)
+        self.cache_path = self.cache.path
         self.last_failures = 0
-        if self.cache_path and self.cache_path.exists():
-            self._cache = _read_cache(self.cache_path)
         announcement = repr(backend) + (f" ({reason})" if reason else "")
         if announcement not in _ANNOUNCED:
             print(f"Judge: {announcement}")
@@ -94,33 +71,7 @@ class Judge:
         return self.backend.model_name
 
     def _key(self, prompt: str, scale: Scale) -> str:
-        base_url = getattr(self.backend, "base_url", None)
-        blob = json.dumps([self.backend.name, str(self.model_name), base_url, repr(scale), prompt])
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def _save(self, force: bool = False) -> None:
-        """Write unsaved answers, merged with whatever another judge wrote to the same file meanwhile."""
-        with self._lock:
-            if not self.cache_path or not self._unsaved:
-                return
-            if not force and time.monotonic() - self._last_save < self.save_every:
-                return
-            # Another process (a section running side by side) may save to the same file: read, merge and
-            # write under a lock file, so neither overwrites answers the other saved since it last read.
-            with FileLock(self.cache_path.with_name(self.cache_path.name + ".lock")):
-                merged: dict[str, JudgeScore] = {}
-                if self.cache_path.exists():
-                    try:
-                        merged = _read_cache(self.cache_path)
-                    except RuntimeError:
-                        log.warning(
-                            "judge cache %s was unreadable; rewriting it with this judge's entries", self.cache_path
-                        )
-                merged.update(self._cache)
-                write_atomic(self.cache_path, merged)
-            self._cache = merged
-            self._unsaved.clear()
-            self._last_save = time.monotonic()
+        return answer_key(self.backend, self.model_name, scale, prompt)
 
     def _backend_score(self, prompts: list[str], scale: Scale, on_result: OnResult) -> list:
         """Run the backend, reporting each value as it comes (in chunks for backends without callbacks)."""
@@ -160,24 +111,21 @@ class Judge:
             self._report(values)
             return [None if isinstance(v, Failed) else finalize(v, scale) for v in values]
         keys = [self._key(p, scale) for p in prompts]
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in self.cache}.values())
         self.last_failures = 0
         if todo:
 
             def on_result(j: int, value) -> None:
                 if isinstance(value, Failed):
                     return
-                with self._lock:
-                    self._cache[keys[todo[j]]] = finalize(value, scale)
-                    self._unsaved.add(keys[todo[j]])
-                self._save()
+                self.cache.put(keys[todo[j]], finalize(value, scale))
 
             try:
                 values = self._backend_score([prompts[i] for i in todo], scale, on_result)
             finally:
-                self._save(force=True)
+                self.cache.save(force=True)
             self._report(values)
-        return [self._cache.get(k) for k in keys]
+        return [self.cache.get(k) for k in keys]
 
     def score_template(self, template: str, items: Sequence[Mapping[str, Any]], scale: Scale) -> list[JudgeScore]:
         """Fill ``template`` (e.g. with ``{question}`` and ``{answer}``) for each item and score it.
@@ -199,10 +147,10 @@ def make_judge(
     """Build a judge.
 
     Args:
-        backend: auto or a row of `utils.judge.defaults.JUDGE_BACKENDS` (openai, anthropic, local; see
-            `utils.judge.defaults.backend_choice`); ``COURSE_JUDGE_BACKEND`` overrides it.
+        backend: auto or a row of `utils.judge.choice.JUDGE_BACKENDS` (openai, anthropic, local; see
+            `utils.judge.choice.backend_choice`); ``COURSE_JUDGE_BACKEND`` overrides it.
         model_name: the judge model (API model id; for local, a `load_model` name); None: the
-            backend's default (`utils.judge.defaults`). ``COURSE_JUDGE_MODEL`` overrides it.
+            backend's default (`utils.judge.choice`). ``COURSE_JUDGE_MODEL`` overrides it.
         local_model: (model, tokenizer) to reuse for the local backend (saves loading it twice).
         base_url: a server of your own (OpenAI- or Anthropic-compatible); its key is
             ``COURSE_SERVER_API_KEY`` (or ``api_key=``), never the provider's.
@@ -226,9 +174,9 @@ def make_judge(
 
 
 def make_section_judge(
-    profile, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, subject_model: str, **kwargs
+    profile: Profile, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, subject_model: str, **kwargs
 ) -> Judge:
-    """The judge a section uses: the same rule for every section (see `utils.judge.defaults`).
+    """The judge a section uses: the same rule for every section (see `utils.judge.choice`).
 
     Args:
         profile: the active profile (its ``judge_backend`` and ``judge_model``).

@@ -48,6 +48,10 @@ class LocalBackend:
     """
 
     name = "local"
+    hosted = False
+    default_model: str | None = None  # the section's own model (`utils.judge.choice.judge_choice`)
+    key_env: str | None = None
+    base_url_env: str | None = None
     # An integer scale is read as the probability-weighted mean over its candidates, rounded: the same
     # candidates and weights as the scale read unrounded (`utils.judge.scales.unrounded`). `Judge.score`
     # relies on it to compute and cache both readings once.

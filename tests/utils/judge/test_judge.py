@@ -20,7 +20,7 @@ from utils.aio import gather_bounded
 from utils.chat import build_messages
 from utils.generation import generate_replies
 from utils.judge import ADHERENCE_0_3, SCORE_0_100, Judge, Scale, make_judge, make_section_judge, parse_text, tagged
-from utils.judge.api import AnthropicBackend, OpenAIBackend
+from utils.judge.hosted_backends import AnthropicBackend, OpenAIBackend
 from utils.judge.scales import finalize, score_from_top_logprobs
 from utils.profiles import PROFILES
 from utils.server_generation import GenerationError, OpenAICompatibleGenerator

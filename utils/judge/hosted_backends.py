@@ -1,4 +1,7 @@
-"""Hosted judges through the official SDKs: OpenAI (and any OpenAI-compatible server) and Anthropic.
+"""The hosted judge backends, through the official SDKs: OpenAI (and any OpenAI-compatible server) and Anthropic.
+
+Each backend class carries its own default judge model, key variable and base-URL variable; the
+choice of backend (`utils.judge.choice`) reads them from the classes, so imports run one way.
 
 Connections (key and URL, SDK clients with their retries and a per-attempt deadline, bounded
 concurrent requests, failure descriptions) are `utils.hosted`'s; this module only writes the judge
@@ -10,29 +13,40 @@ that holds no score on the scale (`utils.judge.scales.UnreadableAnswer`), come b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
+from utils import environment
 from utils.hosted import Connection, Failed
 from utils.judge.backend import OnResult
-from utils.judge.defaults import ROWS
 from utils.judge.scales import Scale, read_score, score_from_top_logprobs
 
 
-class _APIBackend(ABC):
-    """What the hosted backends share: their row of `utils.judge.defaults.JUDGE_BACKENDS`, a
-    `utils.hosted.Connection`, and scoring a batch through it.
+class HostedBackend(ABC):
+    """What the hosted backends share: their default model and variables, a `utils.hosted.Connection`,
+    and scoring a batch through it.
 
-    A subclass names its backend (``name``, also its SDK) and implements `_score_one`.
+    A subclass names its backend (``name``, also its SDK), sets ``default_model``, ``key_env`` and
+    ``base_url_env``, and implements `_score_one`.
+
+    Attributes:
+        hosted: a paid API (its judge model is checked never to be a subject model).
+        default_model: the judge model when none is chosen.
+        key_env: the variable holding the provider's key (``auto`` picks the first hosted backend whose key is set).
+        base_url_env: the SDK's own base-URL variable.
 
     Args:
-        model: the judge model (None: the row's default model).
+        model: the judge model (None: ``default_model``).
         base_url: a server of your own (its key: ``api_key`` or ``COURSE_SERVER_API_KEY``).
-        api_key: the key (None: the row's key variable, from the environment or a ``.env`` file).
+        api_key: the key (None: ``key_env``, from the environment or a ``.env`` file).
         max_concurrency, max_retries, timeout: see `utils.hosted.Connection` (``timeout`` bounds
             each attempt as a whole).
     """
 
     name = "api"
+    hosted: ClassVar[bool] = True
+    default_model: ClassVar[str | None] = None
+    key_env: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -43,21 +57,20 @@ class _APIBackend(ABC):
         max_retries: int = 6,
         timeout: float = 60.0,
     ):
-        row = ROWS[self.name]
         self.connection = Connection.resolve(
             self.name,
             f"{self.name} judge",
             base_url=base_url,
             api_key=api_key,
-            key_env=row.key_env,
-            base_url_env=row.base_url_env,
+            key_env=self.key_env,
+            base_url_env=self.base_url_env,
             max_concurrency=max_concurrency,
             max_retries=max_retries,
             timeout=timeout,
         )
-        chosen = model or row.default_model
+        chosen = model or self.default_model
         if not chosen:
-            raise ValueError(f"The {self.name} judge needs model= (its row in JUDGE_BACKENDS has no default model)")
+            raise ValueError(f"The {self.name} judge needs model= ({type(self).__name__} has no default model)")
         self.model: str = chosen
         self.base_url = self.connection.base_url
         self._api_key = self.connection.api_key
@@ -98,10 +111,13 @@ class _APIBackend(ABC):
         )
 
 
-class OpenAIBackend(_APIBackend):
+class OpenAIBackend(HostedBackend):
     """OpenAI chat completions; 0-100 scales use one token's top-20 logprobs."""
 
     name = "openai"
+    default_model = "gpt-4.1-mini"
+    key_env = environment.OPENAI_API_KEY
+    base_url_env = environment.OPENAI_BASE_URL
 
     async def _score_one(self, client, prompt: str, scale: Scale):
         messages = [{"role": "user", "content": prompt}]
@@ -123,10 +139,13 @@ class OpenAIBackend(_APIBackend):
         return read_score(response.choices[0].message.content, scale)
 
 
-class AnthropicBackend(_APIBackend):
+class AnthropicBackend(HostedBackend):
     """Anthropic messages; the number is parsed from the text answer."""
 
     name = "anthropic"
+    default_model = "claude-haiku-4-5"
+    key_env = environment.ANTHROPIC_API_KEY
+    base_url_env = environment.ANTHROPIC_BASE_URL
 
     async def _score_one(self, client, prompt: str, scale: Scale):
         response = await client.messages.create(

@@ -1,27 +1,28 @@
-"""Which judge a course run uses: the one place that picks each backend's default judge model.
+"""The choice of judge backend and judge model for a course run: the one place that picks them.
 
 - The backend comes from ``COURSE_JUDGE_BACKEND`` if set, else the profile's ``judge_backend``
   (``auto``: OpenAI if ``OPENAI_API_KEY`` is set, else Anthropic if ``ANTHROPIC_API_KEY`` is, else local).
 - The model comes from ``COURSE_JUDGE_MODEL`` if set, else the profile's ``judge_model``, else the
-  backend's default: `DEFAULT_JUDGE_MODELS` for hosted backends, the section's own model for local.
+  backend's default: a hosted backend class's ``default_model``, the section's own model for local.
 - A hosted judge never receives a subject model's name (`check_judge_model`).
 
-The backends are rows of one table, `JUDGE_BACKENDS` (name, factory, hosted, default model, key
-and base-URL variables); the hosted set, the default models, the key map and ``auto``'s order all
-derive from it. Settings are read the course's one way (`utils.environment.setting`: the environment,
-else a ``.env`` file), and the reason for a choice says where the deciding setting came from.
+The backends are rows of one table, `JUDGE_BACKENDS`, each made from its backend class (which carries
+its name, whether it is hosted, its default model, key and base-URL variables) and a factory; the
+hosted set, the default models, the key map and ``auto``'s order all derive from it. Settings are read
+the course's one way (`utils.environment.setting`: the environment, else a ``.env`` file), and the
+reason for a choice says where the deciding setting came from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from utils import environment
-
-if TYPE_CHECKING:
-    from utils.judge.backend import JudgeBackend
+from utils.judge.backend import JudgeBackend
+from utils.judge.hosted_backends import AnthropicBackend, OpenAIBackend
+from utils.judge.local import LocalBackend
 
 BACKEND_ENV = environment.JUDGE_BACKEND
 MODEL_ENV = environment.JUDGE_MODEL
@@ -33,24 +34,18 @@ SERVER_KEY_ENV = environment.SERVER_API_KEY
 def _openai(
     model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
 ) -> JudgeBackend:
-    from utils.judge.api import OpenAIBackend
-
     return OpenAIBackend(model=model, base_url=base_url, **kwargs)
 
 
 def _anthropic(
     model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
 ) -> JudgeBackend:
-    from utils.judge.api import AnthropicBackend
-
     return AnthropicBackend(model=model, base_url=base_url, **kwargs)
 
 
 def _local(
     model: str | None, base_url: str | None, local_model: tuple[Any, Any] | None, subject_model: str | None, **kwargs
 ) -> JudgeBackend:
-    from utils.judge.local import LocalBackend
-
     if local_model is None or (subject_model and model != subject_model):  # a judge model of its own
         from utils.models import load_model
 
@@ -81,14 +76,17 @@ class BackendRow:
     key_env: str | None = None
     base_url_env: str | None = None
 
+    @classmethod
+    def of(cls, backend: Any, factory: Callable[..., JudgeBackend]) -> BackendRow:
+        """The row of a backend class: its ``name``, ``hosted``, ``default_model``, ``key_env``, ``base_url_env``."""
+        return cls(backend.name, factory, backend.hosted, backend.default_model, backend.key_env, backend.base_url_env)
+
 
 # The judge backends, in ``auto``'s order of preference. Everything below derives from this table.
 JUDGE_BACKENDS = (
-    BackendRow("openai", _openai, True, "gpt-4.1-mini", environment.OPENAI_API_KEY, environment.OPENAI_BASE_URL),
-    BackendRow(
-        "anthropic", _anthropic, True, "claude-haiku-4-5", environment.ANTHROPIC_API_KEY, environment.ANTHROPIC_BASE_URL
-    ),
-    BackendRow("local", _local, False),
+    BackendRow.of(OpenAIBackend, _openai),
+    BackendRow.of(AnthropicBackend, _anthropic),
+    BackendRow.of(LocalBackend, _local),
 )
 ROWS = {row.name: row for row in JUDGE_BACKENDS}
 BACKENDS = tuple(ROWS)
@@ -204,7 +202,7 @@ def explained_judge_choice(
     if row.hosted:
         model = model or row.default_model
         if model is None:
-            raise ValueError(f"The {name} judge has no default model in JUDGE_BACKENDS; set {MODEL_ENV}")
+            raise ValueError(f"The {name} judge has no default model; set {MODEL_ENV}")
         check_judge_model(name, model, {subject_model} if subject_model else None)
     else:
         model = model or subject_model
