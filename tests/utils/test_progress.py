@@ -33,7 +33,6 @@ def test_the_runner_gets_text_bars_and_everyone_else_tqdm_auto():
     assert _bar_module("") == auto.__module__, "an empty value counts as unset"
 
 
-
 def test_transformers_bars_are_off_inside_the_block_and_restored_after_it_even_after_an_error():
     assert transformers_logging.is_progress_bar_enabled()
     with transformers_bars_off():
