@@ -209,7 +209,7 @@ def check_labels(task: JudgeTask, items: Sequence[Mapping[str, Any]]) -> None:
             f"the {task.name} judge's check set has items whose label is not 0 or 1 (items {bad[:10]}; labels "
             f"found: {found}); fix their labels rather than have them dropped"
         )
-    if len({int(label) for label in labels}) < 2:
+    if len({label == 1 for label in labels}) < 2:
         raise ValueError(
             f"the {task.name} judge's check set has one label only ({found}): an AUROC needs items labelled 1 "
             "and items labelled 0"
