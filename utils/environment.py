@@ -41,7 +41,7 @@ ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
 MEANINGS: dict[str, str] = {
     PROFILE: "models and sizes: full, lite, offline, tiny or auto (default auto; utils.profiles)",
     CACHE_DIR: "where cached results and the converted offline model live (default <repo>/.cache)",
-    RECOMPUTE: "recompute cached results of these sections (comma-separated package names) or 'all'",
+    RECOMPUTE: "recompute cached results of these sections (comma-separated package names), the stores 'generations' and 'activations', or 'all'",
     RESULTS_DIR: "where `record` writes each section's headline results (the runner sets it per run)",
     TIMINGS_FILE: "a file each timed step appends to (set by the runner, read by bench_course.py)",
     PLAIN_PROGRESS: "any value: plain-text progress bars (set by the runner for the kernels it relays)",
