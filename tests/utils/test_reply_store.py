@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from tests.utils.test_prefill import CONVERSATIONS
 from utils.generation import generate_replies
 from utils.layers import get_layers
@@ -56,3 +60,58 @@ def test_a_model_whose_weights_changed_in_place_is_never_served_stored_replies_o
     assert ActivationStore.for_model(model) is None
     o_proj.data.mul_(0.5)  # the weights it was loaded with, exactly
     assert generate_replies(model, tok, CONVERSATIONS[:2], max_new_tokens=8) == first and batches == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [(b"\xff\xfe{\x00", "unreadable"), (b'["a", "b"]', "holds a list"), (b'{"k": 3}', "holds a dict")],
+)
+def test_a_damaged_reply_store_is_regenerated_and_said_so(tiny_models, tmp_path, monkeypatch, capsys, content, named):
+    from utils.reply_store import ReplyStore
+
+    model, tok = tiny_models["tiny-qwen2"]
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(model, "course_name", "tiny-qwen2 (named for this test)", raising=False)
+    first = generate_replies(model, tok, CONVERSATIONS[:2], max_new_tokens=4)
+    store = ReplyStore.for_model(model, dict(max_new_tokens=4, min_new_tokens=0))
+    assert store is not None and store.path.exists()
+    store.path.write_bytes(content)
+    capsys.readouterr()
+    assert generate_replies(model, tok, CONVERSATIONS[:2], max_new_tokens=4) == first
+    out = capsys.readouterr().out
+    assert str(store.path) in out and named in out and "generated again" in out
+    assert len(ReplyStore(store.path).replies) == 2  # rewritten whole
+
+
+SAVER = """
+import sys
+import time
+from pathlib import Path
+from utils.reply_store import ReplyStore
+path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+start = Path(sys.argv[4])
+while not start.exists():  # both start saving together
+    time.sleep(0.01)
+for i in range(n):
+    ReplyStore(path).save({f"{who}-{i}": "reply"})
+"""
+
+
+def test_two_processes_saving_to_one_store_keep_both_processes_replies(tmp_path):
+    import subprocess
+    import sys
+
+    from utils.reply_store import ReplyStore
+    from utils.sections import ROOT
+
+    path, start, n = tmp_path / "store.json", tmp_path / "start", 150
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(path), who, str(n), str(start)], env=env)
+        for who in ("part1", "part3")
+    ]
+    start.touch()
+    assert [p.wait() for p in procs] == [0, 0]
+    replies = ReplyStore(path).replies
+    missing = [f"{who}-{i}" for who in ("part1", "part3") for i in range(n) if f"{who}-{i}" not in replies]
+    assert not missing, f"{len(missing)} replies lost, e.g. {missing[:5]}"
