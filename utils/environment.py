@@ -17,7 +17,10 @@ kernels it starts.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +82,35 @@ def _dotenv_settings(path: Path) -> dict[str, str]:
     mtime = path.stat().st_mtime_ns
     cached = _READ.get(path)
     if cached is None or cached[0] != mtime:
-        cached = (mtime, {k: v for k, v in dotenv_values(path).items() if v})
+        values = dotenv_values(stream=io.StringIO(_dotenv_text(path)))
+        cached = (mtime, {k: v for k, v in values.items() if v})
         _READ[path] = cached
     return cached[1]
+
+
+def _dotenv_text(path: Path) -> str:
+    """A ``.env`` file's text, whatever editor or shell saved it: UTF-8 (with or without a BOM), UTF-16 (as
+    Windows PowerShell's ``echo KEY=... > .env`` writes it) or, failing those, Latin-1 (said once per change).
+
+    Raises:
+        ValueError: naming the file and the encoding, when it cannot be read as text.
+    """
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif len(data) >= 2 and b"\x00" in data:  # UTF-16 without a BOM: every ASCII character has a zero byte
+        encoding = "utf-16-le" if data[1::2].count(0) >= data[0::2].count(0) else "utf-16-be"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        if encoding != "utf-8-sig":
+            raise ValueError(
+                f"{path} looks like {encoding.upper()} text but cannot be decoded ({err}); save it as UTF-8"
+            ) from err
+    warnings.warn(f"{path} is not UTF-8: read as Latin-1; save it as UTF-8 to be sure of its values", stacklevel=3)
+    return data.decode("latin-1")
 
 
 @dataclass(frozen=True)
