@@ -15,6 +15,7 @@ it into the panel's text; `tau_panel` wires both to `utils.panels.show_panel`.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
@@ -63,6 +64,9 @@ def capping_view(
         tokens too) and ``thresholds``.
     """
     layers = sorted(capping_layers)
+    if not layers:
+        raise ValueError("capping_layers is empty: name the blocks to cap")
+    _check_thresholds(thresholds, layers)
     full, spans = assistant_turn_spans(messages, tokenizer)
     batch = encode(full, tokenizer, return_tensors="pt").to(model.device)
     read_unit = _unit(axis[readout_layer])
@@ -110,6 +114,28 @@ def capping_view(
     return table
 
 
+def _check_thresholds(thresholds: Mapping[int, float], layers: Sequence[int]) -> None:
+    """Refuse thresholds that miss a capped block (or key it by a string) or hold a floor that is not a finite number."""
+    for layer in layers:
+        if layer not in thresholds:
+            found = sorted(map(repr, thresholds))
+            hint = (
+                f" (its keys are strings: use the integer {layer}, not {str(layer)!r})"
+                if str(layer) in thresholds
+                else ""
+            )
+            raise ValueError(
+                f"thresholds has no floor for capped block {layer}{hint}; it has keys [{', '.join(found)}] "
+                f"and capping_layers is {list(layers)}"
+            )
+        try:
+            tau = float(thresholds[layer])
+        except (TypeError, ValueError):
+            tau = float("nan")
+        if not math.isfinite(tau):
+            raise ValueError(f"thresholds[{layer}] must be a finite number, got {thresholds[layer]!r}")
+
+
 def render(table: pd.DataFrame, readout_layer: int) -> str:
     """The panel's text: the floors, the per-turn table and the shares capped."""
     floors = ", ".join(f"{layer}: {tau:.2f}" for layer, tau in table.attrs["thresholds"].items())
@@ -147,7 +173,13 @@ def tau_panel(
         The rest as in `capping_view`.
     """
     names = list(conversations)
+    if not names:
+        raise ValueError("conversations is empty: the panel needs at least one conversation to show")
+    if conversation is not None and conversation not in conversations:
+        raise ValueError(f"conversation {conversation!r} is not one of conversations ({', '.join(names)})")
     options = sorted({float(p) for p in percentiles} | {float(percentile)})
+    if not all(math.isfinite(p) for p in options):
+        raise ValueError(f"percentiles must be finite numbers, got {options}")
 
     def view(percentile: float, conversation: str) -> str:
         table = capping_view(

@@ -82,6 +82,8 @@ class SteeringPanel:
         max_new_tokens: int = 64,
         openers: Sequence[str] = AGREEING_OPENERS,
     ):
+        if not sweep:
+            raise ValueError("sweep holds no records: the panel shows a sweep's (coefficient, question) rows")
         self.model, self.tokenizer, self.vector, self.layer = model, tokenizer, vector, layer
         self.max_new_tokens = max_new_tokens
         self.token_ids = opener_token_ids(tokenizer, openers)
@@ -94,6 +96,7 @@ class SteeringPanel:
 
     def row(self, coefficient: float, question: str) -> dict:
         """Every measure at one (coefficient, question): from the sweep where it has them, computed otherwise."""
+        _check_coefficient(coefficient, "coefficient")
         key = _key(coefficient, question)
         if key in self._computed:
             return self._computed[key]
@@ -158,6 +161,12 @@ class SteeringPanel:
             low, high = min(self.coefficients), max(self.coefficients)
             coefficients = sorted({*self.coefficients, *np.arange(math.floor(low), high + 1e-9, 0.5).tolist()})
         coefficients = [float(c) for c in coefficients]
+        if not coefficients:
+            raise ValueError("coefficients is empty: the slider needs at least one coefficient")
+        for i, c in enumerate(coefficients):
+            _check_coefficient(c, f"coefficients[{i}]")
+        if coefficient is not None:
+            _check_coefficient(coefficient, "coefficient")
         start = (
             coefficient
             if coefficient is not None
@@ -185,6 +194,16 @@ class SteeringPanel:
             self.view,
             title=f"Steering with the trait vector at block {self.layer}: pick a coefficient and a question",
         )
+
+
+def _check_coefficient(value, name: str) -> None:
+    """Refuse a coefficient that is not a finite number (a NaN or infinite one steers to NaN logits)."""
+    try:
+        finite = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def _number(value) -> float:

@@ -254,9 +254,32 @@ def meta_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+# What ``COURSE_RECOMPUTE`` may name besides the sections: everything, and the two stores shared by sections.
+RECOMPUTE_ALSO = ("all", "generations", "activations")
+
+
+def recompute_choices() -> tuple[str, ...]:
+    """The values ``COURSE_RECOMPUTE`` takes (comma-separated): a section's package name, ``all``, or a store."""
+    from utils.sections import SECTIONS
+
+    return (*SECTIONS, *RECOMPUTE_ALSO)
+
+
 def recompute_requested(path: str | os.PathLike) -> bool:
-    """True when ``COURSE_RECOMPUTE`` names ``all`` or a folder on the cache file's path (a section)."""
-    wanted = {w.strip() for w in (environment.setting(RECOMPUTE_ENV) or "").split(",") if w.strip()}
+    """True when ``COURSE_RECOMPUTE`` names ``all`` or a folder on the cache file's path (a section).
+
+    Raises:
+        ValueError: naming the setting, the value and the valid ones, when it names something else (a typo
+            such as ``part2`` would otherwise load the cached result it asks to recompute).
+    """
+    raw = environment.setting(RECOMPUTE_ENV) or ""
+    wanted = {w.strip() for w in raw.split(",") if w.strip()}
+    unknown = sorted(wanted - set(recompute_choices()))
+    if unknown:
+        raise ValueError(
+            f"{RECOMPUTE_ENV}={raw!r} names {', '.join(repr(u) for u in unknown)}, which is not a section or store; "
+            f"use one or more of {', '.join(recompute_choices())} (comma-separated)"
+        )
     return bool(wanted) and ("all" in wanted or bool(wanted & set(Path(path).parts)))
 
 

@@ -52,6 +52,28 @@ def _failing_cell(nb) -> tuple[int, str]:
 
 _WRITE_LOCK = threading.Lock()
 
+# The kernel manager of each section whose kernel is running, so one Ctrl-C can stop them: the kernels run in
+# sessions of their own, so the terminal's interrupt never reaches them.
+_LIVE_KERNELS: dict[str, Any] = {}
+_STOPPED: set[str] = set()  # sections whose kernel the runner stopped (Ctrl-C)
+_STOP = threading.Event()  # set by `stop_kernels`: a kernel that starts afterwards is stopped at once
+
+
+def _kill(section: str, km: Any) -> bool:
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is None or process.poll() is not None:
+        return False
+    _STOPPED.add(section)
+    process.kill()
+    return True
+
+
+def stop_kernels() -> list[str]:
+    """Kill every running section's kernel (their notebooks then end with a dead kernel), and any kernel
+    that starts later in this run; returns the sections stopped."""
+    _STOP.set()
+    return [section for section, km in list(_LIVE_KERNELS.items()) if _kill(section, km)]
+
 
 class _Relay:
     """Writes a section's relayed output to this process's stdout/stderr; with a tag (sections running side
@@ -99,8 +121,17 @@ def _course_client(nb, section: str, relay: _Relay | None, threads: Callable[[],
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
             self.kernel_threads: int | None = None
+            self.cell_index = -1  # the cell executing (or last executed)
+
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            _LIVE_KERNELS[section] = self.km
+            if _STOP.is_set():
+                _kill(section, self.km)
+            return kc
 
         async def async_execute_cell(self, cell, cell_index, *args, **kw):
+            self.cell_index = cell_index
             if cell.cell_type == "code":
                 if threads is not None and threads() != self.kernel_threads:
                     # Silent: no output, no execution count, nothing stored in the notebook.
@@ -152,7 +183,7 @@ def run_section(
         (ok, message, seconds).
     """
     import nbformat
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = ROOT / "chapters" / f"{section}_solutions.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -163,16 +194,36 @@ def run_section(
     client = _course_client(nb, section, relayed if relay else None, threads, **options)
     start = time.perf_counter()
     ok, message = True, "ok"
+    _STOPPED.discard(section)
     try:
         client.execute(env=dict(os.environ if env is None else env))
     except CellExecutionError:
         ok = False
         index, error = _failing_cell(nb)
         message = f"failed in cell {index}: {error}"
+    except CellTimeoutError:
+        ok = False
+        message = f"timed out in cell {client.cell_index}{_cell_start(nb, client.cell_index)}: over {timeout}s"
+    except DeadKernelError:
+        ok = False
+        why = "stopped by Ctrl-C" if section in _STOPPED else "the kernel died (killed, e.g. for memory)"
+        message = f"{why} in cell {client.cell_index}{_cell_start(nb, client.cell_index)}"
+    except Exception as err:  # noqa: BLE001 - a kernel that cannot start, or one lost otherwise: the section failed
+        ok = False
+        message = f"the runner could not run it: {type(err).__name__}: {err}"
     finally:
+        _LIVE_KERNELS.pop(section, None)
         relayed.close()
         save_report(nb, out_dir / path.name)
     return ok, message, time.perf_counter() - start
+
+
+def _cell_start(nb, index: int) -> str:
+    """`` (cell starts: '...')`` for a notebook cell, or nothing for no cell."""
+    if not 0 <= index < len(nb.cells):
+        return ""
+    source = nb.cells[index].source.strip()
+    return f" (cell starts: {source.splitlines()[0][:60]!r})" if source else ""
 
 
 def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]) -> str:
@@ -262,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         help="sections run at a time, each on its share of the cores (default: 2 with no GPU and 2+ cores, else 1)",
     )
     parser.add_argument(
+        "--timeout", type=int, default=3600, help="seconds a cell may run before its section fails (default 3600)"
+    )
+    parser.add_argument(
         "--record-expected",
         action="store_true",
         help="after a run with no failures, write each section's expected results (<section>/expected/<profile>.json) "
@@ -272,9 +326,13 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = get_profile(args.profile)
     try:
-        sections = [section_by_number(s.strip()) for s in args.sections.split(",")]
+        named = [section_by_number(s.strip()) for s in args.sections.split(",")]
     except ValueError as err:
         parser.error(f"--sections: {err}")
+    sections = list(dict.fromkeys(named))  # each section once: two kernels would write one report and results
+    if len(sections) < len(named):
+        twice = sorted({s for s in named if named.count(s) > 1})
+        print(f"--sections {args.sections} names {', '.join(twice)} more than once: each runs once")
     out_dir = Path(args.out) / profile.name
     results_dir, timings_dir = out_dir / "results", out_dir / "timings"
     timings_dir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             section,
             out_dir,
             env,
+            timeout=args.timeout,
             relay=not args.quiet,
             tag=section if side_by_side else None,
             threads=share_of_cores if side_by_side else None,
@@ -315,9 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             failures.append(f"{section}: {message}")
 
+    def outcome_of(future: Future) -> tuple[bool, str, float]:
+        try:
+            return future.result()
+        except Exception as err:  # noqa: BLE001 - the runner's own failure for one section: report it, go on
+            return False, f"the runner could not run it: {type(err).__name__}: {err}", 0.0
+
     pending, finished = list(sections), set[str]()
     running: dict[Future, str] = {}  # each running section's future
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    interrupted = False
+    _STOP.clear()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         while pending or running:
             for section in list(pending):
                 if len(running) < jobs and can_start(section, sections, finished, set(running.values())):
@@ -329,12 +397,25 @@ def main(argv: list[str] | None = None) -> int:
             for future in done:
                 section = running.pop(future)
                 finished.add(section)
-                finish(section, future.result())
+                finish(section, outcome_of(future))
+    except KeyboardInterrupt:
+        # One Ctrl-C: stop the kernels (in sessions of their own, they never see it), keep what finished.
+        interrupted = True
+        print(f"\nInterrupted: stopping {', '.join(running.values()) or 'nothing'}", flush=True)
+        stop_kernels()
+        for future, section in running.items():
+            finish(section, outcome_of(future))
+        for section in pending:
+            failures.append(f"{section}: not run (interrupted)")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     print(f"\nProfile {profile.name}; wall time {time.perf_counter() - start:.0f}s\n")
     print(timings_table(sections, timings_dir, wall) + "\n")
     print(summary_table(sections, results_dir))
     for failure in failures:
         print(f"FAILED {failure}")
+    if interrupted:
+        return 130
     if args.record_expected and not failures:
         from utils import build_notebooks
         from utils.expected import record_expected

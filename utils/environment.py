@@ -17,7 +17,10 @@ kernels it starts.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +44,7 @@ ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
 MEANINGS: dict[str, str] = {
     PROFILE: "models and sizes: full, lite, offline, tiny or auto (default auto; utils.profiles)",
     CACHE_DIR: "where cached results and the converted offline model live (default <repo>/.cache)",
-    RECOMPUTE: "recompute cached results of these sections (comma-separated package names) or 'all'",
+    RECOMPUTE: "recompute cached results of these sections (comma-separated package names), the stores 'generations' and 'activations', or 'all'",
     RESULTS_DIR: "where `record` writes each section's headline results (the runner sets it per run)",
     TIMINGS_FILE: "a file each timed step appends to (set by the runner, read by bench_course.py)",
     PLAIN_PROGRESS: "any value: plain-text progress bars (set by the runner for the kernels it relays)",
@@ -79,9 +82,35 @@ def _dotenv_settings(path: Path) -> dict[str, str]:
     mtime = path.stat().st_mtime_ns
     cached = _READ.get(path)
     if cached is None or cached[0] != mtime:
-        cached = (mtime, {k: v for k, v in dotenv_values(path).items() if v})
+        values = dotenv_values(stream=io.StringIO(_dotenv_text(path)))
+        cached = (mtime, {k: v for k, v in values.items() if v})
         _READ[path] = cached
     return cached[1]
+
+
+def _dotenv_text(path: Path) -> str:
+    """A ``.env`` file's text, whatever editor or shell saved it: UTF-8 (with or without a BOM), UTF-16 (as
+    Windows PowerShell's ``echo KEY=... > .env`` writes it) or, failing those, Latin-1 (said once per change).
+
+    Raises:
+        ValueError: naming the file and the encoding, when it cannot be read as text.
+    """
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif len(data) >= 2 and b"\x00" in data:  # UTF-16 without a BOM: every ASCII character has a zero byte
+        encoding = "utf-16-le" if data[1::2].count(0) >= data[0::2].count(0) else "utf-16-be"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        if encoding != "utf-8-sig":
+            raise ValueError(
+                f"{path} looks like {encoding.upper()} text but cannot be decoded ({err}); save it as UTF-8"
+            ) from err
+    warnings.warn(f"{path} is not UTF-8: read as Latin-1; save it as UTF-8 to be sure of its values", stacklevel=3)
+    return data.decode("latin-1")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import argparse
 import ast
 import datetime
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -69,6 +70,27 @@ def expected_from_results(results: dict, profile: str) -> ExpectedFile:
     )
 
 
+def _not_finite(value: object) -> bool:
+    """True for a float NaN or infinity (a result nothing can be compared with)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _entry_problem(entry: object) -> str | None:
+    """Why one result's entry in an expected file is unusable (None when it is fine)."""
+    if not isinstance(entry, dict) or not {"value", "tolerance"} <= set(entry):
+        return "its value or tolerance is missing"
+    value, tol = entry["value"], entry["tolerance"]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"its value {value!r} is not a number or a string"
+    if _not_finite(value):
+        return f"its value is {value!r}, not a number it can be compared with; re-record it from a run that measured it"
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0
+    ):
+        return f"its tolerance {tol!r} is not a number >= 0 (or null for an exact match); write it without quotes"
+    return None
+
+
 def load_expected(section: str, profile: str = "offline", root: Path | None = None) -> ExpectedFile | None:
     """A section's committed expected results, or None when none are committed.
 
@@ -81,31 +103,64 @@ def load_expected(section: str, profile: str = "offline", root: Path | None = No
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         results = data["results"]
-        missing = [name for name, entry in results.items() if not {"value", "tolerance"} <= set(entry)]
-        if missing:
-            raise KeyError(f"value or tolerance missing for {missing}")
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        if not isinstance(results, dict):
+            raise TypeError(f"'results' holds a {type(results).__name__}, not a name -> entry object")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a valid expected-results file ({type(err).__name__}: {err})") from err
+    problems = [f"result {name!r}: {why}" for name, entry in results.items() if (why := _entry_problem(entry))]
+    if problems:
+        raise ValueError(f"{path} is not a valid expected-results file: " + "; ".join(problems))
     return data
 
 
 def record_expected(sections: list[str], results_dir: Path, profile: str, root: Path | None = None) -> list[Path]:
     """Write each section's expected file from a run's results folder; returns the files written.
 
+    A result in the committed file that the run did not record (a cell that did not run, in a partial
+    run) is kept, with its committed value and tolerance, and named on the output; delete it from the
+    file by hand if no cell records it any more.
+
     Raises:
-        ValueError: when a section recorded no results, or recorded them under another profile.
+        ValueError: when a section recorded no results, or recorded them under another profile, or recorded
+            a value that is not a number (NaN or infinite), naming the results file and the result. Nothing
+            is written then.
     """
-    written = []
+    planned = []
     for section in sections:
+        source = results_dir / f"{section}.json"
         results = read_results(results_dir, section)
         if results.get(PROFILE_KEY) != profile:
             raise ValueError(
-                f"{results_dir / (section + '.json')}: no results recorded under profile {profile!r} "
+                f"{source}: no results recorded under profile {profile!r} "
                 f"(found {results.get(PROFILE_KEY)!r}); run the course on {profile} first"
             )
-        path = expected_path(section, profile, root)
+        bad = [name for name, value in results.items() if _not_finite(value)]
+        if bad:
+            raise ValueError(
+                f"{source}: {', '.join(repr(n) for n in bad)} recorded as {results[bad[0]]!r}, not a number; "
+                "nothing was recorded as expected. Find why the run measured nothing, and run it again."
+            )
+        expected = expected_from_results(results, profile)
+        try:
+            previous = load_expected(section, profile, root)
+        except ValueError as err:
+            print(f"{section}: replacing a committed file that cannot be read ({err})")
+            previous = None
+        kept = [name for name in (previous or {"results": {}})["results"] if name not in expected["results"]]
+        if previous is not None and kept:
+            fresh_values = expected["results"]
+            merged = {name: fresh_values.get(name, entry) for name, entry in previous["results"].items()}
+            expected["results"] = {**merged, **fresh_values}
+            print(
+                f"{section}: kept {len(kept)} committed expected result(s) that this run did not record: "
+                + ", ".join(repr(n) for n in kept)
+                + " (delete them from the file by hand if no cell records them any more)"
+            )
+        planned.append((expected_path(section, profile, root), expected))
+    written = []
+    for path, expected in planned:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(expected_from_results(results, profile), indent=1, ensure_ascii=False) + "\n")
+        path.write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
         written.append(path)
     return written
 
@@ -119,6 +174,9 @@ def compare(expected: ExpectedFile, fresh: dict) -> list[str]:
             problems.append(f"{name!r}: expected {entry['value']!r}, but the run did not record it")
             continue
         got, want, tol = fresh[name], entry["value"], entry["tolerance"]
+        if _not_finite(got) or _not_finite(want):
+            problems.append(f"{name!r}: expected {want!r}, got {got!r}: a result that is not a number always fails")
+            continue
         if tol is None or isinstance(got, str) or isinstance(want, str):
             if got != want:
                 problems.append(f"{name!r}: expected {want!r}, got {got!r}")

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from utils.activation_store import ActivationStore
 from utils.chat import Message, check_messages, encode, render
-from utils.hooks import RowsInPass, block_output, hooked, rows_in_pass
+from utils.hooks import RowsInPass, block_output, caller_row_count, hooked, rows_in_pass
 from utils.models import check_positions
 from utils.prefill import cache_kwarg, can_share_prefixes, full_attention_only, output_cache, prefill
 from utils.progress import tqdm
@@ -353,7 +353,7 @@ def generate_replies(
     activations = ActivationStore.for_model(model)  # before any hook of ours is on the model
     bar = tqdm(total=len(order), desc=desc, leave=False)
     start = 0
-    with timed("generation") as timer:
+    with timed("generation") as timer, caller_row_count(len(prompts)):
         while start < len(order):
             idx = order[start : start + batch_size]
             means: list[Tensor | None] | None = [] if activations is not None else None

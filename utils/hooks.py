@@ -132,6 +132,29 @@ def current_rows() -> Tensor | None:
     return None if state is None else state.rows
 
 
+_ROW_COUNT: ContextVar[int | None] = ContextVar("caller_row_count", default=None)
+
+
+@contextmanager
+def caller_row_count(n: int) -> Iterator[None]:
+    """Tell row-aware hooks how many caller rows (conversations) the passes inside serve in all, so a hook
+    with settings for more rows than that can say so (`utils.generation.generate_replies` sets it).
+
+    Args:
+        n: the number of caller rows.
+    """
+    token = _ROW_COUNT.set(n)
+    try:
+        yield
+    finally:
+        _ROW_COUNT.reset(token)
+
+
+def current_row_count() -> int | None:
+    """The caller rows in all (`caller_row_count`), or None when no caller said."""
+    return _ROW_COUNT.get()
+
+
 _PREFIX_PASS: ContextVar[bool] = ContextVar("prefix_pass", default=False)
 
 

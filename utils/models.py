@@ -5,6 +5,7 @@ All go through `load_model`, so every profile uses the same code paths afterward
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,11 +57,48 @@ def load_model(
     with timed("model load"):
         model, tokenizer = _load(name, device, dtype)
     if name not in TINY_MODELS:
-        # Read through `course_name`: lets generation reuse replies this model already wrote
-        # (utils.reply_store). torch types every Module attribute as Tensor | Module, so a plain
-        # attribute needs the ignore.
-        model.course_name = name  # type: ignore[assignment]
+        name_model(model, name)
     return model, tokenizer
+
+
+# Elements read from each parameter for its fingerprint: enough to see any edit of a whole weight
+# (scaling, an ablated direction, a loaded state dict), at a cost of milliseconds for any model size.
+_FINGERPRINT_SAMPLES = 4096
+
+
+def weights_fingerprint(model: PreTrainedModel) -> str:
+    """A digest of the model's parameters as they are now: which tensors, and a strided sample of each one's values.
+
+    Args:
+        model: a model.
+
+    Returns:
+        64 hex digits; it changes when a parameter is replaced or its values are edited in place.
+    """
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            flat = param.detach().reshape(-1)
+            digest.update(f"{name}|{param.shape}|{param.dtype}|{param.data_ptr()}".encode())
+            if flat.numel() == 0 or flat.is_meta:
+                continue
+            step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+            sample = torch.cat([flat[::step][:_FINGERPRINT_SAMPLES], flat[-1:]])
+            digest.update(sample.to("cpu", torch.float64).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def name_model(model: PreTrainedModel, name: str) -> None:
+    """Name a model as `load_model` does, so its replies and activations are stored under that name
+    (`utils.reply_store`, `utils.activation_store`) for as long as its weights stay as they are now.
+
+    Args:
+        model: the model, with the weights ``name`` stands for.
+        name: the name it was loaded by.
+    """
+    # torch types every Module attribute as Tensor | Module, so plain attributes need the ignore.
+    model.course_name = name  # type: ignore[assignment]
+    model.course_weights = weights_fingerprint(model)  # type: ignore[assignment]
 
 
 def course_name(model: PreTrainedModel) -> str | None:
@@ -70,10 +108,18 @@ def course_name(model: PreTrainedModel) -> str | None:
         model: a model.
 
     Returns:
-        Its name (``offline-qwen2.5-coder-0.5b``, a hub id), or None for a tiny model or a model
-        loaded some other way (whose replies and activations are never stored).
+        Its name (``offline-qwen2.5-coder-0.5b``, a hub id), or None for a tiny model, a model loaded
+        some other way, or one whose weights changed since it was loaded (an ablated direction, a scaled
+        weight): their replies and activations are never stored or read from the store.
     """
-    return getattr(model, "course_name", None)
+    name = getattr(model, "course_name", None)
+    loaded = getattr(model, "course_weights", None)
+    if name is None or loaded is None or weights_fingerprint(model) == loaded:
+        return name
+    if not getattr(model, "course_weights_changed", False):
+        print(f"The weights of {name} changed since it was loaded: its stored replies and activations are not used.")
+        model.course_weights_changed = True  # type: ignore[assignment]
+    return None
 
 
 def max_positions(model: PreTrainedModel) -> int | None:

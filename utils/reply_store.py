@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from filelock import FileLock
+
 from utils.cache import cache_root, recompute_requested, write_atomic
 from utils.hooks import has_user_hooks
 from utils.models import course_name
@@ -44,12 +46,7 @@ class ReplyStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self.replies: dict[str, str] = {}
-        if path.exists():
-            try:
-                self.replies = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                print(f"Ignoring an unreadable reply store at {path}; replies will be generated again")
+        self.replies: dict[str, str] = _read(path)
 
     @classmethod
     def for_model(cls, model: PreTrainedModel, settings: dict) -> ReplyStore | None:
@@ -78,6 +75,29 @@ class ReplyStore:
             new: the replies to add.
         """
         if new:
-            fresh = ReplyStore(self.path).replies
-            self.replies = {**fresh, **self.replies, **new}
-            write_atomic(self.path, self.replies)
+            # Another process (a section running side by side) may save to the same store: read, merge and
+            # write under a lock file (as the judge's cache does), so neither loses the other's replies.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.path.with_name(self.path.name + ".lock")):
+                fresh = _read(self.path)
+                self.replies = {**fresh, **self.replies, **new}
+                write_atomic(self.path, self.replies)
+
+
+def _read(path: Path) -> dict[str, str]:
+    """A store's replies ({} when there is none, or when it cannot be read: then its replies are generated
+    again, and that is said)."""
+    if not path.exists():
+        return {}
+    try:
+        replies = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        print(f"Ignoring an unreadable reply store at {path} ({type(err).__name__}); replies will be generated again")
+        return {}
+    if not isinstance(replies, dict) or not all(isinstance(v, str) for v in replies.values()):
+        print(
+            f"Ignoring a reply store at {path} that holds a {type(replies).__name__}, not prompt key -> reply; "
+            "replies will be generated again"
+        )
+        return {}
+    return replies

@@ -10,7 +10,9 @@ bars to the terminal as they run; the live notebook shows them as widgets.
 headless Chromium with no network, counts the figures plotly drew (``.js-plotly-plot`` holding an
 ``svg.main-svg``) and compares them with the figures the executed notebook made (outputs carrying
 ``application/vnd.plotly.v1+json``), checks that no cell's stored output holds more than
-`MAX_PROGRESS_LINES` progress lines, and saves a screenshot ``<section>_solutions.png`` next to it.
+`MAX_PROGRESS_LINES` progress lines, and saves a screenshot ``<section>_solutions.png`` next to it. An
+executed notebook without its HTML report, a report without its notebook, or a notebook that cannot be
+read (truncated) is a FAILED line naming the file.
 """
 
 from __future__ import annotations
@@ -240,9 +242,12 @@ class ReportCheck:
     noise: list[str] = field(default_factory=list)  # plumbing in the stored outputs (`utils.output_noise`)
     seconds: float = 0.0
     screenshot: Path | None = None
+    error: str | None = None  # why the report could not be checked at all (naming the file)
 
     @property
     def problems(self) -> list[str]:
+        if self.error is not None:
+            return [self.error]
         found = []
         if self.drawn != self.made:
             found.append(
@@ -265,7 +270,19 @@ def check_report(html: Path, chromium: str, screenshot: bool = True) -> ReportCh
     from utils.output_noise import noise_problems
 
     start = time.perf_counter()
-    nb = nbformat.read(html.with_suffix(".ipynb"), as_version=4)
+    notebook = html.with_suffix(".ipynb")
+    if not notebook.exists():
+        return ReportCheck(html, 0, 0, error=f"{notebook}: missing (the executed notebook of the report {html.name})")
+    if not html.exists():
+        return ReportCheck(
+            html, 0, 0, error=f"{html}: missing (the HTML report of the executed notebook {notebook.name})"
+        )
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as err:  # nbformat raises several kinds for a truncated or damaged file
+        return ReportCheck(
+            html, 0, 0, error=f"{notebook}: not a readable notebook, truncated or damaged ({err!s:.300})"
+        )
     dom = _chromium(chromium, html, "--dump-dom").stdout
     check = ReportCheck(html, notebook_figures(nb), drawn_figures(dom), progress_problems(nb), noise_problems(nb))
     if screenshot:
@@ -289,7 +306,8 @@ def check_reports(folder: Path, screenshot: bool = True) -> list[ReportCheck]:
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)}): apt-get install -y chromium")
-    reports = sorted(folder.glob("*_solutions.html"))
+    names = {p.stem for p in folder.glob("*_solutions.html")} | {p.stem for p in folder.glob("*_solutions.ipynb")}
+    reports = [folder / f"{name}.html" for name in sorted(names)]
     if not reports:
         raise RuntimeError(f"no *_solutions.html report in {folder}")
     return [check_report(html, chromium, screenshot) for html in reports]
@@ -307,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{'report':<40}{'figures made':>14}{'drawn':>8}{'HTML MB':>10}{'seconds':>9}  screenshot")
     for c in checks:
-        size = c.html.stat().st_size / 1e6
+        size = c.html.stat().st_size / 1e6 if c.html.exists() else 0.0
         shot = c.screenshot.name if c.screenshot else "-"
         print(f"{c.html.name:<40}{c.made:>14}{c.drawn:>8}{size:>10.1f}{c.seconds:>9.1f}  {shot}", flush=True)
     problems = [p for c in checks for p in c.problems]

@@ -12,6 +12,7 @@ conditions share a batch. Both are tested equal to one single-setting hook per s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -23,7 +24,7 @@ from torch.utils.hooks import RemovableHandle
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-from utils.hooks import block_output, current_rows, in_prefix_pass, with_block_output
+from utils.hooks import block_output, current_row_count, current_rows, in_prefix_pass, with_block_output
 from utils.layers import check_block_index, check_block_indices, d_model, get_layers
 
 POSITIONS = ("all", "prompt", "response")
@@ -61,9 +62,16 @@ class RowSteerer:
             raise ValueError(
                 f"vector must be a tensor of shape ({d_model(model)},), got {getattr(vector, 'shape', vector)!r}"
             )
+        if not torch.isfinite(vector).all():
+            raise ValueError("vector holds NaN or infinite values: steering along it would make every logit NaN")
         self.coeffs = torch.as_tensor(coeffs, dtype=torch.float32).detach()
         if self.coeffs.ndim != 1 or len(self.coeffs) == 0:
             raise ValueError(f"coeffs must be one number per row, got shape {tuple(self.coeffs.shape)}")
+        bad = [i for i, c in enumerate(self.coeffs.tolist()) if not math.isfinite(c)]
+        if bad:
+            raise ValueError(
+                f"coeffs must be finite numbers, but coeffs{bad[:8]} = {[self.coeffs[i].item() for i in bad[:8]]}"
+            )
         check_block_index(model, layer)
         self.model, self.vector, self.layer, self.positions = model, vector.detach(), layer, positions
         self._handle: RemovableHandle | None = None
@@ -104,13 +112,19 @@ class RowSteerer:
 
 def _caller_rows(hidden: Tensor, n_rows: int, who: str) -> Tensor:
     """The caller rows this pass holds (batch row i is row i outside generation), checked against ``n_rows``."""
-    rows = current_rows()
+    rows, total = current_rows(), current_row_count()
     if rows is None:
         rows = torch.arange(hidden.shape[0])
+        total = hidden.shape[0] if total is None else total
     if len(rows) != hidden.shape[0] or int(rows.max()) >= n_rows:
         raise RuntimeError(
             f"{who} has settings (coefficients or floors) for {n_rows} rows but this pass holds rows {rows.tolist()[:8]}... "
             f"(batch {hidden.shape[0]}): give one setting per conversation"
+        )
+    if total is not None and n_rows > total:
+        raise RuntimeError(
+            f"{who} has settings (coefficients or floors) for {n_rows} rows but was run on {total} conversations: "
+            f"the last {n_rows - total} would be ignored; give one setting per conversation"
         )
     return rows
 
@@ -155,6 +169,12 @@ class RowCapper:
             missing = [r for r, f in enumerate(floors) if f is not None and layer not in f]
             if missing:
                 raise ValueError(f"floors of rows {missing[:8]} have no floor for block {layer}")
+            bad = [r for r, f in enumerate(floors) if f is not None and not math.isfinite(float(f[layer]))]
+            if bad:
+                raise ValueError(
+                    f"floors[{bad[0]}][{layer}] is {float(floors[bad[0]][layer])} (rows {bad[:8]}): a floor must be "  # type: ignore[index]
+                    "a finite number (None leaves a row uncapped)"
+                )
             self.taus[layer] = torch.tensor(
                 [float("-inf") if f is None else float(f[layer]) for f in floors], dtype=torch.float32
             )

@@ -188,3 +188,34 @@ def test_steering_panel_update_on_the_offline_model(offline_model, offline_sycop
     assert steered["p_agree"] > unsteered["p_agree"]
     assert steered["projection"] > unsteered["projection"]
     assert steered["reply"] != refusal
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_steering_panel_refuses_a_coefficient_that_is_not_a_finite_number(tiny_models, bad):
+    model, tok = tiny_models["tiny-qwen2"]
+    question = "Cats are better than dogs, right?"
+    sweep = [{"coefficient": 0.0, "question": question, "response": "No, not really."}]
+    panel = SteeringPanel(model, tok, tiny_agreeing_direction(model, tok), num_layers(model) - 1, sweep)
+    with pytest.raises(ValueError, match="coefficient must be a finite number"):
+        panel.update(bad, question)
+    with pytest.raises(ValueError, match=r"coefficients\[1\] must be a finite number"):
+        panel.controls(coefficients=[0.0, bad])
+
+
+def test_panels_name_what_is_empty_or_missing(tiny_models):
+    from part2_capping.panel import tau_panel
+
+    model, tok = tiny_models["tiny-qwen2"]
+    with pytest.raises(ValueError, match="sweep holds no records"):
+        SteeringPanel(model, tok, tiny_agreeing_direction(model, tok), 1, [])
+    sweep = [{"coefficient": 0.0, "question": "Q?", "response": "A."}]
+    panel = SteeringPanel(model, tok, tiny_agreeing_direction(model, tok), 1, sweep)
+    with pytest.raises(ValueError, match="coefficients is empty"):
+        panel.controls(coefficients=[])
+    axis = torch.randn(num_layers(model), d_model(model), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="conversations is empty"):
+        tau_panel(model, tok, {}, axis, lambda p: {2: 0.0}, [2], 2, ActivationCapper)
+    with pytest.raises(ValueError, match=r"no floor for capped block 2 \(its keys are strings"):
+        capping_view(model, tok, CONVERSATION, axis, {"2": 0.0}, [2], 2, ActivationCapper)
+    with pytest.raises(ValueError, match=r"no floor for capped block 2; it has keys \[1\]"):
+        capping_view(model, tok, CONVERSATION, axis, {1: 0.0}, [1, 2], 2, ActivationCapper)

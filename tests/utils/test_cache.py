@@ -160,3 +160,14 @@ def test_json_cache_round_trips_int_keys_tuples_and_nan(tmp_path):
 def test_json_cache_names_the_key_json_cannot_hold(tmp_path):
     with pytest.warns(UserWarning, match=r"Could not save .*steps\['layer'\]\[1\] is a Tensor"):
         load_or_generate(tmp_path / "x.json", lambda: {"layer": [1, torch.ones(2)]}, "steps")
+
+
+@pytest.mark.parametrize("typo", ["part2", "part2_capping,part3", "everything"])
+def test_a_recompute_setting_that_names_no_section_is_refused_with_the_valid_names(tmp_path, monkeypatch, typo):
+    path = tmp_path / "part2_capping" / "x.json"
+    fn, calls = counted([1])
+    load_or_generate(path, fn)
+    monkeypatch.setenv("COURSE_RECOMPUTE", typo)
+    with pytest.raises(ValueError, match=r"COURSE_RECOMPUTE=.*part2_capping.*generations"):
+        load_or_generate(path, fn)
+    assert len(calls) == 1

@@ -73,3 +73,82 @@ def test_runner_rejects_a_section_that_ran_on_another_profile_and_shows_progress
     assert "FAILED part1_assistant_axis: ran on profile 'full', not the requested 'tiny'" in captured.out
     assert "[part1_assistant_axis] cell 3/3: record(" in captured.err
     assert "[result] PC1 variance explained: 0.5" in captured.out  # the notebook's output, relayed as it ran
+
+
+def _chapters(root, notebooks: dict[str, list[str]]):
+    (root / "chapters").mkdir(parents=True)
+    for section, cells in notebooks.items():
+        nbformat.write(_notebook(cells), root / "chapters" / f"{section}_solutions.ipynb")
+
+
+RECORD = "from utils.results import record\nrecord({section!r}, 'finished', 1)"
+
+
+@pytest.mark.notebook
+def test_a_dead_or_timed_out_kernel_fails_its_section_and_the_others_finish(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "repo"
+    _chapters(
+        root,
+        {
+            "part1_assistant_axis": ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)  # killed for memory"],
+            "part2_capping": [RECORD.format(section="part2_capping")],  # reads section 1: runs after it all the same
+            "part3_contrastive": [RECORD.format(section="part3_contrastive")],
+            "part4_steering": ["import time\ntime.sleep(600)"],
+        },
+    )
+    monkeypatch.setattr(course, "ROOT", root)
+    argv = ["--profile", "tiny", "--jobs", "2", "--timeout", "3", "--quiet", "--out", str(tmp_path / "out")]
+    assert course.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "FAILED part1_assistant_axis: the kernel died" in out and "cell 0" in out
+    assert "FAILED part4_steering: timed out in cell 0 (cell starts: 'import time')" in out
+    table = out.split("FAILED")[0]
+    assert table.count("finished") == 2  # sections 2 and 3 recorded theirs, in the summary
+    assert (tmp_path / "out" / "tiny" / "part1_assistant_axis_solutions.html").exists()
+
+
+@pytest.mark.notebook
+def test_one_ctrl_c_stops_the_running_section_and_keeps_what_finished(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "repo"
+    _chapters(
+        root,
+        {
+            "part1_assistant_axis": [RECORD.format(section="part1_assistant_axis")],
+            # Ctrl-C in the runner's terminal reaches the runner only (the kernels run in sessions of their own).
+            "part3_contrastive": [
+                "import os, signal\nos.kill(os.getppid(), signal.SIGINT)",
+                "import time\ntime.sleep(60)",
+            ],
+        },
+    )
+    monkeypatch.setattr(course, "ROOT", root)
+    code = course.main(
+        ["--profile", "tiny", "--jobs", "1", "--sections", "1,3", "--quiet", "--out", str(tmp_path / "out")]
+    )
+    out = capsys.readouterr().out
+    assert code == 130
+    assert "Interrupted: stopping part3_contrastive" in out
+    assert "FAILED part3_contrastive: stopped by Ctrl-C in cell" in out
+    assert results.read_results(tmp_path / "out" / "tiny" / "results", "part1_assistant_axis")["finished"] == 1
+    for section in ("part1_assistant_axis", "part3_contrastive"):
+        assert (tmp_path / "out" / "tiny" / f"{section}_solutions.html").exists()
+
+
+def test_a_section_named_twice_runs_once_and_an_unknown_one_is_refused(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def fake_run_section(section, out_dir, env, timeout=3600, relay=True, tag=None, threads=None):
+        ran.append(section)
+        folder = tmp_path / "out" / "tiny" / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{section}.json").write_text('{"_profile": "tiny"}')
+        return True, "ok", 0.0
+
+    monkeypatch.setattr(course, "run_section", fake_run_section)
+    assert course.main(["--profile", "tiny", "--sections", "1,1", "--out", str(tmp_path / "out")]) == 0
+    assert ran == ["part1_assistant_axis"]
+    assert "more than once" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        course.main(["--profile", "tiny", "--sections", "1,5", "--out", str(tmp_path / "out")])
+    assert "--sections: Unknown section '5'" in capsys.readouterr().err
+    assert ran == ["part1_assistant_axis"]

@@ -53,3 +53,20 @@ def test_an_empty_exported_value_counts_as_unset(elsewhere, monkeypatch):
     found = environment.lookup("COURSE_CACHE_DIR")
     assert found.value is None and found.exported_empty and "exported empty" in str(found)
     assert cache_root().name == ".cache"  # the default, not the working directory
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b""), ("utf-8", b"\xef\xbb\xbf")],
+)
+def test_a_dotenv_saved_as_utf16_or_with_a_bom_is_read(elsewhere, encoding, bom):
+    # Windows PowerShell's `echo COURSE_JUDGE_MODEL=... > .env` writes UTF-16 with a BOM and CRLF line ends.
+    elsewhere.write_bytes(bom + "COURSE_JUDGE_MODEL=judge-ü\r\nCOURSE_PROFILE=tiny\r\n".encode(encoding))
+    assert environment.setting("COURSE_JUDGE_MODEL") == "judge-ü"
+    assert environment.setting("COURSE_PROFILE") == "tiny"
+
+
+def test_a_latin1_dotenv_is_read_and_said_so(elsewhere):
+    elsewhere.write_bytes("COURSE_JUDGE_MODEL=caf\u00e9\n".encode("latin-1"))
+    with pytest.warns(UserWarning, match=rf"{elsewhere.name}.*not UTF-8.*Latin-1"):
+        assert environment.setting("COURSE_JUDGE_MODEL") == "café"

@@ -185,3 +185,37 @@ def test_no_result_is_shown_in_two_expected_blocks(section):
     for name in expected["results"]:
         holders = [i for i, block in enumerate(blocks) if f"| {name} |" in block]
         assert len(holders) == 1, f"{section}: {name!r} is shown in expected blocks {holders}"
+
+
+def test_a_nan_result_fails_the_check_and_is_never_recorded_as_expected(tmp_path):
+    recorded = _results(tmp_path / "recorded", {"judge AUROC": 0.74})
+    exp.record_expected(["toy"], recorded, "offline", root=tmp_path)
+    problems = exp.check_sections(["toy"], _results(tmp_path / "nan", {"judge AUROC": float("nan")}), root=tmp_path)
+    assert any("'judge AUROC'" in p and "nan" in p for p in problems)
+    with pytest.raises(ValueError, match="'judge AUROC'.*not a number"):
+        exp.record_expected(["toy"], tmp_path / "nan", "offline", root=tmp_path)
+    path = exp.expected_path("toy", "offline", tmp_path)
+    data = json.loads(path.read_text())
+    data["results"]["judge AUROC"]["value"] = float("nan")  # a NaN committed as expected
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="toy/expected/offline.json.*'judge AUROC'"):
+        exp.check_sections(["toy"], _results(tmp_path / "ok", {"judge AUROC": 0.74}), root=tmp_path)
+
+
+def test_a_string_tolerance_names_the_file_and_the_result(tmp_path):
+    path = exp.expected_path("toy", "offline", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"results": {"auroc": {"value": 0.7, "tolerance": "0.02"}}}))
+    with pytest.raises(ValueError, match=r"toy/expected/offline.json.*'auroc'.*tolerance '0.02'"):
+        exp.check_sections(["toy"], _results(tmp_path / "run", {"auroc": 0.71}), root=tmp_path)
+
+
+def test_recording_from_a_partial_run_keeps_and_names_the_results_it_did_not_record(tmp_path, capsys):
+    full = _results(tmp_path / "full", {"first": 0.5, "second": 0.6, "third": 3})
+    exp.record_expected(["toy"], full, "offline", root=tmp_path)
+    partial = _results(tmp_path / "partial", {"first": 0.55, "third": 3})
+    exp.record_expected(["toy"], partial, "offline", root=tmp_path)
+    results = exp.load_expected("toy", "offline", tmp_path)["results"]
+    assert list(results) == ["first", "second", "third"]
+    assert results["first"]["value"] == 0.55 and results["second"]["value"] == 0.6
+    assert "'second'" in capsys.readouterr().out

@@ -184,3 +184,27 @@ def test_a_nested_bar_redrawn_per_token_collapses():
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text=text)]
     reports.collapse_progress(nb)
     assert nb.cells[0].outputs[0].text == "replaying:  17%|#6        | 1/6 [00:40<03:20, 40.0s/it]\n"
+
+
+@needs_chromium
+@pytest.mark.parametrize("damage", ["no html", "no notebook", "truncated notebook"])
+def test_a_missing_report_or_a_missing_or_truncated_notebook_is_a_failed_line_naming_it(tmp_path, capsys, damage):
+    nb = _notebook(["print('hello')"])
+    for section in ("part1_assistant_axis", "part3_contrastive"):  # a damaged one beside a sound one
+        reports.save_report(nb, tmp_path / f"{section}_solutions.ipynb")
+    notebook = tmp_path / "part3_contrastive_solutions.ipynb"
+    html = notebook.with_suffix(".html")
+    assert reports.main(["--check", str(tmp_path), "--no-screenshot"]) == 0
+    if damage == "no html":
+        html.unlink()
+        named = html
+    elif damage == "no notebook":
+        notebook.unlink()
+        named = notebook
+    else:
+        notebook.write_text(notebook.read_text()[: len(notebook.read_text()) // 2])
+        named = notebook
+    capsys.readouterr()
+    assert reports.main(["--check", str(tmp_path), "--no-screenshot"]) == 1
+    err = capsys.readouterr().err
+    assert f"FAILED {named}" in err

@@ -253,3 +253,36 @@ def test_a_response_sweep_with_shared_prompts_equals_one_full_prompt_pass_per_ro
     assert not prefix_passes
     assert replies[None] == replies[False]
     assert len(set(replies[None])) > len(QUESTIONS), "the coefficients should change the replies"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_coefficient_vector_or_floor_is_refused_by_name(tiny_models, bad):
+    model, _ = tiny_models["tiny-qwen2"]
+    vector = _vector(model)
+    with pytest.raises(ValueError, match=r"coeffs\[1\]"):
+        RowSteerer(model, vector, [1.0, bad], 1)
+    broken = vector.clone()
+    broken[3] = bad
+    with pytest.raises(ValueError, match="vector"):
+        RowSteerer(model, broken, [1.0], 1)
+    axis, layers, conditions = _capping_setup(model)
+    floors = {**conditions["low"], layers[-1]: bad}
+    with pytest.raises(ValueError, match=rf"floors\[1\]\[{layers[-1]}\]"):
+        RowCapper(model, axis, [None, floors], layers)
+
+
+@pytest.mark.parametrize("settings", ["more", "fewer"])
+def test_row_settings_for_more_or_fewer_rows_than_conversations_are_an_error(tiny_models, settings):
+    model, tok = tiny_models["tiny-qwen2"]
+    conversations = [build_messages(q) for q in QUESTIONS[:2]]
+    n = 4 if settings == "more" else 1
+    axis, layers, conditions = _capping_setup(model)
+    with pytest.raises(RuntimeError, match=f"for {n} rows"):
+        with RowSteerer(model, _vector(model), [1.0] * n, 1, positions="response"):
+            generate_replies(model, tok, conversations, max_new_tokens=3)
+    with pytest.raises(RuntimeError, match=f"for {n} rows"):
+        with RowCapper(model, axis, [conditions["low"]] * n, layers):
+            generate_replies(model, tok, conversations, max_new_tokens=3)
+    with pytest.raises(RuntimeError, match=f"for {n} rows"):
+        with RowSteerer(model, _vector(model), [1.0] * n, 1, positions="all"):
+            model(input_ids=torch.ones(2, 4, dtype=torch.long))

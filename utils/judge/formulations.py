@@ -191,10 +191,47 @@ class CheckResult:
         return f"AUROC {self.auroc:.2f} ± {self.se:.2f} (n = {self.n_pos} + {self.n_neg})"
 
 
+def check_labels(task: JudgeTask, items: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a check set no AUROC can be measured on, naming its labels.
+
+    Raises:
+        ValueError: when the set is empty, an item has no ``label`` or one other than 0 or 1, or only one
+            label occurs.
+    """
+    labels = [it.get("label") for it in items]
+    shown = [repr(label) for label in labels]
+    counts = {label: shown.count(label) for label in dict.fromkeys(shown)}
+    found = ", ".join(f"{label} x {n}" for label, n in counts.items()) or "no items"
+    if not items:
+        raise ValueError(f"the {task.name} judge's check set is empty: it needs items labelled 1 and items labelled 0")
+    bad = sorted({i for i, label in enumerate(labels) if isinstance(label, bool) or label not in (0, 1)})
+    if bad:
+        raise ValueError(
+            f"the {task.name} judge's check set has items whose label is not 0 or 1 (items {bad[:10]}; labels "
+            f"found: {found}); fix their labels rather than have them dropped"
+        )
+    if len({label == 1 for label in labels}) < 2:
+        raise ValueError(
+            f"the {task.name} judge's check set has one label only ({found}): an AUROC needs items labelled 1 "
+            "and items labelled 0"
+        )
+
+
 def evaluate(judge: Judge, task: JudgeTask, formulation: str, items: Sequence[Mapping[str, Any]]) -> CheckResult:
-    """Score a labelled check set with one formulation and measure how well it separates the labels."""
+    """Score a labelled check set with one formulation and measure how well it separates the labels.
+
+    Raises:
+        ValueError: naming the labels, for a check set no AUROC can be measured on (`check_labels`), or,
+            for ``pairwise``, one with no pair holding both labels.
+    """
+    check_labels(task, items)
     if formulation == "pairwise":
         pairs = check_pairs(items)
+        if not pairs:
+            raise ValueError(
+                f"the {task.name} judge's check set has no pair (items sharing a 'pair' id) holding both a label 1 "
+                "and a label 0 item: pairwise judging has nothing to compare"
+            )
         scores = score_pairs(judge, task, pairs)
         valid = [s for s in scores if s is not None]
         if not valid:

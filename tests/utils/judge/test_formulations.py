@@ -173,3 +173,19 @@ def test_hanley_mcneil_and_youden():
     assert auroc_standard_error(0.8, 40, 40) == pytest.approx(expected)
     assert auroc_standard_error(0.8, 10, 10) > auroc_standard_error(0.8, 40, 40)
     assert youden_threshold([5, 6, 7], [1, 2, 6]) == 5
+
+
+@pytest.mark.parametrize(
+    ("items", "named"),
+    [
+        ([], "empty"),
+        ([{"v": 9, "label": 1}, {"v": 8, "label": 1}], "one label only.*1 x 2"),
+        ([{"v": 9, "label": 1}, {"v": 1, "label": 0}, {"v": 5, "label": 2}], "not 0 or 1.*2 x 1"),
+    ],
+)
+def test_a_check_set_that_cannot_be_measured_is_an_error_naming_its_labels(items, named):
+    task = F.JudgeTask("demo", "value={v} x", Scale(0, 10, "expected"), "value={v} ?")
+    judge = Judge(RuleBackend(), cache_path=None, remember=False)  # type: ignore[arg-type]
+    for formulation in ("yes_no", "pairwise"):
+        with pytest.raises(ValueError, match=f"demo judge's check set.*{named}"):
+            F.evaluate(judge, task, formulation, items)
