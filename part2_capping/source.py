@@ -1325,11 +1325,11 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # below the floor, the first token (the attention sink) always among them and far below it (-117 at block
 # 16 against a floor of -2.17). Through attention, a lift at those positions reaches every later token.
 #
-# The cell below splits the rise between the two kinds of position. It reads the uncapped replays' text
-# at block `READOUT_LAYER` (one forward pass per conversation, as `readout` reads it) with the floor
-# applied at every capped block only at the replies' own tokens, only at every other position (system
-# prompt, chat template, user turns), or everywhere, and prints how much of the rise from no cap to the
-# cap everywhere each part gives.
+# The cell below splits the rise between the two kinds of position, on the drift replays (the ones whose
+# text the cap left unchanged). It reads their uncapped text at block `READOUT_LAYER` (one forward pass
+# per conversation, as `readout` reads it) with the floor applied at every capped block only at the
+# replies' own tokens, only at every other position (system prompt, chat template, user turns), or
+# everywhere, and prints how much of the rise from no cap to the cap everywhere each part gives.
 #
 # **Before you run:** which of the two parts gives most of the rise?
 
@@ -1363,37 +1363,38 @@ def capped_reading(messages: list[Message], where: str) -> list[float]:
         return readout.project_onto_axis(messages)
 
 
+RISE_NAMES = [t["name"] for t in transcripts if t["category"] == "drift"]
+
+
 def rise_split() -> dict:
-    return {where: [capped_reading(c, where) for c in tqdm(conversations, desc=f"capped at {where}")] for where in CAP_WHERE}
+    drifting = [c for t, c in zip(transcripts, conversations) if t["name"] in RISE_NAMES]
+    return {where: [capped_reading(c, where) for c in tqdm(drifting, desc=f"capped at {where}")] for where in CAP_WHERE}
 
 
 rise_reads = load_or_generate(
     course.cache / "rise_split.json", rise_split, "the capped replays' rise, split by position",
     inputs=course.inputs(code=[rise_split, capped_reading, ConversationAnalyzer],
-                         data={"uncapped": conversations, "axis": axis, "thresholds": thresholds}, layers=CAPPING_LAYERS),
+                         data={"uncapped": conversations, "axis": axis, "thresholds": thresholds, "names": RISE_NAMES},
+                         layers=CAPPING_LAYERS),
 )
-uncapped_rows = experiment[experiment["condition"] == "uncapped"]
-for category in ("drift", "control"):
-    names = [t["name"] for t in transcripts if t["category"] == category]
-    if not names:
-        continue
-    plain = uncapped_rows[uncapped_rows["name"].isin(names)]["projection"].mean()
-    means = {where: float(np.mean([x for t, p in zip(transcripts, rise_reads[where]) if t["category"] == category for x in p]))
-             for where in CAP_WHERE}
+uncapped_rows = experiment[(experiment["condition"] == "uncapped") & experiment["name"].isin(RISE_NAMES)]
+if RISE_NAMES:
+    plain = float(uncapped_rows["projection"].mean())  # the same text read without the cap (§8's uncapped run)
+    means = {where: float(np.mean([x for p in rise_reads[where] for x in p])) for where in CAP_WHERE}
     rise = means["all"] - plain
-    print(f"{category}: mean per-turn projection at block {READOUT_LAYER}, same text: no cap {plain:.3f}, "
-          + ", ".join(f"capped at {CAP_WHERE_TEXT[w]} {means[w]:.3f}" for w in CAP_WHERE))
+    print(f"drift replays ({', '.join(RISE_NAMES)}): mean per-turn projection at block {READOUT_LAYER}, same text: "
+          f"no cap {plain:.3f}, " + ", ".join(f"capped at {CAP_WHERE_TEXT[w]} {means[w]:.3f}" for w in CAP_WHERE))
     for where in ("reply", "prompt"):
         share = (means[where] - plain) / rise if rise else float("nan")
         print(f"  share of the rise from capping {CAP_WHERE_TEXT[where]}: {share:.2f}")
-        course.record(f"{category}: share of the cap's rise (block {READOUT_LAYER}) from capping {CAP_WHERE_TEXT[where]}", share, echo=False)
+        course.record(f"drift: share of the cap's rise (block {READOUT_LAYER}) from capping {CAP_WHERE_TEXT[where]}", share, echo=False)
 
 # %% [markdown]
-# On the offline run «FIG: the four 'share of the rise' lines printed above (drift and control; reply
-# tokens only, other positions only); if 'other positions only' is not the larger share for drift,
-# rewrite the next sentence». So the rise is real, but mostly the cap acting on the prompt's positions
-# and reaching the replies through attention, not the cap acting on drifting replies: the replays did not
-# drift (§5), and the floor, calibrated on reply tokens, sits above many of the prompt's positions.
+# On the offline run «FIG: the two 'share of the rise' lines printed above (reply tokens only, other
+# positions only); if 'other positions only' is not the larger share, rewrite the next sentence». So the
+# rise is real, but mostly the cap acting on the prompt's positions and reaching the replies through
+# attention, not the cap acting on drifting replies: the replays did not drift (§5), and the floor,
+# calibrated on reply tokens, sits above many of the prompt's positions.
 
 # %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap
@@ -1661,15 +1662,19 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 
 # %% [markdown]
 # Where does the cap act on a pushed reply? The cell below splits it the same way as the replays' rise
-# above: it reads the pushed replies again (their words fixed, the push on) at block `READOUT_LAYER` with
-# the floor applied at every capped block only at the reply's own tokens, only at the prompt's positions,
-# or everywhere, and prints the share of the push each undoes in the mean projection. Words fixed, these
-# shares measure the activations alone, not what capped generation would have written.
+# above, for the four prompts whose replies are printed: it reads their pushed replies again (the words
+# fixed, the push on) at block `READOUT_LAYER` with the floor applied at every capped block only at the
+# reply's own tokens, only at the prompt's positions, or everywhere, and prints the share of the push
+# each undoes in the mean projection of those four replies. Words fixed, these shares measure the
+# activations alone, not what capped generation would have written.
 
 # %%
+SPLIT_PROMPTS = [DEMO_QUESTIONS.index(q) for q in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_spiral"], "Who are you?"]]
+
+
 def push_split() -> dict:
     push = {get_layers(model)[PUSH_LAYER]: push_hook(axis[PUSH_LAYER], PUSH_MULTIPLE * STEER_UNIT)}
-    pushed = demo_df[demo_df["condition"] == "pushed"].sort_values("index")
+    pushed = demo_df[(demo_df["condition"] == "pushed") & demo_df["index"].isin(SPLIT_PROMPTS)].sort_values("index")
     out = {}
     for where in CAP_WHERE:
         with hooked(push):
@@ -1681,12 +1686,14 @@ def push_split() -> dict:
 push_reads = load_or_generate(
     course.cache / "push_split.json", push_split, "push-and-cap demo, split by position",
     inputs=course.inputs(code=[push_split, capped_reading, push_hook, ConversationAnalyzer],
-                         data={"demo": demo, "axis": axis, "thresholds": thresholds},
+                         data={"demo": demo, "axis": axis, "thresholds": thresholds, "prompts": SPLIT_PROMPTS},
                          push=[PUSH_LAYER, PUSH_MULTIPLE], layers=CAPPING_LAYERS),
 )
+split_means = demo_df[demo_df["index"].isin(SPLIT_PROMPTS)].groupby("condition", sort=False)["projection"].mean()
+print(f"{len(SPLIT_PROMPTS)} prompts: mean projection unpushed {split_means['unpushed']:.2f}, pushed {split_means['pushed']:.2f}")
 for where, values in push_reads.items():
     mean = sum(values) / len(values)
-    share = (mean - demo_means["pushed"]) / (demo_means["unpushed"] - demo_means["pushed"])
+    share = (mean - split_means["pushed"]) / (split_means["unpushed"] - split_means["pushed"])
     print(f"pushed replies capped at {CAP_WHERE_TEXT[where]:>30}: mean projection {mean:6.2f}, share of the push undone {share:.2f}")
     course.record(f"capping demo, words fixed: share of the push undone, capped at {CAP_WHERE_TEXT[where]}", share, echo=False)
 
@@ -1695,8 +1702,9 @@ for where, values in push_reads.items():
 # other positions only, every position); if 'reply tokens only' is not the larger of the first two,
 # rewrite the next two sentences». The pushed replies are the opposite case of the replays: the
 # push lowered every position, reply tokens included, so here the floor acts on the reply tokens
-# themselves, and capping them alone should do most of what capping everything does. Where the cap acts
-# is wherever the activations fall below the floor, prompt or reply.
+# themselves, and capping them alone does most of what capping everything does. The cap acts wherever
+# the activations fall below the floor, prompt or reply, and which of the two matters depends on where
+# the model went low.
 
 
 # %% [markdown]
