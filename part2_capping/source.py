@@ -1368,7 +1368,9 @@ RISE_NAMES = [t["name"] for t in transcripts if t["category"] == "drift"]
 
 def rise_split() -> dict:
     drifting = [c for t, c in zip(transcripts, conversations) if t["name"] in RISE_NAMES]
-    return {where: [capped_reading(c, where) for c in tqdm(drifting, desc=f"capped at {where}")] for where in CAP_WHERE}
+    jobs = [(where, c) for where in CAP_WHERE for c in drifting]
+    reads = [capped_reading(c, where) for where, c in tqdm(jobs, desc="reading the replays, capped by position")]
+    return {where: [r for (w, _), r in zip(jobs, reads) if w == where] for where in CAP_WHERE}
 
 
 rise_reads = load_or_generate(
@@ -1675,12 +1677,11 @@ SPLIT_PROMPTS = [DEMO_QUESTIONS.index(q) for q in [STEER_QUESTION, openers["grow
 def push_split() -> dict:
     push = {get_layers(model)[PUSH_LAYER]: push_hook(axis[PUSH_LAYER], PUSH_MULTIPLE * STEER_UNIT)}
     pushed = demo_df[(demo_df["condition"] == "pushed") & demo_df["index"].isin(SPLIT_PROMPTS)].sort_values("index")
-    out = {}
-    for where in CAP_WHERE:
-        with hooked(push):
-            out[where] = [capped_reading([*demo_conversations[i], {"role": "assistant", "content": reply}], where)[-1]
-                          for i, reply in zip(pushed["index"], tqdm(pushed["reply"], desc=f"capped at {where}"))]
-    return out
+    jobs = [(where, [*demo_conversations[i], {"role": "assistant", "content": reply}])
+            for where in CAP_WHERE for i, reply in zip(pushed["index"], pushed["reply"])]
+    with hooked(push):
+        reads = [capped_reading(c, where)[-1] for where, c in tqdm(jobs, desc="reading the pushed replies, capped by position")]
+    return {where: [r for (w, _), r in zip(jobs, reads) if w == where] for where in CAP_WHERE}
 
 
 push_reads = load_or_generate(
@@ -1694,7 +1695,7 @@ print(f"{len(SPLIT_PROMPTS)} prompts: mean projection unpushed {split_means['unp
 for where, values in push_reads.items():
     mean = sum(values) / len(values)
     share = (mean - split_means["pushed"]) / (split_means["unpushed"] - split_means["pushed"])
-    print(f"pushed replies capped at {CAP_WHERE_TEXT[where]:>30}: mean projection {mean:6.2f}, share of the push undone {share:.2f}")
+    print(f"pushed replies, capped at {CAP_WHERE_TEXT[where] + ':':<21} mean projection {mean:6.2f}, share of the push undone {share:.2f}")
     course.record(f"capping demo, words fixed: share of the push undone, capped at {CAP_WHERE_TEXT[where]}", share, echo=False)
 
 # %% [markdown]
