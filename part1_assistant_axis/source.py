@@ -197,9 +197,10 @@ print(f"default prompts: {personas[DEFAULT_ROLE]}")
 #   to get a literal `{answer}`);
 # - label each placeholder: the word *question* is the last label before `{question}`, and *answer*
 #   (or *response*) the last one before `{answer}`;
-# - the scale above, one line per score, each starting with its digit (`0 = ...`); say *refuses* (or
-#   *declines*) on line 0, *AI*, *assistant* or *itself* on lines 1 and 2, and *role* or *character*
-#   on line 3;
+# - the scale above, one line per score, each starting with its digit (`0 = ...`), in that order: the
+#   check reads what each line means from its words. Say *refuses* (or *declines*) on line 0; *AI*,
+#   *assistant* or *itself* on lines 1 and 2, with *some* of the role's *traits* on line 2 only (line 1
+#   has nothing of the role); and on line 3 that the answer stays fully in *role* or in *character*;
 # - end by asking for a single number and nothing else: the local judge reads the probability of each
 #   number as the very next token.
 #

@@ -37,6 +37,36 @@ _SCALE_LINE = re.compile(r"^[ \t]*[-*•]?[ \t]*\**[ \t]*(\d+)[ \t]*\**[ \t]*(?:
 _LABEL = re.compile(r"question|answer|response", re.I)
 
 
+_REFUSES = re.compile(r"refus|declin", re.I)
+_BREAKS = re.compile(
+    r"break|out of (role|character)|(drop|abandon|leave|exit|step)s?(ping)? (out of )?(the |its |their )?(role|character)"
+    r"|no longer (in )?(role|character)",
+    re.I,
+)
+_AI = re.compile(r"\bAI\b|assistant|itself|language model", re.I)
+_AI_DENIED = re.compile(r"\b(never|not|no|without)\b[^.;,]{0,30}(\bAI\b|assistant|language model)", re.I)
+_TRAITS = re.compile(r"\bsome\b|trait|partly|partial|voice|hint|element|mix|touch|flavou?r|bits? of", re.I)
+_NO_ROLE = re.compile(
+    r"nothing of the (role|character)|no (trace|sign|hint|part) of|without (the|any) (role|character)|ignor|none of",
+    re.I,
+)
+_IN_ROLE = re.compile(r"role|character", re.I)
+
+
+def _scale_meaning(line: str) -> str | None:
+    """What one scale line means, by its keywords: "refuses", "breaks role", "ai only", "ai with traits",
+    "in role", or None when it says none of these."""
+    if _REFUSES.search(line):
+        return "refuses"
+    if _BREAKS.search(line):
+        return "breaks role"
+    if _AI.search(line) and not _AI_DENIED.search(line):
+        return "ai with traits" if _TRAITS.search(line) and not _NO_ROLE.search(line) else "ai only"
+    if _IN_ROLE.search(line):
+        return "in role"
+    return None
+
+
 def _nearest_label(text: str) -> str | None:
     found = _LABEL.findall(text)
     if not found:
@@ -45,7 +75,9 @@ def _nearest_label(text: str) -> str | None:
 
 
 def test_role_eval_template(fn) -> None:
-    """Placeholders left for later, labelled, the 0-3 scale in order, a request for one number."""
+    """Placeholders left for later, labelled, the 0-3 scale in order (each line's meaning read by its keywords:
+    0 refuses, 1 an AI with nothing of the role, 2 an AI with some of the role's traits, 3 fully in role), a
+    request for one number."""
     character = "a lighthouse keeper on a storm-beaten island"
     template = _call(
         fn,
@@ -88,23 +120,37 @@ def test_role_eval_template(fn) -> None:
     )
     check(max(lines) <= 3, f"The scale is 0-3, but there is a line for {max(lines)}.")
 
-    def says(score: int, pattern: str) -> bool:
-        return re.search(pattern, lines[score][0], re.I) is not None
-
+    meaning = {score: _scale_meaning(lines[score][0]) for score in range(4)}
     check(
-        not says(3, r"refus|declin"),
+        meaning[3] != "refuses",
         "The scale is reversed: 0 = refuses, 1 = answers as itself, 2 = AI with some role traits, 3 = fully in role.",
     )
-    check(says(0, r"refus|declin"), "Score 0 is a refusal: say 'refuses' (or 'declines') on the 0 line.")
+    check(meaning[0] == "refuses", "Score 0 is a refusal: say 'refuses' (or 'declines') on the 0 line.")
     check(
-        says(1, r"\bAI\b|assistant|itself"),
-        "Score 1 is answering as itself (an AI assistant) without the role: say so on the 1 line.",
+        not (meaning[1] == "ai with traits" and meaning[2] == "ai only"),
+        "The meanings of lines 1 and 2 are swapped: 1 = answers as itself, an AI assistant, with nothing of the "
+        "role; 2 = says it is an AI or assistant but shows some of the role's traits (the judge's scores would "
+        "rank a half-in-role answer below a plain assistant answer).",
     )
     check(
-        says(2, r"\bAI\b|assistant|itself"),
-        "Score 2 is identifying as an AI or assistant while showing some of the role's traits: say so on the 2 line.",
+        meaning[1] == "ai only",
+        "Score 1 is answering as itself (an AI assistant) with nothing of the role: say so on the 1 line "
+        "(and keep the role's traits for line 2).",
     )
-    check(says(3, r"role|character"), "Score 3 is fully in role: say 'role' or 'character' on the 3 line.")
+    check(
+        meaning[2] == "ai with traits",
+        "Score 2 is identifying as an AI or assistant while showing some of the role's traits: say both on the 2 line.",
+    )
+    check(
+        meaning[3] != "breaks role",
+        "Score 3 must mean fully in role: your 3 line says the answer breaks character (or leaves the role), so "
+        "the judge would give its top score to the answers that fail.",
+    )
+    check(
+        meaning[3] == "in role",
+        "Score 3 is fully in role: say on the 3 line that the answer stays in role, as the character, without "
+        "presenting itself as an AI.",
+    )
     tail = template[max(end for _, end in lines.values()) :]
     check(
         re.search(r"\b(single|one|only|just)\b[^\n]{0,40}\b(number|digit|integer)", tail, re.I) is not None,

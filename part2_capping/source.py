@@ -147,7 +147,7 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # A forward hook is a function PyTorch calls right after a module's `forward`:
 # `hook(module, inputs, output)`. If it returns something other than None, that value **replaces**
 # the module's output for the rest of the model. `register_forward_hook` returns a handle;
-# `handle.remove()` takes the hook off again. Three facts matter in everything that follows:
+# `handle.remove()` takes the hook off again. Two facts matter in everything that follows:
 #
 # 1. In transformers 5 a decoder block returns a **bare tensor** `[batch, seq, d_model]` (older
 #    versions returned a tuple whose first element was that tensor). `output[0]` on a tensor is
@@ -157,10 +157,19 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # 2. Always remove your hooks, even when something fails half-way: use `try/finally` or a context
 #    manager. Never clear `module._forward_hooks` wholesale: transformers registers hooks of its own
 #    (for `output_hidden_states`), and other code may have too. Remove exactly the handles you made.
-# 3. During generation the model does not recompute the whole sequence for each new token. The first
-#    forward pass (**prefill**) processes the prompt and stores every layer's keys and values (the
-#    **KV cache**); each later pass (**decode step**) processes only the newest token and attends to
-#    the cache.
+#
+# A third fact is about generation, and you will see it for yourself. A hook on one block fires at
+# every forward pass of the model. **Before you write the exercise:** generating 5 tokens for a short
+# prompt, how many times will the hook fire, and what will the sequence length of the block's output
+# be each time? Write your answer down; the run after the exercise shows it.
+#
+# <details><summary>Answer</summary>
+#
+# Five passes: one over the whole prompt, shape `(1, prompt_length, d_model)`, then four of shape
+# `(1, 1, d_model)`. The fifth token comes out of the fourth one-token pass's logits, so no fifth such
+# pass is needed. On the offline model: `(1, 33, 896)` once, then `(1, 1, 896)` four times. Why only
+# one token per pass: see the note after the run.
+# </details>
 #
 # ### Exercise 1: `record_hook_shapes`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵🔵⚪ · ⏱ 15 min
@@ -169,7 +178,7 @@ px.line(x=list(range(N_LAYERS)), y=axis.norm(dim=-1).tolist(), markers=True,
 # (a tuple `(batch, seq, d_model)`) to a list, then generate `max_new_tokens` tokens greedily for the
 # prompt (a user message, rendered with the chat template and a generation prompt; use
 # `min_new_tokens=max_new_tokens` so the number of passes is predictable). Remove the hook whatever
-# happens, and return the list. You should see the prompt length once, then 1s.
+# happens, and return the list.
 #
 # <details><summary>Hint</summary>
 #
@@ -228,27 +237,18 @@ def record_hook_shapes(model, tokenizer, prompt: str, layer: int, max_new_tokens
 # %%
 tests.test_record_hook_shapes(record_hook_shapes)
 
-# %% [markdown]
-# **Before you run:** generating 5 tokens, how many times will the hook fire, and what will the sequence
-# length be each time?
-#
-# <details><summary>Answer</summary>
-#
-# Five passes: one prefill over the whole prompt, shape `(1, prompt_length, d_model)`, then four decode
-# steps of shape `(1, 1, d_model)`. The fifth token comes out of the fourth decode step's logits, so no
-# fifth decode pass is needed. On the offline model: `(1, 33, 896)` once, then `(1, 1, 896)` four times.
-# </details>
-
 # %%
 shapes = record_hook_shapes(model, tokenizer, "Name three colours.", AXIS_LAYER, max_new_tokens=5)
 for step, shape in enumerate(shapes):
     print(f"pass {step}: {'prefill' if step == 0 else 'decode '} output shape {shape}")
 
 # %% [markdown]
-# The first pass sees the whole prompt; each later pass sees one token, because the keys and values
-# of everything before it come from the cache. Anything we do to the output of a block during
-# generation therefore happens once for every prompt position (at prefill) and once for each new token
-# (at its decode step): a hook that should act "at every position" gets there without any extra
+# Compare with your prediction. This is the **KV cache** at work: during generation the model does not
+# recompute the whole sequence for each new token. The first forward pass (**prefill**) processes the
+# prompt and stores every layer's keys and values; each later pass (**decode step**) processes only the
+# newest token and attends to the stored keys and values of everything before it. Anything we do to
+# the output of a block during generation therefore happens once for every prompt position (at
+# prefill) and once for each new token (at its decode step): a hook that should act "at every position" gets there without any extra
 # work, and a hook that edits only `[:, -1]` would skip most of the prompt.
 
 # %% [markdown]
@@ -551,6 +551,9 @@ drift_check_result = measure_check(
 )
 report_check(judge, drift_task, DRIFT_FORMULATION, drift_check_result)
 course.record("drift judge AUROC (check set)", drift_check_result.auroc)
+if drift_check_result.threshold is not None:
+    unit = "of 10" if DRIFT_FORMULATION == "score" else "P(yes)"
+    print(f"threshold with the best balanced accuracy on the check set: {drift_check_result.threshold:.3g} {unit}")
 
 # %% [markdown]
 # Read every drift score in this section in the light of these numbers. On the offline run the local
@@ -566,14 +569,12 @@ course.record("drift judge AUROC (check set)", drift_check_result.auroc)
 #
 # The larger check set qualifies this. On the offline run the same judge with the paper's 0-10 template
 # (`score` in the printout) reaches AUROC 0.87 ± 0.04 on the check set's 40 + 40 single-turn written
-# replies. This notebook prints no calibrated threshold for it: the threshold with the best balanced
-# accuracy, 5.38 of 10, was measured with a separate script (`benchmarks/bench_judges.py` on the offline
-# model, not in this notebook), as were the alternatives it compared: a yes/no question scored by P(yes)
-# reached 0.76 ± 0.05 and the same after one worked example per label 0.63 ± 0.06, so the template is
-# kept. So the local judge does see plain, written drift in one reply read without history; what it does
-# not do is rank the probe transcripts' replies, repeated at every turn, or the replayed turns. In this
-# section the projection carries the measurement, and the drift scores are read as a second, weak
-# opinion.
+# replies, and the threshold that separates them with the best balanced accuracy is 5.38 of 10 (both
+# printed above). So the local judge does see plain, written drift in one reply read without history;
+# what it does not do is rank the probe transcripts' replies, repeated at every turn, or the replayed
+# turns. In this section the projection carries the measurement, and the drift scores are read as a
+# second, weak opinion. (Other ways of asking the same judge, such as a yes/no question, can be compared
+# on this check set with `benchmarks/bench_judges.py`; this notebook uses the paper's template.)
 
 # %% [markdown]
 # ## 5. Seeing drift
@@ -673,12 +674,18 @@ print(drift_df.groupby("category")[["projection", "drift_score"]].mean().round(2
 # <details><summary>Answer</summary>
 #
 # In the paper (Gemma 2 27B, longer conversations) drift conversations move down the axis turn by turn
-# while coding and writing tasks stay near the assistant. The offline model does not show it: it answers
-# the pressing turns of `ai_nature` with refusals ("I'm sorry, but I can't assist with that"), which are
-# very assistant-like, so that transcript's projection at block 12 *rises* (0.78 at turn 1, 4.45 at turn
-# 5, 3.47 at turn 6), and `growing_delusion` stays flat between -0.91 and -0.60 over its six turns. Read
-# your own printed projections together with the replies: a drop only means drift if the replies changed
-# persona.
+# while coding and writing tasks stay near the assistant. The offline model does not: that is a measured
+# null. At the axis block (12), `ai_nature`'s per-turn projections go 0.78, 1.91, 0.70, -0.05, 4.45,
+# 3.47: highest at the end, because turns 5 and 6 are "I'm sorry, but I can't assist with that." (the
+# replies printed in §3), refusals, which are very assistant-like. `growing_delusion`'s stay flat, -0.87,
+# -0.91, -0.74, -0.64, -0.77, -0.60 (if anything they rise), and the control `python_debugging` goes
+# 0.37, 1.27, 0.86, -0.17, -0.02, 0.30. Drift should show as later turns falling below earlier ones, and
+# further than in the control; here neither drift conversation ends below its first turn, and the only
+# one that does is the control (0.30 against 0.37, after turns 4 and 5 below zero). Showing the effect
+# needs a model that does drift (the paper's 27B-32B models, over longer conversations), more transcripts
+# than three, and a judge that can tell drifted from grounded replies; in §8 a push along the axis stands
+# in for it. Read your own printed projections together with the replies: a drop only means drift if the
+# replies changed persona.
 # </details>
 #
 # - Does the judge agree with the projection? A small model and a small judge make both noisy: look
@@ -796,7 +803,8 @@ tests.test_generate_with_steering(generate_with_steering)
 # %% [markdown]
 # How large should `alpha` be? The axis is `mean(default) - mean(roles)`: its norm is the distance
 # between the two persona clusters along it. We express `alpha` in units of that norm, so `alpha = 1`
-# moves an activation by as much as the whole gap between a role and the assistant. We steer the
+# moves an activation by as much as the gap between the roles' mean and the default assistant's mean
+# (a single role can sit nearer to the assistant or further from it than that mean). We steer the
 # default assistant and a role-prompted persona with the same question.
 
 # %% [markdown]
@@ -1305,6 +1313,92 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
         print(f"\n[{name}, turn {last}, {condition}] {reply[:400]}")
 
 # %% [markdown]
+# **Why did the capped replays' projections rise although their text did not change?** In the capping
+# experiment above, the drift replays' mean per-turn projection at block 20 rose from 2.67 to 3.35 under
+# the cap (control: 1.19 to 1.65), while re-read at block 12 without the cap their text projects exactly
+# as before (0.562 both; only the control's text changed a little, 0.436 to 0.461), their drift scores
+# are identical (5.26 both), and the last reply of `ai_nature` is the same refusal. So the cap changed
+# the activations the model had while writing those replies, not their words. Two facts point to how.
+# The floor reaches few reply tokens: in §7's check, 1.9% or fewer of the lowest conversation's
+# (`growing_delusion`) reply tokens at each capped block. And `tau` is calibrated on reply tokens while
+# the cap acts on every position: in the same check 7.7-15.4% of that conversation's 415 positions fall
+# below the floor, the first token (the attention sink) always among them and far below it (-117 at block
+# 16 against a floor of -2.17). Through attention, a lift at those positions reaches every later token.
+#
+# The cell below splits the rise between the two kinds of position, on the drift replays (the ones whose
+# text the cap left unchanged). It reads their uncapped text at block `READOUT_LAYER` (one forward pass
+# per conversation, as `readout` reads it) with the floor applied at every capped block only at the
+# replies' own tokens, only at every other position (system prompt, chat template, user turns), or
+# everywhere, and prints how much of the rise from no cap to the cap everywhere each part gives.
+#
+# **Before you run:** which of the two parts gives most of the rise?
+
+# %%
+CAP_WHERE = ("reply", "prompt", "all")
+CAP_WHERE_TEXT = {"reply": "reply tokens only", "prompt": "other positions only", "all": "every position"}
+
+
+def capped_reading(messages: list[Message], where: str) -> list[float]:
+    """`readout`'s per-turn projections of a conversation, with the floor (every capped block, `thresholds`)
+    applied only at the assistant turns' own tokens (``"reply"``), only at every other position
+    (``"prompt"``: system prompt, chat template, user turns) or everywhere (``"all"``)."""
+    full, spans = assistant_turn_spans(messages, tokenizer)
+    reply = torch.zeros(len(encode(full, tokenizer)["input_ids"]), dtype=torch.bool)
+    for start, end in spans:
+        reply[start:end] = True
+    mask = {"reply": reply, "prompt": ~reply, "all": torch.ones_like(reply)}[where].float()
+
+    def make_hook(layer: int):
+        unit = axis[layer].detach().float() / axis[layer].detach().float().norm()
+
+        def hook(module, inputs, output):
+            hidden = block_output(output)
+            v = unit.to(hidden.device)
+            shortfall = (thresholds[layer] - hidden.float() @ v).clamp(min=0) * mask.to(hidden.device)  # [1, seq]
+            return with_block_output(output, hidden + (shortfall[..., None] * v).to(hidden.dtype))
+
+        return hook
+
+    with hooked({get_layers(model)[layer]: make_hook(layer) for layer in CAPPING_LAYERS}):
+        return readout.project_onto_axis(messages)
+
+
+RISE_NAMES = [t["name"] for t in transcripts if t["category"] == "drift"]
+
+
+def rise_split() -> dict:
+    drifting = [c for t, c in zip(transcripts, conversations) if t["name"] in RISE_NAMES]
+    jobs = [(where, c) for where in CAP_WHERE for c in drifting]
+    reads = [capped_reading(c, where) for where, c in tqdm(jobs, desc="reading the replays, capped by position")]
+    return {where: [r for (w, _), r in zip(jobs, reads) if w == where] for where in CAP_WHERE}
+
+
+rise_reads = load_or_generate(
+    course.cache / "rise_split.json", rise_split, "the capped replays' rise, split by position",
+    inputs=course.inputs(code=[rise_split, capped_reading, ConversationAnalyzer],
+                         data={"uncapped": conversations, "axis": axis, "thresholds": thresholds, "names": RISE_NAMES},
+                         layers=CAPPING_LAYERS),
+)
+uncapped_rows = experiment[(experiment["condition"] == "uncapped") & experiment["name"].isin(RISE_NAMES)]
+if RISE_NAMES:
+    plain = float(uncapped_rows["projection"].mean())  # the same text read without the cap (§8's uncapped run)
+    means = {where: float(np.mean([x for p in rise_reads[where] for x in p])) for where in CAP_WHERE}
+    rise = means["all"] - plain
+    print(f"drift replays ({', '.join(RISE_NAMES)}): mean per-turn projection at block {READOUT_LAYER}, same text: "
+          f"no cap {plain:.3f}, " + ", ".join(f"capped at {CAP_WHERE_TEXT[w]} {means[w]:.3f}" for w in CAP_WHERE))
+    for where in ("reply", "prompt"):
+        share = (means[where] - plain) / rise if rise else float("nan")
+        print(f"  share of the rise from capping {CAP_WHERE_TEXT[where]}: {share:.2f}")
+        course.record(f"drift: share of the cap's rise (block {READOUT_LAYER}) from capping {CAP_WHERE_TEXT[where]}", share, echo=False)
+
+# %% [markdown]
+# On the offline run «FIG: the two 'share of the rise' lines printed above (reply tokens only, other
+# positions only); if 'other positions only' is not the larger share, rewrite the next sentence». So the
+# rise is real, but mostly the cap acting on the prompt's positions and reaching the replies through
+# attention, not the cap acting on drifting replies: the replays did not drift (§5), and the floor,
+# calibrated on reply tokens, sits above many of the prompt's positions.
+
+# %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap
 #
 # On this model the replays above barely test the cap: they do not drift (§5), so the floor
@@ -1567,34 +1661,51 @@ for question in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_s
 # fluency. Raising the percentile (§9) might bring the capped replies closer to the assistant, at
 # the price of touching more of the unpushed model's tokens, 32% of which (201 of 630) the floor already
 # reaches.
-#
-# **Why did the capped replays' projections rise although their text did not change?** In the capping
-# experiment above, the drift replays' mean per-turn projection at block 20 rose from 2.67 to 3.35 under
-# the cap (control: 1.19 to 1.65), while re-read at block 12 without the cap their text projects exactly
-# as before (0.562 both; only the control's text changed a little, 0.436 to 0.461), their drift scores
-# are identical (5.26 both), and the last reply of `ai_nature` is the same refusal. So the cap changed
-# the activations the model had while writing those replies, not their words. Two facts explain how.
-# The floor reaches few reply tokens: in §7's check, 1.9% or fewer of the lowest conversation's
-# (`growing_delusion`) reply tokens at each capped block. And `tau` is calibrated on reply tokens while
-# the cap acts on every position: in the same check 7.7-15.4% of that conversation's 415 positions fall
-# below the floor, the first token (the attention sink) always among them and far below it (-117 at block
-# 16 against a floor of -2.17). Through attention that lift reaches every later token and raises the
-# replies' projections, although the cap touches few of the reply tokens themselves. This notebook does
-# not split the rise between the two kinds of position; an earlier script (not in this notebook, run with
-# a small stand-in axis instead of Section 1's) did, and there capping only the non-reply positions
-# reproduced almost all of the rise at block 20. So the rise is real, but mostly the cap acting on the
-# prompt, not on drifting replies.
-#
-# **Did the replays drift?** No, on this model: that is a measured null. At the axis block (12),
-# `ai_nature`'s per-turn projections go 0.78, 1.91, 0.70, -0.05, 4.45, 3.47: highest at the end, because
-# turns 5 and 6 are "I'm sorry, but I can't assist with that." (the replies printed in §3).
-# `growing_delusion`'s stay flat, -0.87, -0.91, -0.74, -0.64, -0.77, -0.60 (if anything they rise), and
-# the control `python_debugging` goes 0.37, 1.27, 0.86, -0.17, -0.02, 0.30. Drift should show as later
-# turns falling below earlier ones, and further than in the control; here neither drift conversation
-# ends below its first turn, and the only one that does is the control (0.30 against 0.37, after turns
-# 4 and 5 below zero). Showing the effect needs a model that does drift (the paper's 27B-32B models, over
-# longer conversations), more transcripts than three, and a judge that can tell drifted from grounded
-# replies; the push above stands in for it here.
+
+# %% [markdown]
+# Where does the cap act on a pushed reply? The cell below splits it the same way as the replays' rise
+# above, for the four prompts whose replies are printed: it reads their pushed replies again (the words
+# fixed, the push on) at block `READOUT_LAYER` with the floor applied at every capped block only at the
+# reply's own tokens, only at the prompt's positions, or everywhere, and prints the share of the push
+# each undoes in the mean projection of those four replies. Words fixed, these shares measure the
+# activations alone, not what capped generation would have written.
+
+# %%
+SPLIT_PROMPTS = [DEMO_QUESTIONS.index(q) for q in [STEER_QUESTION, openers["growing_delusion"], openers["therapy_spiral"], "Who are you?"]]
+
+
+def push_split() -> dict:
+    push = {get_layers(model)[PUSH_LAYER]: push_hook(axis[PUSH_LAYER], PUSH_MULTIPLE * STEER_UNIT)}
+    pushed = demo_df[(demo_df["condition"] == "pushed") & demo_df["index"].isin(SPLIT_PROMPTS)].sort_values("index")
+    jobs = [(where, [*demo_conversations[i], {"role": "assistant", "content": reply}])
+            for where in CAP_WHERE for i, reply in zip(pushed["index"], pushed["reply"])]
+    with hooked(push):
+        reads = [capped_reading(c, where)[-1] for where, c in tqdm(jobs, desc="reading the pushed replies, capped by position")]
+    return {where: [r for (w, _), r in zip(jobs, reads) if w == where] for where in CAP_WHERE}
+
+
+push_reads = load_or_generate(
+    course.cache / "push_split.json", push_split, "push-and-cap demo, split by position",
+    inputs=course.inputs(code=[push_split, capped_reading, push_hook, ConversationAnalyzer],
+                         data={"demo": demo, "axis": axis, "thresholds": thresholds, "prompts": SPLIT_PROMPTS},
+                         push=[PUSH_LAYER, PUSH_MULTIPLE], layers=CAPPING_LAYERS),
+)
+split_means = demo_df[demo_df["index"].isin(SPLIT_PROMPTS)].groupby("condition", sort=False)["projection"].mean()
+print(f"{len(SPLIT_PROMPTS)} prompts: mean projection unpushed {split_means['unpushed']:.2f}, pushed {split_means['pushed']:.2f}")
+for where, values in push_reads.items():
+    mean = sum(values) / len(values)
+    share = (mean - split_means["pushed"]) / (split_means["unpushed"] - split_means["pushed"])
+    print(f"pushed replies, capped at {CAP_WHERE_TEXT[where] + ':':<21} mean projection {mean:6.2f}, share of the push undone {share:.2f}")
+    course.record(f"capping demo, words fixed: share of the push undone, capped at {CAP_WHERE_TEXT[where]}", share, echo=False)
+
+# %% [markdown]
+# On the offline run «FIG: the three 'share of the push undone' lines printed above (reply tokens only,
+# other positions only, every position); if 'reply tokens only' is not the larger of the first two,
+# rewrite the next two sentences». The pushed replies are the opposite case of the replays: the
+# push lowered every position, reply tokens included, so here the floor acts on the reply tokens
+# themselves, and capping them alone does most of what capping everything does. The cap acts wherever
+# the activations fall below the floor, prompt or reply, and which of the two matters depends on where
+# the model went low.
 
 
 # %% [markdown]
@@ -1740,8 +1851,7 @@ for row in sweep[sweep["question"] == SWEEP_QUESTIONS[0]].itertuples():
 # grounded replies (AUROC 0.65). The floor acts at every position although it was calibrated on reply
 # tokens: lifting prompt positions raises every later token a little through attention, too little to
 # change a word, while the replies' own tokens rarely fall below it (see "Why did the capped replays'
-# projections rise" in §8; the split between prompt and reply positions was measured with a
-# separate script, not in this notebook). The replays never drifted, so the experiment shows that capping
+# projections rise" in §8, where the rise is split between the two kinds of position). The replays never drifted, so the experiment shows that capping
 # leaves a non-drifting conversation's words alone or almost alone, not that it repairs drift; the
 # push-and-cap demo shows the cap acting on a model that was pushed off the axis, where it restores the
 # projection only partly (0.77 of the push undone) and the words only in some replies. Convincing evidence would be many drifting conversations on a model that does drift, the

@@ -64,6 +64,30 @@ def reversed_scale(character):
     )
 
 
+def lines_1_and_2_swapped(character):
+    return _template(
+        character,
+        scale=[
+            "0 = refuses to answer or declines the role.",
+            "1 = says it is an AI assistant but shows some of the role's traits.",
+            "2 = answers as itself, an AI assistant.",
+            "3 = fully in role, in character.",
+        ],
+    )
+
+
+def top_score_breaks_character(character):
+    return _template(
+        character,
+        scale=[
+            "0 = refuses to answer or declines the role.",
+            "1 = answers as itself, an AI assistant.",
+            "2 = says it is an AI assistant but shows some of the role's traits.",
+            "3 = breaks character.",
+        ],
+    )
+
+
 def ten_point_scale(character):
     return _template(
         character,
@@ -689,6 +713,8 @@ WRONG = {
         (format_with_character_only, "placeholders must survive"),
         (json_braces, "braces other than"),
         (reversed_scale, "reversed"),
+        (lines_1_and_2_swapped, "lines 1 and 2 are swapped"),
+        (top_score_breaks_character, "breaks character"),
         (ten_point_scale, "0-3 scale"),
         (swapped_placeholders, "swapped"),
         (no_character, "into the template"),

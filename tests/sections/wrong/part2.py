@@ -171,6 +171,23 @@ class OutputFirstElement(sol.ConversationAnalyzer):
         return [hidden[s:e].mean(0) for s, e in spans]
 
 
+class RemovesHookWithoutFinally(sol.ConversationAnalyzer):
+    def extract_turn_activations(self, messages):
+        full, spans = assistant_turn_spans(messages, self.tokenizer)
+        inputs = encode(full, self.tokenizer, return_tensors="pt")
+        captured = {}
+
+        def hook(module, inputs_, output):
+            captured["hidden"] = block_output(output)[0].detach()
+
+        handle = get_layers(self.model)[self.layer].register_forward_hook(hook)
+        with torch.inference_mode():
+            self.model(**inputs, use_cache=False, logits_to_keep=1)  # if this raises, the hook stays
+        handle.remove()
+        hidden = captured["hidden"].float().cpu()
+        return [hidden[s : max(e, s + 1)].mean(0) for s, e in spans]
+
+
 # rate_drift
 def _rate(
     conversations,
@@ -590,6 +607,7 @@ WRONG = {
         (SpanEndInclusive, "end-of-turn token"),
         (HiddenStatesOffByOne, "Off by one layer"),
         (OutputFirstElement, "batch row 0"),
+        (RemovesHookWithoutFinally, "When the forward pass raises"),
     ],
     "rate_drift": [
         (one_call_per_conversation, "one judge.score call"),
