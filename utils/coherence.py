@@ -13,10 +13,15 @@ The model that wrote the reply (or any chat model) can measure it directly:
 
 Each measure is oriented so that higher means more coherent. `CoherenceScale` combines them without
 fitting any weight: each measure of a reply is placed as a percentile of the same measure over a
-reference set of clean answers (section 3's check set), and the score is the *smallest* of the four
+reference set of clean answers (section 3's check set), and the score is the *smallest* of the
 percentiles, because each measure sees one way of breaking and is blind to the others (a mean would let
-three "looks fine" outvote the one that sees the damage). The same mapping scores any new reply; a
-score near 0 says "one measure places it below every clean answer".
+"looks fine" outvote the one measure that sees the damage). The same mapping scores any new reply; a
+score of 0 says "one measure places it below every clean answer".
+
+Relevance is measured but left out of the score by default (`COMBINED`): a refusal ("I'm sorry, but I
+can't assist with that.") is coherent yet fits every question equally, so relevance ranks it with
+off-topic rambling (on the offline model refusals measure 0.0-0.2 nats, below every clean answer of the
+check set), and the per-token likelihood already catches rambling.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MEASURES = ("loglik", "relevance", "distinct_bigrams", "end_of_turn")
+COMBINED = ("loglik", "distinct_bigrams", "end_of_turn")  # the measures `CoherenceScale` combines by default
 
 
 def distinct_bigram_share(text: str) -> float:
@@ -66,8 +72,9 @@ def coherence_measures(
     batch_size: int = 16,
     other_questions: Sequence[str] | None = None,
     cut_at: int | None = None,
+    measures: Sequence[str] = MEASURES,
 ) -> dict[str, list[float]]:
-    """The four judge-free coherence measures of each ``{"question", "answer"}`` item.
+    """The judge-free coherence measures of each ``{"question", "answer"}`` item.
 
     Args:
         model, tokenizer: the model whose likelihoods measure the answers.
@@ -78,24 +85,30 @@ def coherence_measures(
             question (e.g. a sweep's replies to a single prompt).
         cut_at: the generation's token limit, for generated replies: an answer of that many tokens or
             more was cut by the limit, not by the model, so its ``end_of_turn`` is NaN (unknown).
+        measures: which of `MEASURES` to compute (leaving out ``relevance`` halves the forward passes).
 
     Returns:
-        ``{measure: [value per item]}`` for every name in `MEASURES` (higher: more coherent). An empty
+        ``{measure: [value per item]}`` for each name in ``measures`` (higher: more coherent). An empty
         answer gets NaN likelihood measures; a template with no end-of-turn token, NaN ``end_of_turn``.
     """
-    questions = [it["question"] for it in items]
-    others = (
-        list(other_questions)
-        if other_questions is not None
-        else [other_question(questions, i) for i in range(len(items))]
-    )
-    if len(others) != len(items):
-        raise ValueError(f"other_questions has {len(others)} entries for {len(items)} items")
+    unknown = set(measures) - set(MEASURES)
+    if unknown:
+        raise ValueError(f"unknown measures {sorted(unknown)}; known: {MEASURES}")
     own = [build_messages(it["question"], it["answer"]) for it in items]
-    swapped = [build_messages(q, it["answer"]) for q, it in zip(others, items)]
+    swapped = []
+    if "relevance" in measures:
+        questions = [it["question"] for it in items]
+        others = (
+            list(other_questions)
+            if other_questions is not None
+            else [other_question(questions, i) for i in range(len(items))]
+        )
+        if len(others) != len(items):
+            raise ValueError(f"other_questions has {len(others)} entries for {len(items)} items")
+        swapped = [build_messages(q, it["answer"]) for q, it in zip(others, items)]
     scored = answer_logprobs(model, tokenizer, own + swapped, batch_size=batch_size, desc="coherence likelihoods")
     mine, theirs = scored[: len(items)], scored[len(items) :]
-    return {
+    out = {
         "loglik": [a.mean for a in mine],
         "relevance": [a.mean - b.mean for a, b in zip(mine, theirs)],
         "distinct_bigrams": [distinct_bigram_share(it["answer"]) for it in items],
@@ -104,6 +117,7 @@ def coherence_measures(
             for a in mine
         ],
     }
+    return {m: out[m] for m in measures}
 
 
 def percentile(reference: Sequence[float], value: float, leave_out: bool = False) -> float:
@@ -127,11 +141,11 @@ class CoherenceScale:
 
     Attributes:
         clean: per measure, its value for each reference (clean) answer, aligned across measures.
-        measures: which measures enter the score (all of `MEASURES` by default).
+        measures: which measures enter the score (`COMBINED` by default).
     """
 
     clean: dict[str, list[float]]
-    measures: tuple[str, ...] = field(default=MEASURES)
+    measures: tuple[str, ...] = field(default=COMBINED)
 
     def __post_init__(self) -> None:
         self.reference = {m: sorted(float(v) for v in self.clean[m] if v == v) for m in self.measures}
@@ -160,3 +174,29 @@ class CoherenceScale:
     def reference_scores(self) -> list[float]:
         """The reference answers' own scores, each placed among the other reference answers."""
         return self.score(self.clean, leave_out=True)
+
+
+def judge_free_coherence(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    scale: CoherenceScale,
+    items: Sequence[Mapping[str, str]],
+    batch_size: int = 16,
+    cut_at: int | None = None,
+) -> list[float]:
+    """Judge-free coherence of ``{"question", "answer"}`` items on a 0-100 scale (100 x `CoherenceScale.score`).
+
+    Args:
+        model, tokenizer: the model whose likelihoods measure the answers (unsteered).
+        scale: the reference (e.g. `part3_contrastive.artifacts.coherence_scale`).
+        items: the replies to score.
+        batch_size: conversations per forward pass.
+        cut_at: the generation's token limit (a reply that reached it is not judged on its ending).
+
+    Returns:
+        One score per item, 0 (some measure places it below every clean reference answer) to 100.
+    """
+    measured = coherence_measures(
+        model, tokenizer, items, batch_size=batch_size, cut_at=cut_at, measures=scale.measures
+    )
+    return [100 * s for s in scale.score(measured)]

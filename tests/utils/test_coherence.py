@@ -9,6 +9,7 @@ import torch
 
 from utils.chat import build_messages
 from utils.coherence import (
+    COMBINED,
     MEASURES,
     CoherenceScale,
     coherence_measures,
@@ -55,6 +56,20 @@ def test_scale_takes_the_smallest_percentile_so_one_bad_measure_is_enough():
     assert scale.reference_scores() == [0.0, pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0]
 
 
+def test_the_default_scale_leaves_relevance_out_so_a_refusal_is_not_rambling():
+    clean = {
+        "loglik": [-3.0, -2.0, -1.0],
+        "relevance": [0.5, 1.0, 2.0],
+        "distinct_bigrams": [0.95, 1.0, 1.0],
+        "end_of_turn": [-4.0, -2.0, -0.5],
+    }
+    scale = CoherenceScale(clean)
+    assert scale.measures == COMBINED and "relevance" not in COMBINED
+    refusal = {"loglik": [-0.4], "relevance": [0.1], "distinct_bigrams": [1.0], "end_of_turn": [-0.02]}
+    assert scale.score(refusal)[0] > 0
+    assert CoherenceScale(clean, measures=MEASURES).score(refusal) == [0.0]
+
+
 def test_scale_refuses_an_empty_reference():
     with pytest.raises(ValueError, match="b"):
         CoherenceScale({"a": [1.0, 2.0], "b": [float("nan")]}, measures=("a", "b"))
@@ -79,6 +94,10 @@ def test_truncation_measure_is_the_end_of_turn_logprob_and_unknown_for_a_cut_rep
     longest = n_tokens.index(max(n_tokens))
     assert math.isnan(cut["end_of_turn"][longest])
     assert cut["end_of_turn"][1 - longest] == pytest.approx(got["end_of_turn"][1 - longest])
+    only = coherence_measures(model, tok, items, batch_size=2, measures=COMBINED)
+    assert set(only) == set(COMBINED) and only["end_of_turn"] == pytest.approx(got["end_of_turn"])
+    with pytest.raises(ValueError, match="unknown"):
+        coherence_measures(model, tok, items, measures=("fluency",))
     # relevance = own-question likelihood minus the other question's (each item's other is the other item).
     swapped = answer_logprobs(
         model, tok, [build_messages(items[1 - i]["question"], items[i]["answer"]) for i in range(2)]
