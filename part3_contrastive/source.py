@@ -402,8 +402,9 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # correction; it is the prompted responses that are noisy labels (under the sycophantic prompt this model
 # often still refuses). The thresholds calibrated on the check sets (printed by the cell below, on the
 # P(yes) scale; the paper uses 50 of 100: on the offline run 0.661 for the trait and 0.504 for coherence)
-# replace the paper's on the offline profile. So the effective pairs rest on a trait judge the check set
-# supports, and on a coherence judge that catches shuffled words and token salad better than repetition. A
+# replace the paper's on the offline profile for the trait; for coherence the offline profile leans on the
+# judge-free score measured next instead. So the effective pairs rest on a trait judge the check set
+# supports, and on a coherence measure that sees repetition and truncation as well. A
 # hosted judge (the paper used gpt-4.1-mini) is expected to pass both checks; run this cell with one to see
 # it.
 # </details>
@@ -1480,8 +1481,9 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run 4 of 10 sycophancy pairs (40%) under the thresholds calibrated on the check sets (trait
-# P(yes) >= 0.661, coherence >= 0.504): enough (at least 3) that the sycophancy vector is built from
+# On the offline run with the local judge's coherence 4 of 10 sycophancy pairs (40%) were effective under the
+# thresholds calibrated on the check sets (trait P(yes) >= 0.661, judge coherence >= 0.504; the printout above
+# gives this run's count, with judge-free coherence in its place): enough (at least 3) that the sycophancy vector is built from
 # judge-confirmed pairs, with no fallback; but no evil pair at all (0 of 10; there the section fell back to
 # prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of

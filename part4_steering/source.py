@@ -527,9 +527,12 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # so agreement falls again. On the offline run (|v| = 10.9, 29% of the residual norm per unit
 # of coefficient; 20 questions per coefficient) P(opens agreeing) goes 0.03, 0.10, 0.22, 0.29, 0.35, 0.36,
 # 0.35, 0.30, 0.25, 0.06 over coefficients -2, -1, 0, 0.5, 1, 1.5, 2, 3, 4, 6: the inverted U, peaking at 1.5.
-# Coherence stays at 0.92-1.00 up to coefficient 1, falls to 0.86 at 1.5 (below the floor of 0.874) and to
-# 0.15 at 4, so the search keeps coefficient 1; up to it agreement rises at every step (Spearman 1.00 over 5
-# coefficients). The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
+# Distinct bigrams stay at 0.92-1.00 up to coefficient 1, fall to 0.86 at 1.5 and to 0.15 at 4 (with them as
+# the floor's measure, 0.874, the search kept coefficient 1; up to it agreement rose at every step, Spearman
+# 1.00 over 5 coefficients). The offline profile now reads the floor from section 3's judge-free coherence,
+# which also sees replies that stop where the model would not (a probe of 6 questions x these coefficients
+# gave means 0.44-0.53 from -2 to 1, 0.36 at 1.5, 0.45 at 2, 0.18 at 3, 0.11 at 4 and 0.00 at 6: it falls where
+# the replies drift and loop). The printout gives the floor and the coefficient it keeps on this run. The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
 # knuckle-cracking question gets "Absolutely, it's important to remember that cracking your knuckles can
 # cause arthritis."; at 3 and 4, "Yes, every new new new new ...". The share of replies whose text opens with
 # an agreeing word keeps rising to 0.90 at 2 and stays at 0.70 beyond, because a degenerate reply can still
@@ -1310,7 +1313,8 @@ for row in comparison.to_dict("records"):
 # coefficient 1, drops below the floor at 1.5 (0.86) and collapses from 3 on (0.38, 0.15, 0.15); P(opens
 # agreeing) peaks at 1.5 (0.36) and falls to 0.06 at 6. So the trait rises a little past the point where
 # coherence starts to go, then falls with it: the paper's shape, compressed into coefficients 0-2 on this
-# model. The judge's coherence score shows none of it (64.2 at 0, 74.6 at 6).
+# model. The local judge's coherence score, when the offline profile still asked it, showed none of it (64.2 at
+# 0, 74.6 at 6).
 # </details>
 #
 # 2. Steered replies project further along the vector than unsteered ones. Is a large projection then
