@@ -541,7 +541,8 @@ broken_scores = judge_free_scores[~is_clean]
 # The floor that best separates the check set (Youden), on the 0-100 scale a judge uses.
 JUDGE_FREE_COHERENCE_THRESHOLD = 100 * youden_threshold(judge_free_scores[is_clean], broken_scores)
 print(f"Judge-free coherence: AUROC {JUDGE_FREE_AUROC:.3f} (clean answers left out of their own reference); "
-      f"threshold {JUDGE_FREE_COHERENCE_THRESHOLD:.3g} of 100 (at most this far down among clean answers on every measure).")
+      f"threshold {JUDGE_FREE_COHERENCE_THRESHOLD:.3g} of 100: a reply passes when none of the measures places it below "
+      f"all but {JUDGE_FREE_COHERENCE_THRESHOLD:.3g}% of the clean answers.")
 
 # %% [markdown]
 # ### Exercise 4: `filter_effective_pairs`
