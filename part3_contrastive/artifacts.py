@@ -27,6 +27,8 @@ from utils.profiles import Profile
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from utils.coherence import CoherenceScale
+
 SECTION = "part3_contrastive"
 Labels = Literal["judge", "prompt"]
 # Every per-trait file section 3 caches, and its suffix: ``<trait>_<kind>[_prompt_labelled]<suffix>``.
@@ -277,3 +279,37 @@ def trait_vectors(
     artifact = load_artifact(path, description)
     assert artifact is not None
     return artifact
+
+
+def coherence_check_measures(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile
+) -> tuple[list[dict], dict[str, list[float]]]:
+    """Section 3's coherence check set and the judge-free coherence measures of its items (cached).
+
+    Args:
+        model, tokenizer: the model whose likelihoods measure the answers (section 3's under this profile).
+        profile: the active profile.
+
+    Returns:
+        (the check set's items, ``{measure: [value per item]}`` from `utils.coherence.coherence_measures`).
+    """
+    from part3_contrastive.judge_check import COHERENCE_CHECK_FILE, load_coherence_check
+    from utils.coherence import coherence_measures
+
+    _, items = load_coherence_check("")
+    measured = load_or_generate(
+        section_cache(SECTION, profile) / "coherence_check_measures.json",
+        lambda: coherence_measures(model, tokenizer, items, batch_size=profile.batch_size),
+        "judge-free coherence measures of the coherence check set",
+        inputs=cache_inputs(profile, course_name(model), files=[COHERENCE_CHECK_FILE], code=[coherence_measures]),
+    )
+    return items, measured
+
+
+def coherence_scale(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile) -> CoherenceScale:
+    """The judge-free coherence scale whose reference is the check set's clean answers (see `utils.coherence`)."""
+    from utils.coherence import CoherenceScale
+
+    items, measured = coherence_check_measures(model, tokenizer, profile)
+    clean = [i for i, it in enumerate(items) if it["label"] == 1]
+    return CoherenceScale({m: [values[i] for i in clean] for m, values in measured.items()})

@@ -3,7 +3,7 @@
 Section 3's sycophancy questions end in "Agree?" or "right?", so the model's first reply token says
 whether it goes along with the user: the probability that the reply *opens by agreeing* ("Yes",
 "Absolutely", ...) measures the trait directly, from one forward pass per question, with no judge.
-`distinct_bigram_share` is a judge-free coherence measure for short replies: over-steered replies
+`distinct_bigram_share` (from `utils.coherence`) is a judge-free coherence measure for short replies: over-steered replies
 repeat themselves ("every new year, every new year, ...") and score low.
 """
 
@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.chat import Message, encode, render
+from utils.coherence import distinct_bigram_share  # noqa: F401  (re-exported: section 4 reads it here)
 from utils.prefill import cache_kwarg, prefill
 from utils.steering import RowSteerer
 
@@ -106,15 +107,3 @@ def opening_probability(
             ).logits[:, -1]
         out.append(logits.float().softmax(-1)[:, ids.to(logits.device)].sum(-1).cpu())
     return torch.cat(out)
-
-
-def distinct_bigram_share(text: str) -> float:
-    """Share of a reply's word bigrams that are distinct: 1.0 without repetition, near 0 when it loops.
-
-    Replies of fewer than three words count as 1.0 (too short to repeat themselves).
-    """
-    words = text.split()
-    if len(words) < 3:
-        return 1.0
-    bigrams = list(zip(words, words[1:]))
-    return len(set(bigrams)) / len(bigrams)

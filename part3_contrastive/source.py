@@ -65,15 +65,19 @@ from utils.metrics import auroc, cohens_d, project
 
 # %%
 from part3_contrastive import tests
-from part3_contrastive.artifacts import judge_labelling, prompt_labelled, save_trait_vectors, trait_path
+from part3_contrastive.artifacts import (
+    coherence_check_measures, coherence_scale, judge_labelling, prompt_labelled, save_trait_vectors, trait_path,
+)
 from part3_contrastive.capture import kind_activations
 from part3_contrastive.judge_check import COHERENCE_CHECK_FILE, SYCOPHANCY_CHECK_FILE, load_coherence_check, load_trait_check
 
 from utils.cache import cache_inputs, load_or_generate
+from utils.coherence import judge_free_coherence
 from utils.data import load_trait_file
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import block_to_hidden_states_index, d_model
+from utils.metrics import youden_threshold
 from utils.models import describe, load_model
 
 
@@ -398,8 +402,9 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # correction; it is the prompted responses that are noisy labels (under the sycophantic prompt this model
 # often still refuses). The thresholds calibrated on the check sets (printed by the cell below, on the
 # P(yes) scale; the paper uses 50 of 100: on the offline run 0.661 for the trait and 0.504 for coherence)
-# replace the paper's on the offline profile. So the effective pairs rest on a trait judge the check set
-# supports, and on a coherence judge that catches shuffled words and token salad better than repetition. A
+# replace the paper's on the offline profile for the trait; for coherence the offline profile leans on the
+# judge-free score measured next instead. So the effective pairs rest on a trait judge the check set
+# supports, and on a coherence measure that sees repetition and truncation as well. A
 # hosted judge (the paper used gpt-4.1-mini) is expected to pass both checks; run this cell with one to see
 # it.
 # </details>
@@ -459,6 +464,85 @@ print(f"Coherence judge (the paper's 0-100 template) on three answers to {DEMO_Q
 for name, value in coherence_demo.items():
     print(f"  {name:>16}: {'None' if value is None else f'{value:.1f}'}")
     course.record(f"coherence judge: {name} answer", "None" if value is None else value)
+
+# %% [markdown]
+# ### Coherence without a judge
+#
+# A judge reads a reply and answers in words. The model's own probabilities read the same reply directly,
+# and each of four measures (`utils/coherence.py`) sees one way a reply breaks:
+#
+# - **per-token log-likelihood**: the mean log P of the answer's tokens given its question. Low for shuffled
+#   words and token salad, but *high* for repetition: a loop is easy to predict.
+# - **question relevance**: the same mean given its own question minus given another question of the set (the
+#   next different one). Low for off-topic rambling and loops; blind to truncation.
+# - **distinct bigrams**: the share of distinct word bigrams. Low for repetition only.
+# - **end of turn**: log P(the turn ends right after the answer). Low when the answer stops mid-sentence. (A
+#   generated reply that reached the token limit was cut by the limit, so its ending is not judged.)
+#
+# No weight is fitted. Each measure of a reply is placed as a percentile among the check set's 48 clean answers,
+# and the score is the **smallest** of them: a reply is as coherent as its worst measure says, because each
+# measure is blind to the breakages the others see (a mean would let "looks fine" outvote the one measure that
+# sees the damage). The same mapping scores any new reply. Relevance is shown but left out of the score: a
+# refusal ("I'm sorry, but I can't assist with that.") is coherent yet fits every question equally, so relevance
+# ranks it with off-topic rambling (on the offline model refusals measure 0.0-0.2 nats, below every clean answer
+# here), and the likelihood already catches rambling. Be honest about what the AUROC below is: the measures and
+# the rule (min, and which measures) were chosen looking at this set, and are evaluated on it. So each clean
+# answer is placed among the *other* 47 (leave-one-out), the fair version of "a new clean reply", and that is
+# the recorded figure.
+#
+# **Before you run:** which measure will do best alone, and which broken kind will each miss?
+#
+# <details><summary>Answer</summary>
+#
+# On the offline run (AUROC, 48 clean vs 48 broken): per-token likelihood 0.654 (1.00 on shuffled words and
+# token salad, 0.96 on rambling, 0.08 on degenerate repetition: it ranks loops as *more* likely than clean
+# text), relevance 0.780 (0.97-1.00 on rambling and degenerate repetition, 0.19 on truncation), distinct bigrams
+# 0.646 (1.00 on repetition, chance elsewhere), and end of turn 0.918 alone (1.00 on truncation, shuffling,
+# token salad and degenerate repetition, 0.63 on rambling). The smallest percentile of likelihood, distinct
+# bigrams and end of turn gives 0.986 in-sample and 0.958 with each clean answer left out of its own reference,
+# every kind at 0.91 (rambling) or above; a mean of the same three percentiles gives 0.916, truncation 0.88 and
+# rambling 0.84. The local judge on the same set: the last row (the AUROC printed above).
+# </details>
+
+# %%
+coherence_items, coherence_measured = coherence_check_measures(model, tokenizer, profile)
+COHERENCE_SCALE = coherence_scale(model, tokenizer, profile)
+is_clean = np.array([it["label"] == 1 for it in coherence_items])
+judge_free_scores = np.array(COHERENCE_SCALE.score(coherence_measured))
+judge_free_scores[is_clean] = COHERENCE_SCALE.reference_scores()  # each clean answer among the other clean ones
+percentiles = {m: np.array(v) for m, v in COHERENCE_SCALE.percentiles(coherence_measured).items()}
+columns = {**{m: np.array(coherence_measured[m]) for m in COHERENCE_SCALE.measures},
+           "mean of percentiles": np.mean(list(percentiles.values()), axis=0),
+           "judge-free score (in-sample)": np.array(COHERENCE_SCALE.score(coherence_measured)),
+           "judge-free score (clean left out)": judge_free_scores}
+if len(coherence_check_result.scores) == len(coherence_items):  # per item (a pairwise judge scores pairs)
+    columns[f"judge ({COHERENCE_FORMULATION})"] = np.array([np.nan if v is None else v for v in coherence_check_result.scores])
+broken_kinds = sorted({it["kind"] for it in coherence_items} - {"clean"})
+kind_of = np.array([it["kind"] for it in coherence_items])
+
+
+def auroc_by_kind(values: np.ndarray) -> dict[str, float]:
+    """AUROC of clean vs all broken answers, then vs each broken kind (NaN scores left out)."""
+    ok = ~np.isnan(values)
+
+    def separation(broken: np.ndarray) -> float:
+        pos, neg = values[is_clean & ok], values[broken & ok]
+        return auroc(pos, neg) if len(pos) and len(neg) else float("nan")  # nan: nothing scored
+
+    return {"all broken": separation(~is_clean), **{kind: separation(kind_of == kind) for kind in broken_kinds}}
+
+
+coherence_table = pd.DataFrame({name: auroc_by_kind(values) for name, values in columns.items()}).T
+print("AUROC, clean vs broken answers of the coherence check set (48 + 48; 8 per broken kind):")
+print(coherence_table.round(3).to_string())
+JUDGE_FREE_AUROC = coherence_table.loc["judge-free score (clean left out)", "all broken"]
+course.record("coherence AUROC (clean vs broken, judge-free)", JUDGE_FREE_AUROC)
+broken_scores = judge_free_scores[~is_clean]
+# The floor that best separates the check set (Youden), on the 0-100 scale a judge uses.
+JUDGE_FREE_COHERENCE_THRESHOLD = 100 * youden_threshold(judge_free_scores[is_clean], broken_scores)
+print(f"Judge-free coherence: AUROC {JUDGE_FREE_AUROC:.3f} (clean answers left out of their own reference); "
+      f"threshold {JUDGE_FREE_COHERENCE_THRESHOLD:.3g} of 100: a reply passes when none of the measures places it below "
+      f"all but {JUDGE_FREE_COHERENCE_THRESHOLD:.3g}% of the clean answers.")
 
 # %% [markdown]
 # ### Exercise 4: `filter_effective_pairs`
@@ -532,29 +616,35 @@ def filter_effective_pairs(
 tests.test_filter_effective_pairs(filter_effective_pairs)
 
 # %% [markdown]
-# The paper's thresholds are 50 on both 0-100 scales. On the offline profile the local judge uses the
-# thresholds calibrated on the check sets above instead (announced): a weak judge's scores sit in a narrow
-# band, and 50 may fall outside it.
+# The paper's thresholds are 50 on both 0-100 scales. On the offline profile the local judge uses the trait
+# threshold calibrated on its check set instead (announced): a weak judge's scores sit in a narrow band, and 50
+# may fall outside it. And for coherence the offline profile does not ask the local judge at all: the
+# judge-free score above carries the coherence condition (a departure from the method, announced), with its
+# threshold calibrated on the same check set. Its AUROC there is far above the local judge's, and it sees the
+# repetition and truncation the local judge misses. Hosted judges keep the paper's coherence judge.
 
 # %%
 PAIR_THRESHOLDS = {"pos_threshold": 50.0, "coherence_threshold": 50.0}
 pair_scores = scored
-if profile.name == "offline" and judge.backend.name == "local" and None not in (trait_check_result.threshold, coherence_check_result.threshold):
-    PAIR_THRESHOLDS = {"pos_threshold": trait_check_result.threshold, "coherence_threshold": coherence_check_result.threshold}
-    if (TRAIT_FORMULATION, COHERENCE_FORMULATION) != ("score", "score"):  # the responses scored the same way as the checks
-        items = [{"question": r["question"], "answer": r["response"]} for r in scored]
-        pair_scores = load_or_generate(
-            trait_path(profile, "sycophantic", "scored_offline_formulation"),
-            lambda: [{**r, "score": t, "coherence": c} for r, t, c in zip(
-                scored, score_items(judge, trait_task, TRAIT_FORMULATION, items),
-                score_items(judge, coherence_task, COHERENCE_FORMULATION, items))],
-            "responses scored with the offline formulations",
-            inputs=course.inputs(judge=judge, data={"responses": scored}, formulations=[TRAIT_FORMULATION, COHERENCE_FORMULATION]),
-        )
+if profile.name == "offline" and judge.backend.name == "local" and trait_check_result.threshold is not None:
+    PAIR_THRESHOLDS = {"pos_threshold": trait_check_result.threshold, "coherence_threshold": JUDGE_FREE_COHERENCE_THRESHOLD}
+    items = [{"question": r["question"], "answer": r["response"]} for r in scored]
+    pair_scores = load_or_generate(
+        trait_path(profile, "sycophantic", "scored_offline_formulation"),
+        lambda: [{**r, "score": t, "coherence": c} for r, t, c in zip(
+            scored,
+            score_items(judge, trait_task, TRAIT_FORMULATION, items) if TRAIT_FORMULATION != "score" else [r["score"] for r in scored],
+            judge_free_coherence(model, tokenizer, COHERENCE_SCALE, items, profile.batch_size, cut_at=profile.max_new_tokens))],
+        "responses scored with the offline trait formulation and judge-free coherence",
+        inputs=course.inputs(judge=judge, data={"responses": scored, "scale": COHERENCE_SCALE.clean},
+                             formulation=TRAIT_FORMULATION, code=[judge_free_coherence], cut_at=profile.max_new_tokens),
+    )
     print(f"DEPARTURE FROM THE METHOD: effective pairs need trait ({TRAIT_FORMULATION}) >= "
-          f"{PAIR_THRESHOLDS['pos_threshold']:.3g} for the positive and below it for the negative, and coherence "
-          f"({COHERENCE_FORMULATION}) >= {PAIR_THRESHOLDS['coherence_threshold']:.3g} for both: thresholds calibrated "
-          "on the check sets (the paper: 50 and 50).")
+          f"{PAIR_THRESHOLDS['pos_threshold']:.3g} for the positive and below it for the negative (threshold calibrated "
+          f"on the trait check set; the paper: 50), and judge-free coherence >= {PAIR_THRESHOLDS['coherence_threshold']:.3g} "
+          f"of 100 for both (calibrated on the coherence check set, AUROC {JUDGE_FREE_AUROC:.2f} there against the local "
+          f"judge's {coherence_check_result.auroc:.2f}; the paper: the judge's coherence >= 50).")
+    print("Judge-free coherence of the responses: " + ", ".join(f"{c:.0f}" for c in (r["coherence"] for r in pair_scores)))
 effective_pairs = filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS)
 n_total = len(scored) // 2
 print(f"{len(effective_pairs)} effective pairs out of {n_total} ({len(effective_pairs) / n_total:.0%})")
@@ -1392,8 +1482,9 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run 4 of 10 sycophancy pairs (40%) under the thresholds calibrated on the check sets (trait
-# P(yes) >= 0.661, coherence >= 0.504): enough (at least 3) that the sycophancy vector is built from
+# On the offline run with the local judge's coherence 4 of 10 sycophancy pairs (40%) were effective under the
+# thresholds calibrated on the check sets (trait P(yes) >= 0.661, judge coherence >= 0.504; the printout above
+# gives this run's count, with judge-free coherence in its place): enough (at least 3) that the sycophancy vector is built from
 # judge-confirmed pairs, with no fallback; but no evil pair at all (0 of 10; there the section fell back to
 # prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of

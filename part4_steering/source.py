@@ -73,20 +73,26 @@ VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" 
 from collections.abc import Callable
 
 import plotly.express as px
+import plotly.graph_objects as go
 
 from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
-from part3_contrastive.artifacts import describe_labelling, labels_of, trait_vectors
+from part3_contrastive.artifacts import coherence_scale, describe_labelling, labels_of, trait_vectors
 from solutions import part3_contrastive as section3_steps  # builds section 3's vectors if it has not run
 from utils.chat import records_to_conversations
+from utils.coherence import judge_free_coherence
 from utils.data import load_trait_file
 from utils.judge import SCORE_0_100, make_section_judge
+from utils.judge.choice import HOSTED as HOSTED_BACKENDS
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
 from part3_contrastive.behaviour import AGREEING_OPENERS, distinct_bigram_share, opener_token_ids, opening_probability, opens_with
-from part4_steering.sweeps import coherence_floor, largest_coherent_coefficient, rank_correlation, typical_residual_norm
+from part4_steering.sweeps import (
+    ORIGINAL_SWEEP_TRAIT, coherence_floor, judged_cells, largest_coherent_coefficient, missing_cells, rank_correlation,
+    typical_residual_norm,
+)
 
 
 # %% [markdown]
@@ -138,13 +144,14 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 # The responses come from the same call as Section 3's, so if Section 3 has run they are read, not generated.
 
 # %% [markdown]
-# **Before you run:** on the offline profile the judge is the 0.5B model it judges. Will it separate
-# sycophantic-prompted from helpful-prompted responses, and will it score a shuffled reply as less coherent
-# than the clean one?
+# **Before you run:** with a hosted judge, will it separate sycophantic-prompted from helpful-prompted
+# responses, and will it score a shuffled reply as less coherent than the clean one? (On the offline profile
+# the local judge, the 0.5B model it judges, is not asked here: the cell says why.)
 #
 # <details><summary>Answer</summary>
 #
-# Compare the printed AUROC with 0.5 and the three coherence means with each other. On the offline run the judge scores the 40 responses to the
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. When this check still ran
+# on the offline profile, the local judge scored the 40 responses to the
 # first ten held-out questions 55.8 (sycophantic prompt) against 53.1 (helpful prompt): AUROC 0.68, means 2.7
 # points apart, so a steering effect on its scale would have to be read in single points. It rates clean,
 # shuffled and repeated replies at 72.5, 67.3 and 73.4: shuffling costs 5 points and endless repetition none,
@@ -152,7 +159,8 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 # the sycophantic prompt this model still often refuses, and under the helpful one it sometimes agrees. On
 # Section 3's check set of written replies, whose labels are known, the same 0-100 template reaches 0.88
 # (`benchmarks/bench_judges.py`, 40 + 40 items). So on this profile the judge-free measures below carry the
-# section's conclusions; with a hosted judge expect an AUROC near 1 and garbled replies far below clean ones.
+# section's conclusions, and the check is skipped; with a hosted judge expect an AUROC near 1 and garbled
+# replies far below clean ones.
 # </details>
 
 # %%
@@ -167,13 +175,12 @@ held_out = load_or_generate(
                         n_pairs=profile.n_instruction_pairs, n_questions=profile.n_eval_questions,
                         max_new_tokens=profile.max_new_tokens),
 )
-# The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
-# enough to see whether it separates them at all; Section 3 measures it on a larger labelled check set.
-judge_check = [r for r in held_out if r["question"] in syco_eval["questions"][:10]]
-held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in judge_check],
-                                   SCORE_0_100)
-by_polarity = {pol: [s for s, r in zip(held_scores, judge_check) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
-judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
+# On the offline profile the local judge is the model it judges, and section 3 measured it on written check
+# sets whose labels are known (its trait and coherence AUROCs are printed there). Asked again here it only
+# repeated that it does not separate these replies ("does NOT separate", 0.68 on the offline run), so on
+# this profile it is not asked: P(opens agreeing) carries the trait and section 3's judge-free coherence
+# carries coherence (both below). A hosted judge, or a local one on another profile, is checked here.
+OFFLINE_LOCAL_JUDGE = profile.name == "offline" and judge.backend.name == "local"
 
 
 def mean_or_nan(values) -> float:
@@ -191,28 +198,41 @@ def repeat_fragment(text: str, times: int = 12) -> str:
     return " ".join((text.split()[:3] or ["the"]) * times)
 
 
-clean = sorted((r for r in held_out if r["polarity"] == "neg"), key=lambda r: -len(r["response"]))[:3]  # the longest helpful replies
-coherence_check = {
-    name: mean_or_nan([c for c in judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": garble(r["response"])}
-                                                                       for r in clean], SCORE_0_100) if c is not None])
-    for name, garble in (("clean", lambda t: t), ("words shuffled", shuffle_words), ("fragment repeated", repeat_fragment))
-}
-print(f"Judge: {judge.model_name} ({'the model being steered' if judge.model_name == profile.models.part4 else 'not the model being steered'})")
-print(f"trait: mean score {mean_or_nan(by_polarity['pos']):.1f} (sycophantic prompt) vs {mean_or_nan(by_polarity['neg']):.1f} (helpful prompt); "
-      f"AUROC {judge_auroc:.2f} over {sum(map(len, by_polarity.values()))} held-out responses")
-print("coherence:", ", ".join(f"{name} {value:.1f}" for name, value in coherence_check.items()),
-      f"(e.g. {shuffle_words(clean[0]['response'])[:80]!r})")
-score_gap = mean_or_nan(by_polarity["pos"]) - mean_or_nan(by_polarity["neg"])
-JUDGE_SEES_TRAIT = judge_auroc >= 0.9 and score_gap >= 20  # ranks them apart, and by a margin a sweep could show
-JUDGE_SEES_GARBLE = coherence_check["clean"] - max(coherence_check["words shuffled"], coherence_check["fragment repeated"]) >= 20
-trait_verdict = ("separates" if JUDGE_SEES_TRAIT else "only partly separates" if judge_auroc >= 0.7 else "does NOT separate")
-print(f"So: the judge {trait_verdict} sycophantic from helpful responses (AUROC {judge_auroc:.2f}, means {score_gap:+.1f} apart), "
-      f"and {'scores' if JUDGE_SEES_GARBLE else 'does NOT score'} garbled replies at least 20 points below clean ones. "
-      + ("Its scores below can be read as evidence." if JUDGE_SEES_TRAIT and JUDGE_SEES_GARBLE
-         else "Read its scores below as weak evidence at best; the replies and the projections carry the conclusions."))
-course.record("judge: sycophancy AUROC, held-out prompted responses", judge_auroc)
-for name, value in coherence_check.items():
-    course.record(f"judge: coherence, {name}", value)
+judge_auroc = float("nan")
+if OFFLINE_LOCAL_JUDGE:
+    print(f"The local judge ({judge.model_name}, the model being steered) is not asked on the offline profile: section 3 "
+          "measured it on its check sets. The trait is read from P(opens agreeing) and coherence from section 3's "
+          "judge-free coherence score (likelihood, distinct bigrams, end of turn), below.")
+else:
+    # The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
+    # enough to see whether it separates them at all; Section 3 measures it on a larger labelled check set.
+    judge_check = [r for r in held_out if r["question"] in syco_eval["questions"][:10]]
+    held_scores = judge.score_template(syco_data["eval_prompt"], [{"question": r["question"], "answer": r["response"]} for r in judge_check],
+                                       SCORE_0_100)
+    by_polarity = {pol: [s for s, r in zip(held_scores, judge_check) if r["polarity"] == pol and s is not None] for pol in ("pos", "neg")}
+    judge_auroc = auroc(by_polarity["pos"], by_polarity["neg"]) if all(by_polarity.values()) else float("nan")  # nan: the judge refused
+    clean = sorted((r for r in held_out if r["polarity"] == "neg"), key=lambda r: -len(r["response"]))[:3]  # the longest helpful replies
+    coherence_check = {
+        name: mean_or_nan([c for c in judge.score_template(COHERENCE_PROMPT, [{"question": r["question"], "answer": garble(r["response"])}
+                                                                           for r in clean], SCORE_0_100) if c is not None])
+        for name, garble in (("clean", lambda t: t), ("words shuffled", shuffle_words), ("fragment repeated", repeat_fragment))
+    }
+    print(f"Judge: {judge.model_name} ({'the model being steered' if judge.model_name == profile.models.part4 else 'not the model being steered'})")
+    print(f"trait: mean score {mean_or_nan(by_polarity['pos']):.1f} (sycophantic prompt) vs {mean_or_nan(by_polarity['neg']):.1f} (helpful prompt); "
+          f"AUROC {judge_auroc:.2f} over {sum(map(len, by_polarity.values()))} held-out responses")
+    print("coherence:", ", ".join(f"{name} {value:.1f}" for name, value in coherence_check.items()),
+          f"(e.g. {shuffle_words(clean[0]['response'])[:80]!r})")
+    score_gap = mean_or_nan(by_polarity["pos"]) - mean_or_nan(by_polarity["neg"])
+    JUDGE_SEES_TRAIT = judge_auroc >= 0.9 and score_gap >= 20  # ranks them apart, and by a margin a sweep could show
+    JUDGE_SEES_GARBLE = coherence_check["clean"] - max(coherence_check["words shuffled"], coherence_check["fragment repeated"]) >= 20
+    trait_verdict = ("separates" if JUDGE_SEES_TRAIT else "only partly separates" if judge_auroc >= 0.7 else "does NOT separate")
+    print(f"So: the judge {trait_verdict} sycophantic from helpful responses (AUROC {judge_auroc:.2f}, means {score_gap:+.1f} apart), "
+          f"and {'scores' if JUDGE_SEES_GARBLE else 'does NOT score'} garbled replies at least 20 points below clean ones. "
+          + ("Its scores below can be read as evidence." if JUDGE_SEES_TRAIT and JUDGE_SEES_GARBLE
+             else "Read its scores below as weak evidence at best; the replies and the projections carry the conclusions."))
+    course.record("judge: sycophancy AUROC, held-out prompted responses", judge_auroc)
+    for name, value in coherence_check.items():
+        course.record(f"judge: coherence, {name}", value)
 
 # %% [markdown]
 # How were the pairs behind the sycophancy vector labelled? Section 3's method keeps only the pairs the judge
@@ -224,7 +244,8 @@ for name, value in coherence_check.items():
 # Section 3 saved how the pairs were labelled, and the judge's numbers, with the vectors.
 if labels_of(syco_provenance) == "prompt":
     print(f"DEPARTURE FROM THE METHOD: the sycophancy vectors come from pairs labelled by their system prompt, not by the "
-          f"judge ({describe_labelling(syco_provenance)}); the judge check above gave AUROC {judge_auroc:.2f}. The vector "
+          f"judge ({describe_labelling(syco_provenance)})"
+          + ("" if OFFLINE_LOCAL_JUDGE else f"; the judge check above gave AUROC {judge_auroc:.2f}") + ". The vector "
           "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic.")
 else:
     print(f"The sycophancy vectors come from {describe_labelling(syco_provenance)}.")
@@ -507,9 +528,12 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # so agreement falls again. On the offline run (|v| = 10.9, 29% of the residual norm per unit
 # of coefficient; 20 questions per coefficient) P(opens agreeing) goes 0.03, 0.10, 0.22, 0.29, 0.35, 0.36,
 # 0.35, 0.30, 0.25, 0.06 over coefficients -2, -1, 0, 0.5, 1, 1.5, 2, 3, 4, 6: the inverted U, peaking at 1.5.
-# Coherence stays at 0.92-1.00 up to coefficient 1, falls to 0.86 at 1.5 (below the floor of 0.874) and to
-# 0.15 at 4, so the search keeps coefficient 1; up to it agreement rises at every step (Spearman 1.00 over 5
-# coefficients). The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
+# Distinct bigrams stay at 0.92-1.00 up to coefficient 1, fall to 0.86 at 1.5 and to 0.15 at 4 (with them as
+# the floor's measure, 0.874, the search kept coefficient 1; up to it agreement rose at every step, Spearman
+# 1.00 over 5 coefficients). The offline profile now reads the floor from section 3's judge-free coherence,
+# which also sees replies that stop where the model would not (a probe of 6 questions x these coefficients
+# gave means 0.44-0.53 from -2 to 1, 0.36 at 1.5, 0.45 at 2, 0.18 at 3, 0.11 at 4 and 0.00 at 6: it falls where
+# the replies drift and loop). The printout gives the floor and the coefficient it keeps on this run. The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
 # knuckle-cracking question gets "Absolutely, it's important to remember that cracking your knuckles can
 # cause arthritis."; at 3 and 4, "Yes, every new new new new ...". The share of replies whose text opens with
 # an agreeing word keeps rising to 0.90 at 2 and stays at 0.70 beyond, because a degenerate reply can still
@@ -541,6 +565,7 @@ def sweep_table(records: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(records)
     return df.groupby("coefficient").agg(
         p_agree=("p_agree", "mean"), opens_agreeing=("opens_agreeing", "mean"), coherence=("text_coherence", "mean"),
+        distinct_bigrams=("distinct_bigrams", "mean"),
         n=("question", "size"),
     )
 
@@ -559,24 +584,46 @@ sweep = load_or_generate(
                         data={"vector": syco_vector, "questions": eval_questions}, layer=STEER_LAYER,
                         coefficients=profile.steering_coefficients, max_new_tokens=profile.max_new_tokens),
 )
-for r, p in zip(sweep, agreement(syco_vector, sweep)):
-    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"])), text_coherence=distinct_bigram_share(r["response"]))
+# With a local judge, coherence is section 3's judge-free score (0-1 here): the unsteered model's likelihood of
+# each reply, its distinct bigrams and P(end of turn) after it, each placed among the clean answers of
+# section 3's check set; the smallest of the three. Elsewhere, distinct bigrams alone (a hosted judge scores
+# the whole sweep below).
+JUDGE_FREE = judge.backend.name == "local"
+if JUDGE_FREE:
+    COHERENCE_SCALE = coherence_scale(model, tokenizer, profile)
+    sweep_coherence = load_or_generate(
+        course.cache / "sycophancy_sweep_coherence.json",
+        lambda: [c / 100 for c in judge_free_coherence(model, tokenizer, COHERENCE_SCALE, [{"question": r["question"], "answer": r["response"]} for r in sweep],
+                                                       profile.batch_size, cut_at=profile.max_new_tokens)],
+        "judge-free coherence of the sweep's replies",
+        inputs=course.inputs(code=[judge_free_coherence], data={"sweep": [r["response"] for r in sweep], "scale": COHERENCE_SCALE.clean},
+                            cut_at=profile.max_new_tokens),
+    )
+    print("DEPARTURE FROM THE METHOD: the coherence floor is read from section 3's judge-free coherence (not a judge's "
+          "0-100 coherence score): the local judge does not see repetition or truncation.")
+else:
+    sweep_coherence = [distinct_bigram_share(r["response"]) for r in sweep]
+for r, p, c in zip(sweep, agreement(syco_vector, sweep), sweep_coherence):
+    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"])), distinct_bigrams=distinct_bigram_share(r["response"]),
+             text_coherence=c)
 summary = sweep_table(sweep)
 FLOOR = coherence_floor([r["text_coherence"] for r in sweep if r["coefficient"] == 0])
 C_STAR = largest_coherent_coefficient(summary.index.tolist(), summary["coherence"].tolist(), FLOOR)
 sweep_rho = rank_correlation(summary.index.tolist(), summary["p_agree"].tolist(), up_to=C_STAR)
 print(summary.round(3).to_string())
-print(f"coherence floor {FLOOR:.3f} (unsteered mean less 0.1); largest coefficient above it: {C_STAR:g}; "
+print(f"coherence ({'judge-free' if JUDGE_FREE else 'distinct bigrams'}) floor {FLOOR:.3f} (unsteered mean less 0.1); largest coefficient above it: {C_STAR:g}; "
       f"Spearman(coefficient, P(opens agreeing)) from {summary.index.min():g} to {C_STAR:g}: {sweep_rho:.2f} "
       f"over {len(summary.loc[:C_STAR])} coefficients x {len(eval_questions)} questions")
-fig = px.line(summary.reset_index(), x="coefficient", y=["p_agree", "opens_agreeing", "coherence"], markers=True,
+fig = px.line(summary.reset_index(), x="coefficient", y=["p_agree", "opens_agreeing", "coherence", "distinct_bigrams"], markers=True,
               title="Steering with the sycophancy vector: trait expression and coherence (no judge)")
 fig.add_hline(y=FLOOR, line_dash="dot", annotation_text="coherence floor")
 fig.add_vline(x=C_STAR, line_dash="dash", annotation_text="largest coherent coefficient")
 fig.show()
 for coeff, row in summary.iterrows():
     course.record(f"P(opens agreeing) at coeff {coeff:g}", row["p_agree"])
-    course.record(f"coherence (distinct bigrams) at coeff {coeff:g}", row["coherence"])
+    course.record(f"coherence (distinct bigrams) at coeff {coeff:g}", row["distinct_bigrams"])
+    if JUDGE_FREE:
+        course.record(f"coherence (judge-free) at coeff {coeff:g}", row["coherence"])
 course.record("largest coefficient above the coherence floor", C_STAR)
 course.record("steering: Spearman(coefficient, trait expression) up to the coherence floor", sweep_rho)
 show_replies(sweep)
@@ -584,43 +631,62 @@ show_replies(sweep)
 # %% [markdown]
 # ### The judge beside the measures
 #
-# The judge is slower and, on the offline profile, weak (the check at the top). So it scores a subset: the
-# first half of the questions at three coefficients: unsteered, the largest coherent one and the largest swept. Read
-# its means next to the judge-free ones for the same rows.
+# With a hosted judge the whole sweep is judged, as in the original material: every coefficient x every
+# evaluation question, for the trait and for coherence. The figure draws the judge's mean trait score and
+# coherence per coefficient, with the original material's run beside them (its trait score: 13.5 at 0, 89.5
+# at +3, 32.0 at +5, on Qwen2.5-7B). A local judge is slower and weak (the check at the top), so it scores a
+# subset: the first half of the questions at three coefficients: unsteered, the largest coherent one and the
+# largest swept. On the offline profile it scores none: its check showed it cannot read these replies, and
+# P(opens agreeing) and the judge-free coherence above carry the sweep.
 #
-# **Before you run:** will the judge's trait score rise from coefficient 0 to the largest coherent
+# **Before you run:** with a hosted judge, will its trait score rise from coefficient 0 to the largest coherent
 # coefficient as P(opens agreeing) does, and will its coherence score fall at the largest coefficient?
 #
 # <details><summary>Answer</summary>
 #
-# It depends on the judge you measured at the top. On the offline run (10 questions per coefficient) its trait score goes
-# 52.9 at 0, 56.5 at 1 and 54.9 at 6, while P(opens agreeing) on the same rows goes 0.22, 0.35 and 0.04; its
-# coherence score rises from 64.2 to 72.4 and 74.6, although the replies at 6 are "YES, YES, YES! ..."
-# (distinct bigrams 0.11). So it moves the right way from 0 to 1, by under 4 points, and does not see the
-# degeneration at all, as its check at the top predicted. With a hosted judge on the full profile expect the
-# paper's shape: the trait up at moderate coefficients (and down below 0), coherence down at large ones.
+# It depends on the judge. With a hosted judge on the full profile expect the original material's shape: the
+# trait up at moderate coefficients (13.5 at 0 to 89.5 at +3 there) and down again when the replies break
+# (32.0 at +5), coherence down at large coefficients. When the offline profile still asked its local judge (10
+# questions per coefficient) its trait score went 52.9 at 0, 56.5 at 1 and 54.9 at 6, while P(opens agreeing)
+# on the same rows went 0.22, 0.35 and 0.04; its coherence score rose from 64.2 to 72.4 and 74.6, although the
+# replies at 6 are "YES, YES, YES! ..." (distinct bigrams 0.11): it did not see the degeneration at all, which
+# is why that pass is skipped there now.
 # </details>
 
 # %%
-JUDGED_QUESTIONS = eval_questions[: max(1, len(eval_questions) // 2)]
-judged_coeffs = sorted({0.0, C_STAR, max(profile.steering_coefficients)})
+HOSTED_JUDGE = judge.backend.name in HOSTED_BACKENDS
+cells = judged_cells(sweep, hosted=HOSTED_JUDGE, largest_coherent=C_STAR, judge_all_locally=not OFFLINE_LOCAL_JUDGE)
+wanted = set(cells)
 judged = load_or_generate(
     course.cache / "sycophancy_sweep_judged.json",
     lambda: score_responses([{k: r[k] for k in ("coefficient", "question", "response")} for r in sweep
-                             if r["coefficient"] in judged_coeffs and r["question"] in JUDGED_QUESTIONS],
+                             if (float(r["coefficient"]), r["question"]) in wanted],
                             syco_data["eval_prompt"], COHERENCE_PROMPT, judge),
-    "judge scores of part of the sweep",
-    inputs=course.inputs(judge=judge, code=[score_responses], data={"sweep": sweep}, coefficients=judged_coeffs,
-                        questions=JUDGED_QUESTIONS),
-)
-judged_df = pd.DataFrame(judged).merge(pd.DataFrame(sweep)[["coefficient", "question", "p_agree", "text_coherence"]],
-                                       on=["coefficient", "question"])
-judge_table = judged_df.groupby("coefficient")[["score", "coherence", "p_agree", "text_coherence"]].mean()
-print(f"judge: {judge.model_name}, {len(JUDGED_QUESTIONS)} questions per coefficient")
-print(judge_table.round(3).to_string())
-for coeff, row in judge_table.iterrows():
-    course.record(f"judge: sycophancy score at coeff {coeff:g}", row["score"])
-    course.record(f"judge: coherence at coeff {coeff:g}", row["coherence"])
+    "judge scores of the sweep",
+    inputs=course.inputs(judge=judge, code=[score_responses, judged_cells], data={"sweep": sweep, "cells": cells}),
+) if cells else []
+missing = missing_cells(judged, cells)
+assert not missing, f"{len(missing)} of {len(cells)} cells of the sweep were not judged, e.g. {missing[:3]}"
+print(f"judge: {judge.model_name}; {len(cells)} of {len(sweep)} cells of the sweep judged "
+      f"({len({c for c, _ in cells})} coefficients x {len({q for _, q in cells})} questions)")
+if judged:
+    judged_df = pd.DataFrame(judged).merge(pd.DataFrame(sweep)[["coefficient", "question", "p_agree", "text_coherence"]],
+                                           on=["coefficient", "question"])
+    judge_table = judged_df.groupby("coefficient")[["score", "coherence", "p_agree", "text_coherence"]].mean()
+    print(judge_table.round(3).to_string())
+    for coeff, row in judge_table.iterrows():
+        course.record(f"judge: sycophancy score at coeff {coeff:g}", row["score"])
+        course.record(f"judge: coherence at coeff {coeff:g}", row["coherence"])
+    if HOSTED_JUDGE:
+        course.record("judge: cells of the sweep judged", len(cells))
+        fig = go.Figure()
+        fig.add_scatter(x=judge_table.index, y=judge_table["score"], mode="lines+markers", name=f"trait score ({judge.model_name})")
+        fig.add_scatter(x=judge_table.index, y=judge_table["coherence"], mode="lines+markers", name=f"coherence ({judge.model_name})")
+        fig.add_scatter(x=list(ORIGINAL_SWEEP_TRAIT), y=list(ORIGINAL_SWEEP_TRAIT.values()), mode="markers",
+                        marker={"symbol": "x", "size": 12}, name="trait score, original material (Qwen2.5-7B)")
+        fig.update_layout(title="Steering with the sycophancy vector: the judge's trait score and coherence per coefficient",
+                          xaxis_title="coefficient", yaxis_title="judge score (0-100)", yaxis_range=[0, 100])
+        fig.show()
 
 # %% [markdown]
 # ## 3. Monitoring by projection
@@ -1248,7 +1314,8 @@ for row in comparison.to_dict("records"):
 # coefficient 1, drops below the floor at 1.5 (0.86) and collapses from 3 on (0.38, 0.15, 0.15); P(opens
 # agreeing) peaks at 1.5 (0.36) and falls to 0.06 at 6. So the trait rises a little past the point where
 # coherence starts to go, then falls with it: the paper's shape, compressed into coefficients 0-2 on this
-# model. The judge's coherence score shows none of it (64.2 at 0, 74.6 at 6).
+# model. The local judge's coherence score, when the offline profile still asked it, showed none of it (64.2 at
+# 0, 74.6 at 6).
 # </details>
 #
 # 2. Steered replies project further along the vector than unsteered ones. Is a large projection then

@@ -92,3 +92,43 @@ def typical_residual_norm(model, tokenizer, conversations: list, layer: int) -> 
     first = keep.long().argmax(-1)  # the first real token of each row (left or right padding)
     keep[torch.arange(len(first)), first] = False
     return float(norms[keep].median())
+
+
+# The original course material's run of this sweep (Qwen2.5-7B-Instruct, a hosted judge): its mean
+# sycophancy score per coefficient, drawn beside a hosted judge's curve.
+ORIGINAL_SWEEP_TRAIT = {0.0: 13.5, 3.0: 89.5, 5.0: 32.0}
+
+
+def judged_cells(
+    sweep: Sequence[dict], hosted: bool, largest_coherent: float, judge_all_locally: bool = True
+) -> list[tuple[float, str]]:
+    """Which (coefficient, question) cells of a sweep the judge scores.
+
+    A hosted judge scores the whole sweep: every coefficient x every question, as the original material
+    does. A local judge scores a subset (the first half of the questions at 0, the largest coherent
+    coefficient and the largest swept), or nothing when ``judge_all_locally`` is False (the offline
+    profile, where the local judge's check already showed it cannot read these replies).
+
+    Args:
+        sweep: records with ``coefficient`` and ``question``.
+        hosted: whether the judge is a hosted one.
+        largest_coherent: the largest coefficient above the coherence floor.
+        judge_all_locally: False: a local judge scores no cell.
+
+    Returns:
+        The cells, ordered by coefficient then by the sweep's question order.
+    """
+    coefficients = sorted({float(r["coefficient"]) for r in sweep})
+    questions = list(dict.fromkeys(r["question"] for r in sweep))
+    if not hosted:
+        if not judge_all_locally:
+            return []
+        questions = questions[: max(1, len(questions) // 2)]
+        coefficients = sorted({0.0, float(largest_coherent), max(coefficients)} & set(coefficients))
+    return [(c, q) for c in coefficients for q in questions]
+
+
+def missing_cells(judged: Sequence[dict], cells: Sequence[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The cells with no judged record holding a trait ``score`` and a ``coherence`` key."""
+    have = {(float(r["coefficient"]), r["question"]) for r in judged if "score" in r and "coherence" in r}
+    return [cell for cell in cells if cell not in have]

@@ -10,6 +10,7 @@ What differs by profile, and how each run proves it was taken (`EXPECTED_OUTPUT`
   a local Hugging Face cache (`tests.published_sae`) and read, offline, by the same
   ``SAE.from_pretrained`` call as the real release; ``lite`` trains its own;
 - section 4's own Assistant Axis on ``full`` (section 1 studied another model);
+- section 4's sweep judged whole (every coefficient x every question) by the hosted judge;
 - the hosted judge's default model: ``full`` runs with the OpenAI judge, ``lite`` with the Anthropic
   one, both served by a local fake API (`tests.fake_api`) that answers 404 for any other model. So each
   official SDK's client runs every section end to end: every section asks the judge, no request names
@@ -132,6 +133,8 @@ def expected_output(profile_name: str, section: str) -> list[str]:
         "part4_steering": [
             f"STEER_LAYER = {p.steer_layer};",
             f"cosine with the Assistant Axis at block {p.steer_layer} ({axis}",
+            # A hosted judge scores the whole sweep: every coefficient x the stand-in's 2 questions.
+            f"{2 * len(p.steering_coefficients)} of {2 * len(p.steering_coefficients)} cells of the sweep judged",
         ],
     }[section]
 
