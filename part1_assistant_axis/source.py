@@ -21,6 +21,8 @@
 #
 # **Learning objectives**
 # - Write a judge prompt for role adherence and score responses with an LLM judge on a 0-3 scale.
+# - Measure role adherence without a judge, from the model's own likelihoods, and measure both on a
+#   labelled check set before trusting either.
 # - Generate responses for many personas in batches.
 # - Average a block's output over the response tokens, and build persona vectors from the
 #   responses that really stayed in role.
@@ -36,7 +38,8 @@
 # - **Expected outputs.** Each collapsed "Expected output" block is the `offline` profile's recorded
 #   run, and CI checks every fresh offline run against it within the stated tolerance. On `offline`
 #   your numbers should match; on `lite` and `full` compare the shape: persona space has one dominant direction (a
-#   large first principal component), the Assistant Axis lines up with it, and on held-out questions the
+#   large first principal component), the Assistant Axis lines up with it (with many roles; §10 shows why ten
+#   roles may not), and on held-out questions the
 #   axis puts the default assistant above the roles. The papers' line, where one exists, is under the
 #   expected block (on Gemma 2 27B, PC1 explains about 49% of the variance).
 # - **The judge follows the keys, not the profile.** With `OPENAI_API_KEY` or `ANTHROPIC_API_KEY` set
@@ -44,6 +47,10 @@
 #   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
 #   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
 #   cell prints which judge is in use.
+# - **Departures from the method** are printed as one line starting "Departure from the method:". On the
+#   `offline` profile with the local judge this section makes one: the role responses that build the
+#   persona vectors are filtered by the likelihood-ratio adherence of §5, at a threshold calibrated on the
+#   check set, instead of by the judge's score 3 (the local judge is measured in §4 and is too weak to filter).
 #
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
@@ -506,8 +513,9 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 # of 0-3).
 #
 # On the offline profile the local judge asks in the way that measured best on the check set
-# (`utils/judge/formulations.py`, measured with `benchmarks/bench_judges.py`), and the filter below uses
-# the calibrated threshold; both are announced.
+# (`utils/judge/formulations.py`, measured with `benchmarks/bench_judges.py`), announced when it is not the
+# paper's template. There the judge is only measured: §5 measures the model's own likelihoods on the same
+# check set, and they filter the role responses instead.
 #
 # **Before you run:** the local judge is the 0.5B model we study. Will it tell a pirate's answer from a
 # plain assistant's?
@@ -519,12 +527,9 @@ scores_for_vectors = scores if SCORE_THRESHOLD is not None else None
 # `benchmarks/bench_judges.py` on the same check set, the yes/no question ("is it spoken by the character?",
 # scored by P(yes)) reaches 0.56 ± 0.06, and the same question after one worked example per label
 # 0.37 ± 0.06, worse than chance. The 0-3 prompt is kept for the offline profile and is still below the 0.8
-# the course aims for.
-# The threshold calibrated on the check set is 1.62 on the unrounded 0-3 scale, far below the paper's 3:
-# this judge rarely puts its weight on 3. Rounded, it gave all 100 role responses and all the default
-# assistant's answers a 2 (AUROC 0.500 between them, below). With the calibrated threshold the filter keeps
-# 93 of the 100 role responses, and all 10 roles keep at least one, so it drops only the few the judge scores
-# as least in role; what carries the section is the held-out AUROC of the axis (§11), which uses no judge.
+# the course aims for. The threshold calibrated on the check set is 1.62 on the unrounded 0-3 scale, far below
+# the paper's 3: this judge rarely puts its weight on 3, and an earlier run, rounding its answers, gave all 100
+# role responses a 2. So on this profile the judge does not filter anything: §5's likelihood measure does.
 # </details>
 
 # %%
@@ -725,7 +730,12 @@ course.record("role adherence AUROC (check set, likelihood ratio)", adherence_au
 # %% [markdown]
 # <details><summary>Answer</summary>
 #
-# ADHERENCE_ANSWER
+# Much better. On the offline run the likelihood ratio separates the 40 in-role answers from the 40 plain ones
+# at AUROC 0.948 ± 0.03, against the judge's 0.687 on the same items: in-role answers average +0.48 nats per
+# token, plain ones +0.02 (a plain answer is about as likely with the role prompt as without it). The
+# threshold with the best balanced accuracy is +0.202. The model "knows" which answers fit the role far
+# better than it can say so when asked as a judge: its probabilities read the text directly, its words as a
+# judge go through a 0.5B model's instruction following.
 # </details>
 #
 # On the offline profile the likelihood ratio replaces the judge as the filter of `extract_persona_vectors`:
@@ -1059,10 +1069,11 @@ plot_similarity(centred_similarity, names, f"Mean-centred cosine similarity (blo
 # <details><summary>Answer</summary>
 #
 # Read the default's row of the centred heatmap. Because the centred vectors sum to zero, most cosines
-# are negative; the default usually stands out as one of the most different personas (strongly negative
-# against the theatrical roles), and its few positive neighbours are the plainly helpful, professional
-# roles. On the offline run's axis the nearest roles are the lovestruck romantic and the lawyer; check
-# which ones your heatmap shows, since with a handful of roles one or two responses can move a row.
+# are negative; the default stands out as one of the most different personas. On the offline run its only
+# positive neighbour is the euphoric lottery winner (+0.09), then the kindergarten teacher (-0.01) and the
+# lovestruck romantic (-0.06); it is furthest from the viking (-0.43) and the knight (-0.42). These are the
+# role responses that kept their role (§5's filter), so what a row shows is how each role *plays*: cheerful,
+# caring voices sit nearest the assistant's friendly register, warriors furthest from it.
 # </details>
 #
 # ## 9. The main directions of persona space: PCA
@@ -1135,9 +1146,10 @@ tests.test_pca_decompose_persona_vectors(pca_decompose_persona_vectors)
 #
 # Look at the scatter plot: compare the default's PC1 coordinate with the range of the roles' (we flipped
 # PC1 so the default is on the positive side). The paper finds the default assistant at one extreme of PC1
-# on Gemma 2 27B. With a handful of roles on a small model PC1 is less clean, but on the offline run PC1
-# and the Assistant Axis, built without PCA, have |cosine| 0.61, so expect the default near the positive
-# end. If it lands in the middle, PC1 is describing some other difference among your roles.
+# on Gemma 2 27B, with hundreds of roles. On the offline run it lands in the middle: the roles span -5.89
+# (the lawyer) to +3.59 (the lovestruck romantic) on PC1, and the default sits at +0.54. So PC1 of these ten
+# in-role roles describes another difference among them (a professional's register against a romantic's),
+# not "how assistant-like"; the next cells measure how far PC1 is from the axis, and why.
 # </details>
 
 # %%
@@ -1221,6 +1233,39 @@ print(f"PC1 explains {pc1_share:.1%} of the role variance; |cos(axis, PC1)| = {a
 course.record("|cos(axis, PC1)|", abs(cos_pc1))
 
 # %% [markdown]
+# **Before you run:** the filter left out the role responses in which the model dropped its role. Build the
+# same two directions again from *every* role response (no filter; the activations are already stored, so
+# this costs no forward pass). Will PC1 of the unfiltered roles lie closer to the axis, or further from it?
+
+# %%
+unfiltered_vectors = extract_persona_vectors(
+    model, tokenizer, personas, BUILD_QUESTIONS, responses, [AXIS_LAYER], scores=None, batch_size=profile.batch_size
+)
+unfiltered_vectors = {role: v[0] for role, v in unfiltered_vectors.items()}
+unfiltered_roles = torch.stack([unfiltered_vectors[n].float() for n in role_only])
+unfiltered_components, unfiltered_variance, _ = pca_decompose_persona_vectors(unfiltered_roles)
+unfiltered_axis = compute_assistant_axis(unfiltered_vectors)
+cos_unfiltered = torch.nn.functional.cosine_similarity(unfiltered_axis, unfiltered_components[0], dim=0).item()
+print(f"{'':>28}{'PC1 share':>11}{'|cos(axis, PC1)|':>18}{'|axis|':>8}")
+print(f"{'filtered (as built above)':>28}{pc1_share:>11.1%}{abs(cos_pc1):>18.3f}{assistant_axis.norm():>8.2f}")
+print(f"{'every role response':>28}{float(unfiltered_variance[0]):>11.1%}{abs(cos_unfiltered):>18.3f}{unfiltered_axis.norm():>8.2f}")
+print(f"cos(filtered axis, unfiltered axis) = {torch.nn.functional.cosine_similarity(assistant_axis, unfiltered_axis, dim=0).item():+.3f}")
+course.record("|cos(axis, PC1)|, every role response", abs(cos_unfiltered), echo=False)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# Closer. On the offline run, built from every role response, PC1 explains 38.5% of the variance and
+# |cos(axis, PC1)| is 0.732; built from the 51 responses that kept their role it is 40.1% and 0.090. Mixed in,
+# the dropped-role responses make each role vector partly "assistant", by a different amount per role, and
+# that amount becomes the roles' main difference, which is the axis itself. Filtered, the roles differ
+# mainly in other ways (a lawyer's register against a romantic's). The paper's cosine above 0.6 comes from
+# hundreds of roles, filtered by a strong judge; with ten roles, PC1 follows whatever differs most among
+# the few. The axis itself barely moves (cosine 0.91 between the two) but is longer when filtered (5.99
+# against 4.94).
+# </details>
+
+# %% [markdown]
 # The two directions were built in different ways: PC1 from the roles alone (where do they spread
 # most?), the axis from one contrast (default against the rest). If they agree, then the biggest
 # difference among roles *is* how far they are from the assistant. Report the absolute cosine: we
@@ -1272,11 +1317,12 @@ print(axis_table.round(2).to_string(index=False))
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the default sits far above everyone (3.56), then the lovestruck romantic (-0.03) and
-# the lawyer (-0.21); the viking (-2.64), the knight (-2.44) and the ancient oak tree (-2.18) are furthest.
-# That matches the paper's pattern only in part (a professional near the top, historical and non-human
-# characters furthest), and a romantic closest to the assistant shows how noisy ten roles and five
-# questions are. Compare with your own table.
+# On the offline run the default sits far above everyone (3.16); the nearest roles are the euphoric
+# lottery winner (-1.95), the kindergarten teacher (-2.33) and the lovestruck romantic (-2.60); the viking
+# (-3.63), the knight (-3.54) and the lawyer (-3.14) are furthest. Historical warriors furthest matches the
+# paper; a lawyer among them does not. The roles are built only from the responses that kept their role,
+# so the ordering says which *voices* sound least like the assistant (cheerful, caring ones are closest),
+# not which roles the model tends to abandon. Compare with your own table.
 # </details>
 #
 # ## 11. Held-out test: does the axis mean anything?
@@ -1293,11 +1339,11 @@ print(axis_table.round(2).to_string(index=False))
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed AUROC and the histogram. The offline run gives 0.947 (Cohen's d 1.81): the default's
-# responses project above almost all role responses. Keep one caveat in mind: the activations are read
-# with the role's system prompt still in the context, so part of the separation can come from the prompt
-# rather than the response (it is 0.896 already at block 0, where a response token has barely been
-# processed). The next cells measure how much.
+# Look at the printed AUROC and the histogram. The offline run gives 0.922 (Cohen's d 1.73): the default's
+# responses project above most role responses, but not all, and the next cell asks which ones overlap. Keep
+# one caveat in mind too: the activations are read with the role's system prompt still in the context, so
+# part of the separation can come from the prompt rather than the response (it is 0.900 already at block 0,
+# where a response token has barely been processed). The cells after the next measure how much.
 # </details>
 
 # %%
@@ -1372,6 +1418,18 @@ px.histogram(hist, x="projection", color="persona", pattern_shape="reply", nbins
              title=f"Held-out responses on the Assistant Axis (block {AXIS_LAYER}), by persona; hatched: dropped its role").show()
 
 # %% [markdown]
+# <details><summary>Answer</summary>
+#
+# Near 1, and that is what the offline run shows. 34 of the 100 held-out role responses dropped their role by
+# the likelihood measure; the ones printed above are the model answering "As an AI language model, I don't
+# have personal experiences..." under a firefighter's or a romantic's prompt. They project at a mean of 2.07,
+# close to the default's 3.35, while the 66 that stayed in role average -1.75. Against those 66 alone the
+# held-out AUROC is 0.992 (0.922 against all 100). The overlap is not noise in the axis: it is the axis
+# working, on replies in which the small model stopped playing the role. In the histogram the hatched bars
+# sit in the default's range, whatever their role's colour.
+# </details>
+
+# %% [markdown]
 # An AUROC of 0.5 would mean the axis does not tell a default response from a role response on new
 # questions; 1.0 that every default response projects above every role response.
 #
@@ -1394,7 +1452,7 @@ px.histogram(hist, x="projection", color="persona", pattern_shape="reply", nbins
 #
 # Compare the two printed AUROCs. If the responses themselves read as more or less assistant-like, the
 # AUROC stays well above 0.5; what it loses is the part the system prompt supplied. On the offline run it
-# falls from 0.947 to 0.882: the response text still separates the default from the roles, but less
+# falls from 0.922 to 0.858: the response text still separates the default from the roles, but less
 # sharply than the numbers read with the prompt suggested.
 # </details>
 
@@ -1427,11 +1485,12 @@ print(f"  response read after the user question only: {heldout_auroc_no_system:.
 course.record("held-out AUROC, response read without system prompt", heldout_auroc_no_system)
 
 # %% [markdown]
-# On the offline run the held-out AUROC at block 12 falls from 0.947 (read after the system prompt) to
-# 0.882 (after the question alone). Two things follow. The system prompt did inflate the test, by about
-# 0.065: part of what the axis read was the instruction, not the reply. But most of the separation
-# survives without it, so the responses themselves differ along the axis, and 0.882 is the honest answer
-# to "does the axis tell a default response from a role response". §12 asks the same at block 0.
+# On the offline run the held-out AUROC at block 12 falls from 0.922 (read after the system prompt) to
+# 0.858 (after the question alone). Two things follow. The system prompt did inflate the test, by about
+# 0.064: part of what the axis read was the instruction, not the reply. But most of the separation
+# survives without it, so the responses themselves differ along the axis, and 0.858 is the honest answer
+# to "does the axis tell a default response from a role response", over all role responses, the 34 that
+# dropped their role included. §12 asks the same at block 0.
 #
 # ## 12. The axis at every block, for Sections 2 and 4
 #
@@ -1477,13 +1536,13 @@ for block in (0, AXIS_LAYER):
     print(f"block {block:2}: held-out AUROC " + ", ".join(values))
 
 # %% [markdown]
-# On the offline run: block 0 gives 0.896 with the system prompt and 0.874 without; block 12
-# gives 0.947 and 0.882. At block 0 the system prompt adds little: the separation there is carried
+# On the offline run: block 0 gives 0.900 with the system prompt and 0.877 without; block 12
+# gives 0.922 and 0.858. At block 0 the system prompt adds little: the separation there is carried
 # by which words the responses use (the default's "I am Qwen, an AI developed by Alibaba Cloud" against a
 # viking's boasts), which one block can already tell apart. From block 0 to block 12 the AUROC read with
-# the prompt climbs by 0.05 while the one read without it stays at 0.87-0.88: on this small model the
-# middle blocks add little to what the words already say, and most of the first test's gain there came
-# from the system prompt. A held-out test that reads responses in their generating context measures prompt
+# the prompt climbs by 0.02 while the one read without it slips from 0.877 to 0.858: on this small model the
+# middle blocks add little to what the words already say, and what the first test gains there comes from
+# the system prompt. A held-out test that reads responses in their generating context measures prompt
 # and response together; to claim that a direction reads the *response*, read the response without the
 # prompt.
 
@@ -1547,11 +1606,11 @@ tests.test_axis_separation_by_layer(axis_separation_by_layer)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.896 at block
-# 0 (the system prompt is in context), hovers around 0.91-0.97 from block 1 to block 19 and reaches
-# 0.996-1.000 at the last four blocks, while the norm grows steadily with depth. The dashed curve
-# (responses re-read after the question alone, blocks 0 to `AXIS_LAYER`) stays flat between 0.855 and
-# 0.893: below the solid one at every block, by about 0.02 at block 0 and 0.065 at block 12. High
+# Look at the AUROC curve against the dotted norm. On the offline run the AUROC is already 0.900 at block
+# 0 (the system prompt is in context), moves between 0.88 and 0.96 from block 1 to block 19 and reaches
+# 0.993-0.999 at the last four blocks, while the norm grows steadily with depth. The dashed curve
+# (responses re-read after the question alone, blocks 0 to `AXIS_LAYER`) stays flat between 0.854 and
+# 0.877: below the solid one at every block, by about 0.02 at block 0 and 0.06 at block 12. High
 # separation near the output reflects different *words* (the default says "As an AI..."), not necessarily
 # the best place to steer; see the text below.
 # </details>
@@ -1592,11 +1651,13 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run PC1 explains 30.3% of the variance of 10 roles and |cos(axis, PC1)| is 0.607. The
-# paper reports about 49% and a cosine above 0.6 on Gemma 2 27B with hundreds of roles. With only n roles
-# there are n - 1 components, so even random points give PC1 at least 1/(n-1) of the variance (here
-# 11%): a small-n share is inflated, and its cosine with the axis is noisy. Hundreds of roles make the
-# share meaningful and the direction stable; read your own numbers against that floor.
+# On the offline run PC1 explains 40.1% of the variance of 10 roles and |cos(axis, PC1)| is 0.090; built
+# from every role response (the comparison in §10) the same numbers are 38.5% and 0.732. The paper reports
+# about 49% and a cosine above 0.6 on Gemma 2 27B with hundreds of roles. With only n roles there are
+# n - 1 components, so even random points give PC1 at least 1/(n-1) of the variance (here 11%): a small-n
+# share is inflated. The cosine says more: among ten roles that all kept their role, the biggest difference
+# is not the one that separates them from the assistant. Hundreds of roles make the share meaningful and
+# the direction stable; read your own numbers against that floor.
 # </details>
 #
 # - Did the held-out responses separate? Which roles overlap with the assistant, and are they the ones
@@ -1604,29 +1665,30 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run, yes: AUROC 0.947, a mean gap of +4.12 and Cohen's d 1.81 on 5 new questions (10
-# default vs 100 role responses). In the histogram the role responses that reach into the default's range
-# mostly belong to the roles near the top of `characterize_axis` (on the offline run the lovestruck
-# romantic and the lawyer), and often to responses where the small model dropped the role and answered as
-# itself. Check the overlapping responses' text in your run. Remember that the system prompt is still in
-# context, so this test flatters the axis somewhat: re-read after the question alone, the same responses
-# give 0.882 instead of 0.947.
+# On the offline run, yes: AUROC 0.922, a mean gap of +3.80 and Cohen's d 1.73 on 5 new questions (10
+# default vs 100 role responses). The role responses that reach into the default's range are, nearly all,
+# responses in which the small model dropped its role and answered as itself ("As an AI language model,
+# I don't have personal experiences..."): 34 of the 100 by the likelihood measure, projecting at 2.07 on
+# average against the default's 3.35. Without them the AUROC is 0.992. They come from several roles (the
+# lovestruck romantic and the firefighter among the printed ones), so the overlap follows whether a reply
+# kept its role, not which role it was. Remember that the system prompt is still in context, so this test
+# flatters the axis somewhat: re-read after the question alone, the same responses give 0.858 instead of
+# 0.922.
 # </details>
 #
-# - What happens to the role vectors, and to the axis, without the judge's filter (try
-#   `scores=None`)? Which way should a role vector move when out-of-role responses are mixed in?
+# - What happens to the role vectors, and to the axis, without the filter (`scores=None`, as §10's
+#   comparison does)? Which way should a role vector move when out-of-role responses are mixed in?
 #
 # <details><summary>Answer</summary>
 #
 # Out-of-role responses ("As an AI, I don't have memories...") look like the default assistant, so mixing
 # them in pulls each role vector towards the default; the role mean moves towards the default, and the
-# axis `default - mean(roles)` gets shorter and partly loses the direction that marks real role-play. How
-# much depends on the judge. With the rounded 0-3 score the local judge gave every response the same 2,
-# and the same 2 to the default assistant's plain answers (AUROC 0.500 in §4), so that filter kept all 100
-# role responses. The offline profile now filters with the unrounded score at the threshold calibrated on
-# the check set (1.62; AUROC 0.6869 on its 40 + 40 items), which keeps 93 of the 100 role responses and
-# every role; with a hosted judge that separates 3s from the rest the difference is larger. Look at the
-# judge check your run printed before you conclude.
+# axis `default - mean(roles)` gets shorter. On the offline run the filter kept 51 of the 100 role responses
+# (likelihood ratio >= +0.202); without it |axis| falls from 5.99 to 4.94, and the two axes still point
+# the same way (cosine 0.91). The larger change is in PCA: unfiltered, PC1 lines up with the axis (0.732),
+# because how often each role slipped into the assistant is then the biggest difference among the roles;
+# filtered, it does not (0.090). A filter is part of what a persona vector means, so measure it before you
+# trust it: the local judge (AUROC 0.687 on the check set) could not have made this one.
 # </details>
 #
 # Looking ahead: Section 2 projects every turn of a conversation on this axis and caps the projection
