@@ -152,3 +152,9 @@ def test_a_section_named_twice_runs_once_and_an_unknown_one_is_refused(tmp_path,
         course.main(["--profile", "tiny", "--sections", "1,5", "--out", str(tmp_path / "out")])
     assert "--sections: Unknown section '5'" in capsys.readouterr().err
     assert ran == ["part1_assistant_axis"]
+
+
+def test_a_nan_result_is_recorded_as_not_a_number_and_said_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(environment.RESULTS_DIR, str(tmp_path))
+    results.record("part3_contrastive", "judge AUROC", float("nan"))
+    assert "judge AUROC: nan -- NOT A NUMBER" in capsys.readouterr().out
