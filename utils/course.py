@@ -6,7 +6,9 @@ many, and the long steps' own progress bars). It writes each executed notebook a
 under ``outputs/<profile>/`` (`utils.reports`: figures drawn offline, progress bars collapsed; checked
 in a browser by ``python -m utils.reports --check outputs/<profile>``), each section's headline
 results to ``outputs/<profile>/results/``, and where the time went to ``outputs/<profile>/timings/``,
-then prints one table of every section's headline results. A failing cell is named (section and cell) and the sections that finished are kept.
+then prints one table of every section's headline results. A failing cell is named (section and cell) and the sections that finished are kept;
+so is a kernel that dies or a cell that runs past ``--timeout``. One Ctrl-C stops the running kernels (they
+run in sessions of their own, so the terminal's interrupt never reaches them) and exits 130.
 
 On a machine with no GPU and two or more cores it runs two sections at a time, each kernel on its share of
 the cores (``--jobs``): a section starts once the sections it reads (`utils.sections.NEEDS`) have finished,

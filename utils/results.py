@@ -8,6 +8,7 @@ them under `PROFILE_KEY`, so the runner can refuse results made under another pr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from utils import environment
@@ -73,8 +74,15 @@ def record(section: str, name: str, value: str | int | float, echo: bool = True)
     results[PROFILE_KEY] = get_profile(verbose=False).name
     results[name] = value if isinstance(value, (str, int)) else round(float(value), 4)
     write_atomic(path, results)
+    value = results[name]
+    if isinstance(value, float) and not math.isfinite(value):
+        print(
+            f"[result] {name}: {value} -- NOT A NUMBER: nothing was measured; `python -m utils.expected --check` "
+            "fails it (a judge that scored nothing, or a set it could not measure)"
+        )
+        return
     if echo:
-        print(f"[result] {name}: {results[name]}")
+        print(f"[result] {name}: {value}")
 
 
 def read_results(results_dir: Path, section: str) -> dict:

@@ -92,12 +92,57 @@ def unreachable_endpoint(monkeypatch):
     return endpoint
 
 
-@pytest.mark.parametrize("network", ["offline mode", "unreachable hub"])
+@pytest.fixture
+def captive_portal(monkeypatch):
+    """The hub client online, but every request answered 200 with an HTML login page (a hotel's or a train's
+    wifi before sign-in), without its retry waits."""
+    import http.server
+    import threading
+
+    class Portal(http.server.BaseHTTPRequestHandler):
+        def _page(self, body: bool) -> None:
+            page = b"<html><body>Please sign in to use the wifi</body></html>"
+            self.server.hits += 1  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            if body:
+                self.wfile.write(page)
+
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self._page(body=True)
+
+        def do_HEAD(self):  # noqa: N802
+            self._page(body=False)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    server.hits = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = unreachable_endpoint(monkeypatch)  # the same patches, then pointed at the portal
+    import huggingface_hub.constants as constants
+
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", address)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", constants.HUGGINGFACE_CO_URL_TEMPLATE.replace(endpoint, address)
+    )
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("network", ["offline mode", "unreachable hub", "captive portal"])
 def test_full_profile_without_network_or_local_copy_falls_back_with_a_clear_message(
-    network, hub, tmp_path, monkeypatch, capsys
+    network, hub, tmp_path, monkeypatch, capsys, request
 ):
     if network == "unreachable hub":
         unreachable_endpoint(monkeypatch)
+    portal = request.getfixturevalue("captive_portal") if network == "captive portal" else None
     sae, info = load_or_train_sae(FULL.steer_layer, token_acts(), FULL, tmp_path / "trained.pt", MODEL)
     out = capsys.readouterr().out
     assert RELEASE in out and SAE_ID in out, f"the message does not name the release and id:\n{out}"
@@ -105,6 +150,7 @@ def test_full_profile_without_network_or_local_copy_falls_back_with_a_clear_mess
     assert f"hf download andyrdt/saes-qwen2.5-7b-instruct --include 'resid_post_layer_{FULL.steer_layer}/" in out, out
     assert "FALLBACK" in out and "trains a small SAE here" in out, f"the message does not say the fallback:\n{out}"
     assert "Traceback" not in out
+    assert portal is None or portal.hits > 0, "the hub client never reached the captive portal"
     # The fallback is the section's trained SAE, and its description says so.
     assert info["source"].startswith("a small SAE trained here"), info["source"]
     assert f"fallback: the published SAE {RELEASE!r}" in info["source"], info["source"]

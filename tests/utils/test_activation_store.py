@@ -70,3 +70,17 @@ def test_an_entry_is_replaced_only_by_one_holding_more_blocks(tmp_path):
     store.put(ids, 1, 4, torch.full((24, 3), 2.0))  # more blocks: replaced
     grown = store.get(ids, 1, 4, blocks=13)
     assert grown is not None and grown.shape == (24, 3) and bool((grown == 2).all())
+
+
+def test_a_truncated_entry_is_a_miss_and_is_rewritten_whole(tmp_path):
+    from utils.activation_store import ActivationStore
+
+    store = ActivationStore(tmp_path)
+    ids = [5, 6, 7, 8]
+    store.put(ids, 1, 4, torch.ones(12, 3))
+    path = store._path(ids, 1, 4)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a write cut short (disk full, killed)
+    assert store.get(ids, 1, 4) is None, "a truncated entry is never half-read"
+    store.put(ids, 1, 4, torch.ones(6, 3))  # recomputed with fewer blocks: still replaces the damaged entry
+    again = store.get(ids, 1, 4)
+    assert again is not None and again.shape == (6, 3)

@@ -82,6 +82,12 @@ def _chapters(root, notebooks: dict[str, list[str]]):
 
 
 RECORD = "from utils.results import record\nrecord({section!r}, 'finished', 1)"
+# The same without importing the course (which imports torch): a cell that takes well under any --timeout.
+LIGHT_RECORD = (
+    "import json, os, pathlib\nfolder = pathlib.Path(os.environ['COURSE_RESULTS_DIR'])\n"
+    "folder.mkdir(parents=True, exist_ok=True)\n"
+    "(folder / '{section}.json').write_text(json.dumps({{'_profile': 'tiny', 'finished': 1}}))"
+)
 
 
 @pytest.mark.notebook
@@ -91,13 +97,15 @@ def test_a_dead_or_timed_out_kernel_fails_its_section_and_the_others_finish(tmp_
         root,
         {
             "part1_assistant_axis": ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)  # killed for memory"],
-            "part2_capping": [RECORD.format(section="part2_capping")],  # reads section 1: runs after it all the same
-            "part3_contrastive": [RECORD.format(section="part3_contrastive")],
+            "part2_capping": [
+                LIGHT_RECORD.format(section="part2_capping")
+            ],  # reads section 1: runs after it all the same
+            "part3_contrastive": [LIGHT_RECORD.format(section="part3_contrastive")],
             "part4_steering": ["import time\ntime.sleep(600)"],
         },
     )
     monkeypatch.setattr(course, "ROOT", root)
-    argv = ["--profile", "tiny", "--jobs", "2", "--timeout", "3", "--quiet", "--out", str(tmp_path / "out")]
+    argv = ["--profile", "tiny", "--jobs", "2", "--timeout", "10", "--quiet", "--out", str(tmp_path / "out")]
     assert course.main(argv) == 1
     out = capsys.readouterr().out
     assert "FAILED part1_assistant_axis: the kernel died" in out and "cell 0" in out
@@ -152,3 +160,9 @@ def test_a_section_named_twice_runs_once_and_an_unknown_one_is_refused(tmp_path,
         course.main(["--profile", "tiny", "--sections", "1,5", "--out", str(tmp_path / "out")])
     assert "--sections: Unknown section '5'" in capsys.readouterr().err
     assert ran == ["part1_assistant_axis"]
+
+
+def test_a_nan_result_is_recorded_as_not_a_number_and_said_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(environment.RESULTS_DIR, str(tmp_path))
+    results.record("part3_contrastive", "judge AUROC", float("nan"))
+    assert "judge AUROC: nan -- NOT A NUMBER" in capsys.readouterr().out

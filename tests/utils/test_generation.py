@@ -44,3 +44,36 @@ def test_generation_past_the_maximum_positions_warns_or_is_refused(tiny_models):
         generate_replies(model, tok, [near], max_new_tokens=4)
     with pytest.raises(ValueError, match=rf"conversations\[0\] is {limit + 1} tokens long"):
         generate_replies(model, tok, [build_messages("a" * (limit - prompt_len + 2))], max_new_tokens=4)
+
+
+def test_ctrl_c_during_generation_leaves_no_hook_and_stores_nothing_half_made(tiny_models, tmp_path, monkeypatch):
+    import torch
+
+    from utils.hooks import user_hook_counts
+    from utils.layers import d_model, get_layers
+    from utils.reply_store import ReplyStore
+    from utils.steering import RowSteerer
+
+    model, tok = tiny_models["tiny-qwen2"]
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(model, "course_name", "tiny-qwen2 (named for this test)", raising=False)
+    conversations = [build_messages(q) for q in ("Hi", "What is two plus two?")]
+    before = user_hook_counts(model)
+    calls = []
+
+    def ctrl_c(module, inputs, output):
+        calls.append(1)
+        if len(calls) == 3:  # in the middle of decoding
+            raise KeyboardInterrupt
+
+    handle = get_layers(model)[0].register_forward_hook(ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt), RowSteerer(model, torch.ones(d_model(model)), [1.0, 2.0], 1):
+            generate_replies(model, tok, conversations, max_new_tokens=8)
+    finally:
+        handle.remove()
+    assert user_hook_counts(model) == before, "a hook of the interrupted generation is still on the model"
+    assert not list((tmp_path / "generations").glob("*.json")), "an interrupted generation stored replies"
+    fresh = generate_replies(model, tok, conversations, max_new_tokens=8)
+    store = ReplyStore.for_model(model, dict(max_new_tokens=8, min_new_tokens=0))
+    assert store is not None and sorted(store.replies.values()) == sorted(fresh)
