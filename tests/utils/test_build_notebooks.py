@@ -42,7 +42,7 @@ def test_toy_section_outputs(toy_root):
     exercises = json.loads(files["toy_exercises.ipynb"])
     solutions = json.loads(files["toy_solutions.ipynb"])
     ex_code = ["".join(c["source"]) for c in exercises["cells"] if c["cell_type"] == "code"]
-    assert "raise NotImplementedError()" in ex_code[0] and "return a + b" not in ex_code[0]
+    assert 'raise NotImplementedError("Exercise: write add ' in ex_code[0] and "return a + b" not in ex_code[0]
     assert any(
         "<details><summary>Solution</summary>" in "".join(c["source"]) and "return a + b" in "".join(c["source"])
         for c in exercises["cells"]
