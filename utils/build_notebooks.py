@@ -25,6 +25,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from utils import environment
 from utils.expected import (
     RECORD_COMMAND,
     claim_names,
@@ -49,8 +50,9 @@ except ModuleNotFoundError:  # Colab: fetch the course and install it as a local
 
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError("The course is not installed: run `pip install -r requirements.txt -e .` in its folder.")
-    if not os.path.exists("persona-course"):
-        subprocess.run(["git", "clone", "--depth=1", "{repository_url}", "persona-course"], check=True)
+    if not os.path.exists("persona-course"):  # {clone_setting} (tests only) clones another copy instead
+        url = os.environ.get("{clone_setting}") or "{repository_url}"
+        subprocess.run(["git", "clone", "--depth=1", url, "persona-course"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "persona-course"], check=True)
     site.addsitedir(site.getsitepackages()[0])  # make the fresh install importable in this running kernel
     from utils.notebook import setup_section
@@ -176,7 +178,9 @@ def build_section(section: str, strict: bool = True) -> dict[Path, str]:
             sol_cells.append(_new_cell("markdown", text))
             continue
         if text.strip() == SETUP_MARKER:
-            text = SETUP_CELL.format(section=section, repository_url=repository_url())
+            text = SETUP_CELL.format(
+                section=section, repository_url=repository_url(), clone_setting=environment.CLONE_URL
+            )
         if "exercise" in tags:
             if not all(w in last_markdown for w in HEADER_WORDS):
                 raise SourceError(f"{where}: an exercise must follow a markdown header with {HEADER_WORDS}")

@@ -22,7 +22,25 @@ from utils.profiles import Profile
 from utils.results import record
 from utils.sections import ROOT, model_attribute
 
-SKIP_IN_COLAB = ("torch", "jupyter", "ipykernel", "nbconvert", "nbclient", "nbmake", "pytest", "ruff", "mypy", "-e")
+# What the Colab install leaves alone: Colab's own torch (its CUDA build), the notebook front end and its
+# kernel, the developer tools (tests, linters, the JupyterLab browser test), and Colab's ipywidgets. Colab's
+# front end draws ipywidgets 7 (Colab ships 7.7.1) with its own widget manager; ipywidgets 8 would need
+# `google.colab.output.enable_custom_widget_manager()`, a third-party manager fetched from a CDN, in every
+# notebook. The live panels (`utils.panels`) use only widgets ipywidgets 7.7 has, so Colab keeps its own.
+SKIP_IN_COLAB = (
+    "torch",
+    "jupyter",
+    "ipykernel",
+    "ipywidgets",
+    "nbconvert",
+    "nbclient",
+    "nbmake",
+    "pytest",
+    "ruff",
+    "mypy",
+    "playwright",
+    "-e",
+)
 
 
 @dataclass(frozen=True)
