@@ -296,9 +296,11 @@ def check_panel(nb: Notebook, cell: dict) -> None:
                 nb.fail(f"{where(nb.name, cell)}: the panel has no slider", cell=cell["index"])
             knob.scroll_into_view_if_needed()
             knob.focus()
+            readout = handle.as_element().query_selector(".widget-vbox .widget-readout")
+            shown = readout.text_content() if readout else None
             nb.page.keyboard.press("ArrowRight")
-            if panel_text(nb, cell["index"]) == before:  # at the slider's last value: go left instead
-                nb.page.keyboard.press("ArrowLeft")
+            time.sleep(0.5)
+            if readout is not None and readout.text_content() == shown:  # at the slider's last value: go left
                 nb.page.keyboard.press("ArrowLeft")
         else:
             select = handle.as_element().query_selector(".widget-vbox select")
