@@ -38,6 +38,8 @@ sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
 sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in repr(h)]
 sys.path[:] = [p for p in sys.path if "__editable__" not in p and p != {root!r}]
 sys.path_importer_cache.clear()
+for name in [m for m in sys.modules if m.startswith("__editable__")]:  # or the clone's install reuses it
+    del sys.modules[name]
 try:
     import utils.notebook
 except ModuleNotFoundError:
@@ -56,6 +58,7 @@ panel = panels.show_panel([panels.Control("x", "x", [1, 2, 3])], lambda x: f"vie
 panel.inputs["x"].value = 3
 print("panel moved on ipywidgets", ipywidgets.__version__)
 print("versions:", "transformers", transformers.__version__, "torch", torch.__version__)
+print("course imported from", utils.panels.__file__)
 """
 
 
@@ -115,3 +118,4 @@ def test_colab_set_up_cell_in_a_fresh_runtime(tmp_path):
     assert tuple(int(x) for x in transformers.split(".")[:2]) >= (5, 17), transformers
     assert installed(python, "ipywidgets") == "7.7.1" and installed(python, "torch").startswith("2.13.0")
     assert "panel moved on ipywidgets 7.7.1" in out
+    assert f"course imported from {student / 'persona-course' / 'utils' / 'panels.py'}" in out
