@@ -76,12 +76,8 @@ def in_colab() -> bool:
 
 
 def _install_for_colab() -> None:
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    wanted = [
-        line.strip()
-        for line in lines
-        if line.strip() and not line.startswith("#") and not line.strip().lower().startswith(SKIP_IN_COLAB)
-    ]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    wanted = [line for line in lines if line and not line.lower().startswith(SKIP_IN_COLAB)]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wanted], check=True)
 
 
