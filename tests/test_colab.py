@@ -58,7 +58,7 @@ panel = panels.show_panel([panels.Control("x", "x", [1, 2, 3])], lambda x: f"vie
 panel.inputs["x"].value = 3
 print("panel moved on ipywidgets", ipywidgets.__version__)
 print("versions:", "transformers", transformers.__version__, "torch", torch.__version__)
-print("course imported from", utils.panels.__file__)
+print("course imported from", panels.__file__)
 """
 
 
