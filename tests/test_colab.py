@@ -11,7 +11,7 @@ live panel is built and moved on Colab's ipywidgets 7.7.1.
 What it cannot prove (the README's Colab section): Colab's Python 3.13 (this runs 3.11), Colab's CUDA
 torch (the local CPU torch 2.13.0 stands in), Colab's front end drawing the widgets, and the install
 of packages Colab lacks but this machine has (the environment sees this machine's packages, so those
-count as present). It needs the package registry and takes about two minutes.
+count as present). It needs the package registry.
 """
 
 from __future__ import annotations

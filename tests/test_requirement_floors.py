@@ -6,7 +6,7 @@ offline model, from a cold course cache, so the GGUF model is converted by the f
 (``GgufConfig`` appeared in 5.17). The hosted judges' clients are built too (openai before 1.55.3 breaks
 on httpx 0.28).
 
-It needs the package registry (pip installs the floors) and takes about two minutes.
+It needs the package registry (pip installs the floors).
 """
 
 from __future__ import annotations
