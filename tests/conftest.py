@@ -120,3 +120,22 @@ def cost_markers_honest(request):
 
             patch.setattr(NotebookClient, "execute", refuse("notebook", "executes a notebook"))
         yield
+
+
+# The tests that open the course where students work: their time (setup, call and teardown of every test
+# in the file) is printed at the end of the run, as CI's log gives each of its steps' times.
+WHERE_STUDENTS_WORK = ("tests/test_jupyterlab.py", "tests/test_requirement_floors.py", "tests/test_colab.py")
+_seconds_per_file: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    if path in WHERE_STUDENTS_WORK:
+        _seconds_per_file[path] = _seconds_per_file.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _seconds_per_file:
+        terminalreporter.write_sep("-", "where students work: seconds per test file")
+        for path, seconds in sorted(_seconds_per_file.items()):
+            terminalreporter.write_line(f"{seconds:8.1f} s  {path}")

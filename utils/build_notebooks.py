@@ -6,7 +6,7 @@ functions students write, with the solution body between ``# BEGIN SOLUTION`` an
 constants). Everything else is shared by both notebooks.
 
 Outputs, per section:
-- ``chapters/<section>_exercises.ipynb``: solution bodies replaced by ``raise NotImplementedError()``,
+- ``chapters/<section>_exercises.ipynb``: solution bodies replaced by ``raise NotImplementedError(...)`` naming the function to write,
   each followed by a collapsed solution dropdown;
 - ``chapters/<section>_solutions.ipynb``: the solutions in place;
 - ``solutions/<section>.py``: the ``module`` and ``exercise`` cells, importable by ``tests.py``.
@@ -25,6 +25,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from utils import environment
 from utils.expected import (
     RECORD_COMMAND,
     claim_names,
@@ -37,7 +38,7 @@ from utils.expected import (
 from utils.sections import REPOSITORY, ROOT, SECTIONS, repository_url
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
-STUB = "raise NotImplementedError()"
+STUB = 'raise NotImplementedError("Exercise: write {name} (replace this line with your code, run this cell, then its check)")'
 HEADER_WORDS = ("Difficulty", "Importance")
 SETUP_MARKER = "# COURSE SETUP"
 
@@ -49,8 +50,9 @@ except ModuleNotFoundError:  # Colab: fetch the course and install it as a local
 
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError("The course is not installed: run `pip install -r requirements.txt -e .` in its folder.")
-    if not os.path.exists("persona-course"):
-        subprocess.run(["git", "clone", "--depth=1", "{repository_url}", "persona-course"], check=True)
+    if not os.path.exists("persona-course"):  # {clone_setting} (tests only) clones another copy instead
+        url = os.environ.get("{clone_setting}") or "{repository_url}"
+        subprocess.run(["git", "clone", "--depth=1", url, "persona-course"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "persona-course"], check=True)
     site.addsitedir(site.getsitepackages()[0])  # make the fresh install importable in this running kernel
     from utils.notebook import setup_section
@@ -75,14 +77,34 @@ def _strip_markers(code: str) -> str:
     return "\n".join(line for line in code.splitlines() if line.strip() not in (BEGIN, END))
 
 
+def _enclosing_names(code: str) -> dict[int, str]:
+    """Line number (1-based) -> the dotted name of the innermost function or class whose body holds it."""
+    names: dict[int, str] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                for line in range(child.lineno, (child.end_lineno or child.lineno) + 1):
+                    names[line] = name
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(code), "")
+    return names
+
+
 def _stub(code: str, where: str) -> str:
+    """The exercise cell with each solution block replaced by a stub naming the function (or method) to write."""
     out, inside, indent = [], False, ""
-    for line in code.splitlines():
+    enclosing = _enclosing_names(code)
+    for number, line in enumerate(code.splitlines(), start=1):
         if line.strip() == BEGIN:
             if inside:
                 raise SourceError(f"{where}: nested {BEGIN}")
             inside, indent = True, line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}{STUB}")
+            out.append(f"{indent}{STUB.format(name=enclosing.get(number, 'the code'))}")
         elif line.strip() == END:
             if not inside:
                 raise SourceError(f"{where}: {END} without {BEGIN}")
@@ -156,7 +178,9 @@ def build_section(section: str, strict: bool = True) -> dict[Path, str]:
             sol_cells.append(_new_cell("markdown", text))
             continue
         if text.strip() == SETUP_MARKER:
-            text = SETUP_CELL.format(section=section, repository_url=repository_url())
+            text = SETUP_CELL.format(
+                section=section, repository_url=repository_url(), clone_setting=environment.CLONE_URL
+            )
         if "exercise" in tags:
             if not all(w in last_markdown for w in HEADER_WORDS):
                 raise SourceError(f"{where}: an exercise must follow a markdown header with {HEADER_WORDS}")

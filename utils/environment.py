@@ -40,6 +40,7 @@ OPENAI_API_KEY = "OPENAI_API_KEY"
 ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
 OPENAI_BASE_URL = "OPENAI_BASE_URL"
 ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
+CLONE_URL = "COURSE_CLONE_URL"
 
 MEANINGS: dict[str, str] = {
     PROFILE: "models and sizes: full, lite, offline, tiny or auto (default auto; utils.profiles)",
@@ -56,6 +57,8 @@ MEANINGS: dict[str, str] = {
     ANTHROPIC_API_KEY: "selects the Anthropic judge when no OpenAI key is set",
     OPENAI_BASE_URL: "an OpenAI-compatible server for the openai judge backend",
     ANTHROPIC_BASE_URL: "another endpoint for the anthropic judge backend",
+    CLONE_URL: "tests only: the repository the Colab set-up cell clones (students never set it; the set-up "
+    "cell reads it from the process environment, before the course is installed)",
 }
 
 # The checkout's own .env, read when none is found from the working directory upwards.

@@ -22,7 +22,25 @@ from utils.profiles import Profile
 from utils.results import record
 from utils.sections import ROOT, model_attribute
 
-SKIP_IN_COLAB = ("torch", "jupyter", "ipykernel", "nbconvert", "nbclient", "nbmake", "pytest", "ruff", "mypy", "-e")
+# What the Colab install leaves alone: Colab's own torch (its CUDA build), the notebook front end and its
+# kernel, the developer tools (tests, linters, the JupyterLab browser test), and Colab's ipywidgets. Colab's
+# front end draws ipywidgets 7 (Colab ships 7.7.1) with its own widget manager; ipywidgets 8 would need
+# `google.colab.output.enable_custom_widget_manager()`, a third-party manager fetched from a CDN, in every
+# notebook. The live panels (`utils.panels`) use only widgets ipywidgets 7.7 has, so Colab keeps its own.
+SKIP_IN_COLAB = (
+    "torch",
+    "jupyter",
+    "ipykernel",
+    "ipywidgets",
+    "nbconvert",
+    "nbclient",
+    "nbmake",
+    "pytest",
+    "ruff",
+    "mypy",
+    "playwright",
+    "-e",
+)
 
 
 @dataclass(frozen=True)
@@ -59,12 +77,8 @@ def in_colab() -> bool:
 
 
 def _install_for_colab() -> None:
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    wanted = [
-        line.strip()
-        for line in lines
-        if line.strip() and not line.startswith("#") and not line.strip().lower().startswith(SKIP_IN_COLAB)
-    ]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    wanted = [line for line in lines if line and not line.lower().startswith(SKIP_IN_COLAB)]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wanted], check=True)
 
 

@@ -6,6 +6,10 @@ live Jupyter kernel with ipywidgets it shows one widget per control and redraws 
 change; without a widget front end (no kernel, ipywidgets missing, or ``COURSE_NO_WIDGETS`` set, as the
 course runner sets it for the notebooks it stores) it prints the view at the controls' initial values,
 so a stored notebook and its HTML report hold the table a student would first see.
+
+`show_panel` displays the panel itself and returns a `Panel` handle that displays nothing, so a cell
+that ends with the call (as the sections' cells do) shows the panel once, in every front end (a cell's
+last value is displayed by the kernel, so returning the widget box would show it a second time).
 """
 
 from __future__ import annotations
@@ -69,7 +73,25 @@ def initial_values(controls: Sequence[Control]) -> dict[str, Any]:
     return {c.name: c.value for c in controls}
 
 
-def show_panel(controls: Sequence[Control], view: Callable[..., str], title: str = "") -> Any:
+@dataclass
+class Panel:
+    """What `show_panel` returns once it has shown a live panel: its widget box and its inputs by name.
+
+    Displaying it shows nothing (the panel is already on screen); ``display(panel.box)`` shows another view
+    of the same panel.
+    """
+
+    box: Any
+    inputs: dict[str, Any]
+
+    def _ipython_display_(self) -> None:
+        """Nothing: the panel was displayed when it was made, and a cell ending with it must not show it twice."""
+
+    def __repr__(self) -> str:
+        return f"Panel(controls={list(self.inputs)})"
+
+
+def show_panel(controls: Sequence[Control], view: Callable[..., str], title: str = "") -> Panel | None:
     """Show a live panel, or print the view at the controls' initial values where widgets cannot render.
 
     Args:
@@ -78,7 +100,8 @@ def show_panel(controls: Sequence[Control], view: Callable[..., str], title: str
         title: a line shown above the panel.
 
     Returns:
-        The ipywidgets box shown, or None when the table was printed instead.
+        A `Panel` (the box shown and its inputs; displaying it shows nothing more), or None when the
+        table was printed instead.
     """
     ok, reason = widgets_available()
     if not ok:
@@ -118,4 +141,4 @@ def show_panel(controls: Sequence[Control], view: Callable[..., str], title: str
     box = w.VBox([*([w.HTML(f"<b>{title}</b>")] if title else []), *inputs.values(), out])
     display(box)
     redraw()
-    return box
+    return Panel(box, inputs)

@@ -153,12 +153,32 @@ def test_show_panel_prints_the_table_where_widgets_cannot_render(monkeypatch, ca
     assert f"{environment.NO_WIDGETS} is set" in capsys.readouterr().out
     # With widgets: one widget per control, and moving one redraws with the new value.
     monkeypatch.delenv(environment.NO_WIDGETS)
-    box = panels.show_panel(controls, view, title="T")
-    slider = next(c for c in box.children if getattr(c, "description", "") == "x")
+    panel = panels.show_panel(controls, view, title="T")
+    assert panel is not None
+    slider = next(c for c in panel.box.children if getattr(c, "description", "") == "x")
     slider.value = 3
     assert seen[-1] == (3, "a")
     with pytest.raises(ValueError):
         panels.Control("x", "x", [1, 2], 5)
+
+
+def test_a_cell_ending_with_show_panel_shows_the_panel_once(monkeypatch):
+    """`show_panel` displays the box; the value it returns (a cell's last value, which the kernel displays)
+    must display nothing more, or every live panel appears twice in JupyterLab, Notebook and VS Code."""
+    import IPython.display
+    from IPython.core.formatters import DisplayFormatter
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    monkeypatch.setattr(panels, "in_kernel", lambda: True)
+    monkeypatch.delenv(environment.NO_WIDGETS, raising=False)
+    controls = [panels.Control("x", "x", [1, 2, 3], 2)]
+    value = panels.show_panel(controls, lambda x: f"x={x}")
+    # What the kernel's display hook publishes for the cell's value: nothing for None or a handled object.
+    published = DisplayFormatter().format(value)[0] if value is not None else {}
+    assert len(shown) == 1 and published == {}, (
+        f"the panel is displayed {len(shown)} time(s) by show_panel and again as the cell's value: {published}"
+    )
 
 
 def test_tau_panel_view_on_the_offline_model(offline_model):

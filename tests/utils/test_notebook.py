@@ -35,3 +35,19 @@ def test_a_judge_set_up_wrongly_is_reported_not_raised(no_keys):
     no_keys.setenv("COURSE_JUDGE_BACKEND", "gemini")
     profile = get_profile("offline", verbose=False)
     assert "not usable as set" in describe_judge(profile, profile.models.part1)
+
+
+def test_colab_install_asks_pip_for_requirements_only(monkeypatch):
+    """What the Colab set-up installs: requirements.txt's lines without their comments, leaving Colab's
+    torch and ipywidgets (and the developer tools) alone."""
+    import utils.notebook as notebook
+
+    calls = []
+    monkeypatch.setattr(notebook.subprocess, "run", lambda args, **kw: calls.append(args))
+    notebook._install_for_colab()
+    (args,) = calls
+    wanted = args[args.index("-q") + 1 :]
+    assert not [w for w in wanted if "#" in w or " " in w], wanted
+    names = {w.split("=")[0].split(">")[0].split("<")[0].lower() for w in wanted}
+    assert "transformers" in names and "gguf" in names
+    assert not names & {"torch", "ipywidgets", "playwright", "jupyterlab", "pytest", "ruff", "mypy"}, names
