@@ -74,6 +74,7 @@ from part3_contrastive.judge_check import COHERENCE_CHECK_FILE, SYCOPHANCY_CHECK
 from utils.cache import cache_inputs, load_or_generate
 from utils.coherence import judge_free_coherence
 from utils.data import load_trait_file
+from utils.departures import departure
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
 from utils.layers import block_to_hidden_states_index, d_model
@@ -639,11 +640,11 @@ if profile.name == "offline" and judge.backend.name == "local" and trait_check_r
         inputs=course.inputs(judge=judge, data={"responses": scored, "scale": COHERENCE_SCALE.clean},
                              formulation=TRAIT_FORMULATION, code=[judge_free_coherence], cut_at=profile.max_new_tokens),
     )
-    print(f"DEPARTURE FROM THE METHOD: effective pairs need trait ({TRAIT_FORMULATION}) >= "
+    print(departure(f"effective pairs need trait ({TRAIT_FORMULATION}) >= "
           f"{PAIR_THRESHOLDS['pos_threshold']:.3g} for the positive and below it for the negative (threshold calibrated "
           f"on the trait check set; the paper: 50), and judge-free coherence >= {PAIR_THRESHOLDS['coherence_threshold']:.3g} "
           f"of 100 for both (calibrated on the coherence check set, AUROC {JUDGE_FREE_AUROC:.2f} there against the local "
-          f"judge's {coherence_check_result.auroc:.2f}; the paper: the judge's coherence >= 50).")
+          f"judge's {coherence_check_result.auroc:.2f}; the paper: the judge's coherence >= 50)."))
     print("Judge-free coherence of the responses: " + ", ".join(f"{c:.0f}" for c in (r["coherence"] for r in pair_scores)))
 effective_pairs = filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS)
 n_total = len(scored) // 2
@@ -654,11 +655,11 @@ MIN_PAIRS = 3
 LABELS = "judge"  # how the pairs behind the saved vectors were labelled
 if len(effective_pairs) < MIN_PAIRS:
     # A weak local judge can reject almost everything; fall back to every pair (labelled by prompt).
-    print(f"DEPARTURE FROM THE METHOD: the judge confirmed only {len(effective_pairs)} of {n_total} pairs "
+    print(departure(f"the judge confirmed only {len(effective_pairs)} of {n_total} pairs "
           f"(fewer than {MIN_PAIRS}), so every pair is used, labelled by its system prompt; nothing checks that "
           f"the prompts worked. The judge numbers that forced this: trait AUROC {JUDGE_AUROC:.2f} "
           f"(sycophantic vs helpful prompts), {trait_check_result.auroc:.2f} on its check set; coherence AUROC "
-          f"{coherence_check_result.auroc:.2f} (clean vs broken).")
+          f"{coherence_check_result.auroc:.2f} (clean vs broken)."))
     effective_pairs = filter_effective_pairs(prompt_labelled(scored), trait_data)
     LABELS = "prompt"
 # Saved with the vectors, so later sections can say how their pairs were labelled and why.
@@ -1448,9 +1449,9 @@ try:
     )
 except ValueError as err:
     # As for sycophancy: with a weak judge, label the pairs by their system prompt instead.
-    print(f"DEPARTURE FROM THE METHOD: {err}; labelling evil pairs by their system prompt, unchecked by the judge. "
+    print(departure(f"{err}; labelling evil pairs by their system prompt, unchecked by the judge. "
           f"The same judge measured above: trait AUROC {JUDGE_AUROC:.2f} on sycophancy, coherence of the clean / "
-          "rambling / keyword-stuffed answers " + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + ".")
+          "rambling / keyword-stuffed answers " + " / ".join("None" if v is None else f"{v:.0f}" for v in coherence_demo.values()) + "."))
     evil_responses = generate_contrastive_responses(model, tokenizer, evil_data, "evil", **evil_settings)
     evil_pairs = filter_effective_pairs(prompt_labelled(evil_responses), evil_data)
     evil_vectors = load_or_generate(trait_path(profile, "evil", "extraction", labels="prompt"),

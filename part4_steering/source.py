@@ -60,6 +60,7 @@ from solutions.part3_contrastive import (
 from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
+from utils.departures import departure
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
@@ -119,7 +120,7 @@ syco_data = load_trait_file(trait_file("sycophantic"))
 syco_eval = load_trait_file(trait_file("sycophantic", "eval"))
 syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic", build=section3_steps)
 syco_vector = syco_vectors[STEER_LAYER]
-print(f"sycophancy vectors: {describe_labelling(syco_provenance)} ({syco_provenance['path']})")
+print(f"sycophancy vectors: {describe_labelling(syco_provenance)}")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
 RESIDUAL_NORM = typical_residual_norm(model, tokenizer, [build_messages(q) for q in syco_eval["questions"][:8]], STEER_LAYER)
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}; the residual stream's typical norm there is "
@@ -243,10 +244,10 @@ else:
 # %%
 # Section 3 saved how the pairs were labelled, and the judge's numbers, with the vectors.
 if labels_of(syco_provenance) == "prompt":
-    print(f"DEPARTURE FROM THE METHOD: the sycophancy vectors come from pairs labelled by their system prompt, not by the "
+    print(departure(f"the sycophancy vectors come from pairs labelled by their system prompt, not by the "
           f"judge ({describe_labelling(syco_provenance)})"
           + ("" if OFFLINE_LOCAL_JUDGE else f"; the judge check above gave AUROC {judge_auroc:.2f}") + ". The vector "
-          "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic.")
+          "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic."))
 else:
     print(f"The sycophancy vectors come from {describe_labelling(syco_provenance)}.")
 
@@ -599,8 +600,8 @@ if JUDGE_FREE:
         inputs=course.inputs(code=[judge_free_coherence], data={"sweep": [r["response"] for r in sweep], "scale": COHERENCE_SCALE.clean},
                             cut_at=profile.max_new_tokens),
     )
-    print("DEPARTURE FROM THE METHOD: the coherence floor is read from section 3's judge-free coherence (not a judge's "
-          "0-100 coherence score): the local judge does not see repetition or truncation.")
+    print(departure("the coherence floor is read from section 3's judge-free coherence (not a judge's "
+          "0-100 coherence score): the local judge does not see repetition or truncation."))
 else:
     sweep_coherence = [distinct_bigram_share(r["response"]) for r in sweep]
 for r, p, c in zip(sweep, agreement(syco_vector, sweep), sweep_coherence):
@@ -620,10 +621,10 @@ fig.add_hline(y=FLOOR, line_dash="dot", annotation_text="coherence floor")
 fig.add_vline(x=C_STAR, line_dash="dash", annotation_text="largest coherent coefficient")
 fig.show()
 for coeff, row in summary.iterrows():
-    course.record(f"P(opens agreeing) at coeff {coeff:g}", row["p_agree"])
-    course.record(f"coherence (distinct bigrams) at coeff {coeff:g}", row["distinct_bigrams"])
+    course.record(f"P(opens agreeing) at coeff {coeff:g}", row["p_agree"], echo=False)  # the table above shows them
+    course.record(f"coherence (distinct bigrams) at coeff {coeff:g}", row["distinct_bigrams"], echo=False)
     if JUDGE_FREE:
-        course.record(f"coherence (judge-free) at coeff {coeff:g}", row["coherence"])
+        course.record(f"coherence (judge-free) at coeff {coeff:g}", row["coherence"], echo=False)
 course.record("largest coefficient above the coherence floor", C_STAR)
 course.record("steering: Spearman(coefficient, trait expression) up to the coherence floor", sweep_rho)
 show_replies(sweep)
@@ -675,8 +676,8 @@ if judged:
     judge_table = judged_df.groupby("coefficient")[["score", "coherence", "p_agree", "text_coherence"]].mean()
     print(judge_table.round(3).to_string())
     for coeff, row in judge_table.iterrows():
-        course.record(f"judge: sycophancy score at coeff {coeff:g}", row["score"])
-        course.record(f"judge: coherence at coeff {coeff:g}", row["coherence"])
+        course.record(f"judge: sycophancy score at coeff {coeff:g}", row["score"], echo=False)  # in the table above
+        course.record(f"judge: coherence at coeff {coeff:g}", row["coherence"], echo=False)
     if HOSTED_JUDGE:
         course.record("judge: cells of the sweep judged", len(cells))
         fig = go.Figure()
@@ -1008,9 +1009,9 @@ def run_trait_pipeline(
     used_judge_labels = len(pairs) >= min_pairs
     if not used_judge_labels:
         means = pd.DataFrame(scored).groupby("polarity")["score"].mean()
-        print(f"{trait_name}: DEPARTURE FROM THE METHOD: the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
+        print(f"{trait_name}: " + departure(f"the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
               f"trait score {means.get('pos', float('nan')):.1f} under the trait prompt vs {means.get('neg', float('nan')):.1f} "
-              "under the opposite one); labelling pairs by their prompt instead")
+              "under the opposite one); labelling pairs by their prompt instead"))
         pairs = filter_effective_pairs(prompt_labelled(responses), trait_data)
     vectors = load_or_generate(
         cache_dir / f"{trait_name}_vectors.pt",

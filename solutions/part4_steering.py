@@ -19,6 +19,7 @@ from solutions.part3_contrastive import (
 from utils.activations import response_mean_activations
 from utils.cache import cache_inputs, load_or_generate
 from utils.chat import build_messages
+from utils.departures import departure
 from utils.generation import generate_replies
 from utils.hooks import block_output, hooked, with_block_output
 from utils.layers import check_block_index, d_model, get_layers
@@ -250,9 +251,12 @@ def run_trait_pipeline(
     if not used_judge_labels:
         means = pd.DataFrame(scored).groupby("polarity")["score"].mean()
         print(
-            f"{trait_name}: DEPARTURE FROM THE METHOD: the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
-            f"trait score {means.get('pos', float('nan')):.1f} under the trait prompt vs {means.get('neg', float('nan')):.1f} "
-            "under the opposite one); labelling pairs by their prompt instead"
+            f"{trait_name}: "
+            + departure(
+                f"the judge kept only {len(pairs)} effective pairs (< {min_pairs}; mean "
+                f"trait score {means.get('pos', float('nan')):.1f} under the trait prompt vs {means.get('neg', float('nan')):.1f} "
+                "under the opposite one); labelling pairs by their prompt instead"
+            )
         )
         pairs = filter_effective_pairs(prompt_labelled(responses), trait_data)
     vectors = load_or_generate(

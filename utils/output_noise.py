@@ -3,7 +3,7 @@
 A cell prints what the student learns from. `noise_problems` finds, in an executed notebook's stored text
 outputs, what `utils.reports --check` refuses (CI runs it on the offline run): a progress bar frozen at 0%,
 a path of this machine (the checkout, the course cache, the home folder or a temporary folder), more than
-`MAX_CACHE_LINES` lines about the cache, and a departure from the method not written by `utils.departures`.
+`MAX_CACHE_LINES` lines about the cache, more than one line about the stores in one cell, and a departure from the method not written by `utils.departures`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 MAX_CACHE_LINES = 5
 MAX_MACHINE_PATHS = 3
 FROZEN_BAR = re.compile(r"(?<![\d.])0%\|")  # a bar stored at its first frame ("Loading weights:   0%|")
-CACHE_LINE = re.compile(r"^(Loaded |Saved |Recomputing )|from the course cache|read from earlier runs|activation store")
+CACHE_LINE = re.compile(r"^(Loaded |Saved |Recomputing )")  # the course cache's loads, saves and recomputations
+STORE_LINE = re.compile(r"read from earlier runs|read from the activation store")  # the reply and activation stores
 SHOUTED_DEPARTURE = re.compile(r"DEPARTURE FROM THE METHOD")
 
 
@@ -75,4 +76,13 @@ def noise_problems(nb: Any, roots: list[str] | None = None) -> list[str]:
             f"{len(cache)} lines about the cache (at most {MAX_CACHE_LINES}), in code cells "
             + ", ".join(str(n) for n in sorted({n for n, _ in cache}))
         ]
+    stores: dict[int, int] = {}
+    for n, line in lines:
+        if STORE_LINE.search(line):
+            stores[n] = stores.get(n, 0) + 1
+    problems += [
+        f"code cell {n}: {count} lines about the reply or activation store (at most one a cell)"
+        for n, count in stores.items()
+        if count > 1
+    ]
     return problems

@@ -42,3 +42,13 @@ def test_cache_lines_past_the_limit_are_found_with_their_cells():
 def test_a_shouted_departure_is_found():
     (problem,) = noise_problems(notebook("DEPARTURE FROM THE METHOD: the judge ...\n"), ROOTS)
     assert "utils.departures" in problem
+
+
+def test_store_lines_are_one_a_cell_at_most():
+    one = notebook("response means: 8 of 8 examples' activations read from the activation store\n")
+    assert noise_problems(one, ROOTS) == []
+    two = notebook(
+        "a: 2 of 2 replies read from earlier runs\nb: 4 of 4 examples' activations read from the activation store\n"
+    )
+    (problem,) = noise_problems(two, ROOTS)
+    assert "code cell 1: 2 lines about the reply or activation store" in problem
