@@ -1506,7 +1506,7 @@ axis_all_layers = save_assistant_axis(
     profile, lambda: compute_assistant_axis(all_layer_vectors),
     inputs=course.inputs(data={"vectors": all_layer_vectors}, score_threshold=SCORE_THRESHOLD),
 )
-print(f"Saved axis {tuple(axis_all_layers.shape)}")
+print(f"The Assistant Axis at every block: {tuple(axis_all_layers.shape)} (blocks, d_model)")
 heldout_acts = load_or_generate(
     course.cache / "heldout_acts_all_layers.pt",
     lambda: all_layer_response_activations(model, tokenizer, heldout_responses, profile.batch_size),

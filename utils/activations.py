@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.activation_store import ActivationStore
+from utils.cache import log_cache_event
 from utils.chat import Message, assistant_turn_spans, encode
 from utils.hooks import StopForward, capture_block_outputs
 from utils.layers import check_block_indices
@@ -121,8 +122,8 @@ def mean_over_spans(
             if example and len(hits) == len(found):
                 results[i] = torch.stack([f[layers] for f in hits], dim=1)  # [L, n_spans, D]
     todo = [i for i, r in enumerate(results) if r is None]
-    if store is not None and len(todo) < len(prompts):
-        print(
+    if store is not None and len(todo) < len(prompts):  # plumbing: the cache log, not the notebook
+        log_cache_event(
             f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} examples' activations read from the activation store"
         )
     # With a store, a pass records every block up to the deepest requested one (it runs them all anyway)

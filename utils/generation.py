@@ -31,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from utils.activation_store import ActivationStore
+from utils.cache import log_cache_event
 from utils.chat import Message, check_messages, encode, render
 from utils.hooks import RowsInPass, block_output, caller_row_count, hooked, rows_in_pass
 from utils.models import check_positions
@@ -339,9 +340,8 @@ def generate_replies(
     replies: list[str | None] = [store.replies.get(k) if store else None for k in keys]
     todo = [i for i, r in enumerate(replies) if r is None]
     if store and len(todo) < len(prompts):
-        print(
-            f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from earlier runs ({store.path.name})"
-        )
+        print(f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from earlier runs")
+        log_cache_event(f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from {store.path}")
     rows = {i: encode(prompts[i], tokenizer)["input_ids"] for i in todo}
     check_positions(model, {i: len(row) for i, row in rows.items()}, "conversations", max_new_tokens)
     share_prefixes = (
