@@ -230,10 +230,11 @@ def _cell_start(nb, index: int) -> str:
 
 def timings_table(sections: list[str], timings_dir: Path, wall: dict[str, float]) -> str:
     """Per section: wall time, and the time spent loading models, prefilling and decoding replies, capturing
-    activations and judging (generation's own bookkeeping counts as other)."""
+    activations, judging and reading the model's likelihoods of written answers (`utils.likelihood`; generation's
+    own bookkeeping counts as other)."""
     from utils.timing import read_timings
 
-    kinds = ["model load", "prefill", "decode", "capture", "judge"]
+    kinds = ["model load", "prefill", "decode", "capture", "judge", "likelihood"]
     lines = [f"{'section':<22}{'wall s':>8}" + "".join(f"{k + ' s':>14}" for k in kinds) + f"{'other s':>10}"]
     for section in sections:
         totals = read_timings(timings_dir / f"{section}.jsonl")
