@@ -340,7 +340,7 @@ def generate_replies(
     replies: list[str | None] = [store.replies.get(k) if store else None for k in keys]
     todo = [i for i, r in enumerate(replies) if r is None]
     if store and len(todo) < len(prompts):
-        print(f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from earlier runs")
+        # Plumbing: the cache log says which replies came from the store, the notebook does not.
         log_cache_event(f"{desc}: {len(prompts) - len(todo)} of {len(prompts)} replies read from {store.path}")
     rows = {i: encode(prompts[i], tokenizer)["input_ids"] for i in todo}
     check_positions(model, {i: len(row) for i, row in rows.items()}, "conversations", max_new_tokens)
