@@ -8,6 +8,8 @@ arrive, so an interrupted batch keeps what it got. Judges sharing one cache file
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -178,16 +180,20 @@ def make_section_judge(
 ) -> Judge:
     """The judge a section uses: the same rule for every section (see `utils.judge.choice`).
 
+    Made without announcing itself: the set-up cell (`utils.notebook.setup_section`) has already printed the
+    judge and why it was chosen, so a notebook says it once.
+
     Args:
         profile: the active profile (its ``judge_backend`` and ``judge_model``).
         model, tokenizer: the section's model, reused when the judge is local.
         subject_model: the section's model name (the local judge's default; never sent to a hosted judge).
         **kwargs: passed to `make_judge`.
     """
-    return make_judge(
-        profile.judge_backend,
-        model_name=profile.judge_model,
-        local_model=(model, tokenizer),
-        subject_model=subject_model,
-        **kwargs,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        return make_judge(
+            profile.judge_backend,
+            model_name=profile.judge_model,
+            local_model=(model, tokenizer),
+            subject_model=subject_model,
+            **kwargs,
+        )

@@ -382,6 +382,15 @@ def test_every_section_asks_a_hosted_judge_for_a_judge_model(clean_env, tmp_path
     )
 
 
+def test_a_section_judge_does_not_announce_itself_again_after_the_set_up_cell(clean_env, tmp_path, capsys):
+    clean_env.setenv("ANTHROPIC_API_KEY", "sk-fake")
+    clean_env.setenv("COURSE_JUDGE_BACKEND", "anthropic")  # overrides the tiny profile's local judge
+    clean_env.setenv("COURSE_JUDGE_MODEL", "claude-judge-announced-once")  # a choice no earlier test announced
+    judge = make_section_judge(PROFILES["tiny"], None, None, "tiny-qwen2", cache_dir=tmp_path)
+    assert judge.model_name == "claude-judge-announced-once"
+    assert capsys.readouterr().out == ""  # the set-up cell printed the judge; the section's judge says nothing
+
+
 def test_a_subject_model_name_is_refused_by_hosted_judges(clean_env, tmp_path):
     clean_env.setenv("OPENAI_API_KEY", "sk-fake")
     with pytest.raises(ValueError, match="Qwen/Qwen2.5-7B-Instruct.*not a judge model"):
