@@ -550,6 +550,7 @@ course.record("role judge AUROC (check set)", role_check_result.auroc)
 # play the role, in role or not, so their labels are noisier than the check set's.
 
 # %%
+# expected: this cell records only where the offline run does not reach it (a judge that filters: not the offline local judge)
 if scores is not None:
     JUDGE_CHECK_ROLES = [role for role in role_names if role != DEFAULT_ROLE and roles[role].get("eval_prompt") and role in responses][:10]
     plain_answers = [r for r in responses[DEFAULT_ROLE] if r["prompt_idx"] == 0]  # one default answer per question

@@ -165,6 +165,7 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 # </details>
 
 # %%
+# expected: this cell records only where the offline run does not reach it (the judge check: not the offline local judge)
 held_out = load_or_generate(
     course.cache / "sycophantic_eval_responses.json",
     lambda: generate_contrastive_responses(
@@ -655,6 +656,7 @@ show_replies(sweep)
 # </details>
 
 # %%
+# expected: this cell records only where the offline run does not reach it (the judged sweep: a hosted judge, or a local one off the offline profile)
 HOSTED_JUDGE = judge.backend.name in HOSTED_BACKENDS
 cells = judged_cells(sweep, hosted=HOSTED_JUDGE, largest_coherent=C_STAR, judge_all_locally=not OFFLINE_LOCAL_JUDGE)
 wanted = set(cells)

@@ -263,9 +263,19 @@ def claim_names(cells: list[str], names: list[str], where: str) -> list[list[str
     return claims
 
 
+NOT_RECORDED_OFFLINE = "# expected: this cell records only where the offline run does not reach it"
+"""A comment that marks a recording cell the offline run skips (e.g. a hosted judge's cells): no expected
+result can own it, and `unrecorded_cells` does not ask for one."""
+
+
 def unrecorded_cells(cells: list[str], claims: list[list[str]]) -> list[int]:
-    """The code cells that call ``course.record`` but own no expected result (new records, not yet recorded)."""
-    return [i for i, code in enumerate(cells) if _record_name_patterns(code) and not claims[i]]
+    """The code cells that call ``course.record`` but own no expected result (new records, not yet recorded),
+    except those marked `NOT_RECORDED_OFFLINE`."""
+    return [
+        i
+        for i, code in enumerate(cells)
+        if _record_name_patterns(code) and not claims[i] and NOT_RECORDED_OFFLINE not in code
+    ]
 
 
 def expected_block(names: list[str], expected: ExpectedFile, paper: dict[str, str]) -> str:

@@ -219,3 +219,11 @@ def test_recording_from_a_partial_run_keeps_and_names_the_results_it_did_not_rec
     assert list(results) == ["first", "second", "third"]
     assert results["first"]["value"] == 0.55 and results["second"]["value"] == 0.6
     assert "'second'" in capsys.readouterr().out
+
+
+def test_a_recording_cell_the_offline_run_skips_is_exempt_only_when_marked():
+    from utils.expected import NOT_RECORDED_OFFLINE, unrecorded_cells
+
+    hosted_only = 'if hosted:\n    course.record("judge: cells judged", n)'
+    cells = [hosted_only, f"{NOT_RECORDED_OFFLINE} (hosted judges)\n{hosted_only}", 'course.record("x", 1)']
+    assert unrecorded_cells(cells, [[], [], ["x"]]) == [0]
