@@ -3,6 +3,8 @@ synthetic data, each failure naming the likely mistake."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 
@@ -313,7 +315,17 @@ class _TableJudge:
 
 
 def test_run_trait_pipeline(fn) -> None:
-    """Same results as the reference, every step cached (a rerun costs nothing), override recomputes."""
+    """Same results as the reference, every step cached (a rerun costs nothing), override recomputes.
+
+    The pipelines the check runs (the student's and the reference's, on a tiny model and temporary folders)
+    print their own cache lines and notes; the check keeps them out of the cell, which shows one verdict.
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        _check_run_trait_pipeline(fn)
+    passed("run_trait_pipeline")
+
+
+def _check_run_trait_pipeline(fn) -> None:
     model, tok = tiny()
     kwargs = dict(layer=LAYER, steering_coefficients=[0.0, 8.0], max_new_tokens=4, min_pairs=2)
     responses = part3.generate_contrastive_responses(model, tok, part3_trait(), "sycophantic", max_new_tokens=4)
@@ -386,7 +398,6 @@ def test_run_trait_pipeline(fn) -> None:
             weak["used_judge_labels"] is False and len(weak["effective_pairs"]) == 6,
             "With fewer than min_pairs effective pairs, fall back to prompt labels (prompt_labelled) and report it.",
         )
-    passed("run_trait_pipeline")
 
 
 def part3_trait() -> dict:
