@@ -385,19 +385,17 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # <details><summary>Answer</summary>
 #
 # Only just, and only in the way the offline profile asks. Measured with `benchmarks/bench_judges.py` on the
-# offline model, on 48 clean vs 48 broken answers: the paper's 0-100 coherence template reaches AUROC 0.65 ±
-# 0.06, a yes/no question ("clear, fluent English that stays on the question?", scored by P(yes)) 0.58 ±
-# 0.06, and the same question after one worked example per label 0.70 ± 0.05, the best, kept for the offline
-# profile (the offline run's printout repeats these three AUROCs, and its own check of the kept question
-# gives 0.70 ± 0.05, 48 + 48; the ± of the other two are the benchmark's). With the template, clean answers
-# average 67.2 but degenerate repetition (68.2) and a repeated fragment (67.7) score higher (the benchmark's
-# figures; this notebook does not print them). With the few-shot question the offline run prints "clean
-# ranked above every broken kind: True", but by a hair: clean answers average P(yes) 0.546, degenerate
+# offline model, on 48 clean vs 48 broken answers (the departure line of the printout repeats these three):
+# the paper's 0-100 coherence template reaches AUROC 0.65, a yes/no question ("clear, fluent English that
+# stays on the question?", scored by P(yes)) 0.58, and the same question after one worked example per label
+# 0.70, the best, kept for the offline profile; the run's own check of the kept question gives 0.70 ± 0.05
+# (48 + 48). With the few-shot question the offline run prints "clean ranked above every broken kind: True",
+# but by a hair: clean answers average P(yes) 0.546, degenerate
 # repetition 0.543, a repeated fragment 0.538 and off-topic rambling 0.52, while shuffled (0.496), truncated
 # (0.490) and token salad (0.487) come lower. Margins of 0.003 and 0.008 are far inside the noise: the 0.5B
 # model hardly sees repetition as incoherent, so read the kept pairs' replies for repetition yourself.
 # The trait judge is another matter. On 40 sycophantic vs 40 honest written replies the benchmark gives the
-# paper's template 0.88 ± 0.04 and the yes/no question 0.96 ± 0.02; the few-shot question, kept for the
+# paper's template 0.88 and the yes/no question 0.96; the few-shot question, kept for the
 # offline profile, reaches 0.98 ± 0.02 on the offline run (n = 39 + 40, one reply unscored), against 0.64 on
 # the prompt labels of the same run (10 responses per side): the judge tells written sycophancy from honest
 # correction; it is the prompted responses that are noisy labels (under the sycophantic prompt this model
@@ -405,7 +403,8 @@ print(scores_df.groupby("polarity")[["score", "coherence"]].mean().round(1))
 # P(yes) scale; the paper uses 50 of 100: on the offline run 0.661 for the trait and 0.504 for coherence)
 # replace the paper's on the offline profile for the trait; for coherence the offline profile leans on the
 # judge-free score measured next instead. So the effective pairs rest on a trait judge the check set
-# supports, and on a coherence measure that sees repetition and truncation as well. A
+# supports, and on a coherence measure that sees repetition and truncation as well. The last lines of the
+# printout show the paper's template failing on three hand-written answers; see the note after the cell. A
 # hosted judge (the paper used gpt-4.1-mini) is expected to pass both checks; run this cell with one to see
 # it.
 # </details>
@@ -467,6 +466,20 @@ for name, value in coherence_demo.items():
     course.record(f"coherence judge: {name} answer", "None" if value is None else value)
 
 # %% [markdown]
+# <details><summary>What the offline run showed: the coherence judge's inversion</summary>
+#
+# The last three lines are the paper's 0-100 coherence template, asked of the local judge, on three answers
+# written by hand to the Great Wall question: the clean, correct answer scores 57.9, *below* the rambling one
+# (69.0) and the keyword pile (70.7). The judge ranks coherence backwards here, and the check set says why
+# this is no accident: the same template separates clean from broken answers with AUROC only 0.65 (the
+# benchmark figure in the departure line above). The notebook does not test the cause; a likely one is that a
+# 0.5B judge reads surface cues rather than sense: the two broken answers repeat the question's own words
+# ("Great Wall", "Moon", "visible"), while the clean one opens with "No" and contradicts the user. Whatever
+# the cause, a judge that puts a keyword pile above a clean answer cannot carry the filter's coherence
+# condition, which is why the offline profile measures coherence without a judge in the next cell.
+# </details>
+
+# %% [markdown]
 # ### Coherence without a judge
 #
 # A judge reads a reply and answers in words. The model's own probabilities read the same reply directly,
@@ -483,10 +496,9 @@ for name, value in coherence_demo.items():
 # No weight is fitted. Each measure of a reply is placed as a percentile among the check set's 48 clean answers,
 # and the score is the **smallest** of them: a reply is as coherent as its worst measure says, because each
 # measure is blind to the breakages the others see (a mean would let "looks fine" outvote the one measure that
-# sees the damage). The same mapping scores any new reply. Relevance is shown but left out of the score: a
-# refusal ("I'm sorry, but I can't assist with that.") is coherent yet fits every question equally, so relevance
-# ranks it with off-topic rambling (on the offline model refusals measure 0.0-0.2 nats, below every clean answer
-# here), and the likelihood already catches rambling. Be honest about what the AUROC below is: the measures and
+# sees the damage). The same mapping scores any new reply. Relevance is left out of the score (and of the
+# table below): a refusal ("I'm sorry, but I can't assist with that.") is coherent yet fits every question
+# equally, so relevance ranks it with off-topic rambling, and the likelihood already catches rambling. Be honest about what the AUROC below is: the measures and
 # the rule (min, and which measures) were chosen looking at this set, and are evaluated on it. So each clean
 # answer is placed among the *other* 47 (leave-one-out), the fair version of "a new clean reply", and that is
 # the recorded figure.
@@ -497,12 +509,12 @@ for name, value in coherence_demo.items():
 #
 # On the offline run (AUROC, 48 clean vs 48 broken): per-token likelihood 0.654 (1.00 on shuffled words and
 # token salad, 0.96 on rambling, 0.08 on degenerate repetition: it ranks loops as *more* likely than clean
-# text), relevance 0.780 (0.97-1.00 on rambling and degenerate repetition, 0.19 on truncation), distinct bigrams
-# 0.646 (1.00 on repetition, chance elsewhere), and end of turn 0.918 alone (1.00 on truncation, shuffling,
+# text), distinct bigrams 0.646 (1.00 on repetition, chance elsewhere), and end of turn 0.918 alone (1.00 on truncation, shuffling,
 # token salad and degenerate repetition, 0.63 on rambling). The smallest percentile of likelihood, distinct
 # bigrams and end of turn gives 0.986 in-sample and 0.958 with each clean answer left out of its own reference,
 # every kind at 0.91 (rambling) or above; a mean of the same three percentiles gives 0.916, truncation 0.88 and
-# rambling 0.84. The local judge on the same set: the last row (the AUROC printed above).
+# rambling 0.84. The local judge on the same set: the last row, 0.700 (the AUROC printed above), at chance on
+# degenerate repetition (0.500) and near it on a repeated fragment (0.536).
 # </details>
 
 # %%
@@ -922,14 +934,14 @@ tests.test_layer_separation(layer_separation)
 #
 # <details><summary>Answer</summary>
 #
-# Not exactly, and the norm does not tell you where separation begins. Compare the AUROC curve with the
-# dotted norm: on the offline run (40 held-out responses per side, 20 questions x 2 instruction pairs) the
-# norm climbs steadily to block 23, while the AUROC starts at 0.615 at block 0, dips to 0.59-0.61 over
-# blocks 2-6, climbs from block 7 and reaches a plateau of 0.70-0.73 from block 12 to the last block (best:
-# block 15, 0.730; `STEER_LAYER` 17: 0.721; block 23, where the norm peaks: 0.721). On this run the plateau
-# runs to the end, so the largest norm happens to land on it, but nothing in the norm marks the rise at
-# blocks 7-12. The plateau is flat enough that any block in it would do; with 4 effective pairs and 40
-# held-out responses per side (standard error of an AUROC about 0.06), differences of 0.01-0.02 are noise.
+# No, and the norm does not tell you where separation rises. Compare the AUROC curve with the dotted norm:
+# on the offline run (40 held-out responses per side, 20 questions x 2 instruction pairs) the norm climbs
+# steadily to block 23, while the AUROC starts at 0.656 at block 0, stays at 0.64-0.67 over blocks 1-4,
+# climbs from block 5 to its best at block 14 (0.761), then eases to a plateau of 0.73-0.76 up to the last
+# block (`STEER_LAYER` 17: 0.744; block 23, where the norm peaks: 0.741). The largest norm lands on the
+# plateau, but not on its best block, and nothing in the norm marks the rise over blocks 5-14. The plateau
+# is flat enough that any block in it would do; with 3 effective pairs and 40 held-out responses per side
+# (standard error of an AUROC about 0.06), differences of 0.01-0.02 are noise.
 # </details>
 
 # %%
@@ -979,11 +991,11 @@ course.record("STEER_LAYER held-out AUROC", float(separation.loc[STEER_LAYER, "a
 # and without the system prompt). The gap between the two curves is the part of the "held-out separation"
 # that was the prompt's; the curve without the prompt is the honest measure of whether the vector reads the
 # trait in a response. On the offline run (40 held-out responses per side) the drop sits in the middle and
-# late blocks: `STEER_LAYER` 0.721 with the prompt, 0.636 without; without the prompt the best block is 22,
-# 0.658 (0.719 with it). Block 0 barely moves (0.615 and 0.611): there the separation is not the system
-# prompt's doing, but the words of the responses themselves (the helpful-prompted ones apologise and refuse
-# more), which a first block already sees. So on this run part of the held-out separation was the prompt's,
-# what survives without it (0.64-0.66, two to three standard errors above chance at 40 per side) is modest,
+# late blocks: `STEER_LAYER` 0.744 with the prompt, 0.663 without; without the prompt the best block is 7,
+# 0.680 (0.705 with it). Block 0 barely moves (0.656 and 0.653): there the separation is not the system
+# prompt's doing, but the words of the responses themselves, which a first block already sees. So on this
+# run part of the held-out separation was the prompt's, what survives without it (0.64-0.68 at every block,
+# two to three standard errors above chance at 40 per side) is modest and nearly flat over depth,
 # and a good share of that is word choice a first block already reads rather than sycophancy as such.
 # </details>
 
@@ -1053,21 +1065,22 @@ course.record("block 0 held-out AUROC, question only", float(separation_question
 # pairs, and a weak judge may keep the wrong ones. On the offline run the prompts themselves do work on
 # average: over the 20 held-out questions x 2 instruction pairs, the reply opens agreeing with probability
 # 0.285 under the sycophantic prompts against 0.169 under the helpful ones (AUROC 0.76, 40 per side). The
-# three vectors, each rescaled to the judge-filtered vector's norm (10.90) for steering, with P(agree)
+# three vectors, each rescaled to the judge-filtered vector's norm (9.07) for steering, with P(agree)
 # measured over the 20 held-out questions without a system prompt:
 #
 # | vector | pairs | norm of v (before rescaling) | held-out AUROC (question only) | P(agree) rise at +1 | at +2 |
 # |---|---|---|---|---|---|
-# | judge-filtered pairs | 4 | 10.90 | 0.636 | 0.121 | 0.127 |
-# | all pairs (prompt labels) | 10 | 5.03 | 0.655 | 0.154 | 0.219 |
-# | judge-rejected pairs | 6 | 4.43 | 0.511 | 0.065 | 0.104 |
+# | judge-filtered pairs | 3 | 9.07 | 0.663 | 0.051 | 0.047 |
+# | all pairs (prompt labels) | 10 | 5.03 | 0.655 | 0.131 | 0.212 |
+# | judge-rejected pairs | 7 | 5.13 | 0.649 | 0.138 | 0.232 |
 #
-# So on this model the filter bought nothing: all ten pairs, labelled by their prompts, detect as well as
-# the four the judge kept (0.655 against 0.636, a difference well inside the standard error of about 0.06 at
-# 40 per side) and steer harder at equal norm (+0.219 against +0.127 at +2). That can happen when the
-# filter keeps only a few pairs (a mean over four differences is noisy) and the judge that picks them is
-# weak on prompted responses (AUROC 0.64 on the prompt labels, 10 per side). The rejected pairs detect at chance
-# (0.511) yet steer almost as much as the kept ones at +2 (+0.104), so they were not pure noise either.
+# So on this model the filter bought nothing, and cost steering: the three kept pairs, all ten pairs
+# labelled by their prompts, and the seven rejected ones all detect alike (0.663, 0.655 and 0.649, differences
+# well inside the standard error of about 0.06 at 40 per side), but at equal norm the kept pairs' vector
+# hardly steers (+0.047 at +2, no more than at +1), while all pairs give +0.212 and the rejected pairs alone
+# +0.232. That can happen when the filter keeps only a few pairs (a mean over three differences is noisy)
+# and the judge that picks them is weak on prompted responses (AUROC 0.64 on the prompt labels, 10 per side):
+# the rejected pairs were not noise, they carried most of the steering signal.
 # </details>
 
 # %%
@@ -1120,24 +1133,25 @@ for row in filter_table.to_dict("records"):
 # ### Three kinds of vector
 #
 # Each kind's vector is now compared by the same test: project the held-out examples' activations of that
-# kind on that kind's vector, block by block. The prompt kinds (`prompt_avg`, `prompt_last`) see only the
-# prompt, so read with the system prompt they separate the two *prompts*, and read after the question
-# alone the two sets have identical prompts (same questions): their activations are equal and the AUROC
-# is exactly 0.5. Only `response_avg` can say something about what the model wrote.
+# kind on that kind's vector, block by block, read both with the system prompt and after the question
+# alone. The prompt kinds (`prompt_avg`, `prompt_last`) see only the prompt; `response_avg` sees what the
+# model wrote.
 #
 # **Before you run:** with the system prompt in context, which kind will separate held-out examples best?
+# And what will the prompt kinds give when read after the question alone?
 #
 # <details><summary>Answer</summary>
 #
 # The prompt kinds, most likely, and near-perfectly: the held-out prompts carry the same two system prompts
 # as the extraction prompts, so a vector that recognises the instruction separates them without looking at
 # a single response token. That is not a reason to prefer them: they measure what the model was *told*,
-# not what it *did*, and after the question alone they drop to 0.5 by construction. The response mean is
+# not what it *did*. After the question alone the two sets have identical prompts (the same questions), so
+# the prompt kinds' activations are equal and their AUROC is exactly 0.5, by construction, at every block. The response mean is
 # the kind that still separates (if anything does) when the prompt is gone, and it is the one the paper
 # steers with. Read the table: the `question only` column is the comparison that matters. On the offline
-# run (40 held-out examples per side), at `STEER_LAYER`: `prompt_avg` 0.961 with the system prompt (1.000 at
-# block 0) and 0.500 without, `prompt_last` 0.897 (1.000 at block 3) and 0.500, `response_avg` 0.721 and
-# 0.636. Held-out separation with the prompt in context would have picked the wrong kind.
+# run (40 held-out examples per side), at `STEER_LAYER`: `prompt_avg` 0.948 with the system prompt (1.000 at
+# block 0) and 0.500 without, `prompt_last` 0.925 (1.000 at block 3) and 0.500, `response_avg` 0.744 and
+# 0.663. Held-out separation with the prompt in context would have picked the wrong kind.
 # </details>
 
 # %%
@@ -1169,16 +1183,6 @@ px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VEC
 # no more than "the projection knows which system prompt it read, and the judge scored the two groups
 # differently". The correlation within each group is the finer test, but with so few prompts per group it
 # is noisy. And the trait scores come from the same judge measured above: a judge near chance caps r.
-#
-# <details><summary>What the offline run showed</summary>
-#
-# r = 0.37 over the 80 held-out responses, and within the groups -0.13 (sycophantic prompts) and 0.40
-# (helpful prompts), 40 responses each. The judge's AUROC on these responses was 0.72. So the projection
-# before generation does rank the responses somewhat, but mostly by which system prompt they had; within a
-# group there is no consistent relation on this run. This is not the paper's result (r = 0.75-0.83, on a
-# 7B model, with a strong judge, across many prompts built to elicit the trait to different degrees), and
-# this run is too small and too noisy to confirm or refute it.
-# </details>
 
 # %%
 eval_scored = load_or_generate(
@@ -1209,6 +1213,17 @@ print(f"(The judge's AUROC on these held-out responses: {eval_judge_auroc:.2f}; 
 course.record("last-prompt-token projection vs trait score, Pearson r", R_ALL)
 px.scatter(predictor, x="projection at the last prompt token", y="trait score", color="prompt",
            title=f"Before generation: projection at the last prompt token (block {STEER_LAYER}) vs the response's trait score").show()
+
+# %% [markdown]
+# <details><summary>What the offline run showed</summary>
+#
+# r = 0.36 over the 80 held-out responses, and within the groups -0.11 (sycophantic prompts) and 0.43
+# (helpful prompts), 40 responses each. The judge's AUROC on these responses was 0.72. So the projection
+# before generation does rank the responses somewhat, but mostly by which system prompt they had; within a
+# group there is no consistent relation on this run (the two groups' r have opposite signs). This is not the
+# paper's result (r = 0.75-0.83, on a 7B model, with a strong judge, across many prompts built to elicit the
+# trait to different degrees), and this run is too small and too noisy to confirm or refute it.
+# </details>
 
 # %% [markdown]
 # ## 7. Interpreting the vector
@@ -1279,10 +1294,13 @@ def logit_lens(model, tokenizer, vector: Float[Tensor, " d_model"], k: int = 10)
 #
 # Mostly not, on the offline model. Its promoted tokens are mostly code fragments and word pieces (the model
 # is a coder model; a middle block's direction is not meant for the unembedding); on the offline run only
-# "Fantastic" and " SUCCESS" among the fifteen read as praise or approval. The *suppressed* list is more readable:
-# " please", " apologize", " apologies", " limitations", " copyrighted", " I", " but": the vector points away
-# from the apologetic refusals the helpful prompt produced. Look for the list that makes sense, and read it
-# as "what the positive responses have that the negative ones lack", not as the trait itself.
+# "Fantastic" and "SUCCESS" among the fifteen read as praise or approval (" anticipation", "rising" and
+# "Increasing" as upbeat at most). The *suppressed* list is more readable: hedges and negations (" nor",
+# " yet", " anymore", "而是" "but rather", "也无法" "also cannot", "例外" "exception") and the words of an
+# assistant describing its limits (" designed", " trained", " specialized", " copyrighted"): the vector points
+# away from the "As an AI language model, I ..." disclaimers and qualified answers the helpful prompt
+# produced. Look for the list that makes sense, and read it as "what the positive responses have that the
+# negative ones lack", not as the trait itself.
 # </details>
 
 # %%
@@ -1342,12 +1360,13 @@ for row in latents.itertuples():
 # active latents per token on the held-out tokens. The FVE is high partly because a few residual dimensions
 # are very large and easy to reconstruct; the SAE is small and trained on little text, so treat it as a
 # rough lens. The eight latents most aligned with the sycophancy vector all point *against* it (cosines
-# -0.25 to -0.44), and most of their snippets are readable refusals: "I'm sorry[[,]] but I can", "I'm sorry,
-# but I can't[[ assist]] with that", "As an AI[[ language]] model", "I don[['t]] have personal opinions",
-# "However, I[[ can]] help", "I apologize, but I[[ can]]'t assist". One (cosine -0.32) fires on "I[[ agree]]
-# with you", an opening this model also writes under the helpful prompt. As with the logit lens, the
-# clearest thing the vector encodes on this model is the *absence* of the refusals and apologies the
-# helpful prompt produced, not flattery itself.
+# -0.20 to -0.36), and most of their snippets are readable refusals and disclaimers: "I'm sorry[[,]] but I
+# can", "I'm sorry, but I can't[[ assist]] with that", "As an AI[[ language]] model", "I don[['t]] have
+# personal opinions" (the latent of cosine -0.36 also fires on "won[['t]] they?"). One (cosine -0.21) fires
+# on "I[[ agree]] with you", an opening this model also writes under the helpful prompt. Two latents show
+# one snippet three times over, so they say little. As with the logit lens, the clearest thing the vector
+# encodes on this model is the *absence* of the refusals and disclaimers the helpful prompt produced, not
+# flattery itself.
 # </details>
 
 # %% [markdown]
@@ -1429,8 +1448,9 @@ tests.test_extract_trait_vectors(extract_trait_vectors)
 #
 # <details><summary>Answer</summary>
 #
-# Look at the printed cosine at `STEER_LAYER` and the curve over blocks. On the offline run it is -0.227 at
-# block 17: weakly opposed, not parallel, so most of each vector is specific to its trait. Note that the
+# Look at the printed cosine at `STEER_LAYER` and the curve over blocks. On the offline run it is -0.086 at
+# block 17, and between -0.21 and -0.02 at every block: nearly orthogonal (slightly opposed throughout), not
+# parallel, so most of each vector is specific to its trait. Note that the
 # offline run had no effective evil pairs (0 of 10) and fell back to prompt labels, so the evil vector there
 # is "evil prompt minus helpful prompt", read from whatever the small model wrote.
 # </details>
@@ -1471,11 +1491,11 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the best block is 15 (AUROC 0.730 on 40 held-out responses per side), i.e.
-# `hidden_states` index 16 of 24, but the curve is a plateau of 0.70-0.73 from block 12 to the last block,
-# 23, where the norm is largest (0.721 there). The paper's layer 20 of 28 (block 19) on Qwen2.5-7B sits at
+# On the offline run the best block is 14 (AUROC 0.761 on 40 held-out responses per side), i.e.
+# `hidden_states` index 15 of 24, but past block 12 the curve is a plateau of 0.73-0.76 to the last block,
+# 23, where the norm is largest (0.741 there). The paper's layer 20 of 28 (block 19) on Qwen2.5-7B sits at
 # about 70% of the depth; the offline profile's `STEER_LAYER` 17 of 24 is at the same relative depth and
-# only 0.01 below the best (0.721). With so few pairs, treat "the best layer" as a range; check where your
+# only 0.02 below the best (0.744). With so few pairs, treat "the best layer" as a range; check where your
 # plateau lies.
 # </details>
 #
@@ -1483,11 +1503,12 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run with the local judge's coherence 4 of 10 sycophancy pairs (40%) were effective under the
-# thresholds calibrated on the check sets (trait P(yes) >= 0.661, judge coherence >= 0.504; the printout above
-# gives this run's count, with judge-free coherence in its place): enough (at least 3) that the sycophancy vector is built from
-# judge-confirmed pairs, with no fallback; but no evil pair at all (0 of 10; there the section fell back to
-# prompt labels). A low rate has two causes that the numbers alone cannot separate: the model may ignore the
+# On the offline run 3 of 10 sycophancy pairs (30%) were effective under the thresholds calibrated on the
+# check sets (trait P(yes) >= 0.661, judge-free coherence >= 2.13 of 100; the judge-free score failed only 2
+# of the 20 responses, so the trait condition did most of the rejecting): just enough (at least 3) that the
+# sycophancy vector is built from judge-confirmed pairs, with no fallback; but no evil pair at all (0 of 10;
+# there the section fell back to prompt labels). And §6 showed the three kept pairs steer less than the
+# seven rejected ones. A low rate has two causes that the numbers alone cannot separate: the model may ignore the
 # instruction (read a few positive responses), or the judge may fail to see the trait (the mean scores of
 # the two polarities differed by only 2.5 points, the judge's AUROC at telling them apart was 0.64, and its
 # coherence ratings put a keyword pile above a clean answer). Here both play a part: the 0.5B model often
@@ -1500,10 +1521,11 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run the promoted tokens are mostly code fragments with no clear meaning ("Fantastic" is the
-# one word of praise among fifteen); the suppressed ones include apology and refusal tokens (" please",
-# " apologize", " apologies", " limitations"). That is about the *style* the helpful prompt produced in this
-# small model (it often refused or apologised), not about flattery as such. A vector built from contrastive
+# On the offline run the promoted tokens are mostly code fragments and word pieces with no clear meaning
+# ("Fantastic" and "SUCCESS" are the only words of praise among fifteen); the suppressed ones are hedges and
+# negations (" nor", " yet", " anymore") and an assistant's words about its limits (" designed", " trained",
+# " specialized", " copyrighted"). That is about the *style* the helpful prompt produced in this small model
+# (it often disclaimed, qualified or refused), not about flattery as such. A vector built from contrastive
 # prompts carries every difference between the two sets of responses, wanted or not; the logit lens is a
 # quick way to see which ones.
 # </details>
@@ -1515,10 +1537,10 @@ px.line(x=all_layers, y=cos.tolist(), labels={"x": "block", "y": "cosine"},
 #
 # A prompt-token vector (`prompt_avg`, `prompt_last`) is built from activations that exist before the model
 # writes anything, so it can only encode the instruction. Read with the system prompt it separates held-out
-# examples perfectly or nearly (offline, at `STEER_LAYER`, 40 held-out examples per side: 0.96 and 0.90,
+# examples perfectly or nearly (offline, at `STEER_LAYER`, 40 held-out examples per side: 0.95 and 0.93,
 # both 1.00 at their best block), because the held-out prompts carry the same instructions; read after the
 # question alone it is at chance (0.50) by construction. The response mean is the only kind that reads what
-# the model did: 0.721 with the system prompt, 0.636 without on the offline run. The paper's choice also
+# the model did: 0.744 with the system prompt, 0.663 without on the offline run. The paper's choice also
 # matches its use: steering and monitoring act on responses. The lesson for evaluation: separation measured
 # with the generating prompt in context overstates what a vector knows about the response; measure it after
 # the question alone as well.
