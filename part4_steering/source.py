@@ -79,7 +79,7 @@ import plotly.graph_objects as go
 from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
-from part3_contrastive.artifacts import coherence_scale, describe_labelling, labels_of, trait_vectors
+from part3_contrastive.artifacts import coherence_scale, describe_labelling, labelling_of, labels_of, trait_vectors
 from solutions import part3_contrastive as section3_steps  # builds section 3's vectors if it has not run
 from utils.chat import records_to_conversations
 from utils.coherence import judge_free_coherence
@@ -120,7 +120,18 @@ syco_data = load_trait_file(trait_file("sycophantic"))
 syco_eval = load_trait_file(trait_file("sycophantic", "eval"))
 syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycophantic", build=section3_steps)
 syco_vector = syco_vectors[STEER_LAYER]
-print(f"sycophancy vectors: {describe_labelling(syco_provenance)}")
+
+
+def labelling_sentence(provenance) -> str:
+    """Section 3's sentence on how the pairs were labelled, saying when its judge's mean scores are P(yes), not 0-100."""
+    text, labelling = describe_labelling(provenance), labelling_of(provenance)
+    means = [] if labelling is None else [labelling["mean_score_pos"], labelling["mean_score_neg"]]
+    if means and all(m is not None and 0 <= m <= 1 for m in means):  # a yes/no judge: P(yes), where other trait scores here are 0-100
+        text = text.replace("mean trait score", "mean trait score as the judge's P(yes), 0-1, not 0-100:")
+    return text
+
+
+print(f"sycophancy vectors: {labelling_sentence(syco_provenance)}")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
 RESIDUAL_NORM = typical_residual_norm(model, tokenizer, [build_messages(q) for q in syco_eval["questions"][:8]], STEER_LAYER)
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}; the residual stream's typical norm there is "
@@ -151,17 +162,12 @@ course.record("residual norm at STEER_LAYER", RESIDUAL_NORM)
 #
 # <details><summary>Answer</summary>
 #
-# Compare the printed AUROC with 0.5 and the three coherence means with each other. When this check still ran
-# on the offline profile, the local judge scored the 40 responses to the
-# first ten held-out questions 55.8 (sycophantic prompt) against 53.1 (helpful prompt): AUROC 0.68, means 2.7
-# points apart, so a steering effect on its scale would have to be read in single points. It rates clean,
-# shuffled and repeated replies at 72.5, 67.3 and 73.4: shuffling costs 5 points and endless repetition none,
-# so it does not see what makes a reply incoherent. Part of the low AUROC is the labels, not the judge: under
-# the sycophantic prompt this model still often refuses, and under the helpful one it sometimes agrees. On
-# Section 3's check set of written replies, whose labels are known, the same 0-100 template reaches 0.88
-# (`benchmarks/bench_judges.py`, 40 + 40 items). So on this profile the judge-free measures below carry the
-# section's conclusions, and the check is skipped; with a hosted judge expect an AUROC near 1 and garbled
-# replies far below clean ones.
+# Compare the printed AUROC with 0.5 and the three coherence means with each other. With a hosted judge expect
+# an AUROC near 1 and garbled replies far below clean ones. A low AUROC has two possible causes, the judge or
+# the labels: under the sycophantic prompt a small model can still refuse, and under the helpful one agree.
+# On the offline profile this cell prints no judge numbers: the local judge is the 0.5B model being steered,
+# Section 3 measured it on check sets whose labels are known (its AUROCs are printed there), and here the
+# judge-free measures below carry the section's conclusions.
 # </details>
 
 # %%
@@ -178,9 +184,8 @@ held_out = load_or_generate(
                         max_new_tokens=profile.max_new_tokens),
 )
 # On the offline profile the local judge is the model it judges, and section 3 measured it on written check
-# sets whose labels are known (its trait and coherence AUROCs are printed there). Asked again here it only
-# repeated that it does not separate these replies ("does NOT separate", 0.68 on the offline run), so on
-# this profile it is not asked: P(opens agreeing) carries the trait and section 3's judge-free coherence
+# sets whose labels are known (its trait and coherence AUROCs are printed there), so on this profile it is
+# not asked again here: P(opens agreeing) carries the trait and section 3's judge-free coherence
 # carries coherence (both below). A hosted judge, or a local one on another profile, is checked here.
 OFFLINE_LOCAL_JUDGE = profile.name == "offline" and judge.backend.name == "local"
 
@@ -246,15 +251,32 @@ else:
 # Section 3 saved how the pairs were labelled, and the judge's numbers, with the vectors.
 if labels_of(syco_provenance) == "prompt":
     print(departure(f"the sycophancy vectors come from pairs labelled by their system prompt, not by the "
-          f"judge ({describe_labelling(syco_provenance)})"
+          f"judge ({labelling_sentence(syco_provenance)})"
           + ("" if OFFLINE_LOCAL_JUDGE else f"; the judge check above gave AUROC {judge_auroc:.2f}") + ". The vector "
           "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic."))
 else:
-    print(f"The sycophancy vectors come from {describe_labelling(syco_provenance)}.")
+    print(f"The sycophancy vectors come from {labelling_sentence(syco_provenance)}.")
 
 # %% [markdown]
 # ## 1. An activation steerer
 #
+# A steerer can add its vector to the prompt, to the reply, or to both. Generation runs one forward pass over
+# the whole prompt (the prefill), then one pass per new token.
+#
+# **Before you run** (and before you read the exercise): to steer only the reply (the `"response"` mode
+# below), which position of the prefill pass must be steered, and why that one? The exercise's specification
+# and the printout after it show it.
+#
+# <details><summary>Answer</summary>
+#
+# The last one: the generation cursor, whose output predicts the first reply token. Every decode pass after
+# it holds one position, the newest token, and that is steered too. `[-1]` is the cursor only because the
+# course pads batches on the left (`tokenizer.padding_side == "left"`, set by `utils.models.load_model`): with
+# right padding, the last position of a shorter row is padding, and its steer would land on a pad token
+# while its real cursor went unsteered.
+# </details>
+
+# %% [markdown]
 # ### Exercise 1: `ActivationSteerer`
 # > **Difficulty**: 🔴🔴🔴⚪⚪ · **Importance**: 🔵🔵🔵🔵🔵 · ⏱ 25 min
 #
@@ -361,18 +383,8 @@ tests.test_ActivationSteerer(ActivationSteerer)
 # %% [markdown]
 # **What each mode changes.** One short greedy generation (the prompt, then three new tokens) under each
 # mode, with a recorder on the same block before the steerer and another after it: for every forward pass,
-# the positions whose block output the steerer changed.
-#
-# **Before you run:** in `"response"` mode, which position of the prefill pass is steered?
-#
-# <details><summary>Answer</summary>
-#
-# The last one: the generation cursor, whose output predicts the first reply token. Every decode pass after
-# it holds one position, the newest token, and that is steered too. `[-1]` is the cursor only because the
-# course pads batches on the left (`tokenizer.padding_side == "left"`, set by `utils.models.load_model`): with
-# right padding, the last position of a shorter row is padding, and its steer would land on a pad token
-# while its real cursor went unsteered.
-# </details>
+# the positions whose block output the steerer changed: it shows the answer to the prediction before
+# Exercise 1.
 
 # %%
 def steered_positions(positions: str, question: str, max_new_tokens: int = 3) -> list[str]:
@@ -509,8 +521,12 @@ tests.test_run_steering_experiment(run_steering_experiment)
 #   reply opens by agreeing (its first token is one of `AGREEING_OPENERS`: "Yes", "Absolutely", ...), from one
 #   forward pass per question under the same steering: no sampling noise, no judge;
 # - **opens agreeing**: the same thing read off the greedy reply's text (`opens_with`), a share of replies;
-# - **coherence**: the share of a reply's word bigrams that are distinct (`distinct_bigram_share`): 1.0 for a
-#   reply that never repeats itself, low for "every new year, every new year, ...".
+# - **coherence**: with a local judge, Section 3's judge-free coherence (`judge_free_coherence`: the reply's
+#   likelihood, its distinct bigrams and P(end of turn) after it, each placed among the clean answers of
+#   Section 3's check set, the smallest of the three, 0-1); with a hosted judge, distinct bigrams alone. The table
+#   shows both;
+# - **distinct bigrams**: the share of a reply's word bigrams that are distinct (`distinct_bigram_share`): 1.0
+#   for a reply that never repeats itself, low for "every new year, every new year, ...".
 #
 # The useful coefficients are those whose replies stay about as coherent as the unsteered model's. So, as
 # traitinterp does, we measure a **coherence floor** on the unsteered replies (their mean less 0.1) and
@@ -527,19 +543,20 @@ tests.test_run_steering_experiment(run_steering_experiment)
 # Expect an inverted U, the shape the papers report: subtracting the vector keeps or lowers agreement (the
 # unsteered model mostly refuses these leading questions), adding it raises agreement over the first
 # coefficients, and past the floor the replies degenerate into repetition, which opens with no word at all,
-# so agreement falls again. On the offline run (|v| = 10.9, 29% of the residual norm per unit
-# of coefficient; 20 questions per coefficient) P(opens agreeing) goes 0.03, 0.10, 0.22, 0.29, 0.35, 0.36,
-# 0.35, 0.30, 0.25, 0.06 over coefficients -2, -1, 0, 0.5, 1, 1.5, 2, 3, 4, 6: the inverted U, peaking at 1.5.
-# Distinct bigrams stay at 0.92-1.00 up to coefficient 1, fall to 0.86 at 1.5 and to 0.15 at 4 (with them as
-# the floor's measure, 0.874, the search kept coefficient 1; up to it agreement rose at every step, Spearman
-# 1.00 over 5 coefficients). The offline profile now reads the floor from section 3's judge-free coherence,
-# which also sees replies that stop where the model would not (a probe of 6 questions x these coefficients
-# gave means 0.44-0.53 from -2 to 1, 0.36 at 1.5, 0.45 at 2, 0.18 at 3, 0.11 at 4 and 0.00 at 6: it falls where
-# the replies drift and loop). The printout gives the floor and the coefficient it keeps on this run. The replies show it: at 0 most are "I'm sorry, but I can't assist with that."; at 1 the
-# knuckle-cracking question gets "Absolutely, it's important to remember that cracking your knuckles can
-# cause arthritis."; at 3 and 4, "Yes, every new new new new ...". The share of replies whose text opens with
-# an agreeing word keeps rising to 0.90 at 2 and stays at 0.70 beyond, because a degenerate reply can still
-# open with "Yes": the first-token probability, which falls as the text breaks, is the cleaner measure.
+# so agreement falls again. On the offline run (|v| = 9.07, 24% of the residual norm per unit
+# of coefficient; 20 questions per coefficient) P(opens agreeing) goes 0.09, 0.15, 0.22, 0.25, 0.27, 0.28,
+# 0.27, 0.24, 0.20, 0.09 over coefficients -2, -1, 0, 0.5, 1, 1.5, 2, 3, 4, 6: the inverted U, peaking at 1.5,
+# but a shallow one (0.22 unsteered, 0.28 at the peak). The floor comes from the judge-free coherence: the
+# unsteered replies average 0.431, so the floor is 0.331; the coherence stays at or above it from -2 to 1
+# (0.33, 0.51, 0.43, 0.38, 0.47), falls to 0.22 at 1.5 and 0.15 at 2, and to 0.05 or 0.00 from 3 on. So the search
+# keeps coefficient 1, and up to it agreement rose at every step (Spearman 1.00 over 5 coefficients). Distinct
+# bigrams alone would have kept more: they stay at 0.92-1.00 up to 1.5 and fall to 0.87 at 2, 0.76 at 3 and
+# 0.31 at 4. The replies to the knuckle-cracking question show it: at -1 and 0, "I'm sorry, but I can't assist
+# with that."; from 0.5 to 1.5, "I'm glad you're feeling well! ..." (no refusal, no agreement yet); at 2 and 3,
+# "Yes, you're right! Your grandmother's story is inspiring! ..."; at 4, "Yes, the good fortune of the new new
+# new ..."; at 6, "YES, YES, YES! ...". The share of replies whose text opens with an agreeing word rises from
+# 0.25 unsteered to 0.50 at 1 and stays at 0.50-0.55 beyond, because a degenerate reply can still open with
+# "Yes": the first-token probability, which falls as the text breaks, is the cleaner measure.
 # </details>
 
 # %%
@@ -648,11 +665,9 @@ show_replies(sweep)
 #
 # It depends on the judge. With a hosted judge on the full profile expect the original material's shape: the
 # trait up at moderate coefficients (13.5 at 0 to 89.5 at +3 there) and down again when the replies break
-# (32.0 at +5), coherence down at large coefficients. When the offline profile still asked its local judge (10
-# questions per coefficient) its trait score went 52.9 at 0, 56.5 at 1 and 54.9 at 6, while P(opens agreeing)
-# on the same rows went 0.22, 0.35 and 0.04; its coherence score rose from 64.2 to 72.4 and 74.6, although the
-# replies at 6 are "YES, YES, YES! ..." (distinct bigrams 0.11): it did not see the degeneration at all, which
-# is why that pass is skipped there now.
+# (32.0 at +5), coherence down at large coefficients. On the offline profile the cell judges nothing (it
+# prints 0 of 200 cells): the local judge is the 0.5B model being steered, and P(opens agreeing) and the
+# judge-free coherence of the sweep above are the section's measures there.
 # </details>
 
 # %%
@@ -759,9 +774,10 @@ tests.test_compute_trait_projections(compute_trait_projections)
 # raise it: text that is sycophantic, and text that merely lacks what the vector is *against*. Section 3
 # found refusals ("I'm sorry, but I can't assist with that.") on the helpful side of the vector, so any reply
 # that is not a refusal (degenerate text included) projects higher than one that is. On the offline run the
-# means are: helpful-prompted -2.00, sycophantic-prompted 0.57, and the steered replies -9.85 at -2, -3.74
-# at 0, 2.20 at 1 and 3.28 at 6. The order follows the coefficient, but the replies at 6 ("YES, YES, YES!
-# ...") project highest of all while saying nothing: the projection tracks how far the text is from a refusal
+# means are: helpful-prompted -3.96, sycophantic-prompted -2.26, and the steered replies -6.40 at -2, -4.51
+# at 0, -2.31 at 1 and 1.13 at 6. The prompted responses come in the expected order and the steered ones
+# follow the coefficient, but the replies at 6 ("YES, YES, YES! ...") project highest of all while saying
+# nothing: the projection tracks how far the text is from a refusal
 # at least as much as how sycophantic it is.
 # </details>
 
@@ -793,8 +809,9 @@ for name, value in group_means.items():
 #
 # Two claims above need a control. Steering: do the replies change *because of the trait direction*, or would
 # any push of that size do the same? Detection: does the vector separate sycophantic from helpful responses
-# better than a direction chosen at random? A random direction of the same norm answers both: steer with it at
-# the top coefficient, and project the held-out responses on it.
+# better than a direction chosen at random? A random direction of the same norm answers both: steer with it
+# (P(opens agreeing) at every coefficient of the sweep, replies at the largest coherent one), and project the
+# held-out responses on it.
 #
 # ### Exercise 3b: `random_direction`
 # > **Difficulty**: 🔴⚪⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 5 min
@@ -843,14 +860,16 @@ tests.test_random_direction(random_direction)
 # near its unsteered value at every coefficient (a Spearman near 0, or of either sign: it can still nudge the
 # first token by chance), and its held-out AUROC should be near 0.5 (either side: a random direction has no
 # sign). Whether its replies stay coherent at the same coefficient tells you whether the coherence cost is the
-# push's size or the trait's direction. On the offline run the random direction lowers
-# agreement a little at every positive coefficient (Spearman -0.90 up to coefficient 1; 0.19 at coefficient 1
-# against 0.22 unsteered) while the trait vector raises it (0.35; Spearman 1.00). At coefficient 1 the random
-# direction's replies stay as coherent as unsteered ones (0.99) and mostly refuse (30% open agreeing, against
-# 75% for the trait vector), their projection on the trait vector stays near the unsteered value (-4.32
-# against -3.74; the trait vector's replies: 2.20), and its held-out AUROC is 0.46 against the trait vector's
-# 0.64. So the rise in agreement belongs to the trait direction, not to any push of that size, and the
-# vector's detection is real but modest (40 held-out responses per side: a standard error of about 0.06).
+# push's size or the trait's direction. On the offline run the random direction lowers agreement at every
+# positive coefficient (0.22 unsteered, 0.19 at 1, 0.02 at 6 in the figure; Spearman -0.90 from -2 to 1)
+# while the trait vector raises it up to the floor (0.27 at 1; Spearman 1.00). At coefficient 1 the random
+# direction's replies keep their distinct bigrams (the table's coherence column: 0.985, against 0.994 for the
+# trait vector's) and open agreeing less often (25%, against 50% for the trait vector; its reply to the first
+# question is a refusal), their projection on the trait vector stays near the unsteered value (-4.80 against
+# -4.51; the trait vector's replies: -2.31), and its held-out AUROC is 0.46 against the trait vector's 0.66.
+# So the rise in agreement belongs to the trait direction, not to any push of that size; but the rise is small
+# (0.22 to 0.27 over 20 questions), and the vector's detection is real but modest (40 held-out responses per
+# side: a standard error of about 0.06).
 # </details>
 
 # %%
@@ -898,7 +917,8 @@ trait_at_c = [r for r in sweep if r["coefficient"] == CONTROL_COEFF]
 control_table = pd.DataFrame([{"direction": "sycophancy vector", **at_coefficient(syco_vector, trait_at_c)},
                               {"direction": "random direction", **at_coefficient(control, control_sweep)}])
 print(f"at coefficient {CONTROL_COEFF:g} (unsteered: P(opens agreeing) {summary.loc[0.0, 'p_agree']:.3f}, "
-      f"coherence {summary.loc[0.0, 'coherence']:.3f})")
+      f"{'judge-free coherence' if JUDGE_FREE else 'coherence'} {summary.loc[0.0, 'coherence']:.3f}; "
+      "the table's coherence: distinct bigrams)")
 print(control_table.round(3).to_string(index=False))
 print(f"Spearman(coefficient, P(opens agreeing)) up to {C_STAR:g}: sycophancy vector {sweep_rho:.2f}, random direction {control_rho:.2f}")
 show_replies(control_sweep)
@@ -1074,16 +1094,34 @@ for t, p in pipelines.items():
 # %% [markdown]
 # ## 5. Trait geometry
 #
+# Trait vectors share a component (every contrast is "some persona" minus "helpful assistant"), which
+# inflates their raw cosines; removing the mean over traits ("centring") takes it out.
+#
+# **Before you run** (and before you read the exercise): after removing the mean over traits, what will the
+# off-diagonal cosines be, with the three traits of the offline and lite profiles?
+#
+# <details><summary>Answer</summary>
+#
+# With n traits the centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`:
+# with three traits (offline and lite) expect an average near -0.5 whatever the traits mean, and treat the
+# values as geometry, not findings. Three vectors that sum to zero form a triangle, so their cosines follow
+# from their lengths: on the offline run sycophantic vs evil -0.86, sycophantic vs hallucinating -0.87, evil
+# vs hallucinating +0.50 (average -0.41). The positive pair says only that the centred sycophancy vector is
+# longer than the other two together (in squared norm), so they must lean together against it. Compare the
+# raw heatmap instead (-0.26, -0.32 and -0.03 on the offline run), and on the full profile (seven traits)
+# look for pairs that stay positive after centring.
+# </details>
+
+# %% [markdown]
 # ### Exercise 5: `trait_similarity`
 # > **Difficulty**: 🔴🔴⚪⚪⚪ · **Importance**: 🔵🔵🔵⚪⚪ · ⏱ 10 min
 #
 # Return the cosine-similarity matrix of the trait vectors (a DataFrame indexed and columned by
-# trait name). With `center=True`, first subtract the mean vector over traits: all trait vectors
-# share a component (every contrast is "some persona" minus "helpful assistant"), which inflates raw
-# cosines. Centring has a cost with few traits: the centred vectors sum to zero, so their off-diagonal
-# cosines average about `-1/(n-1)`. With the three traits of the offline and lite profiles that forces
-# cosines near -0.5 whatever the traits are; only the full profile's seven traits leave room to see
-# real structure (or add traits).
+# trait name). With `center=True`, first subtract the mean vector over traits. Centring has a cost with
+# few traits: the centred vectors sum to zero, so their off-diagonal cosines average about `-1/(n-1)`. With
+# the three traits of the offline and lite profiles that forces an average near -0.5 whatever the traits are
+# (three vectors that sum to zero lie in one plane, and their cosines follow from their lengths alone); only
+# the full profile's seven traits leave room to see real structure (or add traits).
 #
 # <details><summary>Hint</summary>
 #
@@ -1122,17 +1160,6 @@ def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center
 # %%
 tests.test_trait_similarity(trait_similarity)
 
-# %% [markdown]
-# **Before you run:** after removing the mean over traits, what will the off-diagonal cosines be?
-#
-# <details><summary>Answer</summary>
-#
-# With n traits the centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`:
-# with three traits (offline and lite) expect values near -0.5 whatever the traits mean, and treat them as
-# geometry, not findings. Compare the raw heatmap instead, and on the full profile (seven traits) look for
-# pairs that stay positive after centring.
-# </details>
-
 # %%
 vectors_at_layer = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
 for center in (False, True):
@@ -1159,8 +1186,8 @@ for center in (False, True):
 #
 # <details><summary>Answer</summary>
 #
-# On the offline run: sycophantic -0.60, evil +0.09, hallucinating +0.16. Only sycophancy follows the argument,
-# and strongly; sections 1 and 3 explain both halves. The sycophancy vector's helpful side is mostly refusals
+# On the offline run: sycophantic -0.47, evil -0.04, hallucinating +0.11. Only sycophancy follows the argument
+# clearly (evil is negative too, but too close to 0 to count); sections 1 and 3 explain both halves. The sycophancy vector's helpful side is mostly refusals
 # ("I'm sorry, but I can't assist with that."), the default assistant's most typical register, which section
 # 1's axis points towards: so the vector points away from the axis partly for refusal rather than flattery.
 # The evil and hallucinating vectors are prompt-labelled fallbacks (the judge kept 0 pairs for each in §4),
@@ -1313,12 +1340,12 @@ for row in comparison.to_dict("records"):
 # Read the sweep table and its figure: coherence (distinct bigrams) against the floor, and P(opens agreeing)
 # on the same axis. The papers (Qwen2.5-7B, a gpt-4.1-mini judge) find the trait rising for coefficients
 # around 1-3 and coherence falling beyond; past that point the trait score falls too, because broken text
-# expresses nothing. On the offline run coherence (distinct bigrams) stays at 0.92-1.00 up to
-# coefficient 1, drops below the floor at 1.5 (0.86) and collapses from 3 on (0.38, 0.15, 0.15); P(opens
-# agreeing) peaks at 1.5 (0.36) and falls to 0.06 at 6. So the trait rises a little past the point where
+# expresses nothing. On the offline run the judge-free coherence stays at or above its floor (0.331) up to
+# coefficient 1, drops below it at 1.5 (0.22) and collapses from 3 on (0.05, 0.00, 0.05); distinct bigrams,
+# which see only repetition, hold at 0.92-1.00 up to 1.5 and collapse from 4 on (0.31, 0.22). P(opens
+# agreeing) peaks at 1.5 (0.28) and falls to 0.09 at 6. So the trait rises a little past the point where
 # coherence starts to go, then falls with it: the paper's shape, compressed into coefficients 0-2 on this
-# model. The local judge's coherence score, when the offline profile still asked it, showed none of it (64.2 at
-# 0, 74.6 at 6).
+# model, and shallow (0.22 unsteered, 0.28 at the peak).
 # </details>
 #
 # 2. Steered replies project further along the vector than unsteered ones. Is a large projection then
@@ -1330,9 +1357,10 @@ for row in comparison.to_dict("records"):
 # alone, so steering does not put them there by construction: they describe the text. But the text can
 # project high without being sycophantic: the vector also points away from refusals (Section 3 found
 # refusals on the helpful side), so any reply that does not refuse, degenerate text included, rises along
-# it. The random direction of the same norm is the control: at coefficient 1 it leaves the replies refusals,
-# and their projection stays near the unsteered value. On the offline run: helpful-prompted -2.00, sycophantic-prompted 0.57, steered
-# -9.85 (at -2), -3.74 (0), 2.20 (1) and 3.28 (6), where the replies at 6 are "YES, YES, YES! ...". Projection is evidence of the trait only next to a
+# it. The random direction of the same norm is the control: at coefficient 1 its replies' projection stays
+# near the unsteered value (-4.80 against -4.51). On the offline run: helpful-prompted -3.96,
+# sycophantic-prompted -2.26, steered -6.40 (at -2), -4.51 (0), -2.31 (1) and 1.13 (6), where the replies at 6
+# are "YES, YES, YES! ...". Projection is evidence of the trait only next to a
 # measure of the behaviour itself (here P(opens agreeing)), or on replies you did not push.
 # </details>
 #
@@ -1340,8 +1368,10 @@ for row in comparison.to_dict("records"):
 #
 # <details><summary>Answer</summary>
 #
-# With three traits, none can: the centred vectors sum to zero, which forces off-diagonal cosines near -0.5
-# (check yours). The raw heatmap is the one to read there; the component centring removes is what all the
+# With three traits, centring cannot tell: the centred vectors sum to zero, which forces their cosines to
+# average near -0.5 and fixes each one by the vectors' lengths. On the offline run evil and hallucinating
+# stay aligned after centring (+0.50), but only because the centred sycophancy vector is the longest, and the
+# other two must lean together against it (-0.86 and -0.87). The raw heatmap is the one to read there; the component centring removes is what all the
 # contrasts share, "any instructed persona" minus "a helpful assistant" (on the offline run also the style
 # of the prompt-labelled fallback pairs). With the full profile's seven traits centring leaves room for
 # structure, and traits such as evil and impolite may stay positive.
@@ -1369,12 +1399,13 @@ for row in comparison.to_dict("records"):
 #
 # Enough that the differences you read are larger than their noise. P(opens agreeing) is a probability per
 # question with no sampling noise, but questions differ a lot (some are refused at every coefficient), so the
-# mean over 20 questions has a standard error of a few points: steps of 0.05 between neighbouring
-# coefficients are near that noise, and the Spearman over the rising part is what summarises the shape. Too
-# few coefficients miss the shape altogether: a sweep of -4, 0, 4, 8 on this model steps over the whole
-# rising part of the curve and sees only a flat or falling trait. On the offline run the rising part spans coefficients 0 to 1.5 (0.22 to
-# 0.36), and at 0 and 4 the run measured 0.22 and 0.25: a sweep whose only positive points were 4 and 8
-# would have called the trait flat.
+# mean over 20 questions has a standard error of a few points. On the offline run the steps between
+# neighbouring coefficients from 0 to 1.5 are 0.03, 0.02 and 0.005, within that noise: the rise shows only as
+# a trend over several coefficients (0.22 to 0.28; Spearman 1.00 up to 1), which is what the Spearman over the
+# rising part summarises. Too few coefficients miss the shape altogether: a sweep of -4, 0, 4, 8 on this model
+# steps over the whole rising part of the curve. The rising part spans coefficients -2 to 1.5 (0.09 to 0.28),
+# and at 0 and 4 the run measured 0.22 and 0.20: a sweep whose only positive points were 4 and 8 would have
+# called the trait flat or falling.
 # </details>
 #
 # 6. Is the Assistant Axis a combination of trait directions? Could the axis be rebuilt from enough trait
@@ -1383,12 +1414,12 @@ for row in comparison.to_dict("records"):
 # <details><summary>Answer</summary>
 #
 # Measure it: the share of the axis's squared norm that lies in the span of the trait vectors (least squares),
-# against about k / d for k random directions. On the offline run it is 0.366 for the three traits, against
-# 0.003 for three random directions: far more than chance, but almost all of it is the sycophancy vector,
-# whose cosine with the axis is -0.60 (0.60 squared is 0.36). That cosine has a reason unrelated to the
+# against about k / d for k random directions. On the offline run it is 0.257 for the three traits, against
+# 0.003 for three random directions: far more than chance, but most of it is the sycophancy vector, whose
+# cosine with the axis is -0.47 (0.47 squared is 0.23). That cosine has a reason unrelated to the
 # assistant persona as a whole: refusals sit high on the axis (Section 2's replays) and on the
 # helpful side of the sycophancy contrast (Section 3). The evil and hallucinating vectors are prompt-labelled
-# fallbacks with cosines of 0.09 and 0.16. So, with three traits, 63% of the axis lies outside what they span:
+# fallbacks with cosines of -0.04 and 0.11. So, with three traits, 74% of the axis lies outside what they span:
 # it is not a combination of these trait directions. The test that would settle it takes many traits with
 # judge-confirmed pairs (the full profile's seven, or more): if the axis were a sum of traits, the share
 # outside their span would shrink towards 0 as traits are added; if it stays large, the assistant persona is
