@@ -179,9 +179,12 @@ def describe_labelling(provenance: Provenance) -> str:
         if labels == "prompt":
             return "prompt labels: Section 3 has not run under this profile, so no judge labelled the pairs"
         return f"{labels} labels (no judge numbers were saved with these vectors)"
+    means = (labelling["mean_score_pos"], labelling["mean_score_neg"])
+    # A yes/no formulation (the offline judge's) scores P(yes), 0-1; the papers' template scores 0-100.
+    scale = "P(yes), 0-1" if all(m is not None and 0 <= m <= 1 for m in means) else "trait score, 0-100"
     judged = (
-        f"the judge kept {labelling['pairs_kept']} of {labelling['pairs_total']} pairs (mean trait score "
-        f"{labelling['mean_score_pos']} under the trait prompt vs {labelling['mean_score_neg']} under the opposite one)"
+        f"the judge kept {labelling['pairs_kept']} of {labelling['pairs_total']} pairs (mean {scale}: "
+        f"{means[0]} under the trait prompt vs {means[1]} under the opposite one)"
     )
     if labels == "judge":
         return f"judge labels: {judged}, and the vectors come from those pairs (Section 3's method)"

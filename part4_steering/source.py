@@ -79,7 +79,7 @@ import plotly.graph_objects as go
 from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part4_steering import tests
 from part1_assistant_axis.artifacts import axis_for_model, axis_source
-from part3_contrastive.artifacts import coherence_scale, describe_labelling, labelling_of, labels_of, trait_vectors
+from part3_contrastive.artifacts import coherence_scale, describe_labelling, labels_of, trait_vectors
 from solutions import part3_contrastive as section3_steps  # builds section 3's vectors if it has not run
 from utils.chat import records_to_conversations
 from utils.coherence import judge_free_coherence
@@ -122,16 +122,7 @@ syco_vectors, syco_provenance = trait_vectors(model, tokenizer, profile, "sycoph
 syco_vector = syco_vectors[STEER_LAYER]
 
 
-def labelling_sentence(provenance) -> str:
-    """Section 3's sentence on how the pairs were labelled, saying when its judge's mean scores are P(yes), not 0-100."""
-    text, labelling = describe_labelling(provenance), labelling_of(provenance)
-    means = [] if labelling is None else [labelling["mean_score_pos"], labelling["mean_score_neg"]]
-    if means and all(m is not None and 0 <= m <= 1 for m in means):  # a yes/no judge: P(yes), where other trait scores here are 0-100
-        text = text.replace("mean trait score", "mean trait score as the judge's P(yes), 0-1, not 0-100:")
-    return text
-
-
-print(f"sycophancy vectors: {labelling_sentence(syco_provenance)}")
+print(f"sycophancy vectors: {describe_labelling(syco_provenance)}")
 # How big a push is coefficient 1? Compare |v| with the norm of the residual stream it is added to.
 RESIDUAL_NORM = typical_residual_norm(model, tokenizer, [build_messages(q) for q in syco_eval["questions"][:8]], STEER_LAYER)
 print(f"STEER_LAYER = {STEER_LAYER}; |v| = {syco_vector.norm():.2f}; the residual stream's typical norm there is "
@@ -251,11 +242,11 @@ else:
 # Section 3 saved how the pairs were labelled, and the judge's numbers, with the vectors.
 if labels_of(syco_provenance) == "prompt":
     print(departure(f"the sycophancy vectors come from pairs labelled by their system prompt, not by the "
-          f"judge ({labelling_sentence(syco_provenance)})"
+          f"judge ({describe_labelling(syco_provenance)})"
           + ("" if OFFLINE_LOCAL_JUDGE else f"; the judge check above gave AUROC {judge_auroc:.2f}") + ". The vector "
           "is 'what the sycophantic prompt changes', whether or not the replies were sycophantic."))
 else:
-    print(f"The sycophancy vectors come from {labelling_sentence(syco_provenance)}.")
+    print(f"The sycophancy vectors come from {describe_labelling(syco_provenance)}.")
 
 # %% [markdown]
 # ## 1. An activation steerer

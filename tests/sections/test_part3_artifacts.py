@@ -55,6 +55,16 @@ def test_saved_vectors_carry_their_labelling_and_later_sections_can_say_it(profi
     assert art.labelling_of(loaded.provenance) == labelling
     sentence = art.describe_labelling(loaded.provenance)
     assert "judge labels" in sentence and "kept 2 of 3 pairs" in sentence and "70.0" in sentence and "20.0" in sentence
+    assert "trait score, 0-100" in sentence
+
+
+def test_a_yes_no_judges_means_are_said_to_be_p_yes_not_a_0_100_score(profile):
+    labelling = art.judge_labelling("judge", 2, _scored([0.72, 0.8, None], [0.66, 0.5, 0.6]))
+    art.save_trait_vectors(
+        profile, "sycophantic", lambda: torch.zeros(2, 4), labelling, cache_inputs(profile, "tiny-qwen2")
+    )
+    sentence = art.describe_labelling(art.load_trait_vectors(profile, "sycophantic").provenance)
+    assert "mean P(yes), 0-1:" in sentence and "0-100" not in sentence
 
 
 def test_a_prompt_label_fallback_says_why(profile):
