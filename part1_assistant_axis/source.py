@@ -705,6 +705,16 @@ tests.test_role_adherence(role_adherence)
 #
 # **Before you run:** the judge reached about 0.69 on these 80 answers. Will the likelihood ratio, which
 # reads no instructions and answers no question, do better or worse?
+#
+# <details><summary>Answer</summary>
+#
+# Much better. On the offline run the likelihood ratio separates the 40 in-role answers from the 40 plain ones
+# at AUROC 0.948 ± 0.03, against the judge's 0.687 on the same items: in-role answers average +0.48 nats per
+# token, plain ones +0.02 (a plain answer is about as likely with the role prompt as without it). The
+# threshold with the best balanced accuracy is +0.202. The model "knows" which answers fit the role far
+# better than it can say so when asked as a judge: its probabilities read the text directly, its words as a
+# judge go through a 0.5B model's instruction following.
+# </details>
 
 # %%
 adherence_items = [
@@ -729,16 +739,6 @@ print(f"  threshold with the best balanced accuracy: {ADHERENCE_THRESHOLD:+.3f}"
 course.record("role adherence AUROC (check set, likelihood ratio)", adherence_auroc)
 
 # %% [markdown]
-# <details><summary>Answer</summary>
-#
-# Much better. On the offline run the likelihood ratio separates the 40 in-role answers from the 40 plain ones
-# at AUROC 0.948 ± 0.03, against the judge's 0.687 on the same items: in-role answers average +0.48 nats per
-# token, plain ones +0.02 (a plain answer is about as likely with the role prompt as without it). The
-# threshold with the best balanced accuracy is +0.202. The model "knows" which answers fit the role far
-# better than it can say so when asked as a judge: its probabilities read the text directly, its words as a
-# judge go through a 0.5B model's instruction following.
-# </details>
-#
 # On the offline profile the likelihood ratio replaces the judge as the filter of `extract_persona_vectors`:
 # a role response is kept when its adherence reaches the calibrated threshold. That is a departure from the
 # paper (which keeps the responses its judge scores 3 of 0-3), made because this judge is measured to be weak
@@ -1237,6 +1237,18 @@ course.record("|cos(axis, PC1)|", abs(cos_pc1))
 # **Before you run:** the filter left out the role responses in which the model dropped its role. Build the
 # same two directions again from *every* role response (no filter; the activations are already stored, so
 # this costs no forward pass). Will PC1 of the unfiltered roles lie closer to the axis, or further from it?
+#
+# <details><summary>Answer</summary>
+#
+# Closer. On the offline run, built from every role response, PC1 explains 38.5% of the variance and
+# |cos(axis, PC1)| is 0.732; built from the 51 responses that kept their role it is 40.1% and 0.090. Mixed in,
+# the dropped-role responses make each role vector partly "assistant", by a different amount per role, and
+# that amount becomes the roles' main difference, which is the axis itself. Filtered, the roles differ
+# mainly in other ways (a lawyer's register against a romantic's). The paper's cosine above 0.6 comes from
+# hundreds of roles, filtered by a strong judge; with ten roles, PC1 follows whatever differs most among
+# the few. The axis itself barely moves (cosine 0.91 between the two) but is longer when filtered (5.99
+# against 4.94).
+# </details>
 
 # %%
 unfiltered_vectors = extract_persona_vectors(
@@ -1253,18 +1265,6 @@ print(f"{'every role response':>28}{float(unfiltered_variance[0]):>11.1%}{abs(co
 print(f"cos(filtered axis, unfiltered axis) = {torch.nn.functional.cosine_similarity(assistant_axis, unfiltered_axis, dim=0).item():+.3f}")
 course.record("|cos(axis, PC1)|, every role response", abs(cos_unfiltered), echo=False)
 
-# %% [markdown]
-# <details><summary>Answer</summary>
-#
-# Closer. On the offline run, built from every role response, PC1 explains 38.5% of the variance and
-# |cos(axis, PC1)| is 0.732; built from the 51 responses that kept their role it is 40.1% and 0.090. Mixed in,
-# the dropped-role responses make each role vector partly "assistant", by a different amount per role, and
-# that amount becomes the roles' main difference, which is the axis itself. Filtered, the roles differ
-# mainly in other ways (a lawyer's register against a romantic's). The paper's cosine above 0.6 comes from
-# hundreds of roles, filtered by a strong judge; with ten roles, PC1 follows whatever differs most among
-# the few. The axis itself barely moves (cosine 0.91 between the two) but is longer when filtered (5.99
-# against 4.94).
-# </details>
 
 # %% [markdown]
 # The two directions were built in different ways: PC1 from the roles alone (where do they spread
@@ -1384,6 +1384,17 @@ course.record("held-out AUROC (default vs roles)", heldout_auroc)
 #
 # **Before you run:** if the overlapping role responses are ones where the model dropped its role and answered
 # as itself, what should the AUROC be over the replies that stayed in role?
+#
+# <details><summary>Answer</summary>
+#
+# Near 1, and that is what the offline run shows. 34 of the 100 held-out role responses dropped their role by
+# the likelihood measure; the ones printed above are the model answering "As an AI language model, I don't
+# have personal experiences..." under a firefighter's or a romantic's prompt. They project at a mean of 2.07,
+# close to the default's 3.35, while the 66 that stayed in role average -1.75. Against those 66 alone the
+# held-out AUROC is 0.992 (0.922 against all 100). The overlap is not noise in the axis: it is the axis
+# working, on replies in which the small model stopped playing the role. In the histogram the hatched bars
+# sit in the default's range, whatever their role's colour.
+# </details>
 
 # %%
 heldout_items = [
@@ -1418,17 +1429,6 @@ px.histogram(hist, x="projection", color="persona", pattern_shape="reply", nbins
              pattern_shape_map={"default": "", "in role": "", "dropped its role": "/"},
              title=f"Held-out responses on the Assistant Axis (block {AXIS_LAYER}), by persona; hatched: dropped its role").show()
 
-# %% [markdown]
-# <details><summary>Answer</summary>
-#
-# Near 1, and that is what the offline run shows. 34 of the 100 held-out role responses dropped their role by
-# the likelihood measure; the ones printed above are the model answering "As an AI language model, I don't
-# have personal experiences..." under a firefighter's or a romantic's prompt. They project at a mean of 2.07,
-# close to the default's 3.35, while the 66 that stayed in role average -1.75. Against those 66 alone the
-# held-out AUROC is 0.992 (0.922 against all 100). The overlap is not noise in the axis: it is the axis
-# working, on replies in which the small model stopped playing the role. In the histogram the hatched bars
-# sit in the default's range, whatever their role's colour.
-# </details>
 
 # %% [markdown]
 # An AUROC of 0.5 would mean the axis does not tell a default response from a role response on new

@@ -1336,6 +1336,16 @@ for name in [t["name"] for t in transcripts if t["category"] == "drift"][:1]:
 # everywhere, and prints how much of the rise from no cap to the cap everywhere each part gives.
 #
 # **Before you run:** which of the two parts gives most of the rise?
+#
+# <details><summary>Answer</summary>
+#
+# The other positions. On the offline run capping the reply tokens alone gives 0.15 of the rise (the drift
+# replays' mean at block 20 goes from 4.444 with no cap to 4.562), and capping the other positions alone gives
+# 0.87 (to 5.114; capping every position gives 5.215). So the rise is real, but mostly the cap acting on the
+# prompt's positions and reaching the replies through attention, not the cap acting on drifting replies: the
+# replays did not drift (§5), and the floor, calibrated on reply tokens, sits above many of the prompt's
+# positions.
+# </details>
 
 # %%
 CAP_WHERE = ("reply", "prompt", "all")
@@ -1394,14 +1404,6 @@ if RISE_NAMES:
         share = (means[where] - plain) / rise if rise else float("nan")
         print(f"  share of the rise from capping {CAP_WHERE_TEXT[where]}: {share:.2f}")
         course.record(f"drift: share of the cap's rise (block {READOUT_LAYER}) from capping {CAP_WHERE_TEXT[where]}", share, echo=False)
-
-# %% [markdown]
-# On the offline run capping the reply tokens alone gives 0.15 of the rise (the drift replays' mean at
-# block 20 goes from 4.444 with no cap to 4.562), and capping the other positions alone gives 0.87 (to
-# 5.114; capping every position gives 5.215). So the
-# rise is real, but mostly the cap acting on the prompt's positions and reaching the replies through
-# attention, not the cap acting on drifting replies: the replays did not drift (§5), and the floor,
-# calibrated on reply tokens, sits above many of the prompt's positions.
 
 # %% [markdown]
 # ### Capping that acts: push the model off the axis, then cap

@@ -9,12 +9,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tqdm.notebook import tqdm as notebook_tqdm
+
 from utils import environment
+
+
+class WidgetBar(notebook_tqdm):
+    """tqdm's notebook bar whose ``leave=False`` hides the widget instead of closing it.
+
+    A closed widget is gone from the kernel: a bar that finishes before the front end has drawn it (a step
+    read from a cache) then shows "Error displaying widget: model not found" in JupyterLab. Hidden, it simply
+    takes no room.
+    """
+
+    def display(self, msg=None, pos=None, close=False, bar_style=None, check_delay=True):
+        if close and getattr(self, "container", None) is not None:
+            self.container.layout.display = "none"
+            return None
+        return super().display(msg, pos, close=close, bar_style=bar_style, check_delay=check_delay)
+
 
 if environment.setting(environment.PLAIN_PROGRESS):
     from tqdm.std import tqdm
 else:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm as _auto
+
+    # In a notebook tqdm.auto is the widget bar: use the one that hides instead of closing.
+    tqdm = WidgetBar if issubclass(_auto, notebook_tqdm) else _auto
 
 
 @contextmanager
@@ -35,4 +56,4 @@ def transformers_bars_off() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-__all__ = ["tqdm", "transformers_bars_off"]
+__all__ = ["WidgetBar", "tqdm", "transformers_bars_off"]

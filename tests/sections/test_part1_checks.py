@@ -38,7 +38,9 @@ def _threshold_message(scores: dict) -> str:
     from part1_assistant_axis.persona_space import choose_score_threshold
     from tests.source_cells import cells_between, run_cells
 
-    cells = cells_between(SECTION, "SCORE_THRESHOLD = choose_score_threshold(scores)", "scores_for_vectors =")
+    cells = cells_between(
+        SECTION, "SCORE_THRESHOLD = None if scores is None else choose_score_threshold(scores)", "scores_for_vectors ="
+    )
     namespace = {
         "choose_score_threshold": choose_score_threshold,
         "scores": scores,
@@ -59,3 +61,7 @@ def test_score_filter_message_matches_the_threshold_used():
     none_in_role = {DEFAULT_ROLE: [1], "pirate": [0, 1], "ghost": [1, 0], "monk": [0, 0]}
     message = _threshold_message(none_in_role)
     assert "unfiltered" in message, message
+
+
+def test_without_judge_scores_the_filter_cell_points_to_the_likelihood_filter():
+    assert "see §5" in _threshold_message(None)

@@ -51,3 +51,19 @@ def test_bars_switched_off_before_the_block_stay_off():
         assert not transformers_logging.is_progress_bar_enabled()
     finally:
         transformers_logging.enable_progress_bar()
+
+
+def test_a_widget_bar_that_does_not_stay_is_hidden_not_closed():
+    """A closed widget shows "Error displaying widget: model not found" if the front end had not drawn it yet."""
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from utils.progress import WidgetBar
+
+    plain = notebook_tqdm(total=2, leave=False)  # tqdm's own: closing the bar closes its widget
+    plain.update(2)
+    plain.close()
+    assert plain.container.comm is None
+    ours = WidgetBar(total=2, leave=False)
+    ours.update(2)
+    ours.close()
+    assert ours.container.comm is not None and ours.container.layout.display == "none"

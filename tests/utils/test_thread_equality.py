@@ -1,5 +1,6 @@
 """Why sections run side by side (and test workers) change no result: the offline model computes the same
-numbers on one CPU thread as on two.
+numbers on one CPU thread as on two (to the last float bits on some CPUs, within 1e-4 on others), and the
+same greedy replies.
 
 Each thread count runs in a fresh process that fixes its threads before torch starts any, as the course
 runner's kernels do (``OMP_NUM_THREADS``). Changing the count inside a test process instead would raise
@@ -53,7 +54,9 @@ def test_the_offline_model_computes_the_same_numbers_on_one_thread_as_on_two(off
     one, two = _run(1, tmp_path / "one.pt"), _run(2, tmp_path / "two.pt")
     assert (one["threads"], two["threads"]) == (1, 2), "each process must run on the threads it was given"
     assert one["padding_side"] == "left"
-    assert torch.equal(one["logits"], two["logits"]), (
-        f"logits differ by up to {(one['logits'] - two['logits']).abs().max():.3g} between one thread and two"
-    )
+    # Bitwise equal on some CPUs (seen on AVX-512 machines); on others the reduction order of a matmul split
+    # over two threads moves the last float bits (seen: 1.2e-5 on logits of size ~20). Within that, the greedy
+    # replies, which every recorded result comes from, must not change.
+    difference = float((one["logits"] - two["logits"]).abs().max())
+    assert difference <= 1e-4, f"logits differ by up to {difference:.3g} between one thread and two"
     assert torch.equal(one["reply"], two["reply"]), "greedy replies differ between one thread and two"
