@@ -22,10 +22,15 @@ SHOUTED_DEPARTURE = re.compile(r"DEPARTURE FROM THE METHOD")
 
 
 def machine_roots() -> list[str]:
-    """Folders whose absolute paths must not appear in a stored output (this checkout and the temp folder)."""
+    """Folders whose absolute paths must not appear in a stored output (the checkout, the cache, the temp and home folders)."""
     from utils.cache import cache_root
 
-    roots = {str(Path(__file__).resolve().parent.parent), str(cache_root().resolve()), tempfile.gettempdir(), "/root/"}
+    roots = {
+        str(Path(__file__).resolve().parent.parent),
+        str(cache_root().resolve()),
+        tempfile.gettempdir(),
+        str(Path.home()),
+    }
     return sorted(r for r in roots if len(r) > 1)
 
 

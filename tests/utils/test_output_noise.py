@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from utils.output_noise import MAX_CACHE_LINES, MAX_MACHINE_PATHS, noise_problems
 
-ROOTS = ["/home/student/persona-course"]
+ROOTS = [str(Path.home() / "persona-course")]  # a checkout as it would sit on a student's machine
 
 
 def notebook(*texts: str):
