@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.fresh_venv import cells_to_first_check, fresh_venv, installed
 from utils import environment
 from utils.build_notebooks import ROOT
 
@@ -66,33 +65,10 @@ def pins(path: Path = VERSIONS) -> list[str]:
     return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
 
 
-def section_1_cells() -> str:
-    nb = nbformat.read(ROOT / "chapters" / "part1_assistant_axis_solutions.ipynb", as_version=4)
-    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    exercise = next(i for i in code if "exercise" in nb.cells[i].metadata.get("tags", []))
-    check = next(i for i in code if i > exercise)
-    assert nb.cells[code[0]].source.startswith("# Set-up"), "the first code cell is the set-up cell"
-    return "\n\n".join(nb.cells[i].source for i in code if i <= check)
-
-
-def installed(python: str, name: str) -> str:
-    return subprocess.run(
-        [python, "-c", f"import importlib.metadata as m; print(m.version({name!r}))"], capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.mark.offline_model
 @pytest.mark.xdist_group("colab")
 def test_colab_set_up_cell_in_a_fresh_runtime(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    colab = pins()
-    setup = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *colab, "torch==2.13.0"],
-        capture_output=True,
-        text=True,
-    )
+    python, setup = fresh_venv(tmp_path / "venv", pins())
     assert setup.returncode == 0, setup.stderr[-3000:]
     assert installed(python, "transformers") == "5.15.0" and installed(python, "ipywidgets") == "7.7.1"
     stub = tmp_path / "stub" / "google" / "colab"  # a namespace package `google`, as google.protobuf shares it
@@ -102,7 +78,7 @@ def test_colab_set_up_cell_in_a_fresh_runtime(tmp_path):
     student = tmp_path / "content"  # Colab's empty working folder
     student.mkdir()
     script = tmp_path / "colab_notebook.py"
-    script.write_text(PRELUDE.format(root=str(ROOT)) + section_1_cells() + "\n" + PANEL)
+    script.write_text(PRELUDE.format(root=str(ROOT)) + cells_to_first_check("part1_assistant_axis") + "\n" + PANEL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_") and k != "PYTHONPATH"}
     env.update({"PYTHONPATH": str(tmp_path / "stub"), environment.CLONE_URL: ROOT.as_uri()})
     run = subprocess.run([python, str(script)], cwd=student, env=env, capture_output=True, text=True, timeout=1500)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.fresh_venv import cells_to_first_check, fresh_venv
 from utils.build_notebooks import ROOT
 
 FLOOR = re.compile(r"^([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9.]*)")
@@ -35,15 +34,6 @@ def floors(requirements: Path = ROOT / "requirements.txt") -> list[str]:
     return pins
 
 
-def first_cells(section: str = "part1_assistant_axis") -> str:
-    """The solutions notebook's code, from the set-up cell to the first exercise's check, as one script."""
-    nb = nbformat.read(ROOT / "chapters" / f"{section}_solutions.ipynb", as_version=4)
-    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    exercise = next(i for i in code if "exercise" in nb.cells[i].metadata.get("tags", []))
-    check = next(i for i in code if i > exercise)
-    return "\n\n".join(nb.cells[i].source for i in code if i <= check)
-
-
 def test_floors_parsed():
     pins = dict(p.split("==") for p in floors())
     assert pins["transformers"] == "5.17" and "torch" not in pins
@@ -53,19 +43,12 @@ def test_floors_parsed():
 @pytest.mark.offline_model
 @pytest.mark.xdist_group("floors")
 def test_section_1_runs_on_the_requirement_floors(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
     pins = floors()
-    install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins, "torch==2.13.0"],
-        capture_output=True,
-        text=True,
-    )
+    python, install = fresh_venv(tmp_path / "venv", pins)
     assert install.returncode == 0, f"the floors do not install together: {pins}\n{install.stderr[-3000:]}"
     script = tmp_path / "section1.py"
     script.write_text(
-        first_cells()
+        cells_to_first_check("part1_assistant_axis")
         + "\n\nimport anthropic, openai, transformers\nopenai.OpenAI(api_key='x'); anthropic.Anthropic(api_key='x')"
         + "\nprint('transformers', transformers.__version__)\n"
     )
