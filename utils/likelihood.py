@@ -114,54 +114,107 @@ def answer_logprobs(
         for batch in tqdm(batches, desc=desc, disable=len(batches) < 2):
             chunk = [rows[i] for i in batch]
             if can_share_prefixes(model):
-                steps, saved = _prefix_shared_pass(model, chunk, pad_id)
+                first, hidden, saved = _prefix_shared_pass(model, chunk, pad_id)
             else:
-                steps, saved = _one_pass(model, chunk, pad_id)
-            for i, r, row_steps in zip(batch, chunk, steps):
-                n = len(r.answer)
-                logp = torch.log_softmax(row_steps, dim=-1)  # [n + 1, vocab]
-                token_lp = logp[torch.arange(n), torch.tensor(r.answer, dtype=torch.long)]
-                end_lp = float(logp[n, r.end_token]) if r.end_token is not None else None
-                results[i] = AnswerLogprobs(token_lp.cpu(), end_lp)
+                first, hidden, saved = _one_pass(model, chunk, pad_id)
+            for i, (token_lp, end_lp) in zip(batch, _answer_logprobs(model, chunk, first, hidden)):
+                results[i] = AnswerLogprobs(token_lp, end_lp)
             timer.add(tokens=sum(len(r.prompt) + len(r.answer) for r in chunk) - saved)
     return [r for r in results if r is not None]
 
 
-def _prefix_shared_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[list[Tensor], int]:
+# Positions per output-layer product: [OUTPUT_CHUNK, vocab] float32 logits at a time (~80 MB for a
+# 150k-word vocabulary), never the whole padded batch's.
+OUTPUT_CHUNK = 128
+
+
+def output_logits(model: PreTrainedModel, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
+    """The model's next-token logits from final hidden states (after its final norm), as its forward computes them.
+
+    Args:
+        model: a causal LM (its output embeddings, and Gemma's final logit soft-capping where configured).
+        hidden: final hidden states [n, d_model].
+
+    Returns:
+        float32 logits [n, vocab].
+    """
+    logits = model.get_output_embeddings()(hidden).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _answer_logprobs(
+    model: PreTrainedModel,
+    chunk: list[_Row],
+    first: Float[Tensor, "batch vocab"],
+    hidden: list[Float[Tensor, "n_answer d_model"]],
+) -> list[tuple[Tensor, float | None]]:
+    """Per row, the answer tokens' log-probabilities and the end of turn's, from the logits before the answer
+    (``first``) and the final hidden state at each answer token (predicting the next token, then the end).
+
+    The output layer runs only at real answer positions (no padding), ``OUTPUT_CHUNK`` positions at a time.
+    """
+    first_lp = torch.log_softmax(first.float(), dim=-1)
+    # Targets of the hidden states: answer token t predicts token t + 1; the last one, the end of turn
+    # (any token when the template has none: its value is dropped).
+    targets = [r.answer[1:] + [r.end_token if r.end_token is not None else 0] for r in chunk if r.answer]
+    picked = torch.empty(0)
+    if targets:
+        states = torch.cat([h for h, r in zip(hidden, chunk) if r.answer])
+        flat = torch.tensor([t for row in targets for t in row], dtype=torch.long, device=states.device)
+        parts = []
+        for k in range(0, len(states), OUTPUT_CHUNK):
+            logits = output_logits(model, states[k : k + OUTPUT_CHUNK])
+            parts.append(logits.gather(1, flat[k : k + OUTPUT_CHUNK, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+        picked = torch.cat(parts).cpu()
+    out, at = [], 0
+    for b, r in enumerate(chunk):
+        n = len(r.answer)
+        if n == 0:
+            end = float(first_lp[b, r.end_token]) if r.end_token is not None else None
+            out.append((torch.empty(0), end))
+            continue
+        row = picked[at : at + n]
+        at += n
+        tokens = torch.cat([first_lp[b, r.answer[0]].reshape(1).cpu(), row[: n - 1]])
+        out.append((tokens, float(row[n - 1]) if r.end_token is not None else None))
+    return out
+
+
+def _prefix_shared_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[Tensor, list[Tensor], int]:
     """Prompts prefilled with shared prefixes, then one pass over the (left-padded) answers.
 
     Exact only for full-attention models: the padding between a prompt and its answer would shift a
-    sliding window. Returns, per row, the logits predicting each answer token and then the end of turn
-    [n + 1, vocab], and the prompt tokens the prefill did not compute.
+    sliding window. Returns the logits after each prompt [batch, vocab], per row the final hidden state at
+    each answer token [n_answer, d_model], and the prompt tokens the prefill did not compute.
     """
     done = prefill(model, [r.prompt for r in chunk], pad_id)
     width = max(len(r.answer) for r in chunk)
     if not width:  # no answer tokens in this batch: the prefill's logits predict the end of turn
-        return [done.logits[b : b + 1] for b in range(len(chunk))], done.shared_tokens
+        return done.logits, [torch.empty(0) for _ in chunk], done.shared_tokens
     answer_ids, answer_mask = _left_pad([r.answer for r in chunk], pad_id, model.device)
     mask = torch.cat([done.attention_mask, answer_mask], dim=1)
-    out = model(
+    out = model.get_decoder()(
         input_ids=answer_ids,
         attention_mask=mask,
         position_ids=positions_from_mask(mask)[:, -width:],
         use_cache=True,
         **cache_kwarg(model, done.cache),
     )
-    logits = out.logits.float()  # [batch, width, vocab]
-    # The prefill's last logits predict the answer's first token; the logits at answer token t predict
-    # token t + 1, and at the last one, the end of the turn.
-    steps = [
-        torch.cat([done.logits[b : b + 1], logits[b, width - len(r.answer) :]], dim=0) for b, r in enumerate(chunk)
-    ]
-    return steps, done.shared_tokens
+    hidden = out.last_hidden_state  # [batch, width, d_model]
+    return done.logits, [hidden[b, width - len(r.answer) :] for b, r in enumerate(chunk)], done.shared_tokens
 
 
-def _one_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[list[Tensor], int]:
-    """Prompt and answer in one left-padded pass (any attention), keeping only the answers' logits."""
+def _one_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[Tensor, list[Tensor], int]:
+    """Prompt and answer in one left-padded pass (any attention): the logits after each prompt, and the final
+    hidden state at each answer token."""
     ids, mask = _left_pad([r.prompt + r.answer for r in chunk], pad_id, model.device)
-    keep = max(len(r.answer) for r in chunk) + 1
-    out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False, logits_to_keep=keep
+    out = model.get_decoder()(
+        input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False
     )
-    logits = out.logits.float()  # [batch, keep, vocab]: the last prompt token's, then each answer token's
-    return [logits[b, keep - len(r.answer) - 1 :] for b, r in enumerate(chunk)], 0
+    hidden = out.last_hidden_state  # [batch, seq, d_model]
+    seq = hidden.shape[1]
+    before = torch.stack([hidden[b, seq - len(r.answer) - 1] for b, r in enumerate(chunk)])
+    return output_logits(model, before), [hidden[b, seq - len(r.answer) :] for b, r in enumerate(chunk)], 0

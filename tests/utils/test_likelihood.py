@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from utils.chat import assistant_turn_spans, build_messages, encode
-from utils.likelihood import answer_logprobs
+from utils.likelihood import answer_logprobs, output_logits
 
 SYSTEM = "You are a swashbuckling pirate captain. Answer every question in character, in the first person."
 ANSWERS = [
@@ -49,3 +49,18 @@ def test_answer_logprobs_refuse_a_conversation_without_an_answer(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
     with pytest.raises(ValueError, match=r"conversations\[1\]"):
         answer_logprobs(model, tok, [build_messages("Hi", "Hello"), build_messages("Hi")])
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-llama", "tiny-gemma2"])
+def test_output_logits_equal_the_models_own(tiny_models, name):
+    """From the decoder's final hidden states, the model's logits (Gemma 2's soft-capping included)."""
+    model, tok = tiny_models[name]
+    ids = torch.tensor([encode("The cat sat on the mat.", tok)["input_ids"]])
+    with torch.no_grad():
+        hidden = model.get_decoder()(input_ids=ids).last_hidden_state[0]
+        want = model(input_ids=ids).logits[0].float()
+        torch.testing.assert_close(output_logits(model, hidden), want, atol=1e-4, rtol=1e-4)
+    if name == "tiny-gemma2":
+        assert model.config.final_logit_softcapping, (
+            "the tiny Gemma 2 must cap its logits for this test to mean anything"
+        )
