@@ -99,6 +99,7 @@ from utils.data import load_questions, load_roles
 from utils.departures import departure
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
+from utils.judge.standing import judge_standing
 from utils.layers import d_model, num_layers
 from utils.metrics import auroc_standard_error, cohens_d, cosine_matrix, youden_threshold
 from utils.models import describe, load_model, model_display_name
@@ -145,8 +146,9 @@ print(
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 # The local judge on the offline profile is the 0.5B model we study: §4 measures it on its check set only,
 # and §5 filters role responses by the model's own likelihoods instead. Every other judge filters as the
-# paper does.
-LIKELIHOOD_FILTER = profile.name in ("offline", "tiny") and judge.backend.name == "local"  # tiny: the same path, for tests
+# paper does. `judge_standing` owns that rule for every section (tiny rehearses the offline path, for tests).
+JUDGE_STANDING = judge_standing(profile, judge, rehearse_on_tiny=True)
+LIKELIHOOD_FILTER = JUDGE_STANDING.weak
 
 # %% [markdown]
 # ## 2. Roles and questions
@@ -459,7 +461,7 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
 # %%
 if LIKELIHOOD_FILTER:
     scores = None
-    print("Offline profile, local judge: the role responses are not judged here. The judge is measured on its "
+    print(f"The role responses are not judged here: {JUDGE_STANDING.reason}. The judge is measured on its "
           "check set below, and §5 filters the responses by the model's own likelihoods.")
 else:
     scores = load_or_generate(

@@ -178,7 +178,10 @@ held_out = load_or_generate(
 # sets whose labels are known (its trait and coherence AUROCs are printed there), so on this profile it is
 # not asked again here: P(opens agreeing) carries the trait and section 3's judge-free coherence
 # carries coherence (both below). A hosted judge, or a local one on another profile, is checked here.
-OFFLINE_LOCAL_JUDGE = profile.name == "offline" and judge.backend.name == "local"
+from utils.judge.standing import judge_standing  # the one owner of "is this judge too weak to score as the paper's"
+
+JUDGE_STANDING = judge_standing(profile, judge)
+OFFLINE_LOCAL_JUDGE = JUDGE_STANDING.weak
 
 
 def mean_or_nan(values) -> float:
@@ -198,9 +201,8 @@ def repeat_fragment(text: str, times: int = 12) -> str:
 
 judge_auroc = float("nan")
 if OFFLINE_LOCAL_JUDGE:
-    print(f"The local judge ({judge.model_name}, the model being steered) is not asked on the offline profile: section 3 "
-          "measured it on its check sets. The trait is read from P(opens agreeing) and coherence from section 3's "
-          "judge-free coherence score (likelihood, distinct bigrams, end of turn), below.")
+    print(f"The judge is not asked here: {JUDGE_STANDING.reason} (section 3 measured it on its check sets). The trait "
+          "is read from P(opens agreeing) and coherence from section 3's judge-free coherence score (likelihood, distinct bigrams, end of turn), below.")
 else:
     # The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
     # enough to see whether it separates them at all; Section 3 measures it on a larger labelled check set.
