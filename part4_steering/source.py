@@ -36,6 +36,17 @@
 #   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
 #   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
 #   cell prints which judge is in use.
+# - **Departures from the method** are printed as one line starting "Departure from the method:". On the
+#   `offline` profile with the local judge this section makes two. §2's sweep reads coherence from
+#   section 3's judge-free coherence score (the model's likelihood of the reply, its distinct bigrams and
+#   P(end of turn)), not from the judge's 0-100 coherence: the local judge does not see repetition or
+#   truncation. §4's pipeline labels a trait's pairs by their system prompt when the judge keeps too few
+#   effective pairs (the offline run's local judge keeps too few for its traits), and prints the judge's
+#   numbers. A third appears in the set-up when section 3's sycophancy vectors were themselves labelled by
+#   prompt (section 3 not run, or its judge confirmed too few pairs); on the offline run they come from the
+#   judge's labels. Not a departure line, but said in the set-up: on that profile the local judge, the
+#   model being steered, is not asked about the trait or coherence; P(opens agreeing) and the judge-free
+#   coherence carry those conclusions.
 
 # %%
 # COURSE SETUP
