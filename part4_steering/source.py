@@ -1101,19 +1101,20 @@ for t, p in pipelines.items():
 # Trait vectors share a component (every contrast is "some persona" minus "helpful assistant"), which
 # inflates their raw cosines; removing the mean over traits ("centring") takes it out.
 #
-# **Before you run** (and before you read the exercise): after removing the mean over traits, what will the
-# off-diagonal cosines be, with the three traits of the offline and lite profiles?
+# **Before you run** (and before you read the exercise): after removing the mean over traits, what must the
+# off-diagonal cosines average with n traits, whatever the traits mean? With how few traits does the centred
+# heatmap say nothing about them?
 #
 # <details><summary>Answer</summary>
 #
-# With n traits the centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`:
-# with three traits (offline and lite) expect an average near -0.5 whatever the traits mean, and treat the
-# values as geometry, not findings. Three vectors that sum to zero form a triangle, so their cosines follow
-# from their lengths: on the offline run sycophantic vs evil -0.86, sycophantic vs hallucinating -0.87, evil
-# vs hallucinating +0.50 (average -0.41). The positive pair says only that the centred sycophancy vector is
-# longer than the other two together (in squared norm), so they must lean together against it. Compare the
-# raw heatmap instead (-0.26, -0.32 and -0.03 on the offline run), and on the full profile (seven traits)
-# look for pairs that stay positive after centring.
+# The centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`. With three traits
+# (the offline and lite profiles) that is -0.5, and more: three vectors that sum to zero form a triangle, so
+# their cosines follow from their lengths alone. On the offline run they were sycophantic vs evil -0.86,
+# sycophantic vs hallucinating -0.87 and evil vs hallucinating +0.50, and the one positive pair said only that
+# the centred sycophancy vector is longer than the other two together (in squared norm). So the cell below
+# draws the centred heatmap only from four traits on (forced average -1/3) and, with three, prints why it
+# skips it and shows the raw cosines alone (-0.26, -0.32 and -0.03 on the offline run). On the full profile
+# (seven traits, forced average -1/6), look for pairs that stay well above that average after centring.
 # </details>
 
 # %% [markdown]
@@ -1124,8 +1125,9 @@ for t, p in pipelines.items():
 # trait name). With `center=True`, first subtract the mean vector over traits. Centring has a cost with
 # few traits: the centred vectors sum to zero, so their off-diagonal cosines average about `-1/(n-1)`. With
 # the three traits of the offline and lite profiles that forces an average near -0.5 whatever the traits are
-# (three vectors that sum to zero lie in one plane, and their cosines follow from their lengths alone); only
-# the full profile's seven traits leave room to see real structure (or add traits).
+# (three vectors that sum to zero lie in one plane, and their cosines follow from their lengths alone), so the
+# cell after the check draws the centred heatmap only from `MIN_TRAITS_TO_CENTRE` traits on; the full
+# profile's seven leave room to see real structure.
 #
 # <details><summary>Hint</summary>
 #
@@ -1165,12 +1167,24 @@ def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center
 tests.test_trait_similarity(trait_similarity)
 
 # %%
+from utils.profiles import PROFILES  # the full profile's traits, for the message below
+
 vectors_at_layer = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
+# Centred vectors sum to zero, so their off-diagonal cosines average -1/(n-1) whatever the traits are: with
+# three traits (-0.5, and every cosine fixed by the vectors' lengths) the centred heatmap is forced geometry.
+MIN_TRAITS_TO_CENTRE = 4
+n_traits = len(vectors_at_layer)
 for center in (False, True):
+    if center and n_traits < MIN_TRAITS_TO_CENTRE:
+        print(f"No mean-removed heatmap with {n_traits} traits: centred, they sum to zero, so their cosines average "
+              f"{-1 / max(n_traits - 1, 1):.2f} whatever the traits are; it needs {MIN_TRAITS_TO_CENTRE} or more "
+              f"(the full profile runs {len(PROFILES['full'].pipeline_traits)}). Read the raw cosines above.")
+        continue
     sim = trait_similarity(vectors_at_layer, center=center)
     kind = "mean removed" if center else "raw"
+    forced = f"; cosines forced to average {-1 / (n_traits - 1):.2f}" if center else ""
     px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
-              title=f"Trait vector cosines at block {STEER_LAYER} ({kind})").show()
+              title=f"Trait vector cosines at block {STEER_LAYER} ({kind}{forced})").show()
     for i, a in enumerate(sim.index):
         for b in sim.index[i + 1 :]:
             course.record(f"trait cosine ({kind}): {a} vs {b}", float(sim.loc[a, b]))
@@ -1373,9 +1387,10 @@ for row in comparison.to_dict("records"):
 # <details><summary>Answer</summary>
 #
 # With three traits, centring cannot tell: the centred vectors sum to zero, which forces their cosines to
-# average near -0.5 and fixes each one by the vectors' lengths. On the offline run evil and hallucinating
-# stay aligned after centring (+0.50), but only because the centred sycophancy vector is the longest, and the
-# other two must lean together against it (-0.86 and -0.87). The raw heatmap is the one to read there; the component centring removes is what all the
+# average near -0.5 and fixes each one by the vectors' lengths, so §5 does not draw the centred heatmap there
+# (computed by hand on the offline run, evil and hallucinating "stay aligned" at +0.50 only because the
+# centred sycophancy vector is the longest and the other two must lean together against it, -0.86 and
+# -0.87). The raw heatmap is the one to read there; the component centring removes is what all the
 # contrasts share, "any instructed persona" minus "a helpful assistant" (on the offline run also the style
 # of the prompt-labelled fallback pairs). With the full profile's seven traits centring leaves room for
 # structure, and traits such as evil and impolite may stay positive.
