@@ -6,11 +6,14 @@ ranked right, n pairs), the threshold that maximises balanced accuracy, and the 
 coherence, the mean score per broken kind beside the clean answers'.
 
 Run: python benchmarks/bench_judges.py [--model offline-qwen2.5-coder-0.5b] [--judges role,trait] [--formulations score,yes_no]
+With ``--record`` (every judge and formulation, on the offline model) it rewrites
+`utils.judge.formulations.OFFLINE_MEASURED_FILE`, which the sections read the measured figures from.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
 
@@ -23,7 +26,7 @@ from part3_contrastive import COHERENCE_PROMPT_FILE, trait_file
 from part3_contrastive.judge_check import load_coherence_check, load_trait_check
 from utils.data import load_trait_file
 from utils.judge import Judge, Scale
-from utils.judge.formulations import FORMULATIONS, evaluate
+from utils.judge.formulations import FORMULATIONS, OFFLINE_MEASURED_FILE, evaluate, measured_record
 from utils.judge.local import LocalBackend
 from utils.models import load_model
 
@@ -45,7 +48,10 @@ def main() -> None:
     parser.add_argument("--judges", default="role,drift,trait,coherence")
     parser.add_argument("--formulations", default=",".join(FORMULATIONS))
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--record", action="store_true", help=f"rewrite {OFFLINE_MEASURED_FILE.name} from this run")
     args = parser.parse_args()
+    if args.record and (args.judges, args.formulations) != ("role,drift,trait,coherence", ",".join(FORMULATIONS)):
+        parser.error("--record measures every judge in every formulation: leave --judges and --formulations out")
 
     start = time.perf_counter()
     model, tokenizer = load_model(args.model)
@@ -84,6 +90,12 @@ def main() -> None:
         cells = [f"{r.auroc:.2f} ± {r.se:.2f} (n={r.n_pos}+{r.n_neg}, {s:.0f}s)" for j, f, r, s in rows if j == name]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"total {time.perf_counter() - start:.0f}s")
+    if args.record:
+        results: dict = {}
+        for name, formulation, result, _ in rows:
+            results.setdefault(name, {})[formulation] = result
+        OFFLINE_MEASURED_FILE.write_text(json.dumps(measured_record(results, args.model), indent=1) + "\n")
+        print(f"wrote {OFFLINE_MEASURED_FILE}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ from utils.data import load_questions, load_roles
 from utils.departures import departure
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
+from utils.judge.standing import judge_standing
 from utils.layers import d_model, num_layers
 from utils.metrics import auroc_standard_error, cohens_d, cosine_matrix, youden_threshold
 from utils.models import describe, load_model, model_display_name
@@ -145,8 +146,9 @@ print(
 judge = make_section_judge(profile, model, tokenizer, profile.models.part1)
 # The local judge on the offline profile is the 0.5B model we study: §4 measures it on its check set only,
 # and §5 filters role responses by the model's own likelihoods instead. Every other judge filters as the
-# paper does.
-LIKELIHOOD_FILTER = profile.name in ("offline", "tiny") and judge.backend.name == "local"  # tiny: the same path, for tests
+# paper does. `judge_standing` owns that rule for every section (tiny rehearses the offline path, for tests).
+JUDGE_STANDING = judge_standing(profile, judge, rehearse_on_tiny=True)
+LIKELIHOOD_FILTER = JUDGE_STANDING.weak
 
 # %% [markdown]
 # ## 2. Roles and questions
@@ -459,7 +461,7 @@ def score_role_responses(responses: dict[str, list[dict]], roles: dict[str, dict
 # %%
 if LIKELIHOOD_FILTER:
     scores = None
-    print("Offline profile, local judge: the role responses are not judged here. The judge is measured on its "
+    print(f"The role responses are not judged here: {JUDGE_STANDING.reason}. The judge is measured on its "
           "check set below, and §5 filters the responses by the model's own likelihoods.")
 else:
     scores = load_or_generate(
@@ -1644,7 +1646,39 @@ plot_similarity(cosine_matrix(axis_all_layers), [str(i) for i in range(N_LAYERS)
 # mostly about the next words, and a default response *says* different words ("As an AI language
 # model..."). A direction that reads a difference well is not necessarily the one that best changes
 # behaviour when you push along it; Section 2 steers and caps in the middle of the network.
+
+# %% [markdown]
+# ### Your axis beside the published one
 #
+# The paper published its axes on the Hugging Face hub (`part1_assistant_axis.published_axis`: the dataset
+# `lu-christina/assistant-axis-vectors`, for Gemma 2 27B, Qwen3-32B and Llama 3.3 70B), built as yours is:
+# `mean(default) - mean(roles)` of response-mean block outputs at every block, from 275 roles and the judge's
+# score-3 responses. On a profile whose model has one (`full`: Gemma 2 27B) and with the hub reachable, the
+# cell below draws the cosine between your axis and theirs at every block; otherwise it says in one line why
+# there is nothing to compare. With far fewer roles and questions than the paper, expect a clearly positive
+# cosine in the middle blocks rather than 1; a cosine near 0 or negative means your axis is something else
+# (the sign: both point towards the assistant). Gemma 2 has a few dimensions with huge activations, which
+# weigh heavily in any cosine of its raw activations, yours and theirs alike.
+
+# %%
+from part1_assistant_axis.published_axis import NoPublishedAxis, axis_cosines_by_layer, load_published_axis
+
+try:
+    published = load_published_axis(profile.models.part1)
+    published_cos = axis_cosines_by_layer(axis_all_layers, published)
+except (NoPublishedAxis, ValueError) as err:
+    print(f"No comparison with the published axis: {err}.")
+else:
+    print(f"cosine(your axis, the published axis) at block {AXIS_LAYER}: {published_cos[AXIS_LAYER]:+.3f}; "
+          f"over all blocks {min(published_cos):+.3f} to {max(published_cos):+.3f}")
+    fig = px.line(x=list(range(len(published_cos))), y=published_cos, markers=True,
+                  labels={"x": "block", "y": "cosine"},
+                  title=f"Your Assistant Axis against the published one ({profile.models.part1}), block by block")
+    fig.add_vline(x=AXIS_LAYER, line_dash="dash", annotation_text="AXIS_LAYER")
+    fig.update_layout(yaxis_range=[-1, 1])
+    fig.show()
+
+# %% [markdown]
 # ## Summary and questions
 #
 # - How much of the role variance does PC1 explain, and how close is it to the Assistant Axis? What

@@ -15,10 +15,19 @@ from part1_assistant_axis import DEFAULT_ROLE
 from solutions import part1_assistant_axis as sol
 from utils.activations import mean_over_spans, response_mean_activations
 from utils.chat import assistant_turn_spans, build_messages, encode
-from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
-from utils.hooks import hooked, hooks_restored, user_hook_counts
+from utils.checks import (
+    CheckFailed,
+    check,
+    check_hooks_removed_after_error,
+    close,
+    passed,
+    rule_judge,
+    tiny,
+    unit_vector,
+)
+from utils.hooks import hooks_restored, user_hook_counts
 from utils.judge import ADHERENCE_0_3
-from utils.layers import get_layers, num_layers
+from utils.layers import num_layers
 
 
 def _call(fn, name: str, *args, hint: str = "", **kwargs):
@@ -317,14 +326,6 @@ def _padding_side(tok, side: str):
         tok.padding_side = saved
 
 
-class _CheckForwardError(RuntimeError):
-    """Raised inside the forward pass by the check, to see whether hooks are removed after an error."""
-
-
-def _raise_in_forward(module, inputs, output):
-    raise _CheckForwardError("a forward pass failed (raised on purpose by the check)")
-
-
 def _as_cpu(got) -> torch.Tensor:
     check(isinstance(got, torch.Tensor), "Return a tensor [num_examples, d_model].")
     return got.detach().float().cpu()
@@ -348,13 +349,9 @@ def test_extract_response_activations(fn) -> None:
             "in a finally, or use `with capture_block_outputs(...)`). A hook left behind runs in every later "
             "forward pass of the model.",
         )
-        with hooked({get_layers(model)[0]: _raise_in_forward}):
-            try:
-                fn(*args, layer, batch_size=3)
-            except Exception:  # noqa: BLE001 - the error is the check's own; any exception type is fine here
-                pass
-        check(
-            user_hook_counts(model) == before,
+        check_hooks_removed_after_error(
+            model,
+            lambda: fn(*args, layer, batch_size=3),
             "When the forward pass raises, your hook stays registered: remove it in a finally block (try/finally), "
             "or use `with capture_block_outputs(...)`, which removes it on exit.",
         )

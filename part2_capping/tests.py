@@ -13,8 +13,17 @@ import torch
 from solutions import part2_capping as sol
 from utils.activations import positions_from_mask, run_capturing
 from utils.chat import assistant_turn_spans, build_messages, encode, render
-from utils.checks import CheckFailed, check, close, passed, rule_judge, tiny, unit_vector
-from utils.hooks import block_output, hooked, hooks_restored, user_hook_counts
+from utils.checks import (
+    CheckFailed,
+    check,
+    check_hooks_removed_after_error,
+    close,
+    passed,
+    rule_judge,
+    tiny,
+    unit_vector,
+)
+from utils.hooks import block_output, user_hook_counts
 from utils.layers import get_layers, num_layers
 
 OUTPUT0_HINT = (
@@ -81,14 +90,6 @@ def _failing_generate(model):
         yield
     finally:
         del model.generate
-
-
-class _CheckForwardError(RuntimeError):
-    """Raised inside the forward pass by the check, to see whether hooks are removed after an error."""
-
-
-def _raise_in_forward(module, inputs, output):
-    raise _CheckForwardError("a forward pass failed (raised on purpose by the check)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,17 +187,12 @@ def test_ConversationAnalyzer(cls) -> None:
         user_hook_counts(model) == before,
         "A hook is still registered after extract_turn_activations: remove it in a finally.",
     )
-    with hooks_restored([model]):  # leave the shared tiny model clean whatever the class does
-        with hooked({get_layers(model)[0]: _raise_in_forward}):
-            try:
-                got.extract_turn_activations(TINY_CONVERSATION)
-            except Exception:  # noqa: BLE001 - the error is the check's own; any exception type is fine here
-                pass
-        check(
-            user_hook_counts(model) == before,
-            "When the forward pass raises, your hook stays registered: remove it in a finally block "
-            "(register the hook, run the model inside try, and call handle.remove() in finally).",
-        )
+    check_hooks_removed_after_error(
+        model,
+        lambda: got.extract_turn_activations(TINY_CONVERSATION),
+        "When the forward pass raises, your hook stays registered: remove it in a finally block "
+        "(register the hook, run the model inside try, and call handle.remove() in finally).",
+    )
     check(
         isinstance(acts, (list, tuple)) and len(acts) == len(spans),
         f"Return one mean vector per assistant turn ({len(spans)}), got "

@@ -36,6 +36,17 @@
 #   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
 #   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
 #   cell prints which judge is in use.
+# - **Departures from the method** are printed as one line starting "Departure from the method:". On the
+#   `offline` profile with the local judge this section makes two. §2's sweep reads coherence from
+#   section 3's judge-free coherence score (the model's likelihood of the reply, its distinct bigrams and
+#   P(end of turn)), not from the judge's 0-100 coherence: the local judge does not see repetition or
+#   truncation. §4's pipeline labels a trait's pairs by their system prompt when the judge keeps too few
+#   effective pairs (the offline run's local judge keeps too few for its traits), and prints the judge's
+#   numbers. A third appears in the set-up when section 3's sycophancy vectors were themselves labelled by
+#   prompt (section 3 not run, or its judge confirmed too few pairs); on the offline run they come from the
+#   judge's labels. Not a departure line, but said in the set-up: on that profile the local judge, the
+#   model being steered, is not asked about the trait or coherence; P(opens agreeing) and the judge-free
+#   coherence carry those conclusions.
 
 # %%
 # COURSE SETUP
@@ -178,7 +189,10 @@ held_out = load_or_generate(
 # sets whose labels are known (its trait and coherence AUROCs are printed there), so on this profile it is
 # not asked again here: P(opens agreeing) carries the trait and section 3's judge-free coherence
 # carries coherence (both below). A hosted judge, or a local one on another profile, is checked here.
-OFFLINE_LOCAL_JUDGE = profile.name == "offline" and judge.backend.name == "local"
+from utils.judge.standing import judge_standing  # the one owner of "is this judge too weak to score as the paper's"
+
+JUDGE_STANDING = judge_standing(profile, judge)
+OFFLINE_LOCAL_JUDGE = JUDGE_STANDING.weak
 
 
 def mean_or_nan(values) -> float:
@@ -198,9 +212,8 @@ def repeat_fragment(text: str, times: int = 12) -> str:
 
 judge_auroc = float("nan")
 if OFFLINE_LOCAL_JUDGE:
-    print(f"The local judge ({judge.model_name}, the model being steered) is not asked on the offline profile: section 3 "
-          "measured it on its check sets. The trait is read from P(opens agreeing) and coherence from section 3's "
-          "judge-free coherence score (likelihood, distinct bigrams, end of turn), below.")
+    print(f"The judge is not asked here: {JUDGE_STANDING.reason} (section 3 measured it on its check sets). The trait "
+          "is read from P(opens agreeing) and coherence from section 3's judge-free coherence score (likelihood, distinct bigrams, end of turn), below.")
 else:
     # The judge reads the responses to the first ten held-out questions (both prompts, every instruction pair):
     # enough to see whether it separates them at all; Section 3 measures it on a larger labelled check set.
@@ -1088,19 +1101,20 @@ for t, p in pipelines.items():
 # Trait vectors share a component (every contrast is "some persona" minus "helpful assistant"), which
 # inflates their raw cosines; removing the mean over traits ("centring") takes it out.
 #
-# **Before you run** (and before you read the exercise): after removing the mean over traits, what will the
-# off-diagonal cosines be, with the three traits of the offline and lite profiles?
+# **Before you run** (and before you read the exercise): after removing the mean over traits, what must the
+# off-diagonal cosines average with n traits, whatever the traits mean? With how few traits does the centred
+# heatmap say nothing about them?
 #
 # <details><summary>Answer</summary>
 #
-# With n traits the centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`:
-# with three traits (offline and lite) expect an average near -0.5 whatever the traits mean, and treat the
-# values as geometry, not findings. Three vectors that sum to zero form a triangle, so their cosines follow
-# from their lengths: on the offline run sycophantic vs evil -0.86, sycophantic vs hallucinating -0.87, evil
-# vs hallucinating +0.50 (average -0.41). The positive pair says only that the centred sycophancy vector is
-# longer than the other two together (in squared norm), so they must lean together against it. Compare the
-# raw heatmap instead (-0.26, -0.32 and -0.03 on the offline run), and on the full profile (seven traits)
-# look for pairs that stay positive after centring.
+# The centred vectors sum to zero, so the off-diagonal cosines average about `-1/(n-1)`. With three traits
+# (the offline and lite profiles) that is -0.5, and more: three vectors that sum to zero form a triangle, so
+# their cosines follow from their lengths alone. On the offline run they were sycophantic vs evil -0.86,
+# sycophantic vs hallucinating -0.87 and evil vs hallucinating +0.50, and the one positive pair said only that
+# the centred sycophancy vector is longer than the other two together (in squared norm). So the cell below
+# draws the centred heatmap only from four traits on (forced average -1/3) and, with three, prints why it
+# skips it and shows the raw cosines alone (-0.26, -0.32 and -0.03 on the offline run). On the full profile
+# (seven traits, forced average -1/6), look for pairs that stay well above that average after centring.
 # </details>
 
 # %% [markdown]
@@ -1111,8 +1125,9 @@ for t, p in pipelines.items():
 # trait name). With `center=True`, first subtract the mean vector over traits. Centring has a cost with
 # few traits: the centred vectors sum to zero, so their off-diagonal cosines average about `-1/(n-1)`. With
 # the three traits of the offline and lite profiles that forces an average near -0.5 whatever the traits are
-# (three vectors that sum to zero lie in one plane, and their cosines follow from their lengths alone); only
-# the full profile's seven traits leave room to see real structure (or add traits).
+# (three vectors that sum to zero lie in one plane, and their cosines follow from their lengths alone), so the
+# cell after the check draws the centred heatmap only from `MIN_TRAITS_TO_CENTRE` traits on; the full
+# profile's seven leave room to see real structure.
 #
 # <details><summary>Hint</summary>
 #
@@ -1152,12 +1167,24 @@ def trait_similarity(trait_vectors: dict[str, Float[Tensor, " d_model"]], center
 tests.test_trait_similarity(trait_similarity)
 
 # %%
+from utils.profiles import PROFILES  # the full profile's traits, for the message below
+
 vectors_at_layer = {t: p["vectors"][STEER_LAYER] for t, p in pipelines.items()}
+# Centred vectors sum to zero, so their off-diagonal cosines average -1/(n-1) whatever the traits are: with
+# three traits (-0.5, and every cosine fixed by the vectors' lengths) the centred heatmap is forced geometry.
+MIN_TRAITS_TO_CENTRE = 4
+n_traits = len(vectors_at_layer)
 for center in (False, True):
+    if center and n_traits < MIN_TRAITS_TO_CENTRE:
+        print(f"No mean-removed heatmap with {n_traits} traits: centred, they sum to zero, so their cosines average "
+              f"{-1 / max(n_traits - 1, 1):.2f} whatever the traits are; it needs {MIN_TRAITS_TO_CENTRE} or more "
+              f"(the full profile runs {len(PROFILES['full'].pipeline_traits)}). Read the raw cosines above.")
+        continue
     sim = trait_similarity(vectors_at_layer, center=center)
     kind = "mean removed" if center else "raw"
+    forced = f"; cosines forced to average {-1 / (n_traits - 1):.2f}" if center else ""
     px.imshow(sim, text_auto=".2f", zmin=-1, zmax=1, color_continuous_scale="RdBu",
-              title=f"Trait vector cosines at block {STEER_LAYER} ({kind})").show()
+              title=f"Trait vector cosines at block {STEER_LAYER} ({kind}{forced})").show()
     for i, a in enumerate(sim.index):
         for b in sim.index[i + 1 :]:
             course.record(f"trait cosine ({kind}): {a} vs {b}", float(sim.loc[a, b]))
@@ -1360,9 +1387,10 @@ for row in comparison.to_dict("records"):
 # <details><summary>Answer</summary>
 #
 # With three traits, centring cannot tell: the centred vectors sum to zero, which forces their cosines to
-# average near -0.5 and fixes each one by the vectors' lengths. On the offline run evil and hallucinating
-# stay aligned after centring (+0.50), but only because the centred sycophancy vector is the longest, and the
-# other two must lean together against it (-0.86 and -0.87). The raw heatmap is the one to read there; the component centring removes is what all the
+# average near -0.5 and fixes each one by the vectors' lengths, so §5 does not draw the centred heatmap there
+# (computed by hand on the offline run, evil and hallucinating "stay aligned" at +0.50 only because the
+# centred sycophancy vector is the longest and the other two must lean together against it, -0.86 and
+# -0.87). The raw heatmap is the one to read there; the component centring removes is what all the
 # contrasts share, "any instructed persona" minus "a helpful assistant" (on the offline run also the style
 # of the prompt-labelled fallback pairs). With the full profile's seven traits centring leaves room for
 # structure, and traits such as evil and impolite may stay positive.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from functools import cache
 
 import torch
+from torch import nn
 
+from utils.hooks import hooked, hooks_restored, user_hook_counts
 from utils.judge.judge import Judge
+from utils.layers import get_layers
 
 
 class CheckFailed(AssertionError):
@@ -37,6 +41,34 @@ TINY_TRAIT = {
     "eval_prompt": "T [Q] {question} [A] {answer}",
 }
 TINY_COHERENCE = "C [Q] {question} [A] {answer}"
+
+
+class CheckForwardError(RuntimeError):
+    """Raised inside the forward pass by a check, to see whether hooks are removed after an error."""
+
+
+def _raise_in_forward(module, inputs, output):
+    raise CheckForwardError("a forward pass failed (raised on purpose by the check)")
+
+
+def check_hooks_removed_after_error(model: nn.Module, run: Callable[[], object], message: str) -> None:
+    """Run ``run()`` while ``model``'s forward pass raises, then check it left none of its hooks registered.
+
+    The first block raises `CheckForwardError` in every forward pass, so whatever ``run`` registered must be
+    removed on the error's way out (try/finally, or a context manager). Any exception ``run`` lets through
+    is expected and swallowed; the model's hooks are put back as they were whatever ``run`` does.
+
+    Raises:
+        CheckFailed: with ``message`` (the hint for the student), when a hook of ``run``'s stays registered.
+    """
+    with hooks_restored([model]):  # leave the model clean whatever the function does
+        before = user_hook_counts(model)
+        with hooked({get_layers(model)[0]: _raise_in_forward}):
+            try:
+                run()
+            except Exception:  # noqa: BLE001 - the error is the check's own; any exception type is fine here
+                pass
+        check(user_hook_counts(model) == before, message)
 
 
 def passed(name: str) -> None:

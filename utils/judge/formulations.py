@@ -12,19 +12,23 @@ A `JudgeTask` says what one judge (role, drift, trait, coherence) asks, in every
 set is a list of items (template fields plus ``label``: 1 positive, 0 negative; optionally ``pair``, an
 id shared by one positive and one negative reply to the same prompt); `evaluate` scores it and
 reports an AUROC with its standard error. `OFFLINE_FORMULATIONS` is the one table of what the offline
-profile uses, chosen from `benchmarks/bench_judges.py`.
+profile uses, chosen from what `benchmarks/bench_judges.py` measured (`offline_measured`); whether a profile
+and judge pair uses it is `utils.judge.standing.judge_standing`'s to say.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from utils.departures import departure
 from utils.judge.scales import A_OR_B, YES_NO, Scale, unrounded
+from utils.judge.standing import judge_standing
 from utils.metrics import auroc, auroc_standard_error, youden_threshold
 
 if TYPE_CHECKING:
@@ -32,25 +36,78 @@ if TYPE_CHECKING:
 
 FORMULATIONS = ("score", "yes_no", "few_shot", "pairwise")
 
-# The formulation each judge uses on the offline profile, chosen from `python benchmarks/bench_judges.py`
-# on the offline model (Qwen2.5-Coder-0.5B-Instruct judging itself). AUROC on the check sets, n per class
-# in brackets ("pairwise": share of pairs ranked right). Only per-item formulations can be chosen: the
-# sections filter single replies. Pairwise A/B (both orders averaged) left most pairs unscored, since this
-# model puts under a quarter of its probability on "A" or "B" as the first answer token: share of pairs
-# ranked right role 0.21 (38 pairs scored of 40), drift 0.52 (31 of 40), coherence 0.83 (6 of 48), trait
-# none of 40. Measured on a 2-core machine shared with other jobs, about 7-20 prompt tokens per second.
-OFFLINE_MEASURED: dict[str, dict[str, float]] = {
-    "role": {"score": 0.69, "yes_no": 0.56, "few_shot": 0.37},  # 40 + 40
-    "drift": {"score": 0.87, "yes_no": 0.76, "few_shot": 0.63},  # 40 + 40
-    "trait": {"score": 0.88, "yes_no": 0.96, "few_shot": 0.98},  # 40 + 40 (few-shot: 1 unscored)
-    "coherence": {"score": 0.65, "yes_no": 0.58, "few_shot": 0.70},  # 48 + 48
-}
+# What `benchmarks/bench_judges.py --record` measured on the offline model judging itself (the check sets'
+# AUROC per judge and formulation): read with `offline_measured`, never copied into code.
+OFFLINE_MEASURED_FILE = Path(__file__).with_name("offline_measured.json")
+# The formulation each judge uses on the offline profile: the best per-item formulation measured in
+# OFFLINE_MEASURED_FILE (`tests/utils/judge/test_formulations.py` checks it against the file). Only per-item
+# formulations can be chosen: the sections filter single replies, and pairwise A/B left most pairs unscored,
+# since this model puts under a quarter of its probability on "A" or "B" as the first answer token.
 OFFLINE_FORMULATIONS = {
-    "role": "score",  # 0.69 ± 0.06: the best measured, below the 0.8 goal
-    "drift": "score",  # 0.87 ± 0.04
-    "trait": "few_shot",  # 0.98 ± 0.02 (yes/no 0.96 ± 0.02, the paper's template 0.88 ± 0.04)
-    "coherence": "few_shot",  # 0.70 ± 0.05: the best measured, below the 0.8 goal; clean not above every broken kind
+    "role": "score",  # the best measured, below the 0.8 goal
+    "drift": "score",
+    "trait": "few_shot",
+    "coherence": "few_shot",  # the best measured, below the 0.8 goal; clean not above every broken kind
 }
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One judge formulation as `benchmarks/bench_judges.py` measured it on a check set.
+
+    Attributes:
+        auroc: as `CheckResult.auroc` (None: nothing was scored).
+        n: items scored or not (pairs for ``pairwise``).
+        n_unscored: of them, those the judge gave no score.
+    """
+
+    auroc: float | None
+    n: int
+    n_unscored: int
+
+
+def offline_measured(path: Path | None = None) -> dict[str, dict[str, Measured]]:
+    """judge -> formulation -> `Measured`, from the file `benchmarks/bench_judges.py --record` writes.
+
+    Raises:
+        ValueError: naming the file and the command that rewrites it, when it is missing or malformed.
+    """
+    path = path or OFFLINE_MEASURED_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {judge: {f: Measured(**entry) for f, entry in row.items()} for judge, row in data["results"].items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"{path}: the offline judges' measurements cannot be read ({type(err).__name__}: {err}); "
+            "rewrite it with `python benchmarks/bench_judges.py --record`"
+        ) from err
+
+
+def measured_record(results: Mapping[str, Mapping[str, CheckResult]], model: str) -> dict[str, Any]:
+    """The content of OFFLINE_MEASURED_FILE for a benchmark's results (judge -> formulation -> result)."""
+    import datetime
+
+    return {
+        "model": model,
+        "command": "python benchmarks/bench_judges.py --record",
+        "recorded": datetime.date.today().isoformat(),
+        "note": (
+            "The offline model judging itself on the labelled check sets. auroc: P(a positive item scores above a "
+            "negative one), ties half; for pairwise, the share of scored pairs ranked right (both orders averaged). "
+            "n: items (pairs for pairwise); n_unscored: of them, those the judge gave no score."
+        ),
+        "results": {
+            judge: {
+                f: {
+                    "auroc": None if math.isnan(r.auroc) else round(r.auroc, 4),
+                    "n": len(r.scores),
+                    "n_unscored": r.n_unscored,
+                }
+                for f, r in row.items()
+            }
+            for judge, row in results.items()
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -288,12 +345,12 @@ def report_check(
     with n per class, and the calibrated threshold beside the paper's."""
     scale = f"{task.scale.low}-{task.scale.high}"
     if formulation != "score":
-        measured = OFFLINE_MEASURED.get(task.name, {})
+        measured = {f: m.auroc for f, m in offline_measured().get(task.name, {}).items() if f != "pairwise"}
         print(
             departure(
                 f"the offline {task.name} judge uses {FORMULATION_TEXT[formulation]}, not the paper's {scale} "
                 "template, chosen on the check sets by benchmarks/bench_judges.py (AUROC "
-                + ", ".join(f"{f} {v:.2f}" for f, v in measured.items())
+                + ", ".join(f"{f} {v:.2f}" for f, v in measured.items() if v is not None)
                 + ")."
             )
         )
@@ -310,8 +367,10 @@ def report_check(
 
 
 def offline_formulation(judge: Judge, name: str, profile_name: str) -> str:
-    """The formulation a section's judge uses: the papers' template, except a local judge on the offline profile."""
-    if profile_name == "offline" and judge.backend.name == "local":
+    """The formulation a section's judge uses: the papers' template, except for a judge
+    `utils.judge.standing.judge_standing` finds weak (the offline profile's local judge), which asks in the
+    formulation measured best (OFFLINE_FORMULATIONS)."""
+    if judge_standing(profile_name, judge).weak:
         return OFFLINE_FORMULATIONS[name]
     return "score"
 
@@ -319,11 +378,15 @@ def offline_formulation(judge: Judge, name: str, profile_name: str) -> str:
 __all__ = [
     "FORMULATIONS",
     "OFFLINE_FORMULATIONS",
+    "OFFLINE_MEASURED_FILE",
     "CheckResult",
+    "Measured",
     "JudgeTask",
     "check_pairs",
     "evaluate",
     "measure_check",
+    "measured_record",
+    "offline_measured",
     "report_check",
     "few_shot_prompt",
     "formulation_prompts",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -189,3 +190,60 @@ def test_a_check_set_that_cannot_be_measured_is_an_error_naming_its_labels(items
     for formulation in ("yes_no", "pairwise"):
         with pytest.raises(ValueError, match=f"demo judge's check set.*{named}"):
             F.evaluate(judge, task, formulation, items)
+
+
+def test_the_offline_formulations_are_the_best_measured_per_item_ones():
+    measured = F.offline_measured()
+    assert set(measured) == set(F.OFFLINE_FORMULATIONS)
+    for name, chosen in F.OFFLINE_FORMULATIONS.items():
+        per_item = {f: m.auroc for f, m in measured[name].items() if f != "pairwise" and m.auroc is not None}
+        assert set(per_item) == {"score", "yes_no", "few_shot"}, name
+        assert chosen == max(per_item, key=lambda f: per_item[f]), (name, per_item)
+
+
+def test_the_local_judge_uses_the_offline_formulation_only_where_judge_standing_finds_it_weak():
+    judge = Judge(RuleBackend(), cache_path=None)  # type: ignore[arg-type]
+    assert F.offline_formulation(judge, "trait", "offline") == "few_shot"
+    for profile in ("tiny", "lite", "full"):
+        assert F.offline_formulation(judge, "trait", profile) == "score"
+
+
+def test_report_check_prints_the_measured_figures_read_from_the_benchmarks_file(tmp_path, monkeypatch, capsys):
+    doc = json.loads(F.OFFLINE_MEASURED_FILE.read_text())
+    doc["results"]["demo"] = {
+        "score": {"auroc": 0.61, "n": 8, "n_unscored": 0},
+        "yes_no": {"auroc": 0.72, "n": 8, "n_unscored": 0},
+        "few_shot": {"auroc": 0.83, "n": 8, "n_unscored": 1},
+        "pairwise": {"auroc": None, "n": 4, "n_unscored": 4},
+    }
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(F, "OFFLINE_MEASURED_FILE", path)
+    judge = Judge(RuleBackend(), cache_path=None)  # type: ignore[arg-type]
+    result = F.CheckResult(0.83, 0.1, 4, 3, [], None, 1)
+    F.report_check(judge, TASK, "few_shot", result)
+    out = capsys.readouterr().out
+    assert "Departure from the method:" in out and "(AUROC score 0.61, yes_no 0.72, few_shot 0.83)." in out, out
+
+
+def test_a_missing_or_malformed_measurements_file_names_itself_and_the_command(tmp_path):
+    with pytest.raises(ValueError, match=r"missing\.json.*bench_judges\.py --record"):
+        F.offline_measured(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"results": {"role": {"score": {"auroc": 0.5}}}}))
+    with pytest.raises(ValueError, match=r"bad\.json.*bench_judges\.py --record"):
+        F.offline_measured(bad)
+
+
+def test_measured_record_round_trips_through_offline_measured(tmp_path):
+    results = {
+        "role": {
+            "score": F.CheckResult(0.6869, 0.06, 40, 40, [1.0] * 80, 1.6, 0),
+            "pairwise": F.CheckResult(math.nan, math.nan, 0, 0, [None] * 40, None, 40),
+        }
+    }
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps(F.measured_record(results, "offline-model")))
+    read = F.offline_measured(path)
+    assert read["role"]["score"] == F.Measured(0.6869, 80, 0)
+    assert read["role"]["pairwise"] == F.Measured(None, 40, 40)
