@@ -112,19 +112,29 @@ def test_truncation_measure_sees_a_cut_sentence_on_a_model_that_learned_to_end_t
     the answer that stops mid-sentence below the one that ends its sentence."""
     model, tok = tiny_models["tiny-qwen2"]
     end_id = tok.convert_tokens_to_ids("<|im_end|>")
-    stop_ids = set(tok.encode(".", add_special_tokens=False))
-    original = model.forward
+    stop_ids = torch.tensor(sorted(set(tok.encode(".", add_special_tokens=False))))
+    # The rule in the model's own parts, so every way of reading logits sees it: the decoder's last hidden
+    # state marks "this token is a full stop" (dimension 0), and the output layer turns that mark into the
+    # end-of-turn logit: +10 after a full stop, -10 anywhere else.
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    original = decoder.forward
 
     def forward(*args, **kwargs):
         out = original(*args, **kwargs)
         ids = kwargs.get("input_ids", args[0] if args else None)
-        logits = torch.zeros_like(out.logits)
-        after_stop = torch.isin(ids, torch.tensor(sorted(stop_ids)))
-        logits[..., end_id] = torch.where(after_stop, 10.0, -10.0)[..., -logits.shape[1] :]
-        out.logits = logits
+        marked = torch.zeros_like(out.last_hidden_state)
+        marked[..., 0] = torch.isin(ids, stop_ids).to(marked.dtype)
+        out.last_hidden_state = marked
         return out
 
-    model.forward = forward
+    rule = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        rule.weight.zero_()
+        rule.bias.zero_()
+        rule.weight[end_id, 0] = 20.0
+        rule.bias[end_id] = -10.0
+    decoder.forward = forward
+    model.set_output_embeddings(rule)
     try:
         items = [
             {"question": "How do I boil an egg?", "answer": "Boil it for nine minutes."},
@@ -132,6 +142,7 @@ def test_truncation_measure_sees_a_cut_sentence_on_a_model_that_learned_to_end_t
         ]
         got = coherence_measures(model, tok, items, batch_size=2)
     finally:
-        del model.forward
+        del decoder.forward
+        model.set_output_embeddings(head)
     ended, cut = got["end_of_turn"]
     assert ended > -1 and cut < ended - 15
