@@ -37,6 +37,21 @@
 #   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
 #   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
 #   cell prints which judge is in use.
+# - **Departures from the method** are printed as one line starting "Departure from the method:". On the
+#   `offline` profile with the local judge this section makes four:
+#   1. the trait judge asks a yes/no question after one worked example per label and scores
+#      P(yes) / (P(yes) + P(no)), not the paper's 0-100 template (§4 measures the formulations on check sets;
+#      the best one is used);
+#   2. the coherence judge is asked the same way, and the pair filter (§4) replaces it with a judge-free
+#      coherence score from the model's own likelihoods, which tells clean from broken text far better than
+#      the local judge on the coherence check set;
+#   3. the pair filter's trait threshold is calibrated on the trait check set instead of the paper's 50
+#      (a weak judge's scores sit in a narrow band that 50 may miss);
+#   4. the evil vector (§8) is built from pairs labelled by their system prompt: the judge confirms too
+#      few evil pairs, so nothing checks that those prompts worked.
+#
+#   The SAE reading (§7) uses a small SAE trained here, because sae-lens lists none for the offline model;
+#   on the full profile a published SAE is loaded, and when it cannot be, that is announced as a departure.
 #
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
