@@ -585,33 +585,47 @@ print(f"Judge-free coherence: AUROC {JUDGE_FREE_AUROC:.3f} (clean answers left o
 # effective pair: `{"question", "instruction_idx", "pos": <record>, "neg": <record>}`, in the order
 # of `trait_data` (pair, then question).
 #
+# The paper uses that single cut. Another open-source pipeline (traitinterp) leaves a **dead band**
+# between the two: the positive must score at least 60 and the negative at most 40, so a pair whose two
+# replies both sit near the middle is dropped. Support it with `neg_threshold`: when it is given, the
+# negative must score `<= neg_threshold` instead of `< pos_threshold`; when it is None (the default), the
+# paper's single cut applies.
+#
 # <details><summary>Hint</summary>
 #
 # Index the records by `(instruction_idx, polarity, question)` first. Then loop over the pairs and
 # questions of `trait_data`, look up the two records, and test all four conditions with the
-# thresholds you were given (not a fixed 50), coherence for **both** records.
+# thresholds you were given (not a fixed 50), coherence for **both** records. The negative's condition
+# depends on `neg_threshold`: `< pos_threshold` when it is None, `<= neg_threshold` otherwise.
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
 # ok = lambda value, threshold: value is not None and value >= threshold
-# if ok(pos["score"], pos_threshold) and neg["score"] is not None and neg["score"] < pos_threshold \
+# neg_ok = neg["score"] is not None and (neg["score"] < pos_threshold if neg_threshold is None else neg["score"] <= neg_threshold)
+# if ok(pos["score"], pos_threshold) and neg_ok \
 #         and ok(pos["coherence"], coherence_threshold) and ok(neg["coherence"], coherence_threshold):
 # ```
 # </details>
 
 # %% tags=["exercise"]
 def filter_effective_pairs(
-    responses: list[dict], trait_data: dict, pos_threshold: float = 50, coherence_threshold: float = 50
+    responses: list[dict],
+    trait_data: dict,
+    pos_threshold: float = 50,
+    coherence_threshold: float = 50,
+    neg_threshold: float | None = None,
 ) -> list[dict]:
     """Keep the contrastive pairs where the prompts worked.
 
     Args:
         responses: scored records (keys of `generate_contrastive_responses` plus score, coherence).
         trait_data: the trait file (gives the order of pairs and questions).
-        pos_threshold: trait score separating "shows the trait" from "does not".
+        pos_threshold: trait score separating "shows the trait" from "does not" (the positive needs >= it).
         coherence_threshold: minimum coherence for both responses.
+        neg_threshold: None (the paper's single cut: the negative needs < pos_threshold), or the most the
+            negative may score (<=), leaving a dead band between it and pos_threshold (traitinterp: 60 / 40).
 
     Returns:
         Effective pairs, each {"question", "instruction_idx", "pos", "neg"}.
@@ -628,10 +642,12 @@ def filter_effective_pairs(
             pos, neg = index.get((idx, "pos", question)), index.get((idx, "neg", question))
             if pos is None or neg is None:
                 continue
+            if neg["score"] is None:
+                continue
+            neg_ok = neg["score"] < pos_threshold if neg_threshold is None else neg["score"] <= neg_threshold
             if (
                 ok(pos["score"], pos_threshold)
-                and neg["score"] is not None
-                and neg["score"] < pos_threshold
+                and neg_ok
                 and ok(pos["coherence"], coherence_threshold)
                 and ok(neg["coherence"], coherence_threshold)
             ):
