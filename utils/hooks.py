@@ -134,7 +134,8 @@ def capture_block_parts(model: nn.Module, layer: int, stop_after: bool = True) -
 
         return hook
 
-    with hooked({block.self_attn: keep("attention"), block.mlp: keep("mlp"), block: keep("block")}):
+    attention, mlp = block.get_submodule("self_attn"), block.get_submodule("mlp")
+    with hooked({attention: keep("attention"), mlp: keep("mlp"), block: keep("block")}):
         yield store
 
 
