@@ -1243,7 +1243,7 @@ course.record("greedy: gap in the share opening by agreeing", float(spread.loc["
 # %%
 SCORE_SCALE = 1.0 if pair_scores is not scored and TRAIT_FORMULATION != "score" else 100.0  # P(yes), or 0-100
 cut = PAIR_THRESHOLDS["pos_threshold"]
-known = [r["score"] for r in pair_scores if r["score"] is not None]
+known = [r["score"] for r in pair_scores if r["score"] is not None] or [cut]  # (no score at all: an empty range)
 half_bands = {"single cut (paper)": None, "dead band, 10% of the scale (traitinterp)": 0.1 * SCORE_SCALE,
               "dead band, 10% of the scores' range": 0.1 * (max(known) - min(known))}
 band_pairs = {name: filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS) if half is None else
@@ -1252,7 +1252,8 @@ band_pairs = {name: filter_effective_pairs(pair_scores, trait_data, **PAIR_THRES
               for name, half in half_bands.items()}
 kept_records = {id(p[pol]): p[pol] for pairs_ in band_pairs.values() for p in pairs_ for pol in ("pos", "neg")}
 kept_acts = dict(zip(kept_records, response_mean_activations(
-    model, tokenizer, records_to_conversations(list(kept_records.values())), [STEER_LAYER], profile.batch_size)[0]))
+    model, tokenizer, records_to_conversations(list(kept_records.values())), [STEER_LAYER], profile.batch_size)[0])
+) if kept_records else {}
 band_rows = []
 for name, pairs_ in band_pairs.items():
     half = half_bands[name]
