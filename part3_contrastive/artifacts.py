@@ -43,6 +43,7 @@ SUFFIX = {
     "eval_acts": ".pt",  # held-out response-mean activations at every block
     "eval_kinds": ".pt",  # held-out activations of the three kinds
     "eval_scores": ".json",  # the held-out responses' judge scores
+    "part_windows": ".pt",  # one block's output, attention and MLP outputs over two response windows
 }
 Kind = Literal[
     "responses",
@@ -55,6 +56,7 @@ Kind = Literal[
     "eval_acts",
     "eval_kinds",
     "eval_scores",
+    "part_windows",
 ]
 
 

@@ -15,6 +15,8 @@ from torch import Tensor
 
 from utils.activations import MAX_CAPTURE_TOKENS, run_capturing
 from utils.chat import Message, assistant_turn_spans, encode
+from utils.hooks import BLOCK_PARTS, StopForward, capture_block_parts
+from utils.prefill import positions_from_mask
 from utils.progress import tqdm
 from utils.timing import timed
 
@@ -79,3 +81,59 @@ def kind_activations(
         for kind, value in kind_fn(acts, mask, spans).items():
             parts.setdefault(kind, []).append(value.float())
     return {kind: torch.cat(values, dim=1) for kind, values in parts.items()}
+
+
+def part_window_means(
+    model,
+    tokenizer,
+    conversations: list[list[Message]],
+    layer: int,
+    first: int = 5,
+    batch_size: int = 16,
+) -> dict[tuple[str, str], Float[Tensor, "n d_model"]]:
+    """Where a trait can be read: block ``layer``'s output, attention output and MLP output, each averaged
+    over all response tokens and over the first ``first`` of them, from one forward pass per batch.
+
+    Args:
+        model, tokenizer: the model and its tokenizer.
+        conversations: message lists ending with an assistant message.
+        layer: the block index.
+        first: the early window's length in response tokens (shorter responses: all their tokens).
+        batch_size: conversations per forward pass.
+
+    Returns:
+        {(part, window): float32 CPU [len(conversations), d_model]} for part in `utils.hooks.BLOCK_PARTS`
+        and window in ("all", f"first {first}"), in the order given.
+    """
+    rendered = [assistant_turn_spans(messages, tokenizer) for messages in conversations]
+    windows = ("all", f"first {first}")
+    parts: dict[tuple[str, str], list[Tensor]] = {(p, w): [] for p in BLOCK_PARTS for w in windows}
+    for start in range(0, len(rendered), batch_size):
+        chunk = rendered[start : start + batch_size]
+        batch = encode([full for full, _ in chunk], tokenizer, return_tensors="pt", padding=True)
+        mask = batch["attention_mask"]
+        lengths = mask.sum(-1)
+        offsets = mask.shape[1] - lengths if tokenizer.padding_side == "left" else torch.zeros_like(lengths)
+        weights = {w: torch.zeros(mask.shape, dtype=torch.float32) for w in windows}
+        for b, (_, spans) in enumerate(chunk):
+            s, e = spans[-1]
+            o = int(offsets[b])
+            weights["all"][b, o + s : o + e] = 1.0 / max(e - s, 1)
+            n = min(first, e - s)
+            weights[windows[1]][b, o + s : o + s + n] = 1.0 / max(n, 1)
+        with timed("capture") as timer, torch.inference_mode(), capture_block_parts(model, layer) as store:
+            try:
+                model(
+                    input_ids=batch["input_ids"].to(model.device),
+                    attention_mask=mask.to(model.device),
+                    position_ids=positions_from_mask(mask.to(model.device)),
+                    use_cache=False,
+                )
+            except StopForward:
+                pass
+            timer.add(tokens=int(mask.sum()))
+        for p in BLOCK_PARTS:
+            acts = store[p].float().cpu()
+            for w in windows:
+                parts[(p, w)].append(torch.einsum("bs,bsd->bd", weights[w], acts))
+    return {key: torch.cat(values) for key, values in parts.items()}

@@ -222,7 +222,12 @@ def top_snippets(
     k: int = 3,
     context: int = 8,
 ) -> pd.DataFrame:
-    """For each latent, the ``k`` tokens of ``texts`` that activate it most, shown in context.
+    """For each latent, the ``k`` most activating tokens of ``texts`` with distinct snippets, shown in context.
+
+    A corpus of model replies repeats itself ("I'm sorry, but I can't assist with that." many times), so the
+    top tokens of a latent are often one snippet over and over. Each snippet is shown once, at its highest
+    activation, and the next distinct one takes the freed place: fewer than ``k`` rows when fewer distinct
+    snippets fire.
 
     Args:
         sae: the SAE.
@@ -230,27 +235,39 @@ def top_snippets(
         tokenizer: to show the tokens.
         texts: the corpus.
         latents: latent ids to read.
-        k: snippets per latent.
+        k: distinct snippets per latent (at most).
         context: tokens shown before the activating token (marked ``[[...]]``).
 
     Returns:
-        One row per (latent, snippet): latent, activation, snippet ("" when the latent never fires).
+        One row per (latent, snippet): latent, activation, snippet (one row with activation 0 and snippet ""
+        when the latent never fires).
     """
     index = corpus_tokens(tokenizer, texts)
     ids = [encode(text, tokenizer)["input_ids"] for text in texts]
     with torch.no_grad():
         codes = sae.encode(acts.to(sae.W_dec.device, sae.W_dec.dtype))[:, latents].float().cpu()  # [n, len(latents)]
+
+    def snippet_at(row: int) -> str:
+        t, i = index[row]
+        before = tokenizer.decode(ids[t][max(0, i - context) : i])
+        token = tokenizer.decode(ids[t][i : i + 1])
+        after = tokenizer.decode(ids[t][i + 1 : i + 4])
+        return f"{before}[[{token}]]{after}".replace("\n", " ")
+
     rows = []
     for j, latent in enumerate(latents):
-        values, where = codes[:, j].topk(min(k, len(codes)))
+        firing = int((codes[:, j] > 0).sum())
+        if firing == 0:
+            rows.append({"latent": latent, "activation": 0.0, "snippet": ""})
+            continue
+        seen: set[str] = set()
+        values, where = codes[:, j].topk(firing)  # descending; stops as soon as k distinct snippets are found
         for value, row in zip(values.tolist(), where.tolist()):
-            if value <= 0:
-                rows.append({"latent": latent, "activation": 0.0, "snippet": ""})
-                break
-            t, i = index[row]
-            before = tokenizer.decode(ids[t][max(0, i - context) : i])
-            token = tokenizer.decode(ids[t][i : i + 1])
-            after = tokenizer.decode(ids[t][i + 1 : i + 4])
-            snippet = f"{before}[[{token}]]{after}".replace("\n", " ")
+            snippet = snippet_at(row)
+            if snippet in seen:
+                continue
+            seen.add(snippet)
             rows.append({"latent": latent, "activation": value, "snippet": snippet})
+            if len(seen) == k:
+                break
     return pd.DataFrame(rows)

@@ -37,6 +37,21 @@
 #   subject model with a strong judge is a cheap and informative set-up. Without a key the section's own
 #   model judges locally, and the notebook measures how well it does before leaning on it. The set-up
 #   cell prints which judge is in use.
+# - **Departures from the method** are printed as one line starting "Departure from the method:". On the
+#   `offline` profile with the local judge this section makes four:
+#   1. the trait judge asks a yes/no question after one worked example per label and scores
+#      P(yes) / (P(yes) + P(no)), not the paper's 0-100 template (§4 measures the formulations on check sets;
+#      the best one is used);
+#   2. the coherence judge is asked the same way, and the pair filter (§4) replaces it with a judge-free
+#      coherence score from the model's own likelihoods, which tells clean from broken text far better than
+#      the local judge on the coherence check set;
+#   3. the pair filter's trait threshold is calibrated on the trait check set instead of the paper's 50
+#      (a weak judge's scores sit in a narrow band that 50 may miss);
+#   4. the evil vector (§8) is built from pairs labelled by their system prompt: the judge confirms too
+#      few evil pairs, so nothing checks that those prompts worked.
+#
+#   The SAE reading (§7) uses a small SAE trained here, because sae-lens lists none for the offline model;
+#   on the full profile a published SAE is loaded, and when it cannot be, that is announced as a departure.
 #
 # Each exercise has a difficulty (🔴, out of 5), an importance (🔵, out of 5) and a time estimate.
 # Run the check cell after each exercise: it tells you which mistake it sees.
@@ -570,33 +585,47 @@ print(f"Judge-free coherence: AUROC {JUDGE_FREE_AUROC:.3f} (clean answers left o
 # effective pair: `{"question", "instruction_idx", "pos": <record>, "neg": <record>}`, in the order
 # of `trait_data` (pair, then question).
 #
+# The paper uses that single cut. Another open-source pipeline (traitinterp) leaves a **dead band**
+# between the two: the positive must score at least 60 and the negative at most 40, so a pair whose two
+# replies both sit near the middle is dropped. Support it with `neg_threshold`: when it is given, the
+# negative must score `<= neg_threshold` instead of `< pos_threshold`; when it is None (the default), the
+# paper's single cut applies.
+#
 # <details><summary>Hint</summary>
 #
 # Index the records by `(instruction_idx, polarity, question)` first. Then loop over the pairs and
 # questions of `trait_data`, look up the two records, and test all four conditions with the
-# thresholds you were given (not a fixed 50), coherence for **both** records.
+# thresholds you were given (not a fixed 50), coherence for **both** records. The negative's condition
+# depends on `neg_threshold`: `< pos_threshold` when it is None, `<= neg_threshold` otherwise.
 # </details>
 #
 # <details><summary>Hint 2 (the key line)</summary>
 #
 # ```python
 # ok = lambda value, threshold: value is not None and value >= threshold
-# if ok(pos["score"], pos_threshold) and neg["score"] is not None and neg["score"] < pos_threshold \
+# neg_ok = neg["score"] is not None and (neg["score"] < pos_threshold if neg_threshold is None else neg["score"] <= neg_threshold)
+# if ok(pos["score"], pos_threshold) and neg_ok \
 #         and ok(pos["coherence"], coherence_threshold) and ok(neg["coherence"], coherence_threshold):
 # ```
 # </details>
 
 # %% tags=["exercise"]
 def filter_effective_pairs(
-    responses: list[dict], trait_data: dict, pos_threshold: float = 50, coherence_threshold: float = 50
+    responses: list[dict],
+    trait_data: dict,
+    pos_threshold: float = 50,
+    coherence_threshold: float = 50,
+    neg_threshold: float | None = None,
 ) -> list[dict]:
     """Keep the contrastive pairs where the prompts worked.
 
     Args:
         responses: scored records (keys of `generate_contrastive_responses` plus score, coherence).
         trait_data: the trait file (gives the order of pairs and questions).
-        pos_threshold: trait score separating "shows the trait" from "does not".
+        pos_threshold: trait score separating "shows the trait" from "does not" (the positive needs >= it).
         coherence_threshold: minimum coherence for both responses.
+        neg_threshold: None (the paper's single cut: the negative needs < pos_threshold), or the most the
+            negative may score (<=), leaving a dead band between it and pos_threshold (traitinterp: 60 / 40).
 
     Returns:
         Effective pairs, each {"question", "instruction_idx", "pos", "neg"}.
@@ -613,10 +642,12 @@ def filter_effective_pairs(
             pos, neg = index.get((idx, "pos", question)), index.get((idx, "neg", question))
             if pos is None or neg is None:
                 continue
+            if neg["score"] is None:
+                continue
+            neg_ok = neg["score"] < pos_threshold if neg_threshold is None else neg["score"] <= neg_threshold
             if (
                 ok(pos["score"], pos_threshold)
-                and neg["score"] is not None
-                and neg["score"] < pos_threshold
+                and neg_ok
                 and ok(pos["coherence"], coherence_threshold)
                 and ok(neg["coherence"], coherence_threshold)
             ):
@@ -1130,6 +1161,117 @@ for row in filter_table.to_dict("records"):
         course.record(f"{row['vector']}: P(agree) rise at +2", row["P(agree) +2 - unsteered"])
 
 # %% [markdown]
+# ### One sample or many?
+#
+# The original material samples its contrastive replies at temperature 0.7; this course decodes greedily
+# throughout, so every number above is one deterministic draw. How much would a sampled run move? Below,
+# ten held-out questions are answered under the sycophantic and the helpful prompt (the first instruction
+# pair), each prompt sampled `K_SAMPLES` times at temperature 0.7 with a fixed seed (`generate_replies`
+# draws each copy of a prompt from its own seeded generator, so the run is reproducible), and only a few
+# tokens long: enough to read the opening. Sample `j` is the `j`-th copy of every prompt, i.e. one whole
+# sampled run. For each run we take the share of replies that open by agreeing (`opens_with`: "Yes",
+# "Absolutely", ...) under each prompt, and compare the spread over runs with the greedy replies' share.
+#
+# **Before you run:** will the greedy share sit inside the sampled runs' range, and will the gap between the
+# two prompts keep its sign in every run?
+#
+# <details><summary>Answer</summary>
+#
+# Inside, and yes, but a single sampled run can halve the gap. On the offline run (10 questions per prompt, 5
+# runs of 3-token openings at T = 0.7), the share of openings that agree is 0.30-0.50 over the runs under
+# the sycophantic prompt (mean 0.44; greedy 0.40) and 0.00-0.10 under the helpful one (mean 0.02; greedy
+# 0.00). The gap between the prompts keeps its sign in every run, but ranges from 0.20 to 0.50 (mean 0.42,
+# greedy 0.40): with 10 replies per side one reply moves a share by 0.10, so run-to-run spread of that size is
+# what sampling alone gives. Greedy decoding is one draw near the middle here, not a noise-free value; a
+# sampled pipeline (as the original's) needs several seeds or many more questions before two numbers of
+# this size can be told apart.
+# </details>
+
+# %%
+from part3_contrastive.behaviour import opens_with
+
+K_SAMPLES, SAMPLE_TEMPERATURE, OPENING_TOKENS = 5, 0.7, 3
+# The first instruction pair on the first 10 held-out questions; their greedy replies (40 tokens) are cached.
+sample_records = [r for r in eval_responses if r["question"] in EVAL_QUESTIONS[:10] and r["instruction_idx"] == 0]
+sampled = generate_replies(model, tokenizer, records_to_conversations([{**r, "response": None} for r in sample_records]) * K_SAMPLES,
+                           max_new_tokens=OPENING_TOKENS, temperature=SAMPLE_TEMPERATURE, seed=0,
+                           batch_size=profile.batch_size, desc="sampling openings")
+opens = np.array([opens_with(reply) for reply in sampled]).reshape(K_SAMPLES, len(sample_records))
+is_pos = np.array([r["polarity"] == "pos" for r in sample_records])
+greedy_opens = np.array([opens_with(r["response"]) for r in sample_records])
+share = pd.DataFrame({"sycophantic prompt": opens[:, is_pos].mean(1), "helpful prompt": opens[:, ~is_pos].mean(1)})
+share["gap"] = share["sycophantic prompt"] - share["helpful prompt"]
+spread = share.agg(["min", "mean", "max"]).T
+spread["greedy"] = [greedy_opens[is_pos].mean(), greedy_opens[~is_pos].mean(), greedy_opens[is_pos].mean() - greedy_opens[~is_pos].mean()]
+print(f"Share of replies opening by agreeing: {K_SAMPLES} sampled runs at T = {SAMPLE_TEMPERATURE} "
+      f"({int(is_pos.sum())} replies per prompt kind and run) against the greedy replies")
+print(spread.round(3).to_string())
+course.record("sampled runs: gap in the share opening by agreeing, min", float(share["gap"].min()))
+course.record("sampled runs: gap in the share opening by agreeing, max", float(share["gap"].max()))
+course.record("greedy: gap in the share opening by agreeing", float(spread.loc["gap", "greedy"]))
+
+# %% [markdown]
+# ### A dead band between the two cuts
+#
+# The paper keeps a pair when the positive reply scores at least the threshold and the negative one below
+# it: a pair whose replies score 51 and 49 counts. traitinterp (an open-source re-implementation) leaves a
+# dead band instead: positive >= 60, negative <= 40 on the 0-100 scale, so only pairs whose replies clearly
+# differ are kept. That is `filter_effective_pairs(..., neg_threshold=...)`. Where the scores are P(yes)
+# (the offline judge), 60 / 40 becomes the calibrated threshold plus and minus 10% of the 0-1 scale; and
+# because a weak judge's scores crowd into a narrow part of the scale, a third row places the band at plus
+# and minus 10% of the range the extraction replies' scores actually cover. Each set of pairs gives a
+# vector at `STEER_LAYER`, measured as before on the held-out responses.
+#
+# **Before you run:** will the dead band keep fewer pairs, and will its vector separate held-out responses
+# better than the single cut's?
+#
+# <details><summary>Answer</summary>
+#
+# Fewer, and on this run not better. The offline judge's P(yes) scores of the 20 extraction replies all lie
+# between 0.598 and 0.831, around the calibrated cut 0.661. The single cut keeps 3 of 10 pairs (held-out
+# AUROC 0.744 with the system prompt, 0.663 after the question alone, the section's numbers above). The
+# literal traitinterp band (positive >= 0.761, negative <= 0.561) keeps **none**: no negative reply scores
+# that low, so no vector is built. The band at 10% of the scores' range (>= 0.685, <= 0.638) keeps 2 pairs,
+# and their vector separates slightly *less* (0.711 and 0.626), a difference well inside the standard error
+# of about 0.06 at 40 held-out responses per side. A null result: with 10 pairs and a judge whose scores
+# crowd into a quarter of the scale, a dead band only throws pairs away. Seeing what it is for (dropping the
+# pairs where both replies sit near the middle) needs a judge that spreads its scores over the scale (a
+# hosted one, on the 0-100 template) and enough pairs that losing some still leaves a stable mean: the full
+# profile's 5 instruction pairs x 20 questions.
+# </details>
+
+# %%
+SCORE_SCALE = 1.0 if pair_scores is not scored and TRAIT_FORMULATION != "score" else 100.0  # P(yes), or 0-100
+cut = PAIR_THRESHOLDS["pos_threshold"]
+known = [r["score"] for r in pair_scores if r["score"] is not None] or [cut]  # (no score at all: an empty range)
+half_bands = {"single cut (paper)": None, "dead band, 10% of the scale (traitinterp)": 0.1 * SCORE_SCALE,
+              "dead band, 10% of the scores' range": 0.1 * (max(known) - min(known))}
+band_pairs = {name: filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS) if half is None else
+              filter_effective_pairs(pair_scores, trait_data, pos_threshold=cut + half, neg_threshold=cut - half,
+                                     coherence_threshold=PAIR_THRESHOLDS["coherence_threshold"])
+              for name, half in half_bands.items()}
+kept_records = {id(p[pol]): p[pol] for pairs_ in band_pairs.values() for p in pairs_ for pol in ("pos", "neg")}
+kept_acts = dict(zip(kept_records, response_mean_activations(
+    model, tokenizer, records_to_conversations(list(kept_records.values())), [STEER_LAYER], profile.batch_size)[0])
+) if kept_records else {}
+band_rows = []
+for name, pairs_ in band_pairs.items():
+    half = half_bands[name]
+    row = {"filter": name, "pos >=": cut + (half or 0), "neg": f"< {cut:.3g}" if half is None else f"<= {cut - half:.3g}",
+           "pairs kept": len(pairs_)}
+    if pairs_:
+        v = torch.stack([kept_acts[id(p["pos"])] - kept_acts[id(p["neg"])] for p in pairs_]).mean(0)
+        for context in CONTEXTS:
+            held = eval_kinds[context]["response_avg"][STEER_LAYER]
+            row[f"AUROC ({context})"] = auroc(project(held[:n_pos], v), project(held[n_pos:], v))
+            course.record(f"{name}: held-out AUROC at STEER_LAYER ({context})", float(row[f"AUROC ({context})"]))
+    course.record(f"{name}: pairs kept", len(pairs_))
+    band_rows.append(row)
+print(f"{n_total} pairs; scores on the {'P(yes), 0-1' if SCORE_SCALE == 1 else '0-100'} scale, "
+      f"from {min(known):.3g} to {max(known):.3g}")
+print(pd.DataFrame(band_rows).round(3).to_string(index=False))
+
+# %% [markdown]
 # ### Three kinds of vector
 #
 # Each kind's vector is now compared by the same test: project the held-out examples' activations of that
@@ -1168,6 +1310,63 @@ print(kinds_table.round(3).to_string(index=False))
 px.line(pd.concat([held_out_separation(c, k).assign(kind=k, read=c) for k in VECTOR_KINDS for c in CONTEXTS]),
         x="layer", y="auroc", color="kind", line_dash="read", range_y=[0, 1.05],
         title="Held-out AUROC of the three kinds of vector", labels={"layer": "block", "auroc": "held-out AUROC"}).show()
+
+# %% [markdown]
+# ### Where to read a trait
+#
+# Every vector so far is a mean of a block's output over all response tokens. Two other choices are common
+# in the literature. **When**: the first few response tokens only, where a reply commits to its stance
+# ("Yes, you're right" or "Actually, ...") before its content drifts. **What**: instead of the residual
+# stream (the block output, which carries everything earlier blocks wrote), the output of the block's
+# attention or of its MLP alone, i.e. what that block adds. One forward pass per batch, through the hooks of
+# `utils.hooks.capture_block_parts`, reads all six (3 components x 2 windows) at `STEER_LAYER`, for the
+# effective pairs (in their prompts, as the vectors were built) and the held-out responses (after the
+# question alone, the honest reading). Each entry builds its own mean-difference vector from the pairs and
+# measures it on the held-out responses.
+#
+# **Before you run:** which will separate held-out responses better: the first 5 tokens or all of them? And
+# the block output, or what this block's attention or MLP adds?
+#
+# <details><summary>Answer</summary>
+#
+# On this run, none of the choices can be told apart. At block 17, read after the question alone (40 held-out
+# responses per side, vectors from the 3 effective pairs), the held-out AUROC is 0.663 for the block output
+# over all response tokens (the section's number above), 0.628 over the first 5; attention output 0.665 and
+# 0.571; MLP output 0.659 and 0.656. Every entry is within about one standard error (0.06) of every other
+# except the attention's first 5 tokens, and all of them are modest. Two weak tendencies, worth checking on a
+# bigger run rather than believing here: the whole response reads at least as well as its opening (a reply's
+# first tokens on this model are often the same "I" or "Yes" under both prompts), and what one block's
+# attention or MLP adds carries about as much of the trait as the whole residual stream. To see a real
+# difference you would need more pairs (the vector from 3 pairs is noisy) and more held-out responses (the
+# standard error halves with four times as many), or the full profile's model, where the paper reads its
+# vectors.
+# </details>
+
+# %%
+from part3_contrastive.capture import part_window_means
+
+FIRST_TOKENS = 5
+extraction_records = [p["pos"] for p in effective_pairs] + [p["neg"] for p in effective_pairs]
+where_records = extraction_records + CONTEXTS["question only"]  # held-out: n_pos positives, then the negatives
+where_acts = load_or_generate(
+    trait_path(profile, "sycophantic", "part_windows"),
+    lambda: part_window_means(model, tokenizer, records_to_conversations(where_records), STEER_LAYER, FIRST_TOKENS,
+                              profile.batch_size),
+    f"block {STEER_LAYER}'s output, attention and MLP outputs over two response windows",
+    inputs=course.inputs(code=[part_window_means], data={"records": where_records}, layer=STEER_LAYER, first=FIRST_TOKENS),
+)
+n_pairs_ = len(effective_pairs)
+where_table = {}
+for (part, window), acts in where_acts.items():
+    v = acts[:n_pairs_].mean(0) - acts[n_pairs_ : 2 * n_pairs_].mean(0)
+    held = acts[2 * n_pairs_ :]
+    where_table.setdefault(part, {})[f"{window} response tokens"] = auroc(project(held[:n_pos], v), project(held[n_pos:], v))
+where_table = pd.DataFrame(where_table).T
+print(f"Held-out AUROC at block {STEER_LAYER} (question only, {n_pos} per side), vectors from {n_pairs_} pairs:")
+print(where_table.round(3).to_string())
+for part, row in where_table.iterrows():
+    for window, value in row.items():
+        course.record(f"read {part}, {window}: held-out AUROC (question only)", float(value))
 
 # %% [markdown]
 # ### Predicting the response before it is written
@@ -1314,7 +1513,7 @@ print("suppressed:", bottom)
 # of learned directions (latents). The decoder directions most aligned with our vector hint at what
 # it encodes, and a latent's meaning is read from the text that makes it fire: for each latent below
 # we show the tokens of the section's own responses and questions that activate it most (the token is
-# marked `[[...]]`, with the text before it).
+# marked `[[...]]`, with the text before it), each distinct snippet once.
 #
 # Which SAE: `part3_contrastive.sae_reading.PUBLISHED` names the SAEs sae-lens lists for the course's
 # models. For Qwen2.5-7B-Instruct (the full profile) it is the release `qwen2.5-7b-instruct-andyrdt`,
@@ -1363,8 +1562,12 @@ for row in latents.itertuples():
 # -0.20 to -0.36), and most of their snippets are readable refusals and disclaimers: "I'm sorry[[,]] but I
 # can", "I'm sorry, but I can't[[ assist]] with that", "As an AI[[ language]] model", "I don[['t]] have
 # personal opinions" (the latent of cosine -0.36 also fires on "won[['t]] they?"). One (cosine -0.21) fires
-# on "I[[ agree]] with you", an opening this model also writes under the helpful prompt. Two latents show
-# one snippet three times over, so they say little. As with the logit lens, the clearest thing the vector
+# on "I[[ agree]] with you", "with the professor", "with your point", an opening this model also writes under
+# the helpful prompt. This model repeats whole replies ("I'm sorry, but I can't assist with that." many
+# times), so a latent's top tokens are often one snippet over and over; each snippet is shown once, and the
+# next distinct one takes its place (fewer lines when fewer exist). That is what makes the latent of cosine
+# -0.20 readable as a refusal latent: "can't[[ assist]] with that.", "... with that request", "I apologize,
+# but I can't[[ assist]]". As with the logit lens, the clearest thing the vector
 # encodes on this model is the *absence* of the refusals and disclaimers the helpful prompt produced, not
 # flattery itself.
 # </details>

@@ -185,6 +185,17 @@ def test_filter_effective_pairs(fn) -> None:
         (0, q0) not in [(p["instruction_idx"], p["question"]) for p in fn(incoherent_neg, TINY_TRAIT)],
         "The negative response must be coherent too (neg coherence >= coherence_threshold), not only the positive one.",
     )
+    # The dead band: with neg_threshold given, the negative needs <= neg_threshold (not < pos_threshold).
+    banded = [(p["instruction_idx"], p["question"]) for p in fn(records, TINY_TRAIT, neg_threshold=10)]
+    check(
+        banded != [(0, q0), (0, q1)],
+        "With neg_threshold=10 the pair whose negative scores 49 must go: use the neg_threshold argument "
+        "(neg <= neg_threshold when it is given; neg < pos_threshold only when it is None).",
+    )
+    check(
+        banded == [(0, q0)],
+        "With neg_threshold=10 a negative scoring exactly 10 passes: the dead band's cut is neg <= neg_threshold.",
+    )
     passed("filter_effective_pairs")
 
 

@@ -92,15 +92,21 @@ def score_trait_response(question: str, answer: str, eval_prompt_template: str, 
 
 
 def filter_effective_pairs(
-    responses: list[dict], trait_data: dict, pos_threshold: float = 50, coherence_threshold: float = 50
+    responses: list[dict],
+    trait_data: dict,
+    pos_threshold: float = 50,
+    coherence_threshold: float = 50,
+    neg_threshold: float | None = None,
 ) -> list[dict]:
     """Keep the contrastive pairs where the prompts worked.
 
     Args:
         responses: scored records (keys of `generate_contrastive_responses` plus score, coherence).
         trait_data: the trait file (gives the order of pairs and questions).
-        pos_threshold: trait score separating "shows the trait" from "does not".
+        pos_threshold: trait score separating "shows the trait" from "does not" (the positive needs >= it).
         coherence_threshold: minimum coherence for both responses.
+        neg_threshold: None (the paper's single cut: the negative needs < pos_threshold), or the most the
+            negative may score (<=), leaving a dead band between it and pos_threshold (traitinterp: 60 / 40).
 
     Returns:
         Effective pairs, each {"question", "instruction_idx", "pos", "neg"}.
@@ -116,10 +122,12 @@ def filter_effective_pairs(
             pos, neg = index.get((idx, "pos", question)), index.get((idx, "neg", question))
             if pos is None or neg is None:
                 continue
+            if neg["score"] is None:
+                continue
+            neg_ok = neg["score"] < pos_threshold if neg_threshold is None else neg["score"] <= neg_threshold
             if (
                 ok(pos["score"], pos_threshold)
-                and neg["score"] is not None
-                and neg["score"] < pos_threshold
+                and neg_ok
                 and ok(pos["coherence"], coherence_threshold)
                 and ok(neg["coherence"], coherence_threshold)
             ):

@@ -99,6 +99,46 @@ def capture_block_outputs(
         yield store
 
 
+BLOCK_PARTS = ("block", "attention", "mlp")  # what `capture_block_parts` records
+
+
+@contextmanager
+def capture_block_parts(model: nn.Module, layer: int, stop_after: bool = True) -> Iterator[dict[str, Tensor]]:
+    """Record one block's output and what its attention and its MLP wrote, during a forward pass.
+
+    ``"attention"`` is the output of the block's ``self_attn`` module and ``"mlp"`` that of its ``mlp``
+    module, before they join the residual stream: on Llama and Qwen2 the block output is its input plus the
+    two, on Gemma 2 each is normalised first (its post-attention and post-feedforward norms).
+
+    Args:
+        model: the model.
+        layer: the block index.
+        stop_after: raise `StopForward` once the block has run, so nothing later is computed (catch it
+            around the model call, or use `utils.activations.run_capturing`'s way).
+
+    Yields:
+        dict "block" / "attention" / "mlp" -> tensor [batch, seq, d_model], filled during the forward pass.
+
+    Raises:
+        ValueError: for an index that is not a block.
+    """
+    (layer,) = check_block_indices(model, [layer])
+    block = get_layers(model)[layer]
+    store: dict[str, Tensor] = {}
+
+    def keep(name: str) -> ForwardHook:
+        def hook(module, inputs, output):
+            store[name] = block_output(output)
+            if name == "block" and stop_after:
+                raise StopForward
+
+        return hook
+
+    attention, mlp = block.get_submodule("self_attn"), block.get_submodule("mlp")
+    with hooked({attention: keep("attention"), mlp: keep("mlp"), block: keep("block")}):
+        yield store
+
+
 class RowsInPass:
     """Which caller rows the current forward pass holds (``rows[i]`` for batch row ``i``); the decoding
     loop updates ``rows`` as finished rows leave the batch."""

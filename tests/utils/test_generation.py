@@ -77,3 +77,19 @@ def test_ctrl_c_during_generation_leaves_no_hook_and_stores_nothing_half_made(ti
     fresh = generate_replies(model, tok, conversations, max_new_tokens=8)
     store = ReplyStore.for_model(model, dict(max_new_tokens=8, min_new_tokens=0))
     assert store is not None and sorted(store.replies.values()) == sorted(fresh)
+
+
+def test_a_seed_reproduces_sampled_replies_and_other_seeds_differ(tiny_models, tmp_path, monkeypatch):
+    """Sampling at T = 0.7 (section 3's sampled openings): the same seed gives the same replies, computed afresh
+    (each run in its own empty cache, so no stored reply answers it), and five seeds give different runs."""
+    model, tok = tiny_models["tiny-qwen2"]
+    convs = [build_messages(q) for q in ["Hi", "What is two plus two, exactly?", "Name a colour of the sky at dusk"]]
+    settings = dict(max_new_tokens=8, temperature=0.7, batch_size=3)
+    runs = {}
+    for run, seed in enumerate([0, 0, 1, 2, 3, 4]):
+        monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / str(run)))
+        runs[run] = generate_replies(model, tok, convs, seed=seed, **settings)
+    assert runs[0] == runs[1]
+    assert len({tuple(runs[run]) for run in range(1, 6)}) == 5
+    greedy = generate_replies(model, tok, convs, max_new_tokens=8, batch_size=3)
+    assert any(tuple(runs[run]) != tuple(greedy) for run in range(1, 6))

@@ -9,6 +9,7 @@ from utils.hooks import (
     StopForward,
     block_output,
     capture_block_outputs,
+    capture_block_parts,
     current_rows,
     has_prefix_unsafe_hooks,
     has_user_hooks,
@@ -129,3 +130,24 @@ def test_prefix_safety_is_what_the_hook_owner_declares(tiny_models):
         assert has_user_hooks(model) and not has_prefix_unsafe_hooks(model)
         with hooked({block: unsafe}):
             assert has_prefix_unsafe_hooks(model)
+
+
+def test_block_parts_add_up_to_the_block_and_stop_after_it(tiny_models):
+    """On Qwen2 a block's output is its input plus what attention and the MLP wrote; nothing later runs."""
+    model, tokenizer = tiny_models["tiny-qwen2"]
+    ids = _ids(tokenizer)
+    with torch.no_grad():
+        with capture_block_outputs(model, [0, 1], stop_after_last=False) as blocks:
+            model(ids)
+        calls = []
+        with hooked({get_layers(model)[2]: lambda module, inputs, output: calls.append(1)}):
+            with pytest.raises(StopForward), capture_block_parts(model, 1) as parts:
+                model(ids)
+    assert sorted(parts) == ["attention", "block", "mlp"] and not calls
+    torch.testing.assert_close(parts["block"], blocks[1])
+    torch.testing.assert_close(parts["block"], blocks[0] + parts["attention"] + parts["mlp"])
+    assert not torch.allclose(parts["attention"], parts["mlp"])
+    assert not has_user_hooks(model)
+    with pytest.raises(ValueError):
+        with capture_block_parts(model, 99):
+            pass

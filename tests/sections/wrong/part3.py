@@ -182,6 +182,17 @@ def only_positive_coherence(responses, trait_data, pos_threshold=50, coherence_t
     return pairs
 
 
+def ignores_neg_threshold(responses, trait_data, pos_threshold=50, coherence_threshold=50, neg_threshold=None):
+    return _filter(responses, trait_data, pos_threshold, coherence_threshold)
+
+
+def neg_threshold_strict(responses, trait_data, pos_threshold=50, coherence_threshold=50, neg_threshold=None):
+    cut = pos_threshold if neg_threshold is None else neg_threshold
+    return _filter(
+        responses, trait_data, pos_threshold, coherence_threshold, neg_ok=lambda s: s is not None and s < cut
+    )
+
+
 def filters_polarities_separately(responses, trait_data, pos_threshold=50, coherence_threshold=50):
     pos = [r for r in responses if r["polarity"] == "pos" and r["score"] is not None and r["score"] >= pos_threshold]
     neg = [r for r in responses if r["polarity"] == "neg" and r["score"] is not None and r["score"] < pos_threshold]
@@ -498,6 +509,8 @@ WRONG = {
         (filters_polarities_separately, None),
         (hard_coded_threshold, "pos_threshold argument"),
         (only_positive_coherence, "negative response must be coherent too"),
+        (ignores_neg_threshold, "use the neg_threshold argument"),
+        (neg_threshold_strict, "neg <= neg_threshold"),
     ],
     "vector_kind_means": [
         (spans_as_padded_positions, "padded positions"),
