@@ -92,6 +92,7 @@ from utils.data import load_trait_file
 from utils.departures import departure
 from utils.judge import make_section_judge
 from utils.judge.formulations import measure_check, offline_formulation, report_check, score_items
+from utils.judge.standing import judge_standing
 from utils.layers import block_to_hidden_states_index, d_model
 from utils.metrics import youden_threshold
 from utils.models import describe, load_model
@@ -670,7 +671,7 @@ tests.test_filter_effective_pairs(filter_effective_pairs)
 # %%
 PAIR_THRESHOLDS = {"pos_threshold": 50.0, "coherence_threshold": 50.0}
 pair_scores = scored
-if profile.name == "offline" and judge.backend.name == "local" and trait_check_result.threshold is not None:
+if judge_standing(profile, judge).weak and trait_check_result.threshold is not None:  # utils.judge.standing owns the rule
     PAIR_THRESHOLDS = {"pos_threshold": trait_check_result.threshold, "coherence_threshold": JUDGE_FREE_COHERENCE_THRESHOLD}
     items = [{"question": r["question"], "answer": r["response"]} for r in scored]
     pair_scores = load_or_generate(
