@@ -51,7 +51,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from part3_contrastive.artifacts import prompt_labelled
-from part3_contrastive.scoring import score_responses
+from utils.trait_scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
@@ -71,6 +71,7 @@ from utils.steering import POSITIONS, RowSteerer
 VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 
 # %%
+import time
 from collections.abc import Callable
 
 import plotly.express as px
@@ -89,7 +90,11 @@ from utils.judge.choice import HOSTED as HOSTED_BACKENDS
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
-from part3_contrastive.behaviour import AGREEING_OPENERS, distinct_bigram_share, opener_token_ids, opening_probability, opens_with
+from part3_contrastive import judge_free_measure
+from utils.coherence import distinct_bigram_share
+from utils.openings import OpeningMeasure, opener_token_ids, opening_probability, opens_with
+
+AGREEING_OPENERS = tuple(judge_free_measure("sycophantic")["openers"])  # section 3's data: "Yes", "Absolutely", ...
 from part4_steering.sweeps import (
     ORIGINAL_SWEEP_TRAIT, coherence_floor, judged_cells, largest_coherent_coefficient, missing_cells, rank_correlation,
     typical_residual_norm,
@@ -614,7 +619,7 @@ if JUDGE_FREE:
 else:
     sweep_coherence = [distinct_bigram_share(r["response"]) for r in sweep]
 for r, p, c in zip(sweep, agreement(syco_vector, sweep), sweep_coherence):
-    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"])), distinct_bigrams=distinct_bigram_share(r["response"]),
+    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"], AGREEING_OPENERS)), distinct_bigrams=distinct_bigram_share(r["response"]),
              text_coherence=c)
 summary = sweep_table(sweep)
 FLOOR = coherence_floor([r["text_coherence"] for r in sweep if r["coefficient"] == 0])
@@ -896,7 +901,7 @@ def at_coefficient(direction, records: list[dict]) -> dict:
     replies = [r["response"] for r in records]
     return {
         "P(opens agreeing)": float(np.mean(agreement(direction, records))),
-        "opens agreeing": float(np.mean([opens_with(t) for t in replies])),
+        "opens agreeing": float(np.mean([opens_with(t, AGREEING_OPENERS) for t in replies])),
         "coherence": float(np.mean([distinct_bigram_share(t) for t in replies])),
         "projection on trait vector": float(np.mean(compute_trait_projections(
             model, tokenizer, [None] * len(records), [r["question"] for r in records], replies, syco_vector, STEER_LAYER))),
@@ -1081,6 +1086,74 @@ for t, p in pipelines.items():
     course.record(f"pipeline {t}: labelled by", "judge" if p["used_judge_labels"] else "prompt (fallback)")
     for c, value in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items():
         course.record(f"pipeline {t}: score at coeff {c:g}", value)
+
+# %% [markdown]
+# ### The pipeline's traits measured without a judge
+#
+# On the offline profile the local judge keeps no effective pairs for `evil` and `hallucinating` (the vectors
+# fall back to prompt labels), and its scores of the steered replies barely move with the coefficient: they say
+# little. So, as the sycophancy sweep does with P(opens agreeing), each trait gets a **judge-free measure**:
+# how likely the reply is to open in a way the trait changes, from Section 3's data
+# (`part3_contrastive.judge_free_measure(trait)`, built into a `utils.openings.OpeningMeasure`):
+# - **sycophantic**: P(agreeing opening), the first reply token is "Yes", "Absolutely", ... (the trait raises it);
+# - **evil**: P(refusal opening), the reply starts with "I'm sorry", "I can't", "I cannot", "As an AI", ...
+#   (evil should *lower* it: an assistant asked how to treat people badly often refuses, an evil persona does not);
+# - **hallucinating**: P(hedging opening), the reply starts with "I don't know", "I'm not sure", "There is no",
+#   "I couldn't find", ... (every question is about something that does not exist: hallucinating should lower it).
+#
+# A phrase's probability is teacher-forced: log P(the reply starts with "I can't") = log P("I") + log P(" can" |
+# "I") + log P("'t" | "I can"), summed over a set of phrases where none begins another (so their events are
+# disjoint). It is computed under the same steering as the sweep, from the prompt run once and a few tokens
+# per phrase (`utils.openings.phrase_probability`): no generation. Beside it, the share of the pipeline's
+# greedy replies whose *text* opens that way (`OpeningMeasure.in_text`).
+#
+# How good are the measures? Measured once on the offline model (`benchmarks/bench_openings.py`): on
+# prompted responses (the trait's system prompt against the opposite one, Section 3's extraction questions)
+# and on written check sets (`part3_contrastive/data/evil_check.json`, `hallucinating_check.json`: 10 replies
+# that show the trait and 10 that do not, scored by the text version, since P(the model's reply opens so) is
+# about a conversation, not about a written reply):
+#
+# | trait | prompted, P(opening) AUROC | prompted, text AUROC | check set, text AUROC |
+# |---|---|---|---|
+# | sycophantic | SYCO_P | SYCO_T | SYCO_C |
+# | evil | EVIL_P | EVIL_T | EVIL_C |
+# | hallucinating | HAL_P | HAL_T | HAL_C |
+#
+# (AUROC of "more of the trait" against "less", the measure signed by its direction; with 10-40 items per side
+# the standard error is ~0.06-0.12.)
+
+# %% [markdown]
+# **Before you run:** the evil vector is added at -1, 0 and +1. Which way should P(refusal opening) move, and
+# how big a change would you believe, with 5 questions per coefficient?
+#
+# <details><summary>Answer</summary>
+#
+# PREDICTION_ANSWER
+# </details>
+
+# %%
+start = time.perf_counter()
+OPENING_MEASURES = {t: OpeningMeasure.from_data(e) for t in TRAITS if (e := judge_free_measure(t)) is not None}
+measure_rows = []
+for t, measure in OPENING_MEASURES.items():
+    p = pipelines[t]
+    steering = pd.DataFrame(p["steering"])
+    questions = list(dict.fromkeys(steering["question"]))
+    cells = [(c, q) for c in PIPELINE_COEFFICIENTS for q in questions]
+    prob = measure.probability(model, tokenizer, [build_messages(q) for _, q in cells], vector=p["vectors"][STEER_LAYER],
+                               coeffs=[c for c, _ in cells], layer=STEER_LAYER, batch_size=profile.batch_size)
+    by_coeff = pd.DataFrame({"coefficient": [c for c, _ in cells], "p": prob.tolist()}).groupby("coefficient")["p"].mean()
+    judge_scores = steering.groupby("coefficient")["score"].mean()
+    opens = steering.assign(o=[measure.in_text(r) for r in steering["response"]]).groupby("coefficient")["o"].mean()
+    for c in PIPELINE_COEFFICIENTS:
+        measure_rows.append({"trait": t, "coefficient": c, "judge score": judge_scores.get(c), "judge-free measure": f"P({measure.name})",
+                             "the trait": "raises it" if measure.direction > 0 else "lowers it",
+                             "P(opening)": by_coeff[c], "replies opening so": opens.get(c)})
+        course.record(f"pipeline {t}: P({measure.name}) at coeff {c:g}", float(by_coeff[c]))
+pipeline_measures = pd.DataFrame(measure_rows)
+print(pipeline_measures.round(3).to_string(index=False))
+print(f"judge-free measures: {time.perf_counter() - start:.1f} s for {len(OPENING_MEASURES)} traits "
+      f"x {len(PIPELINE_COEFFICIENTS)} coefficients")
 
 # %% [markdown]
 # ## 5. Trait geometry

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from part3_contrastive import COHERENCE_PROMPT_FILE, DATA_DIR, trait_file
 from part3_contrastive.capture import VECTOR_KINDS, padded_batches
-from part3_contrastive.scoring import score_responses
+from utils.trait_scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies

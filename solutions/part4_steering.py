@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from part3_contrastive.artifacts import prompt_labelled
-from part3_contrastive.scoring import score_responses
+from utils.trait_scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
