@@ -12,7 +12,7 @@ For each trait with a measure:
 - **pipeline**: P(opening) under steering with the pipeline's cached vector (``pipeline/<trait>_vectors.pt``) at
   coefficients -1, 0, 1 on the first 5 held-out questions, as section 4 computes it, and the seconds it took.
 
-Run: COURSE_CACHE_DIR=... PYTHONPATH=. python benchmarks/bench_openings.py [--pairs 2] [--questions 20]
+Run: COURSE_CACHE_DIR=... PYTHONPATH=. python benchmarks/bench_openings.py [--pairs 2] [--questions 20] [--pipeline-only]
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--questions", type=int, default=20)
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="only the steered pipeline measures and their time"
+    )
     args = parser.parse_args()
     profile = PROFILES["offline"]
     model, tokenizer = load_model(profile.models.part4)
@@ -62,43 +65,45 @@ def main() -> None:
         measure = OpeningMeasure.from_data(entry)
         data = load_trait_file(trait_file(trait))
         print(f"\n[{trait}] P({measure.name}) ({'raised' if measure.direction > 0 else 'lowered'} by the trait)")
-        convs = {
-            pol: [
-                build_messages(q, system_prompt=system_prompt(trait if pol == "pos" else "helpful", pair[pol]))
-                for pair in data["instruction"][: args.pairs]
-                for q in data["questions"][: args.questions]
-            ]
-            for pol in ("pos", "neg")
-        }
-        start = time.perf_counter()
-        prob = {
-            pol: measure.probability(model, tokenizer, c, batch_size=profile.batch_size).tolist()
-            for pol, c in convs.items()
-        }
-        took = time.perf_counter() - start
-        print(
-            f"  prompted, P(opening): mean {np.mean(prob['pos']):.3f} under the trait prompt, {np.mean(prob['neg']):.3f} "
-            f"under the opposite; AUROC {signed_auroc(measure, prob['pos'], prob['neg'])} [{took:.1f} s]"
-        )
-        cached = pipeline_dir / f"{trait}_responses.json"
-        if cached.is_file():
-            records = json.loads(cached.read_text())
-            text = {
-                pol: [float(measure.in_text(r["response"])) for r in records if r["polarity"] == pol]
+        if not args.pipeline_only:
+            convs = {
+                pol: [
+                    build_messages(q, system_prompt=system_prompt(trait if pol == "pos" else "helpful", pair[pol]))
+                    for pair in data["instruction"][: args.pairs]
+                    for q in data["questions"][: args.questions]
+                ]
                 for pol in ("pos", "neg")
             }
+            start = time.perf_counter()
+            prob = {
+                pol: measure.probability(model, tokenizer, c, batch_size=profile.batch_size).tolist()
+                for pol, c in convs.items()
+            }
+            took = time.perf_counter() - start
             print(
-                f"  prompted, text (the pipeline's greedy replies): share {np.mean(text['pos']):.2f} under the trait prompt, "
-                f"{np.mean(text['neg']):.2f} under the opposite; AUROC {signed_auroc(measure, text['pos'], text['neg'])}"
+                f"  prompted, P(opening): mean {np.mean(prob['pos']):.3f} under the trait prompt, {np.mean(prob['neg']):.3f} "
+                f"under the opposite; AUROC {signed_auroc(measure, prob['pos'], prob['neg'])} [{took:.1f} s]"
             )
-        items = json.loads(entry["check"].read_text())["items"]
-        text = {
-            label: [float(measure.in_text(it["answer"])) for it in items if it["label"] == label] for label in (1, 0)
-        }
-        print(
-            f"  check set ({entry['check'].name}), text: share {np.mean(text[1]):.2f} of trait replies, "
-            f"{np.mean(text[0]):.2f} of the others; AUROC {signed_auroc(measure, text[1], text[0])}"
-        )
+            cached = pipeline_dir / f"{trait}_responses.json"
+            if cached.is_file():
+                records = json.loads(cached.read_text())
+                text = {
+                    pol: [float(measure.in_text(r["response"])) for r in records if r["polarity"] == pol]
+                    for pol in ("pos", "neg")
+                }
+                print(
+                    f"  prompted, text (the pipeline's greedy replies): share {np.mean(text['pos']):.2f} under the trait prompt, "
+                    f"{np.mean(text['neg']):.2f} under the opposite; AUROC {signed_auroc(measure, text['pos'], text['neg'])}"
+                )
+            items = json.loads(entry["check"].read_text())["items"]
+            text = {
+                label: [float(measure.in_text(it["answer"])) for it in items if it["label"] == label]
+                for label in (1, 0)
+            }
+            print(
+                f"  check set ({entry['check'].name}), text: share {np.mean(text[1]):.2f} of trait replies, "
+                f"{np.mean(text[0]):.2f} of the others; AUROC {signed_auroc(measure, text[1], text[0])}"
+            )
         vectors = pipeline_dir / f"{trait}_vectors.pt"
         if vectors.is_file():
             vector = torch.load(vectors)[profile.steer_layer]

@@ -181,7 +181,7 @@ def phrase_probability(
         vector, coeffs, layer: optional steering, ``coeffs[i] * vector`` at block ``layer``, on the positions
             a ``"response"``-mode steerer acts on while generating: the last prompt position and every reply
             token (here, the phrase's).
-        batch_size: (conversation, phrase) rows per forward pass.
+        batch_size: rows per forward pass (one row per conversation and distinct phrase head).
 
     Returns:
         One probability per conversation (a one-token phrase gives the same as `opening_probability`
@@ -189,21 +189,31 @@ def phrase_probability(
     """
     _check_steering(vector, coeffs, layer, len(conversations))
     seqs = phrase_token_ids(tokenizer, phrases)
+    # Phrases that share their first tokens ("I'm sorry", "I'm unable") share a run: one run per longest
+    # distinct phrase head (every phrase but its last token), and a phrase reads its tokens' log-probabilities
+    # off the run that starts with its head.
+    heads = sorted({tuple(s[:-1]) for s in seqs}, key=len, reverse=True)
+    runs: list[tuple[int, ...]] = []
+    for head in heads:
+        if not any(r[: len(head)] == head for r in runs):
+            runs.append(head)
+    run_of = [next(k for k, r in enumerate(runs) if r[: len(s) - 1] == tuple(s[:-1])) for s in seqs]
     rows, which, state = _prompts(model, tokenizer, conversations)
-    # One row per (conversation, phrase): the prompt's last token, then the phrase but its last token.
-    jobs = [(i, s) for i in range(len(rows)) for s in seqs]
-    logp = torch.zeros(len(jobs))
+    # One row per (conversation, run): the prompt's last token, then the run.
+    jobs = [(i, r) for i in range(len(rows)) for r in range(len(runs))]
+    logp = torch.zeros(len(rows), len(seqs))
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         steer = _steering(model, vector, [coeffs[i] for i, _ in chunk] if coeffs else [], layer, "all")
+        continuations = [[rows[i][-1], *runs[r]] for i, r in chunk]
         with torch.no_grad(), steer:
-            logits = continue_prefilled(
-                model, state, [[rows[i][-1], *s[:-1]] for i, s in chunk], [which[i] for i, _ in chunk]
-            )
+            logits = continue_prefilled(model, state, continuations, [which[i] for i, _ in chunk])
         lp = logits.log_softmax(-1)
-        for j, (_, s) in enumerate(chunk):
-            logp[start + j] = lp[j, torch.arange(len(s)), torch.tensor(s)].sum().cpu()
-    return logp.exp().view(len(rows), len(seqs)).sum(-1).clamp(max=1.0)
+        for j, (i, r) in enumerate(chunk):
+            for k, s in enumerate(seqs):
+                if run_of[k] == r:
+                    logp[i, k] = lp[j, torch.arange(len(s)), torch.tensor(s)].sum().cpu()
+    return logp.exp().sum(-1).clamp(max=1.0)
 
 
 UNITS = ("first token", "phrase")

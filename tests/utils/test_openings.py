@@ -119,3 +119,14 @@ def test_opening_measure_from_data_and_its_two_units(tiny_models):
     for bad in ({"unit": "word"}, {"direction": "up"}, {"openers": []}):
         with pytest.raises(ValueError):
             OpeningMeasure.from_data({"name": "x", "unit": "phrase", "openers": ["a"], "direction": "raises", **bad})
+
+
+def test_phrases_sharing_a_head_share_a_run(tiny_models):
+    """"ab", "abc" is not prefix-free, but "abd" and "abe" share the head "ab" (one run) and "xy" has its own:
+    each phrase still gets its own probability (against phrases scored one at a time)."""
+    model, tok = tiny_models["tiny-qwen2"]
+    convs = [build_messages(q) for q in QUESTIONS[:2]]
+    phrases = ["abd", "abe", "xy", "q"]
+    together = phrase_probability(model, tok, convs, phrases, batch_size=3)
+    alone = sum(phrase_probability(model, tok, convs, [p]) for p in phrases)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=0)
