@@ -12,7 +12,7 @@ For each trait with a measure:
 - **pipeline**: P(opening) under steering with the pipeline's cached vector (``pipeline/<trait>_vectors.pt``) at
   coefficients -1, 0, 1 on the first 5 held-out questions, as section 4 computes it, and the seconds it took.
 
-Run: COURSE_CACHE_DIR=... PYTHONPATH=. python benchmarks/bench_openings.py [--pairs 2] [--questions 20] [--pipeline-only]
+Run: COURSE_CACHE_DIR=... PYTHONPATH=. python benchmarks/bench_openings.py [--pairs 2] [--questions 20] [--traits evil] [--pipeline-only]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--questions", type=int, default=20)
+    parser.add_argument("--traits", default=",".join(TRAITS), help="comma-separated traits")
     parser.add_argument(
         "--pipeline-only", action="store_true", help="only the steered pipeline measures and their time"
     )
@@ -58,7 +59,7 @@ def main() -> None:
     model, tokenizer = load_model(profile.models.part4)
     pipeline_dir = section_cache("part4_steering", "offline") / "pipeline"
     total = 0.0
-    for trait in TRAITS:
+    for trait in args.traits.split(","):
         entry = judge_free_measure(trait)
         if entry is None:
             continue
