@@ -102,12 +102,8 @@ def test_a_one_token_phrase_equals_the_one_token_opening_probability(tiny_models
 def test_opening_measure_from_data_and_its_two_units(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
     convs = [build_messages(q) for q in QUESTIONS]
-    first = OpeningMeasure.from_data(
-        {"name": "yes", "unit": "first token", "openers": ["Yes"], "direction": "raises"}
-    )
-    phrase = OpeningMeasure.from_data(
-        {"name": "no", "unit": "phrase", "openers": ["No", "Nah"], "direction": "lowers"}
-    )
+    first = OpeningMeasure.from_data({"name": "yes", "unit": "first token", "openers": ["Yes"], "direction": "raises"})
+    phrase = OpeningMeasure.from_data({"name": "no", "unit": "phrase", "openers": ["No", "Nah"], "direction": "lowers"})
     assert first.direction == 1 and phrase.direction == -1 and phrase.trait_score(0.25) == -0.25
     torch.testing.assert_close(
         first.probability(model, tok, convs), opening_probability(model, tok, convs, opener_token_ids(tok, ["Yes"]))
@@ -122,7 +118,7 @@ def test_opening_measure_from_data_and_its_two_units(tiny_models):
 
 
 def test_phrases_sharing_a_head_share_a_run(tiny_models):
-    """"ab", "abc" is not prefix-free, but "abd" and "abe" share the head "ab" (one run) and "xy" has its own:
+    """Phrases "abd" and "abe" share the head "ab" (one run), "q" reads off that run too and "xy" has its own:
     each phrase still gets its own probability (against phrases scored one at a time)."""
     model, tok = tiny_models["tiny-qwen2"]
     convs = [build_messages(q) for q in QUESTIONS[:2]]
