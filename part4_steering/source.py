@@ -1099,7 +1099,8 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 # less, AUROC 0.50). Keep that in mind below.
 
 # %% [markdown]
-# **Before you run:** the evil vector is added at -1, 0 and +1 (5 questions each). Which way should P(refusal
+# **Before you run:** the evil vector is added at minus and plus a coefficient and at 0 (-1, 0, +1 on the
+# offline profile, 5 questions each). Which way should P(refusal
 # opening) move if the vector carries "evil"? Which way will it move here, given how the vector was built (prompt
 # labels, because the judge kept no pairs) and the prompted figures above?
 #
