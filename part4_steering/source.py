@@ -1072,7 +1072,8 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 # A phrase's probability is teacher-forced: log P(the reply starts with "I can't") = log P("I") + log P(" can" |
 # "I") + log P("'t" | "I can"), summed over a set of phrases where none begins another (so their events are
 # disjoint). It is computed under the same steering as the sweep, from the prompt run once and a few tokens
-# per phrase (`utils.openings.phrase_probability`): no generation. Beside it, the share of the pipeline's
+# per phrase (`utils.openings.phrase_probability`): no generation (on the offline run, ~7 s for the three
+# traits on an idle 2-core machine). Beside it, the share of the pipeline's
 # greedy replies whose *text* opens that way (`OpeningMeasure.in_text`).
 #
 # How good are the measures? Measured once on the offline model (`benchmarks/bench_openings.py`): on
