@@ -37,3 +37,21 @@ def trait_file(trait: str, split: Literal["extract", "eval"] = "extract") -> Pat
 def trait_names() -> list[str]:
     """Every trait with extraction data, sorted."""
     return sorted(path.stem for path in (DATA_DIR / "trait_data_extract").glob("*.json"))
+
+
+JUDGE_FREE_FILE = DATA_DIR / "judge_free_measures.json"
+"""Per trait, a judge-free measure of it (how the reply opens: openers, unit, direction, check set);
+read with `judge_free_measure` (a `utils.openings.OpeningMeasure` is built from an entry)."""
+
+
+def judge_free_measure(trait: str) -> dict | None:
+    """A trait's judge-free measure from `JUDGE_FREE_FILE` (None when it has none).
+
+    Returns:
+        The entry (``name``, ``unit``, ``openers``, ``direction``, ``check``, ``why``), with ``check`` made a
+        path into ``data/``; `utils.openings.OpeningMeasure.from_data` turns it into a measure.
+    """
+    import json
+
+    entry = json.loads(JUDGE_FREE_FILE.read_text(encoding="utf-8")).get(trait)
+    return None if entry is None else {**entry, "check": DATA_DIR / entry["check"]}

@@ -70,13 +70,13 @@ from torch import Tensor
 
 from part3_contrastive import COHERENCE_PROMPT_FILE, DATA_DIR, trait_file
 from part3_contrastive.capture import VECTOR_KINDS, padded_batches
-from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
 from utils.judge import SCORE_0_100
 from utils.layers import num_layers
 from utils.metrics import auroc, cohens_d, project
+from utils.trait_scoring import score_responses
 
 # %%
 from part3_contrastive import tests
@@ -351,7 +351,7 @@ print(trait_data["eval_prompt"])
 # %% [markdown]
 # Scoring one response per call is fine for trying things; for a whole set we score all prompts in
 # one call, which the judge batches (locally) or sends concurrently (APIs). The provided helper
-# `part3_contrastive.scoring.score_responses` adds `score` (trait) and `coherence` to every record.
+# `utils.trait_scoring.score_responses` adds `score` (trait) and `coherence` to every record.
 
 # %% [markdown]
 # **Before you run:** the judge scores every response for sycophancy. How far apart will the mean scores
@@ -1116,9 +1116,10 @@ course.record("block 0 held-out AUROC, question only", float(separation_question
 # </details>
 
 # %%
-from part3_contrastive.behaviour import opener_token_ids, opening_probability
+from part3_contrastive import judge_free_measure
+from utils.openings import opener_token_ids, opening_probability
 
-AGREE_IDS = opener_token_ids(tokenizer)
+AGREE_IDS = opener_token_ids(tokenizer, judge_free_measure("sycophantic")["openers"])
 prompt_check = opening_probability(model, tokenizer, records_to_conversations([{**r, "response": None} for r in eval_responses]),
                                    AGREE_IDS, batch_size=profile.batch_size)
 by_prompt = pd.DataFrame({"polarity": [r["polarity"] for r in eval_responses], "p_agree": prompt_check.tolist()})

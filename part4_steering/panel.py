@@ -3,7 +3,7 @@
 For a (coefficient, question) the view shows the steered greedy reply, its projection on the trait
 vector (the unsteered model re-reading the reply after the question alone, as §3 monitors) and its
 measured trait expression, judge-free: P(the reply opens agreeing) from one forward pass under the
-same steering (`part3_contrastive.behaviour.opening_probability`), whether its text opens agreeing
+same steering (`utils.openings.opening_probability`, section 3's agreeing openers), whether its text opens agreeing
 (`opens_with`) and its distinct-bigram coherence; and the judge's trait and coherence scores only where
 the section's judged subset already holds them. The unsteered row (coefficient 0) is shown beside the
 chosen one.
@@ -27,17 +27,13 @@ import pandas as pd
 from jaxtyping import Float
 from torch import Tensor
 
-from part3_contrastive.behaviour import (
-    AGREEING_OPENERS,
-    distinct_bigram_share,
-    opener_token_ids,
-    opening_probability,
-    opens_with,
-)
+from part3_contrastive import judge_free_measure
 from utils.activations import response_mean_activations
 from utils.chat import build_messages
+from utils.coherence import distinct_bigram_share
 from utils.generation import generate_replies
 from utils.metrics import project
+from utils.openings import opener_token_ids, opening_probability, opens_with
 from utils.panels import Control, show_panel
 from utils.steering import RowSteerer
 
@@ -80,12 +76,14 @@ class SteeringPanel:
         sweep: Sequence[dict],
         judged: Sequence[dict] | None = None,
         max_new_tokens: int = 64,
-        openers: Sequence[str] = AGREEING_OPENERS,
+        openers: Sequence[str] | None = None,
     ):
         if not sweep:
             raise ValueError("sweep holds no records: the panel shows a sweep's (coefficient, question) rows")
         self.model, self.tokenizer, self.vector, self.layer = model, tokenizer, vector, layer
         self.max_new_tokens = max_new_tokens
+        if openers is None:  # section 3's agreeing openers (`part3_contrastive.judge_free_measure`)
+            openers = (judge_free_measure("sycophantic") or {})["openers"]
         self.token_ids = opener_token_ids(tokenizer, openers)
         self.openers = tuple(openers)
         self.sweep = {_key(r["coefficient"], r["question"]): r for r in sweep}

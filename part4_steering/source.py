@@ -62,7 +62,6 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from part3_contrastive.artifacts import prompt_labelled
-from part3_contrastive.scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
@@ -78,10 +77,12 @@ from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.models import course_name
 from utils.steering import POSITIONS, RowSteerer
+from utils.trait_scoring import score_responses
 
 VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 
 # %%
+import time
 from collections.abc import Callable
 
 import plotly.express as px
@@ -100,7 +101,11 @@ from utils.judge.choice import HOSTED as HOSTED_BACKENDS
 from utils.layers import num_layers
 from utils.metrics import auroc
 from utils.models import describe, load_model
-from part3_contrastive.behaviour import AGREEING_OPENERS, distinct_bigram_share, opener_token_ids, opening_probability, opens_with
+from part3_contrastive import judge_free_measure
+from utils.coherence import distinct_bigram_share
+from utils.openings import OpeningMeasure, opener_token_ids, opening_probability, opens_with
+
+AGREEING_OPENERS = tuple(judge_free_measure("sycophantic")["openers"])  # section 3's data: "Yes", "Absolutely", ...
 from part4_steering.sweeps import (
     ORIGINAL_SWEEP_TRAIT, coherence_floor, judged_cells, largest_coherent_coefficient, missing_cells, rank_correlation,
     typical_residual_norm,
@@ -627,7 +632,7 @@ if JUDGE_FREE:
 else:
     sweep_coherence = [distinct_bigram_share(r["response"]) for r in sweep]
 for r, p, c in zip(sweep, agreement(syco_vector, sweep), sweep_coherence):
-    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"])), distinct_bigrams=distinct_bigram_share(r["response"]),
+    r.update(p_agree=p, opens_agreeing=float(opens_with(r["response"], AGREEING_OPENERS)), distinct_bigrams=distinct_bigram_share(r["response"]),
              text_coherence=c)
 summary = sweep_table(sweep)
 FLOOR = coherence_floor([r["text_coherence"] for r in sweep if r["coefficient"] == 0])
@@ -909,7 +914,7 @@ def at_coefficient(direction, records: list[dict]) -> dict:
     replies = [r["response"] for r in records]
     return {
         "P(opens agreeing)": float(np.mean(agreement(direction, records))),
-        "opens agreeing": float(np.mean([opens_with(t) for t in replies])),
+        "opens agreeing": float(np.mean([opens_with(t, AGREEING_OPENERS) for t in replies])),
         "coherence": float(np.mean([distinct_bigram_share(t) for t in replies])),
         "projection on trait vector": float(np.mean(compute_trait_projections(
             model, tokenizer, [None] * len(records), [r["question"] for r in records], replies, syco_vector, STEER_LAYER))),
@@ -1064,9 +1069,75 @@ def run_trait_pipeline(
 tests.test_run_trait_pipeline(run_trait_pipeline)
 
 # %% [markdown]
+# ### The pipeline's traits measured without a judge
+#
+# On the offline profile the local judge keeps no effective pairs for `evil` and `hallucinating` (the vectors
+# fall back to prompt labels), and its scores of the steered replies barely move with the coefficient: they say
+# little. So, as the sycophancy sweep does with P(opens agreeing), each trait gets a **judge-free measure**:
+# how likely the reply is to open in a way the trait changes, from Section 3's data
+# (`part3_contrastive.judge_free_measure(trait)`, built into a `utils.openings.OpeningMeasure`):
+# - **sycophantic**: P(agreeing opening), the first reply token is "Yes", "Absolutely", ... (the trait raises it);
+# - **evil**: P(refusal opening), the reply starts with "I'm sorry", "I can't", "I cannot", "As an AI", ...
+#   (evil should *lower* it: an assistant asked how to treat people badly often refuses, an evil persona does not);
+# - **hallucinating**: P(hedging opening), the reply starts with "I don't know", "I'm not sure", "There is no",
+#   "I couldn't find", ... (every question is about something that does not exist: hallucinating should lower it).
+#
+# A phrase's probability is teacher-forced: log P(the reply starts with "I can't") = log P("I") + log P(" can" |
+# "I") + log P("'t" | "I can"), summed over a set of phrases where none begins another (so their events are
+# disjoint). It is computed under the same steering as the sweep, from the prompt run once and a few tokens
+# per phrase (`utils.openings.phrase_probability`): no generation (on the offline run, ~7 s for the three
+# traits on an idle 2-core machine). Beside it, the share of the pipeline's
+# greedy replies whose *text* opens that way (`OpeningMeasure.in_text`).
+#
+# How good are the measures? Measured once on the offline model (`benchmarks/bench_openings.py`): on
+# prompted responses (the trait's system prompt against the opposite one; for P(opening), 2 instruction pairs x
+# 20 extraction questions, 40 per side; for the text, the pipeline's own 10 greedy replies per side) and on
+# written check sets (`sycophancy_check.json`, and `evil_check.json`, `hallucinating_check.json`: 10 replies that
+# show the trait and 10 that do not, in `part3_contrastive/data/`). A check set is scored by the text version
+# only: P(the model's reply opens so) is about a conversation (what the model would say next), not about a
+# reply someone wrote.
+#
+# | trait | prompted, P(opening) AUROC | prompted, text AUROC | check set, text AUROC |
+# |---|---|---|---|
+# | sycophantic | 0.72 (0.32 vs 0.21) | 0.50 | 0.78 |
+# | evil | 0.38 (0.34 vs 0.27) | 0.35 (refusals: 60% vs 30%) | 0.65 |
+# | hallucinating | 0.65 (0.003 vs 0.006) | 0.50 (none opens so) | 0.85 |
+#
+# (AUROC of "more of the trait" against "less", the measure signed by its direction; in brackets, the mean under
+# the trait's prompt vs the opposite one. With 10 per side the standard error is ~0.13, with 40 ~0.06.)
+# On written text the measures point the right way, but one-sided: no evil or hallucinating reply opens with a
+# refusal or a hedge, and only 3 of the 10 decent evil replies (7 of the 10 honest ones) do. On this model's
+# *prompted* behaviour they are weak or wrong: told to recommend hurting people, the 0.5B model refuses more
+# often, not less; and it almost never opens with a hedge (P ~0.005 under either prompt: it says "I'm sorry,
+# but I don't have ..." instead; counting refusals and apologies as well was tried, and separated the prompts
+# less, AUROC 0.50). Keep that in mind below.
+
+# %% [markdown]
+# **Before you run:** the evil vector is added at minus and plus a coefficient and at 0 (-1, 0, +1 on the
+# offline profile, 5 questions each). Which way should P(refusal
+# opening) move if the vector carries "evil"? Which way will it move here, given how the vector was built (prompt
+# labels, because the judge kept no pairs) and the prompted figures above?
+#
+# <details><summary>Answer</summary>
+#
+# If the vector carried "evil", adding it would lower P(refusal opening) and subtracting it would raise it. But
+# with prompt labels the vector is the mean difference between replies under the evil prompt and under the
+# helpful one, and under the evil prompt this model refuses more (60% of its greedy replies open with a refusal,
+# against 30%). So expect the vector to carry part of a *refusal* direction, and P(refusal opening) to *rise*
+# with the coefficient. On the offline run it does: 0.08, 0.13 and 0.18 at -1, 0 and +1, while the judge's
+# scores stay within a point or two (44.9, 44.3, 43.2). That is a finding about the vector, not about evil: what
+# would show evil is a model that follows the evil prompt (the lite or full profile), pairs kept by a judge that
+# can see the trait (a hosted one), and more questions. Sycophancy's vector, judge-labelled, moves its measure
+# the expected way (0.08, 0.25, 0.39). Hallucinating's P(hedging opening) stays near zero (0.006, 0.007, 0.009):
+# nothing to read there on this model.
+# </details>
+
+# %% [markdown]
 # Each trait is swept at three coefficients, minus and plus the sycophancy sweep's largest coherent coefficient
 # and 0, on the first few held-out questions (the judge scores every reply), and the replies to one question
-# are printed for each trait.
+# are printed for each trait. The first table is the judge's; the second puts each trait's judge-free measure
+# (P(opening) under the same steering, and the share of the greedy replies whose text opens so) beside the
+# judge's score at each coefficient.
 
 # %%
 TRAITS = list(profile.pipeline_traits)  # per profile: utils.profiles
@@ -1094,6 +1165,30 @@ for t, p in pipelines.items():
     course.record(f"pipeline {t}: labelled by", "judge" if p["used_judge_labels"] else "prompt (fallback)")
     for c, value in pd.DataFrame(p["steering"]).groupby("coefficient")["score"].mean().items():
         course.record(f"pipeline {t}: score at coeff {c:g}", value)
+
+# Judge-free: each trait's opening measure at each coefficient, under the same steering (a few tokens per row).
+start = time.perf_counter()
+OPENING_MEASURES = {t: OpeningMeasure.from_data(e) for t in TRAITS if (e := judge_free_measure(t)) is not None}
+measure_rows = []
+for t, measure in OPENING_MEASURES.items():
+    p = pipelines[t]
+    steering = pd.DataFrame(p["steering"])
+    questions = list(dict.fromkeys(steering["question"]))
+    cells = [(c, q) for c in PIPELINE_COEFFICIENTS for q in questions]
+    prob = measure.probability(model, tokenizer, [build_messages(q) for _, q in cells], vector=p["vectors"][STEER_LAYER],
+                               coeffs=[c for c, _ in cells], layer=STEER_LAYER, batch_size=profile.batch_size)
+    by_coeff = pd.DataFrame({"coefficient": [c for c, _ in cells], "p": prob.tolist()}).groupby("coefficient")["p"].mean()
+    judge_scores = steering.groupby("coefficient")["score"].mean()
+    opens = steering.assign(o=[measure.in_text(r) for r in steering["response"]]).groupby("coefficient")["o"].mean()
+    for c in PIPELINE_COEFFICIENTS:
+        measure_rows.append({"trait": t, "coefficient": c, "judge score": judge_scores.get(c), "judge-free measure": f"P({measure.name})",
+                             "the trait": "raises it" if measure.direction > 0 else "lowers it",
+                             "P(opening)": by_coeff[c], "replies opening so": opens.get(c)})
+        course.record(f"pipeline {t}: P({measure.name}) at coeff {c:g}", float(by_coeff[c]))
+pipeline_measures = pd.DataFrame(measure_rows)
+print(pipeline_measures.round(3).to_string(index=False))
+print(f"judge-free measures: {time.perf_counter() - start:.1f} s for {len(OPENING_MEASURES)} traits "
+      f"x {len(PIPELINE_COEFFICIENTS)} coefficients")
 
 # %% [markdown]
 # ## 5. Trait geometry

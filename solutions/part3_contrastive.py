@@ -10,13 +10,13 @@ from torch import Tensor
 
 from part3_contrastive import COHERENCE_PROMPT_FILE, DATA_DIR, trait_file
 from part3_contrastive.capture import VECTOR_KINDS, padded_batches
-from part3_contrastive.scoring import score_responses
 from utils.activations import response_mean_activations
 from utils.chat import build_messages, records_to_conversations
 from utils.generation import generate_replies
 from utils.judge import SCORE_0_100
 from utils.layers import num_layers
 from utils.metrics import auroc, cohens_d, project
+from utils.trait_scoring import score_responses
 
 
 def construct_system_prompt(assistant_name: str, instruction: str) -> str:

@@ -10,7 +10,6 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor
 
 from part3_contrastive.artifacts import prompt_labelled
-from part3_contrastive.scoring import score_responses
 from solutions.part3_contrastive import (
     extract_contrastive_vectors,
     filter_effective_pairs,
@@ -26,6 +25,7 @@ from utils.layers import check_block_index, d_model, get_layers
 from utils.metrics import cosine_matrix, project
 from utils.models import course_name
 from utils.steering import POSITIONS, RowSteerer
+from utils.trait_scoring import score_responses
 
 VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 

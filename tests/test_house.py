@@ -116,3 +116,25 @@ def test_tests_utils_mirrors_utils():
     share = len(mirrored) / len(modules)
     missing = sorted(str(p.relative_to(ROOT)) for p in modules if p not in mirrored)
     assert share >= 0.8, f"{len(mirrored)} of {len(modules)} utils modules have a test file; none for {missing}"
+
+
+def test_section_4_reaches_section_3_through_one_door():
+    """Section 4's code takes from section 3 only its package (data paths, constants) and `artifacts` (what it
+    hands on); trait-generic machinery lives in `utils`. Notebook cells may still use `solutions.part3_contrastive`."""
+    allowed = {"part3_contrastive", "part3_contrastive.artifacts"}
+    seen = set()
+    for module, targets in import_graph().items():
+        if module.split(".")[0] == "part4_steering":
+            reached = {t for t in targets if t.split(".")[0] == "part3_contrastive"}
+            seen |= reached
+            assert reached <= allowed, f"{module} imports {sorted(reached - allowed)} from section 3"
+    assert seen == allowed, f"the scan must see section 4's imports of section 3, got {sorted(seen)}"
+
+
+def test_the_door_check_catches_a_side_entrance(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text(
+        "from part3_contrastive.capture import padded_batches\nfrom part3_contrastive import trait_file\n"
+    )
+    found = _imports(source, set(_house_files()))
+    assert "part3_contrastive.capture" in found and "part3_contrastive" in found

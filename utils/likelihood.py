@@ -8,8 +8,8 @@ prefilled with shared prefixes computed once (`utils.prefill.prefill`), and one 
 answers gives ``log P(answer token t | prompt, answer tokens before t)`` for every t, plus the
 log-probability that the turn ends right after the answer (the template's end-of-turn token).
 
-The measures built from it (role adherence, coherence, opening probabilities) live with the sections
-that teach them; this module owns only the batched computation.
+The measures built from it (role adherence, coherence) live with the sections that teach them, and
+opening probabilities in `utils.openings`; this module owns only the batched computation.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from utils.chat import Message, assistant_turn_spans, encode
 from utils.models import check_positions
-from utils.prefill import _left_pad, cache_kwarg, can_share_prefixes, positions_from_mask, prefill
+from utils.prefill import _left_pad, can_share_prefixes, continue_prefilled, positions_from_mask, prefill
 from utils.progress import tqdm
 from utils.timing import timed
 
@@ -184,27 +184,20 @@ def _answer_logprobs(
 
 
 def _prefix_shared_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[Tensor, list[Tensor], int]:
-    """Prompts prefilled with shared prefixes, then one pass over the (left-padded) answers.
+    """Prompts prefilled with shared prefixes, then one pass over the answers (`utils.prefill.continue_prefilled`).
 
-    Exact only for full-attention models: the padding between a prompt and its answer would shift a
-    sliding window. Returns the logits after each prompt [batch, vocab], per row the final hidden state at
-    each answer token [n_answer, d_model], and the prompt tokens the prefill did not compute.
+    Used on full-attention models only (`can_share_prefixes`): shared-prefix prefill leaves padding between
+    a prefix and a row's tail, which would shift a sliding window. Returns the logits after each prompt
+    [batch, vocab], per row the final hidden state at each answer token [n_answer, d_model], and the prompt
+    tokens the prefill did not compute.
     """
     done = prefill(model, [r.prompt for r in chunk], pad_id)
     width = max(len(r.answer) for r in chunk)
     if not width:  # no answer tokens in this batch: the prefill's logits predict the end of turn
         return done.logits, [torch.empty(0) for _ in chunk], done.shared_tokens
-    answer_ids, answer_mask = _left_pad([r.answer for r in chunk], pad_id, model.device)
-    mask = torch.cat([done.attention_mask, answer_mask], dim=1)
-    out = model.get_decoder()(
-        input_ids=answer_ids,
-        attention_mask=mask,
-        position_ids=positions_from_mask(mask)[:, -width:],
-        use_cache=True,
-        **cache_kwarg(model, done.cache),
-    )
-    hidden = out.last_hidden_state  # [batch, width, d_model]
-    return done.logits, [hidden[b, width - len(r.answer) :] for b, r in enumerate(chunk)], done.shared_tokens
+    # An empty answer gets one placeholder token (its hidden state is not read).
+    hidden = continue_prefilled(model, done, [r.answer or [pad_id] for r in chunk], pad_id=pad_id, final_hidden=True)
+    return done.logits, [hidden[b, : len(r.answer)] for b, r in enumerate(chunk)], done.shared_tokens
 
 
 def _one_pass(model: PreTrainedModel, chunk: list[_Row], pad_id: int) -> tuple[Tensor, list[Tensor], int]:

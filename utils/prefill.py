@@ -295,3 +295,84 @@ def prefill(
     out = _run(model, tails, mask, cache)
     saved = sum(cut) - sum(len(p) for p in prefixes) + skip * len(rows)
     return Prefilled(out.logits[:, -1].float(), output_cache(out), mask, saved)
+
+
+def continue_prefilled(
+    model: PreTrainedModel,
+    state: Prefilled,
+    continuations: list[list[int]],
+    rows: list[int] | None = None,
+    pad_id: int = 0,
+    final_hidden: bool = False,
+) -> Float[Tensor, "n width vocab_or_d_model"]:
+    """Run a few more tokens after prefilled prompts: prefill once, continue each row (the one way to do it).
+
+    Each continuation follows its prompt's cached tokens exactly as if it had been part of one pass: the
+    continuations are right-padded (no gap between a prompt and its continuation, so a sliding window sees
+    what it would see in one pass; causal attention keeps the pads out of every real position), and
+    positions are counted from the mask (equal to a full forward pass within float tolerance). A prompt may be continued by many
+    rows (``rows`` repeats it), so a prompt's shared part costs one pass however many continuations follow.
+    Hooks installed around the call (e.g. a `utils.steering.RowSteerer`) see this pass's rows in order.
+
+    Args:
+        model: the model.
+        state: the prompts' `Prefilled` state (its cache is left untouched when ``rows`` is given; with
+            ``rows=None`` it is extended in place and must not be reused).
+        continuations: token ids per output row (at least one each).
+        rows: for each output row, the index of the prompt in ``state`` it continues (None: row ``i``
+            continues prompt ``i``).
+        pad_id: the id put in padding positions (masked; any valid token id).
+        final_hidden: return the decoder's final hidden states [n, width, d_model] instead of the logits, for
+            a caller that needs the output layer at a few positions only (`utils.likelihood.output_logits`).
+
+    Returns:
+        Logits (float32) [n, width, vocab] where width is the longest continuation: ``result[i, k]`` predicts
+        the token after continuation ``i``'s token ``k`` (positions past its length are padding); or, with
+        ``final_hidden``, the hidden states those logits are computed from.
+
+    Raises:
+        ValueError: for an empty continuation, or ``rows`` of another length than ``continuations``.
+    """
+    if not continuations or any(not c for c in continuations):
+        raise ValueError("every continuation needs at least one token")
+    mask = state.attention_mask
+    cache = state.cache
+    if rows is not None:
+        if len(rows) != len(continuations):
+            raise ValueError(f"rows has {len(rows)} entries for {len(continuations)} continuations")
+        index = torch.tensor(rows, device=mask.device)
+        cache = copy.deepcopy(state.cache)
+        cache.batch_select_indices(index)  # type: ignore[attr-defined]
+        mask = mask[index]
+    elif len(continuations) != mask.shape[0]:
+        raise ValueError(f"{len(continuations)} continuations for {mask.shape[0]} prefilled prompts: pass rows")
+    width = max(len(c) for c in continuations)
+    ids = torch.tensor([c + [pad_id] * (width - len(c)) for c in continuations], device=mask.device)
+    tail_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in continuations], device=mask.device)
+    full_mask = torch.cat([mask, tail_mask], dim=1)
+    out = (model.get_decoder() if final_hidden else model)(
+        input_ids=ids,
+        attention_mask=full_mask,
+        position_ids=positions_from_mask(full_mask)[:, -width:],
+        use_cache=True,
+        **cache_kwarg(model, cache),
+    )
+    return out.last_hidden_state if final_hidden else out.logits.float()
+
+
+def next_token_logprobs(
+    model: PreTrainedModel, state: Prefilled, tokens: list[int], rows: list[int] | None = None, pad_id: int = 0
+) -> Float[Tensor, "n vocab"]:
+    """Log-probabilities of the next token after prefilled prompts continued by one token per row.
+
+    Args:
+        model: the model.
+        state: the prompts' `Prefilled` state.
+        tokens: one token per output row.
+        rows: the prompt each row continues (see `continue_prefilled`).
+        pad_id: the pad token id.
+
+    Returns:
+        [n, vocab] log-probabilities (float32).
+    """
+    return continue_prefilled(model, state, [[t] for t in tokens], rows, pad_id)[:, -1].log_softmax(-1)

@@ -4,7 +4,7 @@ Sections build these as dict literals and save them as JSON; the types only say 
 function reads and writes:
 
 - `AnsweredQuestion`: a ``question`` and its ``response``: what
-  ``part3_contrastive.scoring.score_responses`` reads (`ScoredResponse`: with the judge's scores);
+  ``utils.trait_scoring.score_responses`` reads (`ScoredResponse`: with the judge's scores);
   `ResponseRecord` adds the ``system_prompt``: what `utils.chat.records_to_conversations` reads.
 
 Section 3's records (contrastive responses, effective pairs) live in `part3_contrastive.records`;

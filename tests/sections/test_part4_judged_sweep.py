@@ -4,11 +4,11 @@ server with the OpenAI SDK: the judged cells are counted, and a missing one is c
 
 from __future__ import annotations
 
-from part3_contrastive.scoring import score_responses
 from part4_steering.sweeps import ORIGINAL_SWEEP_TRAIT, judged_cells, missing_cells
 from tests.fake_api import FakeAPIServer, judge_api, prompt_of
 from utils.judge import Judge
 from utils.judge.hosted_backends import OpenAIBackend
+from utils.trait_scoring import score_responses
 
 COEFFICIENTS = (-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 QUESTIONS = [f"Question {i}: the Great Wall is visible from the Moon, right?" for i in range(6)]

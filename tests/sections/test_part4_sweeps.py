@@ -1,5 +1,5 @@
-"""Section 4's sweep reading (part4_steering.sweeps) on toy curves, and the judge-free measures of
-part3_contrastive.behaviour on a tiny model."""
+"""Section 4's sweep reading (part4_steering.sweeps) on toy curves, and the judge-free measures it uses
+(utils.openings with section 3's agreeing openers) on a tiny model."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import math
 import pytest
 import torch
 
-from part3_contrastive.behaviour import distinct_bigram_share, opener_token_ids, opening_probability, opens_with
+from part3_contrastive import judge_free_measure
 from part4_steering.sweeps import coherence_floor, largest_coherent_coefficient, rank_correlation
 from solutions.part4_steering import ActivationSteerer  # imported here: it imports sklearn, which sets KMP_* variables
 from utils.chat import build_messages, encode, render
+from utils.coherence import distinct_bigram_share
 from utils.layers import d_model
+from utils.openings import opener_token_ids, opening_probability, opens_with
+
+AGREEING = judge_free_measure("sycophantic")["openers"]
 
 COEFFS = [-2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
 
@@ -50,16 +54,16 @@ def test_text_measures():
     assert distinct_bigram_share("I'm sorry, but I can't assist with that.") == 1.0
     assert distinct_bigram_share("every new year, every new year, every new year, every new year") < 0.5
     assert distinct_bigram_share("Yes") == 1.0
-    assert opens_with("Yes, you are absolutely right!")
-    assert opens_with("  **Absolutely.** It is")
-    assert not opens_with("I'm sorry, but I can't assist with that.")
-    assert not opens_with("Yesterday I went")
+    assert opens_with("Yes, you are absolutely right!", AGREEING)
+    assert opens_with("  **Absolutely.** It is", AGREEING)
+    assert not opens_with("I'm sorry, but I can't assist with that.", AGREEING)
+    assert not opens_with("Yesterday I went", AGREEING)
 
 
 def test_opening_probability_matches_a_full_forward_and_steering_moves_it(tiny_models):
     model, tok = tiny_models["tiny-qwen2"]
     convs = [build_messages(q) for q in ["Cats are best. Agree?", "Two plus two is five, right?"]]
-    ids = opener_token_ids(tok)
+    ids = opener_token_ids(tok, AGREEING)
     assert ids, "the openers must map to tokens"
     p = opening_probability(model, tok, convs, ids)
     for conv, value in zip(convs, p):
@@ -84,7 +88,7 @@ def test_steered_opening_probability_equals_a_full_steered_forward(tiny_models, 
     convs = [build_messages(q) for q in questions for _ in coeffs]
     rows = [c for _ in questions for c in coeffs]
     vector = torch.randn(d_model(model), generator=torch.Generator().manual_seed(1)) * 4
-    ids = opener_token_ids(tok)
+    ids = opener_token_ids(tok, AGREEING)
     got = opening_probability(model, tok, convs, ids, vector=vector, coeffs=rows, layer=2, batch_size=4)
     for conv, c, value in zip(convs, rows, got):
         row = torch.tensor([encode(render(conv, tok, add_generation_prompt=True), tok)["input_ids"]])

@@ -213,3 +213,32 @@ def test_judge_continuations_in_one_row_equal_one_row_per_run_offline(offline_mo
     per_run = LocalBackend(model, tok).candidate_probabilities(prompts, SCORE_0_100)
     assert_same_probabilities(one_row, per_run)
     assert max(one_row[0].values()) > 0.01  # the comparison is over real probabilities, not all-zero ones
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-gemma2"])
+def test_continue_prefilled_equals_unbatched_forward_passes(tiny_models, name):
+    """Prefill once, continue each row by its own tokens (rows repeat prompts, continuations of several lengths):
+    every logit equals one unpadded forward pass over prompt + continuation; the state is left as it was."""
+    from utils.prefill import continue_prefilled, next_token_logprobs, prefill
+
+    model, tok = tiny_models[name]
+    prompts = [encode(render(c, tok, add_generation_prompt=True), tok)["input_ids"] for c in CONVERSATIONS[:3]]
+    with torch.no_grad():
+        state = prefill(model, prompts, tok.pad_token_id, share_prefixes=False)
+        rows = [2, 0, 0, 1]
+        continuations = [[65, 66, 67], [68], [69, 70], [71, 72, 73]]
+        mask_before = state.attention_mask.clone()
+        got = continue_prefilled(model, state, continuations, rows, tok.pad_token_id)
+        again = continue_prefilled(model, state, continuations, rows, tok.pad_token_id)  # the state is reusable
+        one = next_token_logprobs(model, state, [c[0] for c in continuations], rows, tok.pad_token_id)
+        for i, (r, cont) in enumerate(zip(rows, continuations)):
+            want = model(input_ids=torch.tensor([prompts[r] + cont])).logits[0, len(prompts[r]) :].float()
+            torch.testing.assert_close(got[i, : len(cont)], want, rtol=1e-4, atol=1e-4)
+            first = model(input_ids=torch.tensor([prompts[r] + cont[:1]])).logits[0, -1].float().log_softmax(-1)
+            torch.testing.assert_close(one[i], first, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got, again)
+    assert torch.equal(state.attention_mask, mask_before)
+    with pytest.raises(ValueError, match="at least one token"):
+        continue_prefilled(model, state, [[65], []], [0, 1])
+    with pytest.raises(ValueError, match="rows"):
+        continue_prefilled(model, state, [[65]], [0, 1])

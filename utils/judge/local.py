@@ -25,6 +25,7 @@ from utils.prefill import (
     Prefilled,
     cache_kwarg,
     common_prefix,
+    continue_prefilled,
     full_attention_only,
     positions_from_mask,
     prefill,
@@ -197,7 +198,6 @@ class LocalBackend:
     ) -> list[dict[int, float]]:
         state = self._prefill(rows, common)
         first = state.logits.log_softmax(-1)  # [B, V]
-        mask = state.attention_mask
 
         candidates = self._candidate_tokens(scale)
         prefixes = sorted({seq[:k] for seq in candidates.values() for k in range(1, len(seq))})
@@ -206,7 +206,7 @@ class LocalBackend:
         runs = [p for p in prefixes if not any(q != p and q[: len(p)] == p for q in prefixes)]
         after: dict[tuple[int, ...], torch.Tensor] = {}
         if runs:
-            after = self._continuations(state.cache, mask, runs)  # prefix -> [B, V]
+            after = self._continuations(state, runs)  # prefix -> [B, V]
 
         digits = self._digit_token_ids.to(first.device)
         results = []
@@ -223,7 +223,7 @@ class LocalBackend:
             results.append(probs)
         return results
 
-    def _continuations(self, cache, mask: torch.Tensor, runs: list[tuple[int, ...]]) -> dict:
+    def _continuations(self, state: Prefilled, runs: list[tuple[int, ...]]) -> dict:
         """Log-probabilities after every prefix of every run, sharing the prompt's KV cache.
 
         On full-attention models the runs follow their prompt end to end in one row: a 4-D mask lets each
@@ -233,7 +233,8 @@ class LocalBackend:
         Models with sliding-window layers copy the cache per run (a custom mask would bypass the window).
         """
         if not full_attention_only(self.model):
-            return self._continuations_per_run(cache, mask, runs)
+            return self._continuations_per_run(state, runs)
+        cache, mask = state.cache, state.attention_mask
         n_prompts = mask.shape[0]
         ids = torch.tensor([t for run in runs for t in run], device=mask.device)  # no padding: runs end to end
         run_of = torch.tensor([r for r, run in enumerate(runs) for _ in run], device=mask.device)
@@ -259,24 +260,12 @@ class LocalBackend:
             start += len(run)
         return after
 
-    def _continuations_per_run(self, cache, mask: torch.Tensor, runs: list[tuple[int, ...]]) -> dict:
+    def _continuations_per_run(self, state: Prefilled, runs: list[tuple[int, ...]]) -> dict:
         """`_continuations` with the prompt's cache copied once per run (one row per prompt and run)."""
-        n_prompts, n_runs = mask.shape[0], len(runs)
-        width = max(len(r) for r in runs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in runs], device=mask.device)
-        run_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in runs], device=mask.device)
-        cache.batch_repeat_interleave(n_runs)
-        full_mask = torch.cat([mask.repeat_interleave(n_runs, 0), run_mask.repeat(n_prompts, 1)], dim=1)
-        positions = positions_from_mask(full_mask)[:, -width:]
-        out = self.model(
-            input_ids=ids.repeat(n_prompts, 1),
-            attention_mask=full_mask,
-            position_ids=positions,
-            use_cache=True,
-            **cache_kwarg(self.model, cache),
-        )
-        logp = out.logits.float().log_softmax(-1).view(n_prompts, n_runs, width, -1)
+        n_prompts, n_runs = state.attention_mask.shape[0], len(runs)
+        rows = [p for p in range(n_prompts) for _ in runs]
+        logits = continue_prefilled(self.model, state, [list(r) for _ in range(n_prompts) for r in runs], rows)
+        logp = logits.log_softmax(-1).view(n_prompts, n_runs, logits.shape[1], -1)
         after = {}
         for r, run in enumerate(runs):
             for k in range(1, len(run) + 1):

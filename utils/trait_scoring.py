@@ -1,4 +1,8 @@
-"""Scoring response records with the judge: the provided helper sections 3 and 4 share."""
+"""Scoring response records for a trait and for coherence with the judge (one call per template).
+
+Sections 3 and 4 share it: section 3 scores its contrastive responses, section 4 its steered replies.
+The function's code (docstring included) is part of cached results' inputs: changing it recomputes them.
+"""
 
 from __future__ import annotations
 
