@@ -1190,17 +1190,18 @@ for row in filter_table.to_dict("records"):
 # </details>
 
 # %%
-from part3_contrastive.behaviour import opens_with
+from utils.openings import opens_with
 
+AGREEING_OPENERS = judge_free_measure("sycophantic")["openers"]  # "Yes", "Absolutely", ... (section 3's data)
 K_SAMPLES, SAMPLE_TEMPERATURE, OPENING_TOKENS = 5, 0.7, 3
 # The first instruction pair on the first 10 held-out questions; their greedy replies (40 tokens) are cached.
 sample_records = [r for r in eval_responses if r["question"] in EVAL_QUESTIONS[:10] and r["instruction_idx"] == 0]
 sampled = generate_replies(model, tokenizer, records_to_conversations([{**r, "response": None} for r in sample_records]) * K_SAMPLES,
                            max_new_tokens=OPENING_TOKENS, temperature=SAMPLE_TEMPERATURE, seed=0,
                            batch_size=profile.batch_size, desc="sampling openings")
-opens = np.array([opens_with(reply) for reply in sampled]).reshape(K_SAMPLES, len(sample_records))
+opens = np.array([opens_with(reply, AGREEING_OPENERS) for reply in sampled]).reshape(K_SAMPLES, len(sample_records))
 is_pos = np.array([r["polarity"] == "pos" for r in sample_records])
-greedy_opens = np.array([opens_with(r["response"]) for r in sample_records])
+greedy_opens = np.array([opens_with(r["response"], AGREEING_OPENERS) for r in sample_records])
 share = pd.DataFrame({"sycophantic prompt": opens[:, is_pos].mean(1), "helpful prompt": opens[:, ~is_pos].mean(1)})
 share["gap"] = share["sycophantic prompt"] - share["helpful prompt"]
 spread = share.agg(["min", "mean", "max"]).T

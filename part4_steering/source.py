@@ -82,7 +82,7 @@ from utils.trait_scoring import score_responses
 VALID_POSITIONS = POSITIONS  # where a steerer adds its vector: "all", "prompt" or "response" (utils.steering)
 
 # %%
-import time
+import json
 from collections.abc import Callable
 
 import plotly.express as px
@@ -1085,32 +1085,61 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 # A phrase's probability is teacher-forced: log P(the reply starts with "I can't") = log P("I") + log P(" can" |
 # "I") + log P("'t" | "I can"), summed over a set of phrases where none begins another (so their events are
 # disjoint). It is computed under the same steering as the sweep, from the prompt run once and a few tokens
-# per phrase (`utils.openings.phrase_probability`): no generation (on the offline run, ~7 s for the three
-# traits on an idle 2-core machine). Beside it, the share of the pipeline's
+# per phrase (`utils.openings.phrase_probability`): no generation. Beside it, the share of the pipeline's
 # greedy replies whose *text* opens that way (`OpeningMeasure.in_text`).
 #
-# How good are the measures? Measured once on the offline model (`benchmarks/bench_openings.py`): on
-# prompted responses (the trait's system prompt against the opposite one; for P(opening), 2 instruction pairs x
-# 20 extraction questions, 40 per side; for the text, the pipeline's own 10 greedy replies per side) and on
-# written check sets (`sycophancy_check.json`, and `evil_check.json`, `hallucinating_check.json`: 10 replies that
-# show the trait and 10 that do not, in `part3_contrastive/data/`). A check set is scored by the text version
-# only: P(the model's reply opens so) is about a conversation (what the model would say next), not about a
-# reply someone wrote.
+# How good are the measures? The cell below measures each one twice, on the steering model:
+# - on **prompted replies**: P(the reply opens that way) under the trait's system prompt against the opposite
+#   one (section 3's extraction questions, `construct_system_prompt`, 2 instruction pairs x 20 questions, 40 per
+#   side);
+# - on a **written check set** (`sycophancy_check.json`, `evil_check.json`, `hallucinating_check.json` in
+#   `part3_contrastive/data/`: replies that show the trait and replies that do not), by the text version only:
+#   P(the model's reply opens so) is about a conversation (what the model would say next), not about a reply
+#   someone wrote.
 #
-# | trait | prompted, P(opening) AUROC | prompted, text AUROC | check set, text AUROC |
-# |---|---|---|---|
-# | sycophantic | 0.72 (0.32 vs 0.21) | 0.50 | 0.78 |
-# | evil | 0.38 (0.34 vs 0.27) | 0.35 (refusals: 60% vs 30%) | 0.65 |
-# | hallucinating | 0.65 (0.003 vs 0.006) | 0.50 (none opens so) | 0.85 |
-#
-# (AUROC of "more of the trait" against "less", the measure signed by its direction; in brackets, the mean under
-# the trait's prompt vs the opposite one. With 10 per side the standard error is ~0.13, with 40 ~0.06.)
+# Each AUROC is of "more of the trait" against "less", the measure signed by its direction; with 40 per side its
+# standard error is about 0.06, with 10 about 0.13.
+
+# %%
+def construct_system_prompt_for(trait: str, polarity: str, instruction: str) -> str:
+    """Section 3's system prompt for one side of an instruction pair (the trait's name, or "helpful")."""
+    return section3_steps.construct_system_prompt(trait if polarity == "pos" else "helpful", instruction)
+
+
+measure_quality = []
+for t in profile.pipeline_traits:
+    entry = judge_free_measure(t)
+    if entry is None:
+        continue
+    measure = OpeningMeasure.from_data(entry)
+    trait_info = load_trait_file(trait_file(t))
+    prompted = {
+        pol: measure.probability(model, tokenizer, [
+            build_messages(q, system_prompt=construct_system_prompt_for(t, pol, pair[pol]))
+            for pair in trait_info["instruction"][:2] for q in trait_info["questions"][:20]
+        ], batch_size=profile.batch_size).tolist()
+        for pol in ("pos", "neg")
+    }
+    check_items = json.loads(entry["check"].read_text())["items"]
+    written = {label: [float(measure.in_text(it["answer"])) for it in check_items if it["label"] == label] for label in (1, 0)}
+    prompted_auroc = auroc([measure.trait_score(x) for x in prompted["pos"]], [measure.trait_score(x) for x in prompted["neg"]])
+    check_auroc = auroc([measure.trait_score(x) for x in written[1]], [measure.trait_score(x) for x in written[0]])
+    measure_quality.append({
+        "trait": t, "measure": f"P({measure.name})", "the trait": "raises it" if measure.direction > 0 else "lowers it",
+        "mean, trait prompt": np.mean(prompted["pos"]), "mean, opposite prompt": np.mean(prompted["neg"]),
+        "prompted AUROC": prompted_auroc, "check set: share, trait replies": np.mean(written[1]),
+        "check set: share, others": np.mean(written[0]), "check set AUROC (text)": check_auroc,
+    })
+    course.record(f"judge-free {t}: prompted AUROC, P({measure.name})", prompted_auroc)
+    course.record(f"judge-free {t}: check set AUROC, text", check_auroc)
+print(pd.DataFrame(measure_quality).round(3).to_string(index=False))
+
+# %% [markdown]
 # On written text the measures point the right way, but one-sided: no evil or hallucinating reply opens with a
-# refusal or a hedge, and only 3 of the 10 decent evil replies (7 of the 10 honest ones) do. On this model's
-# *prompted* behaviour they are weak or wrong: told to recommend hurting people, the 0.5B model refuses more
-# often, not less; and it almost never opens with a hedge (P ~0.005 under either prompt: it says "I'm sorry,
-# but I don't have ..." instead; counting refusals and apologies as well was tried, and separated the prompts
-# less, AUROC 0.50). Keep that in mind below.
+# refusal or a hedge, and only some of the decent replies do. On this model's *prompted* behaviour they are weak
+# or wrong (read the table): told to recommend hurting people, the 0.5B model refuses *more* often, not less; and
+# it almost never opens with a hedge (it says "I'm sorry, but I don't have ..." instead; counting refusals and
+# apologies as hedges was tried, and separated the prompts less). Keep that in mind below.
 
 # %% [markdown]
 # **Before you run:** the evil vector is added at minus and plus a coefficient and at 0 (-1, 0, +1 on the
@@ -1122,8 +1151,8 @@ tests.test_run_trait_pipeline(run_trait_pipeline)
 #
 # If the vector carried "evil", adding it would lower P(refusal opening) and subtracting it would raise it. But
 # with prompt labels the vector is the mean difference between replies under the evil prompt and under the
-# helpful one, and under the evil prompt this model refuses more (60% of its greedy replies open with a refusal,
-# against 30%). So expect the vector to carry part of a *refusal* direction, and P(refusal opening) to *rise*
+# helpful one, and under the evil prompt this model refuses more (P(refusal opening) 0.34 against 0.27 in the
+# table above). So expect the vector to carry part of a *refusal* direction, and P(refusal opening) to *rise*
 # with the coefficient. On the offline run it does: 0.08, 0.13 and 0.18 at -1, 0 and +1, while the judge's
 # scores stay within a point or two (44.9, 44.3, 43.2). That is a finding about the vector, not about evil: what
 # would show evil is a model that follows the evil prompt (the lite or full profile), pairs kept by a judge that
@@ -1167,7 +1196,6 @@ for t, p in pipelines.items():
         course.record(f"pipeline {t}: score at coeff {c:g}", value)
 
 # Judge-free: each trait's opening measure at each coefficient, under the same steering (a few tokens per row).
-start = time.perf_counter()
 OPENING_MEASURES = {t: OpeningMeasure.from_data(e) for t in TRAITS if (e := judge_free_measure(t)) is not None}
 measure_rows = []
 for t, measure in OPENING_MEASURES.items():
@@ -1187,8 +1215,6 @@ for t, measure in OPENING_MEASURES.items():
         course.record(f"pipeline {t}: P({measure.name}) at coeff {c:g}", float(by_coeff[c]))
 pipeline_measures = pd.DataFrame(measure_rows)
 print(pipeline_measures.round(3).to_string(index=False))
-print(f"judge-free measures: {time.perf_counter() - start:.1f} s for {len(OPENING_MEASURES)} traits "
-      f"x {len(PIPELINE_COEFFICIENTS)} coefficients")
 
 # %% [markdown]
 # ## 5. Trait geometry
