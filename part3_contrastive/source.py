@@ -1209,9 +1209,9 @@ spread["greedy"] = [greedy_opens[is_pos].mean(), greedy_opens[~is_pos].mean(), g
 print(f"Share of replies opening by agreeing: {K_SAMPLES} sampled runs at T = {SAMPLE_TEMPERATURE} "
       f"({int(is_pos.sum())} replies per prompt kind and run) against the greedy replies")
 print(spread.round(3).to_string())
-course.record("sampled runs: gap in the share opening by agreeing, min", float(share["gap"].min()))
-course.record("sampled runs: gap in the share opening by agreeing, max", float(share["gap"].max()))
-course.record("greedy: gap in the share opening by agreeing", float(spread.loc["gap", "greedy"]))
+course.record("sampled runs: gap in the share opening by agreeing, min", float(share["gap"].min()), echo=False)
+course.record("sampled runs: gap in the share opening by agreeing, max", float(share["gap"].max()), echo=False)
+course.record("greedy: gap in the share opening by agreeing", float(spread.loc["gap", "greedy"]), echo=False)
 
 # %% [markdown]
 # ### A dead band between the two cuts
@@ -1247,8 +1247,8 @@ course.record("greedy: gap in the share opening by agreeing", float(spread.loc["
 SCORE_SCALE = 1.0 if pair_scores is not scored and TRAIT_FORMULATION != "score" else 100.0  # P(yes), or 0-100
 cut = PAIR_THRESHOLDS["pos_threshold"]
 known = [r["score"] for r in pair_scores if r["score"] is not None] or [cut]  # (no score at all: an empty range)
-half_bands = {"single cut (paper)": None, "dead band, 10% of the scale (traitinterp)": 0.1 * SCORE_SCALE,
-              "dead band, 10% of the scores' range": 0.1 * (max(known) - min(known))}
+half_bands = {"single cut (paper)": None, "dead band at 10% of the scale (traitinterp)": 0.1 * SCORE_SCALE,
+              "dead band at 10% of the scores' range": 0.1 * (max(known) - min(known))}
 band_pairs = {name: filter_effective_pairs(pair_scores, trait_data, **PAIR_THRESHOLDS) if half is None else
               filter_effective_pairs(pair_scores, trait_data, pos_threshold=cut + half, neg_threshold=cut - half,
                                      coherence_threshold=PAIR_THRESHOLDS["coherence_threshold"])
@@ -1267,8 +1267,8 @@ for name, pairs_ in band_pairs.items():
         for context in CONTEXTS:
             held = eval_kinds[context]["response_avg"][STEER_LAYER]
             row[f"AUROC ({context})"] = auroc(project(held[:n_pos], v), project(held[n_pos:], v))
-            course.record(f"{name}: held-out AUROC at STEER_LAYER ({context})", float(row[f"AUROC ({context})"]))
-    course.record(f"{name}: pairs kept", len(pairs_))
+            course.record(f"pair filter, {name}: held-out AUROC, block STEER_LAYER ({context})", float(row[f"AUROC ({context})"]), echo=False)
+    course.record(f"pair filter, {name}: pairs kept", len(pairs_), echo=False)
     band_rows.append(row)
 print(f"{n_total} pairs; scores on the {'P(yes), 0-1' if SCORE_SCALE == 1 else '0-100'} scale, "
       f"from {min(known):.3g} to {max(known):.3g}")
@@ -1369,7 +1369,7 @@ print(f"Held-out AUROC at block {STEER_LAYER} (question only, {n_pos} per side),
 print(where_table.round(3).to_string())
 for part, row in where_table.iterrows():
     for window, value in row.items():
-        course.record(f"read {part}, {window}: held-out AUROC (question only)", float(value))
+        course.record(f"read {part}, {window}: held-out AUROC (question only)", float(value), echo=False)
 
 # %% [markdown]
 # ### Predicting the response before it is written

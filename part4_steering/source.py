@@ -1130,8 +1130,8 @@ for t in profile.pipeline_traits:
         "prompted AUROC": prompted_auroc, "check set: share, trait replies": np.mean(written[1]),
         "check set: share, others": np.mean(written[0]), "check set AUROC (text)": check_auroc,
     })
-    course.record(f"judge-free {t}: prompted AUROC, P({measure.name})", prompted_auroc)
-    course.record(f"judge-free {t}: check set AUROC, text", check_auroc)
+    course.record(f"judge-free {t}: prompted AUROC, P({measure.name})", prompted_auroc, echo=False)
+    course.record(f"judge-free {t}: check set AUROC, text", check_auroc, echo=False)
 print(pd.DataFrame(measure_quality).round(3).to_string(index=False))
 
 # %% [markdown]
@@ -1153,11 +1153,11 @@ print(pd.DataFrame(measure_quality).round(3).to_string(index=False))
 # with prompt labels the vector is the mean difference between replies under the evil prompt and under the
 # helpful one, and under the evil prompt this model refuses more (P(refusal opening) 0.34 against 0.27 in the
 # table above). So expect the vector to carry part of a *refusal* direction, and P(refusal opening) to *rise*
-# with the coefficient. On the offline run it does: 0.08, 0.13 and 0.18 at -1, 0 and +1, while the judge's
+# with the coefficient. On the offline run it does: 0.08, 0.12 and 0.18 at -1, 0 and +1, while the judge's
 # scores stay within a point or two (44.9, 44.3, 43.2). That is a finding about the vector, not about evil: what
 # would show evil is a model that follows the evil prompt (the lite or full profile), pairs kept by a judge that
 # can see the trait (a hosted one), and more questions. Sycophancy's vector, judge-labelled, moves its measure
-# the expected way (0.08, 0.25, 0.39). Hallucinating's P(hedging opening) stays near zero (0.006, 0.007, 0.009):
+# the expected way (0.07, 0.25, 0.39). Hallucinating's P(hedging opening) stays near zero (0.006, 0.007, 0.009):
 # nothing to read there on this model.
 # </details>
 
@@ -1212,7 +1212,7 @@ for t, measure in OPENING_MEASURES.items():
         measure_rows.append({"trait": t, "coefficient": c, "judge score": judge_scores.get(c), "judge-free measure": f"P({measure.name})",
                              "the trait": "raises it" if measure.direction > 0 else "lowers it",
                              "P(opening)": by_coeff[c], "replies opening so": opens.get(c)})
-        course.record(f"pipeline {t}: P({measure.name}) at coeff {c:g}", float(by_coeff[c]))
+        course.record(f"pipeline {t}: P({measure.name}) at coeff {c:g}", float(by_coeff[c]), echo=False)
 pipeline_measures = pd.DataFrame(measure_rows)
 print(pipeline_measures.round(3).to_string(index=False))
 
