@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from utils.chat import Message, encode, render
 from utils.prefill import Prefilled, continue_prefilled, prefill
+from utils.progress import tqdm
 from utils.steering import RowSteerer
 
 if TYPE_CHECKING:
@@ -88,22 +89,52 @@ def phrase_token_ids(tokenizer: PreTrainedTokenizerBase, phrases: Sequence[str])
     return seqs
 
 
-def _prompts(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]]
-) -> tuple[list[list[int]], list[int], Prefilled]:
-    """Render each conversation up to its reply; prefill each distinct prompt once, without its last token.
+@dataclass
+class _PromptChunk:
+    """Up to ``batch_size`` distinct prompts, prefilled together, and the conversations that continue them.
+
+    Attributes:
+        state: the prompts' state, each prefilled without its last token.
+        members: indices (into the call's conversations) of the conversations whose prompt is in this chunk.
+        local: for each member, the index of its prompt within ``state``.
+    """
+
+    state: Prefilled
+    members: list[int]
+    local: list[int]
+
+
+def _prompt_chunks(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[Message]],
+    batch_size: int,
+    desc: str,
+) -> tuple[list[list[int]], Iterator[_PromptChunk]]:
+    """Render each conversation up to its reply; prefill each distinct prompt once, without its last token,
+    ``batch_size`` distinct prompts at a time (a progress bar over them), for the caller to continue.
 
     Returns:
-        (each conversation's prompt tokens, the index of its distinct prompt, the distinct prompts' state).
+        (each conversation's prompt tokens, the chunks in order; each is prefilled when the caller reaches it).
     """
     rows = [encode(render(c, tokenizer, add_generation_prompt=True), tokenizer)["input_ids"] for c in conversations]
     if any(len(r) < 2 for r in rows):
         raise ValueError("every conversation must render to at least two tokens")
     prompts = list(dict.fromkeys(tuple(r) for r in rows))  # distinct prompts, in order of first appearance
     which = {p: i for i, p in enumerate(prompts)}
-    with torch.no_grad():  # shared prefixes (a system prompt, the template's opening) once, where that is exact
-        state = prefill(model, [list(p[:-1]) for p in prompts], tokenizer.pad_token_id)
-    return rows, [which[tuple(r)] for r in rows], state
+    of_row = [which[tuple(r)] for r in rows]
+    starts = range(0, len(prompts), batch_size)
+
+    def chunks() -> Iterator[_PromptChunk]:
+        for start in tqdm(starts, desc=desc, disable=len(starts) < 2):
+            members = [i for i, k in enumerate(of_row) if start <= k < start + batch_size]
+            with torch.no_grad():  # shared prefixes (a system prompt, the template's opening) once, where exact
+                state = prefill(
+                    model, [list(p[:-1]) for p in prompts[start : start + batch_size]], tokenizer.pad_token_id
+                )
+            yield _PromptChunk(state, members, [of_row[i] - start for i in members])
+
+    return rows, chunks()
 
 
 def _steering(model, vector, coeffs, layer, positions: str):
@@ -126,6 +157,7 @@ def opening_probability(
     coeffs: Sequence[float] | None = None,
     layer: int | None = None,
     batch_size: int = 64,
+    desc: str = "opening probabilities",
 ) -> Float[Tensor, " n"]:
     """Probability that the assistant's reply to each conversation opens with one of ``token_ids``.
 
@@ -140,22 +172,24 @@ def opening_probability(
         vector, coeffs, layer: optional steering: ``coeffs[i] * vector`` added at block ``layer`` to the
             last prompt position of conversation ``i`` (where the first reply token is predicted), as
             section 4's steerer does in ``"response"`` mode during the prefill.
-        batch_size: rows per forward pass.
+        batch_size: rows per forward pass (and distinct prompts per prefill).
+        desc: the progress bar's label (a bar over the prefilled prompts, shown from two batches).
 
     Returns:
         One probability per conversation.
     """
     _check_steering(vector, coeffs, layer, len(conversations))
     ids = torch.tensor(list(token_ids), dtype=torch.long)
-    rows, which, state = _prompts(model, tokenizer, conversations)
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = slice(start, start + batch_size)
-        steer = _steering(model, vector, (coeffs or [])[chunk], layer, "response")
-        with torch.no_grad(), steer:
-            logits = continue_prefilled(model, state, [[r[-1]] for r in rows[chunk]], which[chunk])[:, -1]
-        out.append(logits.softmax(-1)[:, ids.to(logits.device)].sum(-1).cpu())
-    return torch.cat(out)
+    rows, chunks = _prompt_chunks(model, tokenizer, conversations, batch_size, desc)
+    out = torch.zeros(len(rows))
+    for chunk in chunks:
+        for start in range(0, len(chunk.members), batch_size):
+            members, local = chunk.members[start : start + batch_size], chunk.local[start : start + batch_size]
+            steer = _steering(model, vector, [coeffs[i] for i in members] if coeffs else [], layer, "response")
+            with torch.no_grad(), steer:
+                logits = continue_prefilled(model, chunk.state, [[rows[i][-1]] for i in members], local)[:, -1]
+            out[members] = logits.softmax(-1)[:, ids.to(logits.device)].sum(-1).cpu()
+    return out
 
 
 def phrase_probability(
@@ -167,6 +201,7 @@ def phrase_probability(
     coeffs: Sequence[float] | None = None,
     layer: int | None = None,
     batch_size: int = 64,
+    desc: str = "phrase probabilities",
 ) -> Float[Tensor, " n"]:
     """Probability that the assistant's reply to each conversation starts with one of ``phrases``.
 
@@ -181,7 +216,9 @@ def phrase_probability(
         vector, coeffs, layer: optional steering, ``coeffs[i] * vector`` at block ``layer``, on the positions
             a ``"response"``-mode steerer acts on while generating: the last prompt position and every reply
             token (here, the phrase's).
-        batch_size: rows per forward pass (one row per conversation and distinct phrase head).
+        batch_size: rows per forward pass (one row per conversation and distinct phrase head), and distinct
+            prompts per prefill.
+        desc: the progress bar's label (a bar over the prefilled prompts, shown from two batches).
 
     Returns:
         One probability per conversation (a one-token phrase gives the same as `opening_probability`
@@ -198,21 +235,22 @@ def phrase_probability(
         if not any(r[: len(head)] == head for r in runs):
             runs.append(head)
     run_of = [next(k for k, r in enumerate(runs) if r[: len(s) - 1] == tuple(s[:-1])) for s in seqs]
-    rows, which, state = _prompts(model, tokenizer, conversations)
-    # One row per (conversation, run): the prompt's last token, then the run.
-    jobs = [(i, r) for i in range(len(rows)) for r in range(len(runs))]
+    rows, chunks = _prompt_chunks(model, tokenizer, conversations, batch_size, desc)
     logp = torch.zeros(len(rows), len(seqs))
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        steer = _steering(model, vector, [coeffs[i] for i, _ in chunk] if coeffs else [], layer, "all")
-        continuations = [[rows[i][-1], *runs[r]] for i, r in chunk]
-        with torch.no_grad(), steer:
-            logits = continue_prefilled(model, state, continuations, [which[i] for i, _ in chunk])
-        lp = logits.log_softmax(-1)
-        for j, (i, r) in enumerate(chunk):
-            for k, s in enumerate(seqs):
-                if run_of[k] == r:
-                    logp[i, k] = lp[j, torch.arange(len(s)), torch.tensor(s)].sum().cpu()
+    for chunk in chunks:
+        # One row per (conversation, run): the prompt's last token, then the run.
+        jobs = [(i, k, r) for i, k in zip(chunk.members, chunk.local) for r in range(len(runs))]
+        for start in range(0, len(jobs), batch_size):
+            part = jobs[start : start + batch_size]
+            steer = _steering(model, vector, [coeffs[i] for i, _, _ in part] if coeffs else [], layer, "all")
+            continuations = [[rows[i][-1], *runs[r]] for i, _, r in part]
+            with torch.no_grad(), steer:
+                logits = continue_prefilled(model, chunk.state, continuations, [k for _, k, _ in part])
+            lp = logits.log_softmax(-1)
+            for j, (i, _, r) in enumerate(part):
+                for n, s in enumerate(seqs):
+                    if run_of[n] == r:
+                        logp[i, n] = lp[j, torch.arange(len(s)), torch.tensor(s)].sum().cpu()
     return logp.exp().sum(-1).clamp(max=1.0)
 
 

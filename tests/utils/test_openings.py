@@ -126,3 +126,25 @@ def test_phrases_sharing_a_head_share_a_run(tiny_models):
     together = phrase_probability(model, tok, convs, phrases, batch_size=3)
     alone = sum(phrase_probability(model, tok, convs, [p]) for p in phrases)
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-gemma2"])
+def test_prompts_prefilled_a_few_at_a_time_give_what_one_batch_gives(tiny_models, name):
+    """Distinct prompts are prefilled ``batch_size`` at a time (a progress bar over them): a conversation's
+    value does not depend on which chunk its prompt fell in, or on a repeated prompt in another chunk."""
+    model, tok = tiny_models[name]
+    vector = torch.randn(d_model(model), generator=torch.Generator().manual_seed(4)) * 4
+    questions = [*QUESTIONS, "Is the moon made of cheese?", QUESTIONS[0], "Name a colour."]
+    convs = [build_messages(q) for q in questions]
+    coeffs = [0.5 * k - 1.0 for k in range(len(convs))]
+    steer = {"vector": vector, "coeffs": coeffs, "layer": 1}
+    (token,) = phrase_token_ids(tok, ["Y"])[0]
+    for kwargs in ({}, steer):
+        one = opening_probability(model, tok, convs, [token], batch_size=64, **kwargs)
+        torch.testing.assert_close(opening_probability(model, tok, convs, [token], batch_size=2, **kwargs), one)
+        whole = phrase_probability(model, tok, convs, ["No", "Yes"], batch_size=64, **kwargs)
+        torch.testing.assert_close(phrase_probability(model, tok, convs, ["No", "Yes"], batch_size=2, **kwargs), whole)
+    for conv, c, value in zip(convs, coeffs, opening_probability(model, tok, convs, [token], batch_size=2, **steer)):
+        assert float(value) == pytest.approx(
+            _direct_phrase_probability(model, tok, conv, [token], vector, c, 1), rel=1e-3
+        )
