@@ -22,6 +22,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from utils import environment
 from utils.build_notebooks import ROOT, available_sections, exercise_names
 
 CHAPTERS = ROOT / "chapters"
@@ -44,6 +45,11 @@ def execute(nb, timeout: int = 1800, **client_options):
     ``client_options`` go to `nbclient.NotebookClient` (e.g. its ``on_cell_execute`` hook).
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # No widgets, as in the runner's kernels: panels print their table and bars are text. nbclient can block
+    # forever on a cell that opens widget comms (jupyter/nbclient#312: the kernel idle, the client still
+    # waiting; seen once here, on section 4's panel under the lite profile). Widgets are tested where a front
+    # end draws them: tests/test_jupyterlab.py in a real browser, tests/sections/test_panels.py in-process.
+    env.update({environment.NO_WIDGETS: "1", environment.PLAIN_PROGRESS: "1"})
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}, **client_options
     )
