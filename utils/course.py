@@ -412,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{section}: not run (interrupted)")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        _STOP.clear()  # "stop every kernel that starts" ends with this run (a later run in this process starts its own)
     print(f"\nProfile {profile.name}; wall time {time.perf_counter() - start:.0f}s\n")
     print(timings_table(sections, timings_dir, wall) + "\n")
     print(summary_table(sections, results_dir))

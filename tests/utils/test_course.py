@@ -140,6 +140,13 @@ def test_one_ctrl_c_stops_the_running_section_and_keeps_what_finished(tmp_path, 
     assert results.read_results(tmp_path / "out" / "tiny" / "results", "part1_assistant_axis")["finished"] == 1
     for section in ("part1_assistant_axis", "part3_contrastive"):
         assert (tmp_path / "out" / "tiny" / f"{section}_solutions.html").exists()
+    # The stop ends with the interrupted run: a section run afterwards in this process starts its kernel (a
+    # later test's kernel was once killed at start by a stop left over from this one).
+    env = course.section_environment(
+        "tiny", tmp_path / "again" / "results", tmp_path / "again" / "timings", "part1_assistant_axis"
+    )
+    ok, message, _ = course.run_section("part1_assistant_axis", tmp_path / "again", env, timeout=300, relay=False)
+    assert ok, message
 
 
 def test_a_section_named_twice_runs_once_and_an_unknown_one_is_refused(tmp_path, monkeypatch, capsys):
